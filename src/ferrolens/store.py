@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ import xarray as xr
 
 from . import __version__
 from .errors import InputError
+
+# Snakemake leaves a .snakemake_timestamp file in directory outputs; zarr warns
+# about it on every read of a store, though it is harmless.
+warnings.filterwarnings("ignore", message=".*snakemake_timestamp")
 
 # --- one vocabulary of names (DESIGN.md: data model) -------------------------
 FRAME, Y, X = "frame", "y", "x"
@@ -124,9 +129,16 @@ def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = Non
     if "ferrolens_kind" not in ds.attrs:
         raise ValueError("a store needs attrs from ferrolens.store.provenance()")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # fixed-width numpy strings have no zarr v3 spec yet; variable-length ones do
+    ds = ds.assign_coords({k: v.astype(object) for k, v in ds.coords.items() if v.dtype.kind == "U"})
+    ds = ds.assign({k: v.astype(object) for k, v in ds.data_vars.items() if v.dtype.kind == "U"})
     tmp = _tmp_beside(path)
     try:
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}))
+        with warnings.catch_warnings():
+            # consolidated metadata is not in the v3 spec yet, but it lets a plain
+            # `xr.open_zarr(path)` in a notebook open the store quickly and quietly
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=dict(encoding or {}))
         replace_atomically(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -174,7 +186,7 @@ def open_store(
     if not path.exists():
         raise InputError(path, "store does not exist", f"a {' or '.join(kinds)} store written by ferrolens")
     try:
-        ds = xr.open_zarr(path, consolidated=False)
+        ds = xr.open_zarr(path)
     except Exception as exc:  # zarr raises many types for a broken folder
         raise InputError(path, f"cannot be opened as a zarr store ({type(exc).__name__}: {exc})",
                          f"a {' or '.join(kinds)} store written by ferrolens") from exc

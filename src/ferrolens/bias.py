@@ -1,0 +1,63 @@
+"""The applied stimulus per frame: bias waveforms and bias tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+
+def triangular_waveform(n_frames: int, amplitude: float, cycles: float = 1.0, phase: float = 0.0) -> np.ndarray:
+    """Triangular bias, one value per frame (V).
+
+    Frame ``i`` sits at phase ``t = phase + cycles * i / n_frames`` (in cycles);
+    ``t = 0`` is 0 V rising, 0.25 is +amplitude, 0.5 is 0 V falling, 0.75 is
+    -amplitude. The movie samples whole periods without repeating the first
+    value at the end, as a recorded sweep does.
+
+    Returns float64 array (n_frames,).
+    """
+    if n_frames < 1:
+        raise InputError("bias.waveform", f"n_frames = {n_frames}", "at least one frame")
+    t = phase + cycles * np.arange(n_frames) / n_frames
+    u = np.mod(t - 0.25, 1.0)
+    return amplitude * (4.0 * np.abs(u - 0.5) - 1.0)
+
+
+def read_bias_csv(path: str | Path) -> pd.DataFrame:
+    """Read a bias table with columns ``frame, bias`` and optionally ``time``.
+
+    Returns a DataFrame indexed by frame (sorted), columns bias [, time].
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as CSV ({exc})", "a CSV with columns frame,bias[,time]") from exc
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = {"frame", "bias"} - set(df.columns)
+    if missing:
+        raise InputError(path, f"columns are {list(df.columns)}, missing {sorted(missing)}",
+                         "columns frame,bias[,time]")
+    for col in [c for c in ("frame", "bias", "time") if c in df.columns]:
+        if not np.issubdtype(df[col].dtype, np.number) or not np.isfinite(df[col]).all():
+            raise InputError(path, f"column {col!r} has non-numeric or non-finite values", "finite numbers")
+    if df["frame"].duplicated().any():
+        raise InputError(path, f"frames {sorted(df.loc[df['frame'].duplicated(), 'frame'].unique())} repeat",
+                         "one row per frame")
+    return df.set_index("frame").sort_index()
+
+
+def check_length(values, n_frames: int, where: str) -> np.ndarray:
+    """Bias/time values as float64, checking that there is one per frame."""
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.size != n_frames:
+        raise InputError(where, f"has {arr.size} values but the movie has {n_frames} frames",
+                         "one value per frame")
+    if not np.isfinite(arr).all():
+        raise InputError(where, f"values at positions {np.flatnonzero(~np.isfinite(arr))[:10].tolist()} are not finite",
+                         "finite numbers")
+    return arr

@@ -1,0 +1,73 @@
+"""Config: load a YAML config, validate it against the workflow's JSON schema
+and fill every default — the same check Snakemake runs, for notebooks and tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _validator(schema_path: Path):
+    import jsonschema
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    def retrieve(uri: str):
+        # fragments are referenced relative to the schema folder
+        target = schema_path.parent / uri.removeprefix("file://").split("#")[0]
+        return DRAFT202012.create_resource(yaml.safe_load(target.read_text()))
+
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    schema = yaml.safe_load(schema_path.read_text())
+    return cls(schema, registry=Registry(retrieve=retrieve))
+
+
+def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config") -> dict:
+    """Validate ``config`` in place (defaults filled) and return it.
+
+    A violation raises :class:`InputError` naming the key path and the value.
+    Defaults of objects that are filled in are themselves validated, so a run
+    of this function twice gives the same result.
+    """
+    v = _validator(Path(schema))
+    for _ in range(3):  # defaults can introduce objects whose own defaults need filling
+        errors = sorted(v.iter_errors(config), key=lambda e: list(e.absolute_path))
+        if errors:
+            e = errors[0]
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            raise InputError(where, f"key {key}: {e.message}", "a config matching workflow/schemas/config.schema.yaml")
+    return config
+
+
+def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict:
+    """Read a YAML config file and validate it (defaults filled)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(path, f"cannot be read as YAML ({exc})", "a YAML config file") from exc
+    return validate(config, schema, where=str(path))
+
+
+def stage_seed(seed: int, *names: Any) -> int:
+    """A seed per stage and wildcard, derived from the master seed (stable across runs)."""
+    text = ":".join([str(seed), *map(str, names)])
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)

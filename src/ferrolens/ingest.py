@@ -1,0 +1,263 @@
+"""Ingest: a source file (or the demo generator) → ``movie.zarr``, and human
+labels → ``labels.zarr``.
+
+The same frame selection, crop and binning are applied to images and to
+labels drawn from ground truth, so that labels always match frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import store
+from .bias import check_length, read_bias_csv, triangular_waveform
+from .errors import InputError
+from .io import Frames, expand_paths, read_frames
+
+
+# --- selection -----------------------------------------------------------------
+def frame_indices(n_source: int, frames: dict, where: str) -> np.ndarray:
+    """Source-frame indices kept by ``frames: {start, stop, step}``."""
+    start, stop, step = frames.get("start", 0), frames.get("stop"), frames.get("step", 1)
+    idx = np.arange(n_source)[slice(start, stop, step)]
+    if idx.size == 0:
+        raise InputError(where, f"frames {frames} select nothing from {n_source} frames",
+                         "a non-empty frame range")
+    return idx
+
+
+def crop_bin(arr: np.ndarray, crop: list | None, binning: int, where: str, labels: bool = False) -> np.ndarray:
+    """Crop ``[y0, y1, x0, x1]`` (None = to the edge), then bin by ``binning``.
+
+    Images are binned by block means; labels by taking each block's top-left
+    pixel (a class cannot be averaged). Trailing rows/columns that do not
+    fill a block are dropped. ``arr`` is (frame, y, x).
+    """
+    if crop:
+        y0, y1, x0, x1 = crop
+        ny, nx = arr.shape[1:]
+        if not (0 <= (y0 or 0) < (ny if y1 is None else min(y1, ny)) and 0 <= (x0 or 0) < (nx if x1 is None else min(x1, nx))):
+            raise InputError(where, f"crop {crop} is empty for frames of {ny}×{nx}", "0 ≤ y0 < y1 ≤ height, 0 ≤ x0 < x1 ≤ width")
+        arr = arr[:, y0:y1, x0:x1]
+    b = int(binning)
+    if b > 1:
+        ny, nx = (arr.shape[1] // b) * b, (arr.shape[2] // b) * b
+        if ny == 0 or nx == 0:
+            raise InputError(where, f"binning {b} is larger than the frame {arr.shape[1:]}", "a smaller bin factor")
+        arr = arr[:, :ny, :nx]
+        if labels:
+            arr = arr[:, ::b, ::b]
+        else:
+            arr = arr.reshape(arr.shape[0], ny // b, b, nx // b, b).mean(axis=(2, 4))
+    return arr
+
+
+def _source_of(cfg: dict, source: str | Path | list | None) -> Any:
+    return source if source is not None else cfg.get("path")
+
+
+def resolve_bias(cfg: dict, fr: Frames, idx: np.ndarray, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Bias (V) and time (s) of the kept frames from the configured source.
+
+    ``bias.source``: ``auto`` (the file's, else none), ``file``, ``csv``
+    (columns frame,bias[,time] by source frame), ``list`` (one value per kept
+    frame), ``waveform`` (triangular; one value per kept frame) or ``none``.
+    """
+    bcfg = cfg.get("bias") or {}
+    src = bcfg.get("source", "auto")
+    n = idx.size
+    bias = time = None
+    if fr.time is not None:
+        time = check_length(fr.time, len(fr.image), f"{where}: time in the file")[idx]
+    if src in ("auto", "file"):
+        if fr.bias is not None:
+            bias = check_length(fr.bias, len(fr.image), f"{where}: bias in the file")[idx]
+        elif src == "file":
+            raise InputError(where, "bias.source is 'file' but the file holds no bias",
+                             "bias.dataset naming it, or another bias.source")
+    elif src == "csv":
+        table = read_bias_csv(bcfg["csv"])
+        missing = sorted(set(idx.tolist()) - set(table.index.tolist()))
+        if missing:
+            raise InputError(bcfg["csv"], f"has no rows for frames {missing[:10]}{' …' if len(missing) > 10 else ''}",
+                             f"a bias for each of the {n} kept frames")
+        bias = table.loc[idx, "bias"].to_numpy(float)
+        if "time" in table:
+            time = table.loc[idx, "time"].to_numpy(float)
+    elif src == "list":
+        bias = check_length(bcfg.get("values") or [], n, f"{where}: bias.values")
+    elif src == "waveform":
+        bias = triangular_waveform(n, bcfg.get("amplitude", 1.0), bcfg.get("cycles", 1.0), bcfg.get("phase", 0.0))
+    elif src != "none":
+        raise InputError(where, f"bias.source = {src!r}", "auto, file, csv, list, waveform or none")
+    if time is None and cfg.get("frame_interval"):
+        time = np.arange(n) * float(cfg["frame_interval"])
+    return bias, time
+
+
+def _fix_nonfinite(image: np.ndarray, policy, where: str, kept: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(image)
+    if not bad.any():
+        return image
+    if policy == "error" or policy is None:
+        frames = np.flatnonzero(bad.any(axis=(1, 2)))
+        raise InputError(where, f"non-finite pixels in source frames {kept[frames][:20].tolist()}",
+                         "finite pixels, or `nonfinite:` set to a fill value or 'median'")
+    fill = np.nanmedian(image[~bad]) if policy == "median" else float(policy)
+    return np.where(bad, fill, image)
+
+
+def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | None = None) -> xr.Dataset:
+    """Read, select, crop, bin and check one dataset's movie (no write).
+
+    Parameters
+    ----------
+    cfg : the dataset's config section (see ``workflow/schemas``).
+    source : file/folder/list to read instead of ``cfg["path"]`` (the demo
+        generator's store for synthetic datasets).
+
+    Returns the ``movie`` Dataset: image(frame, y, x) float32 with coords
+    frame, source_frame, bias (V) / time (s) when known, and attrs.
+    """
+    src = _source_of(cfg, source)
+    if src is None:
+        raise InputError(where or "dataset", "has neither `path` nor `synthetic`", "a source file")
+    where = where or str(src)
+    fr = read_frames(src, cfg)
+    idx = frame_indices(fr.image.shape[0], cfg.get("frames") or {}, where)
+    image = np.asarray(fr.image[idx], dtype=np.float64)
+    image = _fix_nonfinite(image, cfg.get("nonfinite", "error"), where, idx)
+    image = crop_bin(image, cfg.get("crop"), cfg.get("bin", 1), where).astype(np.float32)
+    bias, time = resolve_bias(cfg, fr, idx, where)
+
+    attrs = dict(fr.attrs)
+    files = expand_paths(src)
+    attrs["source"] = [str(p) for p in files] if len(files) > 1 else str(files[0])
+    attrs["source_sha256"] = [store.sha256_file(p) for p in files] if len(files) > 1 else store.sha256_file(files[0])
+    if cfg.get("pixel_size"):
+        attrs["pixel_size"], attrs["pixel_units"] = float(cfg["pixel_size"]), cfg.get("pixel_units", "nm")
+    if "pixel_size" in attrs and cfg.get("bin", 1) > 1:
+        attrs["pixel_size"] = attrs["pixel_size"] * cfg["bin"]
+    coords = store.frame_coords(len(idx), bias=bias, time=time)
+    coords["source_frame"] = (store.FRAME, idx)
+    img_attrs = {"units": attrs.pop("units", "arb. units"), "long_name": attrs.get("quantity", "intensity")}
+    return xr.Dataset({"image": ((store.FRAME, store.Y, store.X), image, img_attrs)}, coords=coords, attrs=attrs)
+
+
+def ingest_movie(cfg: dict, out: str | Path, source: str | Path | list | None = None, name: str = "dataset") -> Path:
+    """Ingest one dataset into ``movie.zarr`` (atomically).
+
+    Everything is read and checked before the store is written, so bad input
+    leaves no output behind.
+    """
+    ds = load_movie(cfg, source, where=f"datasets.{name}")
+    ds.attrs.update(store.provenance("movie", cfg, dataset=name))
+    # one frame per chunk: later stages stream over frames
+    return store.write_store(ds, out, encoding={"image": {"chunks": (1, *ds.image.shape[1:])}})
+
+
+def write_demo_source(spec: dict, out: str | Path) -> Path:
+    """Generate the demo movie with its ground truth into a ``synthetic`` store."""
+    from .synthetic import make_demo
+
+    ds = make_demo(**spec)
+    return store.write_store(ds, out, encoding={v: {"chunks": (1, *ds[v].shape[1:])}
+                                                for v in ("image", "class_map", "variant_map", "orientation")})
+
+
+# --- labels ------------------------------------------------------------------------
+def _colour_to_class(rgb: np.ndarray, colours: dict[str, list[int]], classes: list[str], where: str) -> np.ndarray:
+    out = np.full(rgb.shape[:2], -1, np.int16)
+    for name, col in colours.items():
+        if name not in classes:
+            raise InputError("labels.colors", f"class {name!r}", f"one of {classes}")
+        out[np.all(rgb[..., :3] == np.asarray(col[:3]), axis=-1)] = classes.index(name)
+    if (out < 0).any():
+        unknown = np.unique(rgb[..., :3][out < 0].reshape(-1, 3), axis=0)[:5].tolist()
+        raise InputError(where, f"colours {unknown} are not in labels.colors", f"colours {colours}")
+    return out
+
+
+def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str], n_expected: int) -> list[np.ndarray]:
+    from PIL import Image
+
+    files = expand_paths(paths if len(paths) != 1 else paths[0])
+    arrays = []
+    for p in files:
+        if p.suffix.lower() in (".npy",):
+            a = np.load(p, allow_pickle=False)
+        elif p.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            a = tifffile.imread(p)
+        else:
+            with Image.open(p) as im:
+                a = np.asarray(im)
+        if fmt == "rgb":
+            if a.ndim != 3 or a.shape[-1] not in (3, 4):
+                raise InputError(p, f"label image of shape {a.shape}", "an RGB(A) mask (y, x, 3|4)")
+            arrays.append(_colour_to_class(a, colours, classes, str(p)))
+        else:
+            arrays.extend(list(a) if a.ndim == 3 else [a])
+    if len(arrays) != n_expected:
+        raise InputError("labels.path", f"gives {len(arrays)} label images for {n_expected} labels.frames",
+                         "one label image per listed frame")
+    return arrays
+
+
+def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out: str | Path,
+                  truth: str | Path | None = None, name: str = "dataset") -> Path:
+    """Read human labels of a few frames into ``labels.zarr``.
+
+    Labels come from files (integer class maps in PNG/TIFF/npy, or RGB masks
+    with ``labels.colors``), or, for the demo, from the generator's ground
+    truth (``labels.source: truth``) with the movie's selection applied.
+    Output: label(frame, y, x) int16 in 0…K-1 (K = len(classes)), with
+    ``frame`` = the movie frame each label belongs to.
+    """
+    lcfg = dataset_cfg.get("labels") or {}
+    frames = list(lcfg.get("frames") or [])
+    where = f"datasets.{name}.labels"
+    if not frames:
+        raise InputError(f"{where}.frames", "is empty", "the movie frames that have labels")
+    mv = store.open_store(movie, "movie", ["image"])
+    n_frames, shape = mv.sizes[store.FRAME], (mv.sizes[store.Y], mv.sizes[store.X])
+    bad = [f for f in frames if not 0 <= f < n_frames]
+    if bad:
+        raise InputError(f"{where}.frames", f"frames {bad} are out of range", f"0 … {n_frames - 1}")
+    if lcfg.get("source", "files") == "truth":
+        if truth is None:
+            raise InputError(f"{where}.source", "is 'truth' but the dataset is not synthetic", "labels.path")
+        gt = store.open_store(truth, "synthetic", ["class_map"])
+        src_idx = mv["source_frame"].values[frames]
+        arrays = list(crop_bin(gt["class_map"].values[src_idx].astype(np.int16), dataset_cfg.get("crop"),
+                               dataset_cfg.get("bin", 1), where, labels=True))
+    else:
+        paths = lcfg.get("path")
+        if not paths:
+            raise InputError(f"{where}.path", "is not set", "label files (or source: truth for the demo)")
+        arrays = _read_label_images(paths if isinstance(paths, list) else [paths], lcfg.get("format", "index"),
+                                    lcfg.get("colors") or {}, classes, len(frames))
+    for f, a in zip(frames, arrays):
+        if a.shape != shape:
+            raise InputError(where, f"label of frame {f} has shape {a.shape}", f"the frame shape {shape}")
+        vals = np.unique(a)
+        outside = vals[(vals < 0) | (vals >= len(classes))] if lcfg.get("format", "index") != "rgb" else []
+        outside = [v for v in outside if v != lcfg.get("unlabelled", -1)]
+        if len(outside):
+            raise InputError(where, f"label of frame {f} has values {list(map(int, outside))}",
+                             f"class indices 0 … {len(classes) - 1} ({', '.join(classes)})")
+    label = np.stack(arrays).astype(np.int16)
+    coords = {store.FRAME: np.asarray(frames)}
+    if "bias" in mv.coords:
+        coords["bias"] = (store.FRAME, mv["bias"].values[frames], {"units": "V"})
+    ds = xr.Dataset({"label": ((store.FRAME, store.Y, store.X), label,
+                               {"flag_values": list(range(len(classes))), "flag_meanings": " ".join(classes),
+                                "unlabelled": -1})},
+                    coords=coords,
+                    attrs=store.provenance("labels", lcfg, class_names=list(classes), movie=str(movie), dataset=name))
+    return store.write_store(ds, out)

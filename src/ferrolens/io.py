@@ -1,0 +1,351 @@
+"""Readers: turn a microscopy file (or several) into frames (frame, y, x).
+
+Supported sources, chosen by extension (or ``format`` in config):
+
+* multi-page TIFF (``.tif``/``.tiff``); a folder of TIFF/PNG frames in natural
+  order; a list of single-frame files read as one series;
+* NumPy ``.npy`` / ``.npz`` (``dataset`` = the npz key);
+* HDF5 (``.h5``/``.hdf5``) by dataset path, or by channel name in the
+  sidpy/pyNSID layout (the dataset attribute ``quantity``), honouring its
+  ``DIMENSION_LABELS`` so that images come out as (y, x) and a spectral/bias
+  axis becomes the frame axis with its dimension scale as bias;
+* a zarr store with an ``image`` variable (e.g. the demo movie);
+* Gatan ``.dm3``/``.dm4`` and Velox ``.emd`` through rosettasciio (optional
+  extra ``ferrolens[microscopy]``).
+
+Every problem raises :class:`~ferrolens.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_EXT = {".tif", ".tiff", ".png"}
+FORMATS = {
+    ".tif": "tiff", ".tiff": "tiff", ".png": "image",
+    ".npy": "npy", ".npz": "npz",
+    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".nxs": "hdf5",
+    ".zarr": "zarr",
+    ".dm3": "dm", ".dm4": "dm", ".emd": "emd",
+}
+
+
+@dataclass
+class Frames:
+    """Frames read from a source, before selection.
+
+    image : (frame, y, x) array (any real dtype).
+    bias, time : per-frame values found in the file (V, s), or None.
+    attrs : units, pixel size/units, anything the file states.
+    """
+
+    image: np.ndarray
+    bias: np.ndarray | None = None
+    time: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def natural_key(path: Path) -> list:
+    """Sort key putting ``frame2`` before ``frame10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def expand_paths(path: str | Path | list) -> list[Path]:
+    """A file, a folder of image frames, or a list of files → list of files."""
+    if isinstance(path, (list, tuple)):
+        paths = [Path(p) for p in path]
+        if not paths:
+            raise InputError("path", "is an empty list", "one or more files")
+    else:
+        p = Path(path)
+        if p.is_dir() and p.suffix != ".zarr":
+            paths = sorted((q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXT), key=natural_key)
+            if not paths:
+                raise InputError(p, "folder holds no TIFF/PNG frames", f"files ending in {sorted(IMAGE_EXT)}")
+        else:
+            paths = [p]
+    for p in paths:
+        if not p.exists():
+            raise InputError(p, "does not exist", "an existing file")
+    return paths
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise InputError(path, f"unknown extension {path.suffix!r}",
+                         f"one of {sorted(FORMATS)} or `format:` set in config")
+    return kind
+
+
+def _as_frames(arr: np.ndarray, where: Path, channel: int | None = None) -> np.ndarray:
+    """Bring an array to (frame, y, x): 2-D → one frame; 4-D needs a channel index (last axis)."""
+    if arr.ndim == 4:
+        if channel is None:
+            raise InputError(where, f"array of shape {arr.shape} has a channel axis",
+                             "`channel:` set to the channel index (last axis)")
+        if not 0 <= int(channel) < arr.shape[-1]:
+            raise InputError(where, f"channel {channel} out of range for {arr.shape[-1]} channels",
+                             f"0 … {arr.shape[-1] - 1}")
+        arr = arr[..., int(channel)]
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(where, f"array of shape {arr.shape}", "2-D (y, x) or 3-D (frame, y, x) data")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise InputError(where, f"data type {arr.dtype}", "real numbers")
+    return arr
+
+
+# --- single-format readers ------------------------------------------------------
+def _read_tiff(path: Path, opts: dict) -> Frames:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            arr = tif.asarray()
+            attrs = {}
+            page = tif.pages[0]
+            res = page.tags.get("XResolution")
+            unit = page.tags.get("ResolutionUnit")
+            if res is not None and res.value[0] and unit is not None and int(unit.value) in (2, 3):
+                per_unit = res.value[0] / res.value[1]
+                attrs["pixel_size"] = (2.54e-2 if int(unit.value) == 2 else 1e-2) / per_unit
+                attrs["pixel_units"] = "m"
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as TIFF ({type(exc).__name__}: {exc})",
+                         "a readable (multi-page) TIFF") from exc
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4 and opts.get("channel") is None:
+        raise InputError(path, f"looks like an RGB image {arr.shape}", "a grayscale stack, or `channel:` set")
+    return Frames(_as_frames(arr, path, opts.get("channel")), attrs=attrs)
+
+
+def _read_image(path: Path, opts: dict) -> Frames:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
+                         "a readable PNG/TIFF") from exc
+    if arr.ndim == 3:  # RGB(A) frame: luminance unless a channel is chosen
+        ch = opts.get("channel")
+        arr = arr[..., int(ch)] if ch is not None else arr[..., :3].astype(float) @ [0.299, 0.587, 0.114]
+    return Frames(_as_frames(arr, path))
+
+
+def _read_npy(path: Path, opts: dict) -> Frames:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as .npy ({type(exc).__name__}: {exc})", "a NumPy .npy file") from exc
+    return Frames(_as_frames(np.asarray(arr), path, opts.get("channel")))
+
+
+def _read_npz(path: Path, opts: dict) -> Frames:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            key = opts.get("dataset")
+            if key is None:
+                key = next((k for k in ("image", "images", "data", "frames") if k in keys), None)
+                if key is None and len(keys) == 1:
+                    key = keys[0]
+            if key not in keys:
+                raise InputError(path, f"key {key!r} not found; keys are {keys}", "`dataset:` naming one of them")
+            arr = npz[key]
+            bias = npz["bias"] if "bias" in keys and key != "bias" else None
+            time = npz["time"] if "time" in keys and key != "time" else None
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as .npz ({type(exc).__name__}: {exc})", "a NumPy .npz file") from exc
+    return Frames(_as_frames(arr, path, opts.get("channel")), bias=bias, time=time)
+
+
+def _h5_attr(obj, name, default=None):
+    val = obj.attrs.get(name, default)
+    if isinstance(val, bytes):
+        val = val.decode()
+    return val
+
+
+def _h5_datasets(f) -> dict[str, Any]:
+    import h5py
+
+    out = {}
+    f.visititems(lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _read_hdf5(path: Path, opts: dict) -> Frames:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as HDF5 ({type(exc).__name__}: {exc})",
+                         "a readable HDF5 file") from exc
+    with f:
+        dsets = _h5_datasets(f)
+        name, channel = opts.get("dataset"), opts.get("channel")
+        if name is not None:
+            if name.strip("/") not in dsets:
+                raise InputError(path, f"dataset {name!r} is not there",
+                                 f"one of {sorted(n for n, d in dsets.items() if d.ndim >= 2)}")
+            name = name.strip("/")
+        else:
+            images = {n: d for n, d in dsets.items() if d.ndim >= 2}
+            if isinstance(channel, str):
+                by_q = {n: d for n, d in images.items() if _h5_attr(d, "quantity") == channel}
+                if not by_q:
+                    quantities = sorted({str(_h5_attr(d, "quantity")) for d in images.values()
+                                         if _h5_attr(d, "quantity") is not None})
+                    raise InputError(path, f"no dataset has quantity {channel!r}",
+                                     f"`channel:` one of {quantities}" if quantities else "`dataset:` set")
+                images = by_q
+            if len(images) != 1:
+                listing = {n: _h5_attr(d, "quantity") for n, d in images.items()}
+                raise InputError(path, f"{len(images)} candidate image datasets {listing}",
+                                 "`dataset:` (path) or `channel:` (quantity name) choosing one")
+            name = next(iter(images))
+        d = dsets[name]
+        arr = d[()]
+        attrs: dict[str, Any] = {"dataset": name}
+        if _h5_attr(d, "quantity") is not None:
+            attrs["quantity"] = str(_h5_attr(d, "quantity"))
+        if _h5_attr(d, "units") is not None:
+            attrs["units"] = str(_h5_attr(d, "units"))
+        labels = [str(s.decode() if isinstance(s, bytes) else s) for s in d.attrs.get("DIMENSION_LABELS", [])]
+        scales = []
+        for dim in d.dims:  # HDF5 dimension scales, as pyNSID writes them
+            scales.append(dim[0] if len(dim) else None)
+        bias = None
+        if len(labels) == arr.ndim and {"x", "y"} <= {s.lower() for s in labels}:
+            low = [s.lower() for s in labels]
+            other = [i for i, s in enumerate(low) if s not in ("x", "y")]
+            order = other + [low.index("y"), low.index("x")]
+            arr = np.transpose(arr, order)
+            xs = scales[low.index("x")]
+            if xs is not None and len(xs) > 1:
+                attrs["pixel_size"] = float(abs(xs[1] - xs[0]))
+                attrs["pixel_units"] = str(_h5_attr(xs, "units", ""))
+            if other and scales[other[0]] is not None:
+                s = scales[other[0]]
+                attrs["frame_axis_name"] = labels[other[0]]
+                if str(_h5_attr(s, "units", "")) == "V" or str(_h5_attr(s, "quantity", "")).lower() == "bias":
+                    bias = np.asarray(s[()], dtype=float)
+        elif opts.get("frame_axis") not in (None, 0) and arr.ndim == 3:
+            arr = np.moveaxis(arr, int(opts["frame_axis"]), 0)
+        bias_name = (opts.get("bias") or {}).get("dataset")
+        if bias_name is not None:
+            if bias_name.strip("/") not in dsets:
+                raise InputError(path, f"bias dataset {bias_name!r} is not there", f"one of {sorted(dsets)}")
+            bias = np.asarray(dsets[bias_name.strip("/")][()], dtype=float).ravel()
+    return Frames(_as_frames(arr, path), bias=bias, attrs=attrs)
+
+
+def _read_zarr(path: Path, opts: dict) -> Frames:
+    import xarray as xr
+
+    try:
+        ds = xr.open_zarr(path, consolidated=False)
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as zarr ({type(exc).__name__}: {exc})", "a zarr store") from exc
+    var = opts.get("dataset") or "image"
+    if var not in ds:
+        raise InputError(path, f"variable {var!r} is not there", f"`dataset:` one of {sorted(ds.data_vars)}")
+    da = ds[var]
+    attrs = {k: ds.attrs[k] for k in ("pixel_size", "pixel_units") if k in ds.attrs}
+    if "units" in da.attrs:
+        attrs["units"] = da.attrs["units"]
+    bias = ds["bias"].values if "bias" in ds.coords else None
+    time = ds["time"].values if "time" in ds.coords else None
+    return Frames(_as_frames(da.values, path), bias=bias, time=time, attrs=attrs)
+
+
+def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
+    try:
+        import importlib
+
+        reader = importlib.import_module(f"rsciio.{module}").file_reader
+    except ImportError as exc:
+        raise InputError(path, "reading Gatan/Velox files needs rosettasciio, which is not installed",
+                         "`pip install 'ferrolens[microscopy]'`") from exc
+    try:
+        signals = reader(str(path))
+    except Exception as exc:
+        raise InputError(path, f"cannot be read by rosettasciio ({type(exc).__name__}: {exc})",
+                         "a readable .dm3/.dm4/.emd file") from exc
+    images = [s for s in signals if np.ndim(s["data"]) >= 2]
+    ch = opts.get("channel")
+    if len(images) > 1 and ch is None:
+        names = [s.get("metadata", {}).get("General", {}).get("title", str(i)) for i, s in enumerate(images)]
+        raise InputError(path, f"{len(images)} signals {names}", "`channel:` (index or title) choosing one")
+    sig = images[0] if ch is None else (
+        images[int(ch)] if isinstance(ch, int) else
+        next((s for s in images if s.get("metadata", {}).get("General", {}).get("title") == ch), None))
+    if sig is None:
+        raise InputError(path, f"no signal titled {ch!r}", "`channel:` naming an existing signal")
+    attrs = {}
+    axes = sig.get("axes", [])
+    if axes:
+        attrs["pixel_size"] = float(axes[-1].get("scale", 1.0))
+        attrs["pixel_units"] = str(axes[-1].get("units", ""))
+    return Frames(_as_frames(np.asarray(sig["data"]), path), attrs=attrs)
+
+
+READERS = {
+    "tiff": _read_tiff,
+    "image": _read_image,
+    "npy": _read_npy,
+    "npz": _read_npz,
+    "hdf5": _read_hdf5,
+    "zarr": _read_zarr,
+    "dm": lambda p, o: _read_rosettasciio(p, o, "digitalmicrograph"),
+    "emd": lambda p, o: _read_rosettasciio(p, o, "emd"),
+}
+
+
+def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
+    """Read every frame of a source (one file, a folder, or a list of files).
+
+    ``opts``: ``format`` (auto), ``dataset``, ``channel``, ``frame_axis``,
+    ``bias`` (dict; its ``dataset`` names an HDF5 bias dataset). Several
+    files are concatenated along frame; their frames must share one size.
+    """
+    opts = dict(opts or {})
+    paths = expand_paths(path)
+    parts, biases = [], []
+    attrs: dict[str, Any] = {}
+    for p in paths:
+        fmt = detect_format(p, opts.get("format", "auto"))
+        if fmt not in READERS:
+            raise InputError(p, f"format {fmt!r}", f"one of {sorted(READERS)}")
+        fr = READERS[fmt](p, opts)
+        if parts and fr.image.shape[1:] != parts[0].image.shape[1:]:
+            raise InputError(p, f"frame size {fr.image.shape[1:]} differs from {parts[0].image.shape[1:]} "
+                                f"of {paths[0].name}", "frames of one size")
+        parts.append(fr)
+        biases.append(fr.bias)
+        attrs = {**fr.attrs, **attrs}
+    image = parts[0].image if len(parts) == 1 else np.concatenate([q.image for q in parts])
+    bias = parts[0].bias if len(parts) == 1 else (
+        np.concatenate(biases) if all(b is not None for b in biases) else None)
+    time = parts[0].time if len(parts) == 1 else None
+    if image.shape[0] == 0 or 0 in image.shape[1:]:
+        raise InputError(paths[0], f"holds no frames (shape {image.shape})", "at least one non-empty frame")
+    attrs["source_files"] = [str(p) for p in paths]
+    return Frames(image=image, bias=bias, time=time, attrs=attrs)

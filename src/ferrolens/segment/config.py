@@ -1,0 +1,125 @@
+"""Defaults of the ``segment:`` config section and their checks.
+
+The workflow validates the section against
+``workflow/schemas/fragments/segment.yaml`` (which fills the same defaults);
+these mirror it so that the entry functions also work from a notebook with a
+partial dict. A test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import InputError
+
+DEFAULTS: dict[str, Any] = {
+    "n_classes": [2, 3],
+    "model": {
+        "depth": 3,
+        "base_filters": 16,
+        "convs_per_block": 2,
+        "batchnorm": True,
+        "dropout": 0.1,
+    },
+    "normalize": {"low_percentile": 1.0, "high_percentile": 99.0},
+    "train": {
+        "patch_size": 128,
+        "batch_size": 8,
+        "steps_per_epoch": 50,
+        "max_epochs": 20,
+        "max_minutes": None,
+        "learning_rate": 1e-3,
+        "class_weights": "auto",
+        "rare_class_fraction": 0.5,
+        "val_frames": None,
+        "val_fraction": 0.25,
+        "num_workers": 0,
+        "accelerator": "auto",
+    },
+    "augment": {
+        "rotate90": True,
+        "flip": True,
+        "zoom": {"enabled": True, "probability": 0.5, "max_factor": 1.5},
+        "contrast": {
+            "enabled": True,
+            "probability": 0.5,
+            "scale_range": [0.7, 1.3],
+            "shift": 0.1,
+            "gamma_range": [0.7, 1.5],
+        },
+        "gaussian_noise": {"enabled": True, "probability": 0.5, "max_sigma": 0.05},
+        "poisson_noise": {"enabled": True, "probability": 0.3, "peak_range": [20.0, 200.0]},
+        "blur": {"enabled": True, "probability": 0.3, "max_sigma": 1.0},
+    },
+    "predict": {"batch_size": 8, "tile": 512, "overlap": 128, "accelerator": "auto"},
+}
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def _merge(default: Any, given: Any, where: str) -> Any:
+    if isinstance(default, dict):
+        if given is None:
+            given = {}
+        if not isinstance(given, dict):
+            raise InputError(f"config {where}", f"value {given!r} is not a mapping", "a mapping of keys")
+        unknown = sorted(set(given) - set(default))
+        if unknown:
+            raise InputError(f"config {where}", f"unknown key(s) {unknown}", f"keys among {sorted(default)}")
+        return {k: _merge(v, given.get(k, copy.deepcopy(v)), f"{where}.{k}") for k, v in default.items()}
+    return given
+
+
+def resolve_config(cfg: dict | None) -> dict:
+    """``cfg`` (the ``segment:`` section, possibly partial) merged over :data:`DEFAULTS`.
+
+    Unknown keys and out-of-range values raise :class:`InputError` naming the key.
+    """
+    out = _merge(DEFAULTS, copy.deepcopy(cfg) if cfg else {}, "segment")
+    _check(out)
+    return out
+
+
+def _need(cond: bool, key: str, value: Any, expected: str) -> None:
+    if not cond:
+        raise InputError(f"config segment.{key}", f"value {value!r}", expected)
+
+
+def _check(c: dict) -> None:
+    for k in ("depth", "base_filters", "convs_per_block"):
+        v = c["model"][k]
+        _need(isinstance(v, int) and v >= 1, f"model.{k}", v, "an integer ≥ 1")
+    _need(0 <= c["model"]["dropout"] < 1, "model.dropout", c["model"]["dropout"], "0 ≤ dropout < 1")
+    lo, hi = c["normalize"]["low_percentile"], c["normalize"]["high_percentile"]
+    _need(0 <= lo < hi <= 100, "normalize", [lo, hi], "0 ≤ low_percentile < high_percentile ≤ 100")
+    t = c["train"]
+    for k in ("patch_size", "batch_size", "steps_per_epoch", "max_epochs"):
+        _need(isinstance(t[k], int) and t[k] >= 1, f"train.{k}", t[k], "an integer ≥ 1")
+    _need(t["learning_rate"] > 0, "train.learning_rate", t["learning_rate"], "a positive number")
+    _need(0 <= t["rare_class_fraction"] <= 1, "train.rare_class_fraction", t["rare_class_fraction"], "0 … 1")
+    _need(0 < t["val_fraction"] < 1, "train.val_fraction", t["val_fraction"], "0 < val_fraction < 1")
+    cw = t["class_weights"]
+    _need(cw in ("auto", "none") or (isinstance(cw, list) and all(float(w) >= 0 for w in cw)),
+          "train.class_weights", cw, "'auto', 'none' or a list of non-negative weights, one per class")
+    mm = t["max_minutes"]
+    _need(mm is None or mm > 0, "train.max_minutes", mm, "null or a positive number of minutes")
+    vf = t["val_frames"]
+    _need(vf is None or (isinstance(vf, list) and all(isinstance(f, int) for f in vf)),
+          "train.val_frames", vf, "null or a list of labelled movie frame indices")
+    p = c["predict"]
+    for k in ("batch_size", "tile"):
+        _need(isinstance(p[k], int) and p[k] >= 1, f"predict.{k}", p[k], "an integer ≥ 1")
+    _need(isinstance(p["overlap"], int) and 0 <= p["overlap"] < p["tile"], "predict.overlap", p["overlap"],
+          f"an integer 0 ≤ overlap < tile ({p['tile']})")
+    for section in ("train", "predict"):
+        acc = c[section]["accelerator"]
+        _need(acc in ACCELERATORS, f"{section}.accelerator", acc, " or ".join(ACCELERATORS))
+    a = c["augment"]
+    for k in ("zoom", "contrast", "gaussian_noise", "poisson_noise", "blur"):
+        _need(0 <= a[k]["probability"] <= 1, f"augment.{k}.probability", a[k]["probability"], "0 … 1")
+    _need(a["zoom"]["max_factor"] >= 1, "augment.zoom.max_factor", a["zoom"]["max_factor"], "≥ 1")
+    for k, rng in (("contrast.scale_range", a["contrast"]["scale_range"]),
+                   ("contrast.gamma_range", a["contrast"]["gamma_range"]),
+                   ("poisson_noise.peak_range", a["poisson_noise"]["peak_range"])):
+        _need(len(rng) == 2 and 0 < rng[0] <= rng[1], f"augment.{k}", rng, "[low, high] with 0 < low ≤ high")
