@@ -4,6 +4,7 @@ from ferrolens.config import stage_seed
 RESULTS = "results"
 LOGS = "logs"
 BENCH = "benchmarks/workflow"
+CONDA_ENV = "../../envs/ferrolens.yaml"  # relative to workflow/rules/
 
 DATASETS = sorted(config["datasets"])
 LABELLED = [d for d in DATASETS if config["datasets"][d]["labels"]["frames"]]

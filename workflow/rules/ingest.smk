@@ -12,6 +12,8 @@ rule ingest_synthetic:
     benchmark:
         f"{BENCH}/{{dataset}}/ingest_synthetic.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -32,6 +34,8 @@ rule ingest_movie:
     benchmark:
         f"{BENCH}/{{dataset}}/ingest_movie.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=20,
@@ -54,6 +58,8 @@ rule ingest_labels:
     benchmark:
         f"{BENCH}/{{dataset}}/ingest_labels.tsv"
     threads: 1
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,

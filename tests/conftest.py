@@ -1,0 +1,25 @@
+"""Shared fixtures: small data the tests write, and the project's test data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_small():
+    """A small demo movie (12 frames of 64², seed 3) with ground truth."""
+    from ferrolens.synthetic import make_demo
+
+    return make_demo(n_frames=12, size=64, seed=3, needles_per_family=4, n_contaminants=2,
+                     needle_length=(20.0, 40.0), needle_width=(4.0, 7.0))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

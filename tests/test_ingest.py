@@ -1,0 +1,145 @@
+"""Stores, labels and config: atomic writes, checked reads, clear errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from PIL import Image
+
+from ferrolens import store
+from ferrolens.config import load_config, validate
+from ferrolens.errors import InputError
+from ferrolens.ingest import ingest_labels, ingest_movie, write_demo_source
+
+CLASSES = ["background", "wall", "contaminant"]
+
+
+@pytest.fixture
+def demo_stores(tmp_path):
+    syn = write_demo_source({"n_frames": 6, "size": 32, "seed": 1, "needles_per_family": 3}, tmp_path / "syn.zarr")
+    movie = ingest_movie({"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2}, tmp_path / "movie.zarr",
+                         source=str(syn))
+    return tmp_path, syn, movie
+
+
+def test_movie_store_vocabulary(demo_stores):
+    tmp, syn, movie = demo_stores
+    ds = store.open_store(movie, "movie", ["image"])
+    assert ds.image.dims == ("frame", "y", "x") and ds.image.shape == (5, 15, 15)
+    assert ds.bias.attrs["units"] == "V" and ds.time.attrs["units"] == "s"
+    assert ds.attrs["ferrolens_kind"] == "movie" and ds.attrs["source_sha256"] == store.sha256_file(syn)
+    assert ds.attrs["ferrolens_version"]
+    np.testing.assert_array_equal(ds.source_frame, [1, 2, 3, 4, 5])
+
+
+def test_labels_from_truth_follow_the_movie_selection(demo_stores):
+    tmp, syn, movie = demo_stores
+    cfg = {"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2, "labels": {"source": "truth", "frames": [0, 3]}}
+    out = ingest_labels(cfg, CLASSES, movie, tmp / "labels.zarr", truth=syn)
+    lab = store.open_store(out, "labels", ["label"])
+    truth = xr.open_zarr(syn).class_map.values
+    np.testing.assert_array_equal(lab.label.values[1], truth[4, 0:30:2, 2:32:2])
+    assert lab.attrs["class_names"] == CLASSES and list(lab.frame.values) == [0, 3]
+
+
+def test_label_files_index_and_rgb(demo_stores):
+    tmp, _, movie = demo_stores
+    a = np.zeros((15, 15), np.uint8)
+    a[3, :] = 1
+    a[7:9, 7:9] = 2
+    Image.fromarray(a).save(tmp / "l0.png")
+    out = ingest_labels({"labels": {"frames": [2], "path": [str(tmp / "l0.png")]}}, CLASSES, movie, tmp / "l.zarr")
+    np.testing.assert_array_equal(store.open_store(out, "labels").label.values[0], a)
+    rgb = np.zeros((15, 15, 3), np.uint8)
+    rgb[a == 1] = [255, 0, 0]
+    rgb[a == 2] = [0, 0, 255]
+    Image.fromarray(rgb).save(tmp / "rgb.png")
+    colors = {"background": [0, 0, 0], "wall": [255, 0, 0], "contaminant": [0, 0, 255]}
+    out = ingest_labels({"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
+                        CLASSES, movie, tmp / "l2.zarr")
+    np.testing.assert_array_equal(store.open_store(out, "labels").label.values[0], a)
+    rgb[0, 0] = [0, 255, 0]
+    Image.fromarray(rgb).save(tmp / "rgb.png")
+    with pytest.raises(InputError, match=r"colours \[\[0, 255, 0\]\] are not in labels.colors"):
+        ingest_labels({"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
+                      CLASSES, movie, tmp / "l3.zarr")
+    assert not (tmp / "l3.zarr").exists()
+
+
+def test_label_errors(demo_stores):
+    tmp, _, movie = demo_stores
+    np.save(tmp / "wrong.npy", np.zeros((14, 15), np.int16))
+    with pytest.raises(InputError, match=r"label of frame 1 has shape \(14, 15\).*frame shape \(15, 15\)"):
+        ingest_labels({"labels": {"frames": [1], "path": str(tmp / "wrong.npy")}}, CLASSES, movie, tmp / "x.zarr")
+    np.save(tmp / "vals.npy", np.full((15, 15), 5, np.int16))
+    with pytest.raises(InputError, match=r"has values \[5\].*0 … 2"):
+        ingest_labels({"labels": {"frames": [1], "path": str(tmp / "vals.npy")}}, CLASSES, movie, tmp / "x.zarr")
+    with pytest.raises(InputError, match=r"frames \[9\] are out of range.*0 … 4"):
+        ingest_labels({"labels": {"frames": [9], "path": str(tmp / "vals.npy")}}, CLASSES, movie, tmp / "x.zarr")
+    with pytest.raises(InputError, match="is empty"):
+        ingest_labels({"labels": {"frames": []}}, CLASSES, movie, tmp / "x.zarr")
+    assert not (tmp / "x.zarr").exists()
+
+
+def test_open_store_checks_kind_and_variables(demo_stores):
+    tmp, syn, movie = demo_stores
+    with pytest.raises(InputError, match="store kind is 'movie'.*'labels'"):
+        store.open_store(movie, "labels")
+    with pytest.raises(InputError, match=r"lacks variable\(s\) \['probability'\]"):
+        store.open_store(movie, "movie", ["probability"])
+    with pytest.raises(InputError, match="does not exist"):
+        store.open_store(tmp / "nothing.zarr", "movie")
+
+
+def test_atomic_write_replaces_and_cleans_up(tmp_path):
+    ds = xr.Dataset({"a": (("frame",), np.arange(3.0))}, attrs=store.provenance("movie"))
+    out = tmp_path / "s.zarr"
+    store.write_store(ds, out)
+    store.write_store(ds * 2, out)  # replacing an existing store works
+    np.testing.assert_array_equal(xr.open_zarr(out).a.values, [0, 2, 4])
+
+    bad = ds.copy()
+    bad["b"] = (("frame",), np.array([object(), object(), object()]))  # cannot be encoded
+    with pytest.raises(Exception):
+        store.write_store(bad, out)
+    np.testing.assert_array_equal(xr.open_zarr(out).a.values, [0, 2, 4])  # old store intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no temporaries left
+
+
+def test_killed_writer_leaves_no_store(tmp_path):
+    """A writer killed mid-write leaves only a hidden temporary, never the target."""
+    code = textwrap.dedent(f"""
+        import numpy as np, xarray as xr, os, signal
+        from ferrolens import store
+        real = xr.Dataset.to_zarr
+        def slow(self, path, **kw):
+            real(self, path, **kw)
+            os.kill(os.getpid(), signal.SIGKILL)  # dies after writing, before the rename
+        xr.Dataset.to_zarr = slow
+        ds = xr.Dataset({{"a": (("frame",), np.arange(3.0))}}, attrs=store.provenance("movie"))
+        store.write_store(ds, r"{tmp_path / 'k.zarr'}")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "k.zarr").exists()
+    assert all(p.name.startswith(".k.zarr.tmp-") for p in tmp_path.iterdir())
+
+
+def test_config_defaults_and_misspelled_keys(tmp_path):
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "config", "config.yaml"))
+    assert cfg["datasets"]["demo"]["bin"] == 1 and cfg["datasets"]["demo"]["frames"]["step"] == 1
+    assert cfg["seed"] == 0
+    with pytest.raises(InputError, match=r"key datasets.demo: Additional properties.*'bining' was unexpected"):
+        validate({"datasets": {"demo": {"bining": 2}}})
+    with pytest.raises(InputError, match=r"key windows.0: 'twelve' is not of type 'integer'"):
+        validate({"windows": ["twelve"], "datasets": {"d": {"path": "x.tif"}}})
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"sed": 1, "datasets": {"d": {"path": "x.tif"}}}))
+    with pytest.raises(InputError, match=r"c.yaml: key \(top level\).*'sed' was unexpected"):
+        load_config(p)
