@@ -1,6 +1,10 @@
 # ferrolens: latent mechanisms of transformations in in-situ microscopy movies.
 # Table of contents only; every rule calls one function of src/ferrolens.
-from snakemake.utils import min_version, validate
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from ferrolens.config import validate
 
 min_version("9.0")
 
@@ -8,15 +12,36 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# the package's validator: the same schema, defaults filled in the stage fragments too
+validate(config, Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/rvae.smk"
+include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         movies=expand(f"{RESULTS}/{{dataset}}/movie.zarr", dataset=DATASETS),
         labels=expand(f"{RESULTS}/{{dataset}}/labels.zarr", dataset=LABELLED),
+        segmentation=expand(
+            f"{RESULTS}/{{dataset}}/segment/c{{classes}}/segmentation.zarr",
+            dataset=LABELLED,
+            classes=SEG_VARIANTS,
+        ),
+        dynamics=expand(
+            f"{RESULTS}/{{dataset}}/rvae/n{{window}}/{{store}}",
+            dataset=RVAE_DATASETS,
+            window=WINDOWS,
+            store=["dynamics.zarr", "hysteresis.csv", "latent_space.zarr"],
+        ),
+        sweep=expand(f"{RESULTS}/{{dataset}}/sweep.zarr", dataset=RVAE_DATASETS),
+        figures=all_figures,
     default_target: True

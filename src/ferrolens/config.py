@@ -24,7 +24,11 @@ def _validator(schema_path: Path):
     def retrieve(uri: str):
         # fragments are referenced relative to the schema folder
         target = schema_path.parent / uri.removeprefix("file://").split("#")[0]
-        return DRAFT202012.create_resource(yaml.safe_load(target.read_text()))
+        contents = yaml.safe_load(target.read_text())
+        # a fragment's own $schema would make jsonschema validate it with a plain
+        # validator that does not fill defaults; the root's dialect applies anyway
+        contents.pop("$schema", None)
+        return DRAFT202012.create_resource(contents)
 
     base = jsonschema.Draft202012Validator
 
@@ -71,3 +75,14 @@ def stage_seed(seed: int, *names: Any) -> int:
     """A seed per stage and wildcard, derived from the master seed (stable across runs)."""
     text = ":".join([str(seed), *map(str, names)])
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> dict:
+    """One stage's config section (``segment``, ``rvae`` …), validated with defaults filled.
+
+    For notebooks and tests that call a stage function with a partial dict:
+    ``section("rvae", {"latent_dim": 3})`` gives the complete section exactly
+    as the workflow would pass it.
+    """
+    full = validate({name: copy.deepcopy(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema)
+    return full[name]

@@ -146,6 +146,51 @@ def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = Non
     return path
 
 
+def write_store_streamed(
+    parts: Iterable[xr.Dataset],
+    path: str | Path,
+    encoding: Mapping | None = None,
+    append_dim: str = FRAME,
+) -> Path:
+    """Write a store part by part (e.g. batches of frames) with bounded memory, atomically.
+
+    The first part creates the store (with ``encoding``; it must carry the
+    provenance attrs and any variables without ``append_dim``); every later
+    part holds only variables along ``append_dim`` and is appended along it.
+    The finished store is consolidated and renamed into place; on any error
+    nothing is left behind.
+    """
+    import zarr
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(path)
+    try:
+        attrs = None
+        for part in parts:
+            if attrs is None:
+                if "ferrolens_kind" not in part.attrs:
+                    raise ValueError("a store needs attrs from ferrolens.store.provenance()")
+                attrs = dict(part.attrs)
+                part = part.assign_coords({k: v.astype(object) for k, v in part.coords.items() if v.dtype.kind == "U"})
+                part.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}))
+            else:
+                # an append rewrites the group's attrs with the part's: keep the store's
+                part = part.copy()
+                part.attrs = attrs
+                part.to_zarr(tmp, append_dim=append_dim, zarr_format=3, consolidated=False)
+        if attrs is None:
+            raise ValueError(f"nothing to write to {path}: no parts")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(str(tmp))
+        replace_atomically(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
 def write_file_atomic(path: str | Path, writer) -> Path:
     """Call ``writer(tmp_path)`` then rename the result onto ``path``.
 

@@ -40,3 +40,39 @@ def truth_source(wildcards):
 
 def seed(*names):
     return stage_seed(config["seed"], *names)
+
+
+SEG_VARIANTS = sorted(config["segment"].get("n_classes", [2, 3]))
+RVAE_INPUT = config["rvae"].get("input", "walls")  # walls | classes | raw
+RVAE_SEG = config["rvae"].get("segmentation", max(SEG_VARIANTS))  # class count of the model feeding the rVAE
+
+
+def rvae_segmentation(wildcards):
+    """The segmentation store the rVAE input comes from ([] for raw frames)."""
+    if RVAE_INPUT == "raw":
+        return []
+    return f"{RESULTS}/{wildcards.dataset}/segment/c{RVAE_SEG}/segmentation.zarr"
+
+
+# the rVAE stages run on every dataset whose input exists: segmented (labelled) ones, or all with raw input
+RVAE_DATASETS = DATASETS if RVAE_INPUT == "raw" else LABELLED
+
+
+# --- figures ---------------------------------------------------------------------
+FIG = f"{RESULTS}/{{dataset}}/figures"
+PER_WINDOW_FIGURES = ["fig3_latent_codes", "fig5_dynamics", "fig6_latent_space", "fig7_nmf_maps"]
+
+
+def all_figures(wildcards):
+    """Every figure of every dataset: Fig. 1 for all, the rest where the rVAE runs."""
+    figs = expand(f"{RESULTS}/{{dataset}}/figures/fig1_frames.png", dataset=DATASETS)
+    figs += expand(f"{RESULTS}/{{dataset}}/figures/fig2_segmentation.png", dataset=LABELLED)
+    for d in RVAE_DATASETS:
+        figs += [f"{RESULTS}/{d}/figures/{name}.png" for name in ("fig4_latent_maps", "rvae_training")]
+        figs += expand(f"{RESULTS}/{d}/figures/{{name}}_n{{window}}.png", name=PER_WINDOW_FIGURES, window=WINDOWS)
+    return figs
+
+
+def fig_output(name, caption, category, **labels):
+    return report(f"{FIG}/{name}.png", caption=f"../report/{caption}.rst", category=category,
+                  labels={"figure": caption.replace("_", " "), **labels})

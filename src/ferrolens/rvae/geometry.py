@@ -71,19 +71,40 @@ def rotate_translate(coords: Tensor, angle: Tensor | float, shift: Tensor | tupl
 
 
 def circular_correlation(a: np.ndarray, b: np.ndarray, period: float = 2 * math.pi) -> float:
-    """Circular correlation coefficient of Jammalamadaka & SenGupta (2001).
+    """Circular-circular correlation coefficient of Fisher & Lee (1983).
 
     ``a`` and ``b`` are angles with the given ``period`` (``2π`` for angles,
     ``π`` for the orientation of lines, which look the same after a half
-    turn). The coefficient is invariant to a constant offset of either
-    variable; it is ``+1`` for ``a = b + c`` and ``-1`` for ``a = -b + c``.
-    Take its absolute value to compare "up to a sign".
+    turn). ``ρ = E[sin(a₁-a₂) sin(b₁-b₂)] / √(E[sin²(a₁-a₂)] E[sin²(b₁-b₂)])``
+    over pairs of samples, computed in closed form. It is ``+1`` for
+    ``a = b + c`` and ``-1`` for ``a = -b + c`` (any offset ``c``), so take its
+    absolute value to compare "up to a sign and an offset". Unlike the
+    Jammalamadaka–SenGupta coefficient it needs no circular means, which are
+    ill-defined when angles cover the whole circle (as wall orientations do).
     """
     a = np.asarray(a, dtype=np.float64).ravel() * (2 * math.pi / period)
     b = np.asarray(b, dtype=np.float64).ravel() * (2 * math.pi / period)
     if a.shape != b.shape or a.size < 2:
         raise ValueError(f"need two equally long sets of >= 2 angles, got {a.shape} and {b.shape}")
-    sa = np.sin(a - np.angle(np.mean(np.exp(1j * a))))
-    sb = np.sin(b - np.angle(np.mean(np.exp(1j * b))))
-    den = math.sqrt(float(np.sum(sa**2) * np.sum(sb**2)))
-    return float(np.sum(sa * sb) / den) if den > 0 else 0.0
+    n = a.size
+    ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
+    num = 4 * (np.sum(ca * cb) * np.sum(sa * sb) - np.sum(ca * sb) * np.sum(sa * cb))
+    den = (n**2 - np.sum(np.cos(2 * a)) ** 2 - np.sum(np.sin(2 * a)) ** 2) * (
+        n**2 - np.sum(np.cos(2 * b)) ** 2 - np.sum(np.sin(2 * b)) ** 2)
+    return float(num / math.sqrt(den)) if den > 0 else 0.0
+
+
+def circular_agreement(a: np.ndarray, b: np.ndarray, period: float = 2 * math.pi) -> float:
+    """How well ``a = ±b + c`` (mod ``period``) for some constant ``c``, in ``[0, 1]``.
+
+    The mean resultant length of the differences ``a - b`` and ``a + b``
+    (angles scaled to ``2π``), whichever is larger: 1 when ``a`` equals ``b``
+    up to a sign and an offset, about 0 when ``a`` does not follow ``b`` (for
+    ``b`` spread over the circle). Unlike :func:`circular_correlation` it is
+    not fooled by an ``a`` that barely varies.
+    """
+    a = np.asarray(a, dtype=np.float64).ravel() * (2 * math.pi / period)
+    b = np.asarray(b, dtype=np.float64).ravel() * (2 * math.pi / period)
+    if a.shape != b.shape or a.size < 1:
+        raise ValueError(f"need two equally long sets of angles, got {a.shape} and {b.shape}")
+    return float(max(abs(np.mean(np.exp(1j * (a - b)))), abs(np.mean(np.exp(1j * (a + b))))))

@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "poisson_noise": {"enabled": True, "probability": 0.3, "peak_range": [20.0, 200.0]},
         "blur": {"enabled": True, "probability": 0.3, "max_sigma": 1.0},
     },
-    "predict": {"batch_size": 8, "tile": 512, "overlap": 128, "accelerator": "auto"},
+    "predict": {"batch_size": 4, "tile": 512, "overlap": 128, "bf16": False, "accelerator": "auto"},
 }
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -99,6 +99,8 @@ def _check(c: dict) -> None:
     _need(t["learning_rate"] > 0, "train.learning_rate", t["learning_rate"], "a positive number")
     _need(0 <= t["rare_class_fraction"] <= 1, "train.rare_class_fraction", t["rare_class_fraction"], "0 … 1")
     _need(0 < t["val_fraction"] < 1, "train.val_fraction", t["val_fraction"], "0 < val_fraction < 1")
+    _need(isinstance(t["num_workers"], int) and t["num_workers"] >= 0, "train.num_workers", t["num_workers"],
+          "an integer ≥ 0")
     cw = t["class_weights"]
     _need(cw in ("auto", "none") or (isinstance(cw, list) and all(float(w) >= 0 for w in cw)),
           "train.class_weights", cw, "'auto', 'none' or a list of non-negative weights, one per class")
@@ -112,6 +114,7 @@ def _check(c: dict) -> None:
         _need(isinstance(p[k], int) and p[k] >= 1, f"predict.{k}", p[k], "an integer ≥ 1")
     _need(isinstance(p["overlap"], int) and 0 <= p["overlap"] < p["tile"], "predict.overlap", p["overlap"],
           f"an integer 0 ≤ overlap < tile ({p['tile']})")
+    _need(isinstance(p["bf16"], bool), "predict.bf16", p["bf16"], "true or false")
     for section in ("train", "predict"):
         acc = c[section]["accelerator"]
         _need(acc in ACCELERATORS, f"{section}.accelerator", acc, " or ".join(ACCELERATORS))

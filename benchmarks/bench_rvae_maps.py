@@ -1,0 +1,142 @@
+"""Per-pixel rVAE latent maps: fully convolutional path vs cutting out every window.
+
+Part 1 — one 256×256 frame, n = 24, the same (random) weights: the fully
+convolutional maps (``RVAE.latent_maps``) against the plain reference that cuts
+the window centred on every pixel (reflect padding) and encodes them in
+batches (``RVAE.encode``). Checks that both agree to 1e-4 and prints the
+time ratio (target >= 50×).
+
+Part 2 — a 100-frame 512×512 movie at n = 24 through the stage's entry
+function ``ferrolens.rvae.encode`` (lazy zarr input, streamed zarr output), in
+a subprocess whose peak RSS is measured with ``resource.getrusage`` (target
+<= 2 GB).
+
+Usage::
+
+    python benchmarks/bench_rvae_maps.py [--threads 2] [--size 256] [--frames 100] [--movie-size 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+
+def part1(size: int, n: int, threads: int) -> dict:
+    from ferrolens.rvae import RVAE, centred_windows
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = RVAE(n).eval()
+    frame = np.random.default_rng(0).random((1, size, size)).astype(np.float32)
+
+    model.latent_maps(frame[:, :64, :64])  # warm-up (allocator, oneDNN kernels)
+    t = time.perf_counter()
+    fast = model.latent_maps(frame)[0]
+    t_fast = time.perf_counter() - t
+
+    t = time.perf_counter()
+    windows = centred_windows(frame[0], n).reshape(-1, n, n)  # a view; batches are copied
+    ref = np.concatenate([model.encode(np.ascontiguousarray(windows[a : a + 1024]))[0]
+                          for a in range(0, len(windows), 1024)]).reshape(size, size, -1)
+    t_ref = time.perf_counter() - t
+
+    diff = float(np.abs(fast - ref).max())
+    return {"size": size, "window": n, "threads": threads, "fully_convolutional_s": t_fast,
+            "per_window_s": t_ref, "ratio": t_ref / t_fast, "max_abs_diff": diff,
+            "output_scale": float(np.abs(ref).max()), "agree_1e-4": diff <= 1e-4}
+
+
+CHILD = r"""
+import json, resource, sys, time
+import torch, xarray as xr
+from ferrolens.rvae import encode
+movie, windows, ckpt, out, threads = sys.argv[1:6]
+images = xr.open_zarr(movie, consolidated=False)["images"]  # lazy: frames are read batch by batch
+t = time.perf_counter()
+encode(images, windows, ckpt, out, {"accelerator": "cpu"}, int(threads))
+dt = time.perf_counter() - t
+print(json.dumps({"encode_s": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def part2(frames: int, size: int, n: int, threads: int, workdir: Path) -> dict:
+    from ferrolens.rvae import make_windows, train
+
+    movie = workdir / "movie.zarr"
+    rng = np.random.default_rng(1)
+    first = True
+    for a in range(0, frames, 10):  # written in pieces: the parent stays small too
+        b = min(frames, a + 10)
+        block = rng.random((b - a, size, size), dtype=np.float32)
+        ds = xr.Dataset({"images": (("frame", "y", "x"), block)},
+                        coords={"frame": np.arange(a, b), "bias": ("frame", np.linspace(-1, 1, frames)[a:b])})
+        if first:
+            ds.to_zarr(movie, mode="w", zarr_format=3, consolidated=False,
+                       encoding={"images": {"chunks": (1, size, size)}})
+            first = False
+        else:
+            ds.to_zarr(movie, append_dim="frame", zarr_format=3, consolidated=False)
+    images = xr.open_zarr(movie, consolidated=False)["images"]
+    cfg = {"count": 256, "min_std": 0.0, "epochs": 1, "max_steps": 2, "batch_size": 64, "val_fraction": 0.0,
+           "accelerator": "cpu"}
+    make_windows(images, str(workdir / "windows.zarr"), n, cfg, seed=0)
+    train(str(workdir / "windows.zarr"), str(workdir / "model"), n, cfg, seed=0, threads=threads)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(movie), str(workdir / "windows.zarr"), str(workdir / "model" / "model.ckpt"),
+         str(workdir / "latents.zarr"), str(threads)],
+        capture_output=True, text=True, check=True,
+    )
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    lat = xr.open_zarr(workdir / "latents.zarr")
+    # spot check: one frame of the streamed store against the in-memory fully convolutional maps
+    from ferrolens.rvae import load
+
+    model = load(workdir / "model" / "model.ckpt")
+    k = frames // 2
+    check = float(np.abs(lat["mean"].isel(frame=k).values - model.latent_maps(images[k : k + 1].values)[0]).max())
+    res.update({"frames": frames, "size": size, "window": n, "threads": threads,
+                "store_shape": list(lat["mean"].shape), "spot_check_max_abs_diff": check,
+                "within_2GB": res["peak_rss_mb"] <= 2048})
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--window", type=int, default=24)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--movie-size", type=int, default=512)
+    p.add_argument("--skip-movie", action="store_true")
+    args = p.parse_args()
+
+    r1 = part1(args.size, args.window, args.threads)
+    print(f"[maps] one {args.size}×{args.size} frame, n={args.window}, {args.threads} threads: "
+          f"fully convolutional {r1['fully_convolutional_s']:.2f} s, per-window {r1['per_window_s']:.1f} s, "
+          f"RATIO {r1['ratio']:.0f}× (target >= 50×); max |diff| {r1['max_abs_diff']:.2e} "
+          f"(outputs up to {r1['output_scale']:.2f}) -> agree to 1e-4: {r1['agree_1e-4']}")
+    print(json.dumps(r1))
+    if args.skip_movie:
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_rvae_maps_") as d:
+        r2 = part2(args.frames, args.movie_size, args.window, args.threads, Path(d))
+    print(f"[movie] {r2['frames']} frames {r2['size']}×{r2['size']}, n={r2['window']}: encode() "
+          f"{r2['encode_s']:.0f} s ({r2['encode_s'] / r2['frames']:.2f} s/frame), PEAK RSS {r2['peak_rss_mb']:.0f} MB "
+          f"(target <= 2048 MB: {r2['within_2GB']}); spot check |diff| {r2['spot_check_max_abs_diff']:.1e}")
+    print(json.dumps(r2))
+    print(f"parent peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared figure style and the one way figures are written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..store import write_file_atomic  # noqa: E402
+
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "figure.titlesize": 11,
+    "font.family": "DejaVu Sans",
+    "image.interpolation": "nearest",
+    "savefig.bbox": "tight",
+}
+
+
+def style():
+    """Context manager applying the project's figure style."""
+    return plt.rc_context(RC)
+
+
+def save(fig, out: str | Path, cfg: dict | None = None) -> Path:
+    """Write ``fig`` to ``out`` (PNG) and, per ``cfg['vector']``, an SVG/PDF beside it; close it."""
+    cfg = cfg or {}
+    out = Path(out)
+    write_file_atomic(out, lambda p: fig.savefig(p, dpi=cfg.get("dpi", 200), format="png"))
+    vector = cfg.get("vector", "none")
+    if vector != "none":
+        write_file_atomic(out.with_suffix(f".{vector}"), lambda p: fig.savefig(p, format=vector))
+    plt.close(fig)
+    return out
+
+
+def bias_label(bias: float | None) -> str:
+    return "" if bias is None or not np.isfinite(bias) else f"{bias:+.2f} V"
+
+
+def frame_title(ds, frame: int) -> str:
+    """'frame 12, +4.00 V' using the frame's bias coordinate when known."""
+    text = f"frame {frame}"
+    if "bias" in ds.coords:
+        text += f", {bias_label(float(ds.bias.sel(frame=frame)))}"
+    return text
+
+
+def default_frame(ds, cfg: dict | None) -> int:
+    """The configured frame, else the one at the largest positive bias (else the middle)."""
+    cfg = cfg or {}
+    if cfg.get("frame") is not None:
+        return int(cfg["frame"])
+    if "bias" in ds.coords:
+        return int(ds.frame.values[int(np.argmax(ds.bias.values))])
+    return int(ds.frame.values[len(ds.frame) // 2])
+
+
+def robust_limits(img: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    lo, hi = np.nanpercentile(img, [low, high])
+    return float(lo), float(hi if hi > lo else lo + 1e-6)
+
+
+def grid(n: int, ncols: int, size: float = 2.4, extra_w: float = 0.0):
+    """A figure of n panels in rows of ``ncols``; unused axes are hidden."""
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + extra_w, size * nrows + 0.4), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n]

@@ -1,0 +1,279 @@
+"""Figures of the rVAE latents, their dynamics and the decoded latent space
+(paper Figs. 3–7). Angles are shown in degrees; the stores keep radians."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from mpl_toolkits.axes_grid1.inset_locator import inset_axes
+
+from .. import store
+from .common import default_frame, frame_title, grid, robust_limits, save, style
+
+
+def _mosaic(decoded: np.ndarray) -> np.ndarray:
+    """(n1, n2, wy, wx) → one image, z1 down the rows, z2 across, 1-pixel gaps."""
+    n1, n2, wy, wx = decoded.shape
+    out = np.full((n1 * (wy + 1) - 1, n2 * (wx + 1) - 1), np.nan)
+    for i in range(n1):
+        for j in range(n2):
+            out[i * (wy + 1):i * (wy + 1) + wy, j * (wx + 1):j * (wx + 1) + wx] = decoded[i, j]
+    return out
+
+
+def _extent(ls, d1: str, d2: str):
+    """imshow extent putting z2 on x and z1 on y (z1 increasing upwards)."""
+    z1, z2 = ls[d1].values, ls[d2].values
+    return [z2[0], z2[-1], z1[0], z1[-1]]
+
+
+def _latent_names(ls) -> tuple[str, str]:
+    pair = ls.attrs.get("mapped_latents", ["z1", "z2"])
+    if isinstance(pair, str):
+        pair = [p.strip(" '\"[]") for p in pair.split(",")]
+    return str(pair[0]), str(pair[1])
+
+
+def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
+    """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram."""
+    lat = store.open_store(latents, "latents", ["code_mean"])
+    ls = store.open_store(latent_space, "latent_space", ["decoded"])
+    n1, n2 = _latent_names(ls)
+    codes = lat.code_mean.load()
+    window = lat.attrs.get("window", "?")
+    with style():
+        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6))
+        ax = axes[0]
+        mos = _mosaic(ls.decoded.values[::-1])  # z1 increasing upwards
+        ax.imshow(mos, cmap="gray", extent=_extent(ls, "z1", "z2"), aspect="auto", vmin=0, vmax=1)
+        ax.set_xlabel(n2)
+        ax.set_ylabel(n1)
+        ax.set_title(f"decoded manifold (angle 0, no shift)")
+        ax = axes[1]
+        frames = lat.sample_frame.values if "sample_frame" in lat.coords else np.zeros(codes.shape[0])
+        sc = ax.scatter(codes.sel(latent=n2), codes.sel(latent=n1), c=frames, s=3, cmap="viridis", alpha=0.7,
+                        linewidths=0)
+        fig.colorbar(sc, ax=ax, label="frame")
+        ax.set_xlabel(n2)
+        ax.set_ylabel(n1)
+        ax.set_title(f"{codes.shape[0]} sampled windows")
+        ax = axes[2]
+        angle = np.degrees(codes.sel(latent="angle").values)
+        period = np.degrees(float(lat.attrs.get("angle_period", np.pi))) if "angle_period" in lat.attrs else 180.0
+        wrapped = (angle + period / 2) % period - period / 2
+        ax.hist(wrapped, bins=60, color="C0", range=(-period / 2, period / 2))
+        ax.set_xlabel(f"latent angle (degrees, mod {period:.0f})")
+        ax.set_ylabel("windows")
+        ax.set_title("angle distribution")
+        fig.suptitle(f"rVAE latent space, window n = {window}")
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: dict) -> Path:
+    """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes."""
+    mv = store.open_store(movie, "movie", ["image"])
+    f = default_frame(mv, cfg)
+    lats = [store.open_store(p, "latents", ["mean"]) for p in latents]
+    names = [str(v) for v in lats[0].latent.values]
+    with style():
+        ncols = 1 + len(names)
+        fig, axes = plt.subplots(len(lats), ncols, figsize=(2.3 * ncols, 2.3 * len(lats) + 0.5), squeeze=False)
+        img = mv.image.sel(frame=f).values
+        for r, (lat, n) in enumerate(zip(lats, windows)):
+            ax = axes[r, 0]
+            ax.imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
+            ax.set_ylabel(f"n = {n}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"raw, {frame_title(mv, f)}")
+            m = lat["mean"].sel(frame=f).load()
+            for c, name in enumerate(names):
+                ax = axes[r, c + 1]
+                v = m.sel(latent=name).values
+                if name == "angle":
+                    im = ax.imshow(np.degrees(v) % 180.0, cmap="twilight", vmin=0, vmax=180)
+                    label = "angle (deg, mod 180)"
+                else:
+                    lo, hi = robust_limits(v)
+                    im = ax.imshow(v, cmap="RdBu_r" if name in ("dx", "dy") else "viridis", vmin=lo, vmax=hi)
+                    label = name
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+                if r == 0:
+                    ax.set_title(label)
+                ax.set_axis_off()
+        fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)")
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def _loop(ax, bias: np.ndarray, w: np.ndarray, color, label: str):
+    """Weight against bias, with arrows along the sweep direction."""
+    ax.plot(bias, w, "-", color=color, lw=1.2, label=label)
+    ax.plot(bias, w, "o", color=color, ms=2)
+    step = max(1, len(bias) // 8)
+    for i in range(0, len(bias) - 1, step):
+        if bias[i + 1] != bias[i] or w[i + 1] != w[i]:
+            ax.annotate("", xy=(bias[i + 1], w[i + 1]), xytext=(bias[i], w[i]),
+                        arrowprops=dict(arrowstyle="-|>", color=color, lw=1.0, mutation_scale=9))
+
+
+def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
+    """Fig. 5: KDE(variable, frame) images, NMF components, weights vs bias loops, and the table."""
+    dyn = store.open_store(dynamics_store, "dynamics", ["kde", "components", "weights"]).load()
+    tab = pd.read_csv(table)
+    variables = [str(v) for v in dyn.variable.values]
+    has_bias = "bias" in dyn.coords and np.isfinite(dyn.bias.values).all()
+    window = dyn.attrs.get("window", "?")
+    with style():
+        fig = plt.figure(figsize=(12, 3.0 * len(variables) + 2.6))
+        gs = fig.add_gridspec(len(variables) + 1, 3, height_ratios=[1] * len(variables) + [0.9])
+        for r, v in enumerate(variables):
+            d = dyn.sel(variable=v)
+            gv = d.grid_value.values
+            unit = str(d.variable_units.values) if "variable_units" in d.coords else ""
+            deg = v == "angle"
+            y = np.degrees(gv) if deg else gv
+            ylab = f"{v} (deg)" if deg else (f"{v} ({unit})" if unit and unit != "1" else v)
+            ax = fig.add_subplot(gs[r, 0])
+            im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma",
+                           extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
+            fig.colorbar(im, ax=ax, label="density")
+            ax.set_xlabel("frame")
+            ax.set_ylabel(ylab)
+            ax.set_title(f"KDE({v}, frame)")
+            ax = fig.add_subplot(gs[r, 1])
+            for c in dyn.component.values:
+                ax.plot(y, d.components.sel(component=c).values, color=f"C{c}", label=f"component {c}")
+            ax.set_xlabel(ylab)
+            ax.set_ylabel("density")
+            ax.set_title(f"NMF components of {v}")
+            ax.legend(frameon=False)
+            ax = fig.add_subplot(gs[r, 2])
+            w = dyn.weights.sel(variable_nmf=v)
+            xs = dyn.bias.values if has_bias else dyn.frame.values
+            for c in dyn.component.values:
+                _loop(ax, xs, w.sel(component=c).values, f"C{c}", f"component {c}")
+                if "weights_ci_low" in dyn:
+                    ax.fill_between(xs, dyn.weights_ci_low.sel(variable_nmf=v, component=c).values,
+                                    dyn.weights_ci_high.sel(variable_nmf=v, component=c).values,
+                                    color=f"C{c}", alpha=0.15, lw=0)
+            ax.set_xlabel("bias (V)" if has_bias else "frame")
+            ax.set_ylabel("NMF weight")
+            ax.set_title(f"weights of {v} vs {'bias (arrows: sweep direction)' if has_bias else 'frame'}")
+            ax.legend(frameon=False)
+        ax = fig.add_subplot(gs[-1, :])
+        ax.set_axis_off()
+        cols = ["variable", "component", "loop_area", "loop_area_ci_low", "loop_area_ci_high",
+                "max_difference", "max_difference_bias", "rising_midpoint_bias", "falling_midpoint_bias"]
+        cols = [c for c in cols if c in tab.columns]
+        if len(tab):
+            sub = tab[cols].copy()
+            for c in cols[2:]:
+                sub[c] = sub[c].map(lambda x: f"{x:.3g}" if isinstance(x, (int, float, np.floating)) else x)
+            t = ax.table(cellText=sub.values, colLabels=[c.replace("_", " ") for c in cols], cellLoc="center",
+                         bbox=[0, 0, 1, 0.9])
+            t.auto_set_font_size(False)
+            t.set_fontsize(7)
+            t.scale(1, 1.15)
+            ax.set_title("hysteresis of the NMF weights (loop area in weight·V; biases in V; 95% bootstrap CI)")
+        fig.suptitle(f"latent dynamics against bias, window n = {window}")
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
+    """Fig. 6: dense manifold, density overlay, max contrast, physical mask, RGB composite."""
+    ls = store.open_store(latent_space, "latent_space", ["contrast", "physical", "density", "rgb"]).load()
+    n1, n2 = _latent_names(ls)
+    ext = _extent(ls, "z1_dense", "z2_dense")
+    bounds = ls.attrs.get("physical_bounds", [0.95, 1.05])
+    if isinstance(bounds, str):
+        bounds = json.loads(bounds)
+    with style():
+        fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+        ax = axes[0]
+        if "decoded_dense" in ls:
+            dd = ls.decoded_dense.values
+            step = max(1, int(np.ceil(dd.shape[0] / 20)))
+            ax.imshow(_mosaic(dd[::step, ::step][::-1]), cmap="gray", extent=ext, aspect="auto", vmin=0, vmax=1)
+            ax.set_title(f"decoded manifold (every {step}th point)")
+        else:
+            ax.imshow(_mosaic(ls.decoded.values[::-1]), cmap="gray", extent=_extent(ls, "z1", "z2"), aspect="auto")
+            ax.set_title("decoded manifold (coarse grid)")
+        ax = axes[1]
+        im = ax.imshow(ls.contrast.values, origin="lower", extent=ext, aspect="auto", cmap="viridis")
+        fig.colorbar(im, ax=ax, label="max contrast")
+        if float(ls.density.max()) > 0:
+            ax.contour(ls.z2_dense.values, ls.z1_dense.values, ls.density.values, levels=5, colors="w",
+                       linewidths=0.7)
+        ax.set_title("contrast with code density (contours)")
+        ax = axes[2]
+        im = ax.imshow(ls.contrast.values, origin="lower", extent=ext, aspect="auto", cmap="coolwarm",
+                       vmin=0, vmax=max(1.2, float(ls.contrast.max())))
+        fig.colorbar(im, ax=ax, label="max reconstructed contrast")
+        ax.set_title("maximum reconstructed contrast")
+        ax = axes[3]
+        ax.imshow(ls.physical.values.astype(float), origin="lower", extent=ext, aspect="auto",
+                  cmap=ListedColormap(["0.85", "C2"]), vmin=0, vmax=1)
+        ax.set_title(f"physical: contrast in ({bounds[0]}, {bounds[1]}) — "
+                     f"{100 * float(ls.physical.mean()):.0f}%")
+        ax = axes[4]
+        ax.imshow(np.clip(ls.rgb.values, 0, 1), origin="lower", extent=ext, aspect="auto")
+        ax.set_title(f"RGB of three {ls.attrs.get('rgb_source', 'image')}-NMF loadings")
+        for ax in axes:
+            ax.set_xlabel(n2)
+            ax.set_ylabel(n1)
+        fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model")
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def nmf_maps(latent_space: str, out: str, cfg: dict) -> Path:
+    """Fig. 7: image-NMF loading maps with components as insets; histogram-NMF components and maps."""
+    ls = store.open_store(latent_space, "latent_space", ["image_loadings", "histogram_loadings"]).load()
+    n1, n2 = _latent_names(ls)
+    ext = _extent(ls, "z1_dense", "z2_dense")
+    ci = ls.component.values
+    hi = ls.hist_component.values
+    with style():
+        n = len(ci) + 1 + len(hi)
+        fig, axes = grid(n, ncols=min(n, 4), size=3.0)
+        for k, c in enumerate(ci):
+            ax = axes[k]
+            im = ax.imshow(ls.image_loadings.sel(component=c).values, origin="lower", extent=ext, aspect="auto",
+                           cmap="viridis")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="loading")
+            ins = inset_axes(ax, width="28%", height="28%", loc="upper right", borderpad=0.4)
+            ins.imshow(ls.image_components.sel(component=c).values, cmap="gray")
+            ins.set_xticks([])
+            ins.set_yticks([])
+            ax.set_title(f"image NMF component {c}")
+            ax.set_xlabel(n2)
+            ax.set_ylabel(n1)
+        ax = axes[len(ci)]
+        centres = 0.5 * (ls.hist_bin_low.values + ls.hist_bin_high.values)
+        for c in hi:
+            ax.plot(centres, ls.histogram_components.sel(hist_component=c).values, color=f"C{c}",
+                    label=f"component {c}")
+        ax.set_xlabel("decoded intensity")
+        ax.set_ylabel("weight")
+        ax.set_title("histogram NMF components")
+        ax.legend(frameon=False)
+        for k, c in enumerate(hi):
+            ax = axes[len(ci) + 1 + k]
+            im = ax.imshow(ls.histogram_loadings.sel(hist_component=c).values, origin="lower", extent=ext,
+                           aspect="auto", cmap="viridis")
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="loading")
+            ax.set_title(f"histogram NMF loading {c}")
+            ax.set_xlabel(n2)
+            ax.set_ylabel(n1)
+        fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}")
+        fig.tight_layout()
+    return save(fig, out, cfg)

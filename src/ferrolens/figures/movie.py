@@ -1,0 +1,128 @@
+"""Figures of the movie and its segmentation (paper Figs. 1 and 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..errors import InputError
+from .common import default_frame, frame_title, grid, robust_limits, save, style
+
+
+def pick_frames(ds, biases: list[float] | None, n: int = 6) -> list[int]:
+    """Frames nearest the requested biases, or ``n`` frames spread over the movie."""
+    frames = ds.frame.values
+    if biases and "bias" in ds.coords:
+        b = ds.bias.values
+        return [int(frames[int(np.argmin(np.abs(b - v)))]) for v in biases]
+    idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int)
+    return [int(frames[i]) for i in idx]
+
+
+def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
+    """Fig. 1: raw frames at chosen biases, the bias in each title, and the waveform."""
+    ds = store.open_store(movie, "movie", ["image"])
+    frames = pick_frames(ds, cfg.get("biases"))
+    has_bias = "bias" in ds.coords
+    with style():
+        fig, axes = grid(len(frames) + has_bias, ncols=min(4, len(frames) + has_bias))
+        lo, hi = robust_limits(ds.image.sel(frame=frames).values)
+        for ax, f in zip(axes, frames):
+            ax.imshow(ds.image.sel(frame=f).values, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_title(frame_title(ds, f))
+            ax.set_axis_off()
+        if has_bias:
+            ax = axes[-1]
+            ax.plot(ds.frame.values, ds.bias.values, "-", color="0.3", lw=1)
+            ax.plot(frames, ds.bias.sel(frame=frames).values, "o", color="C3", ms=4, label="shown")
+            ax.set_xlabel("frame")
+            ax.set_ylabel("bias (V)")
+            ax.set_title("applied bias")
+            ax.legend(loc="best", frameon=False)
+            ax.set_box_aspect(1)
+        fig.suptitle(f"{ds.attrs.get('dataset', '')}: frames across the bias sweep".strip(": "))
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: dict) -> Path:
+    """Fig. 2: raw frame, each model's class map, and its wall-probability channel."""
+    ds = store.open_store(movie, "movie", ["image"])
+    segs = [store.open_store(s, "segmentation", ["probability", "label"]) for s in segmentations]
+    f = default_frame(ds, cfg)
+    with style():
+        n = 1 + 2 * len(segs)
+        fig, axes = grid(n, ncols=n, size=2.6, extra_w=0.6)
+        img = ds.image.sel(frame=f).values
+        axes[0].imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
+        axes[0].set_title(f"raw, {frame_title(ds, f)}")
+        k = 1
+        for seg in segs:
+            names = [str(c) for c in seg["class"].values]
+            lab = seg.label.sel(frame=f).values
+            cmap = plt.get_cmap("viridis", len(names))
+            im = axes[k].imshow(lab, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5)
+            axes[k].set_title(f"{len(names)}-class segmentation")
+            cb = fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02, ticks=range(len(names)))
+            cb.ax.set_yticklabels(names)
+            wall = names.index("wall") if "wall" in names else 1
+            im = axes[k + 1].imshow(seg.probability.sel(frame=f).isel({store.CLASS: wall}).values,
+                                    cmap="magma", vmin=0, vmax=1)
+            axes[k + 1].set_title(f"wall probability ({len(names)}-class)")
+            fig.colorbar(im, ax=axes[k + 1], fraction=0.046, pad=0.02, label="p(wall)")
+            k += 2
+        for ax in axes:
+            ax.set_axis_off()
+        fig.tight_layout()
+    return save(fig, out, cfg)
+
+
+def training_curves(metrics: list[str], labels: list[str], out: str, cfg: dict, title: str) -> Path:
+    """Loss curves (and any IoU columns) of one or more trainings from Lightning's metrics CSVs.
+
+    ``metrics`` are CSV files with an ``epoch`` column; every column whose name
+    holds ``loss``, ``reconstruction``, ``kl`` or ``iou`` is drawn per epoch.
+    """
+    frames = []
+    for path, label in zip(metrics, labels):
+        df = pd.read_csv(path)
+        if "epoch" not in df:
+            raise InputError(path, f"columns {list(df.columns)}", "a metrics CSV with an epoch column")
+        frames.append((label, df.groupby("epoch").mean(numeric_only=True)))
+    keys = ("loss", "reconstruction", "kl", "iou")
+    cols = sorted({c for _, df in frames for c in df.columns if any(k in c for k in keys)})
+    loss_cols = [c for c in cols if "iou" not in c]
+    iou_cols = [c for c in cols if "iou" in c]
+    groups = sorted({c.split("/")[-1] for c in loss_cols})
+    with style():
+        n = len(groups) + bool(iou_cols)
+        fig, axes = grid(max(n, 1), ncols=min(max(n, 1), 4), size=2.8)
+        for ax, g in zip(axes, groups):
+            for i, (label, df) in enumerate(frames):
+                for c in [c for c in loss_cols if c.split("/")[-1] == g and c in df]:
+                    s = df[c].dropna()
+                    ls = "--" if c.startswith("val") else "-"
+                    ax.plot(s.index, s.values, ls, color=f"C{i}", label=f"{label} {c.split('/')[0]}")
+            ax.set_title(g.replace("_", " "))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("value")
+            ax.legend(frameon=False, fontsize=7)
+        if iou_cols:
+            ax = axes[len(groups)]
+            for i, (label, df) in enumerate(frames):
+                for j, c in enumerate(c for c in iou_cols if c in df):
+                    s = df[c].dropna()
+                    ax.plot(s.index, s.values, "-", color=f"C{j}", alpha=1.0 - 0.35 * i,
+                            label=f"{label} {c.split('/')[-1]}")
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("IoU (held-out frames)")
+            ax.set_title("held-out IoU")
+            ax.legend(frameon=False, fontsize=7)
+        fig.suptitle(title)
+        fig.tight_layout()
+    return save(fig, out, cfg)

@@ -1,0 +1,49 @@
+"""Steps that join two stages, each one call for a workflow script.
+
+The rVAE sees an image chosen from the segmentation (wall probability,
+decoded classes or the normalised raw frame); the latent-space maps decode
+with a trained rVAE. These functions open the inputs and hand them on.
+"""
+
+from __future__ import annotations
+
+from . import store
+
+
+def rvae_images(movie: str, segmentation: str | None, cfg: dict):
+    """The rVAE input images(frame, y, x) in [0, 1], lazily, as ``rvae.input`` chooses."""
+    from .segment import input_image
+
+    mv = store.open_store(movie, "movie", ["image"])
+    seg = store.open_store(segmentation, "segmentation", ["probability", "label"]) if segmentation else None
+    return input_image(mv, seg, cfg.get("input", "walls"))
+
+
+def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cfg: dict, seed: int) -> None:
+    """Windows of one size from the chosen rVAE input → ``windows.zarr``."""
+    from .rvae import make_windows
+
+    make_windows(rvae_images(movie, segmentation, cfg), out, window, cfg, seed)
+
+
+def rvae_encode(movie: str, segmentation: str | None, windows: str, checkpoint: str, out: str, cfg: dict,
+                threads: int) -> None:
+    """Window codes and per-pixel latent maps → ``latents.zarr``."""
+    from .rvae import encode
+
+    encode(rvae_images(movie, segmentation, cfg), windows, checkpoint, out, cfg, threads)
+
+
+def latent_space_map(latents: str, checkpoint: str, out: str, cfg: dict, seed: int, window: int) -> None:
+    """Decode the latent plane with the trained rVAE → ``latent_space.zarr``."""
+    import numpy as np
+
+    from . import latent_space
+    from .rvae import load
+
+    model = load(checkpoint)
+
+    def decode(z: np.ndarray) -> np.ndarray:
+        return np.asarray(model.decode(z, angle=0.0, shift=(0.0, 0.0), grid=window))
+
+    latent_space.latent_space_map(latents, decode, out, cfg, seed, window)

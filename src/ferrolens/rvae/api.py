@@ -1,0 +1,507 @@
+"""Entry functions of the rVAE stage (one per Snakemake rule) and ``load``.
+
+* :func:`make_windows` — ``rvae_windows``: images → ``windows.zarr``
+* :func:`train` — ``rvae_train``: ``windows.zarr`` → ``model.ckpt``, ``last.ckpt``, ``metrics.csv``
+* :func:`encode` — ``rvae_encode``: images, windows, model → ``latents.zarr``
+* :func:`load` — a trained model for a notebook
+
+``cfg`` is the ``rvae:`` config section (``workflow/schemas/fragments/rvae.yaml``);
+keys left out take the defaults in :data:`DEFAULTS` (the same as the schema's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import InputError
+from ..store import (
+    BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
+    config_digest, open_store, provenance, replace_atomically, sha256_file, write_file_atomic, write_store,
+)
+from .data import WindowDataModule, read_windows
+from .maps import iter_latent_maps
+from .model import MODEL_KIND, RVAE
+from .modules import N_POSE
+from .windows import sample_windows
+
+log = logging.getLogger(__name__)
+
+#: Defaults of the ``rvae:`` config section (kept equal to the schema fragment by a test).
+DEFAULTS: dict[str, Any] = {
+    "input": "walls",
+    "sampling": "random",
+    "count": 5000,
+    "stride": 8,
+    "min_std": 0.05,
+    "latent_dim": 2,
+    "rotation_prior_sd": 0.1,
+    "angle_mean_penalty": False,
+    "translation": True,
+    "translation_prior_sd": 0.1,
+    "reconstruction": "gaussian",
+    "noise_sd": 0.1,
+    "lr": 1e-4,
+    "batch_size": 128,
+    "epochs": 50,
+    "max_steps": -1,
+    "val_fraction": 0.1,
+    "accelerator": "auto",
+    "encode_batch": 1024,
+    "maps_logsd": False,
+    "maps_chunk_mb": 256,
+}
+
+CENTRE = ("centre pixel: a window at (y, x) covers rows y - n//2 ... y - n//2 + n - 1 "
+          "and columns x - n//2 ... x - n//2 + n - 1 (0-based, row 0 at the top)")
+PADDING = ("reflect (numpy.pad mode='reflect', mirror without repeating the edge pixel): "
+           "n//2 pixels before and n - 1 - n//2 after on each axis, so every pixel has a centred window")
+ANGLE_DOC = ("angle: radians, rotation of the decoded content counter-clockwise as displayed (row 0 at top); "
+             "the decoder samples its template at R(angle)·p + (dx, dy) for pixel coordinates p in [-1, 1]^2. "
+             "Line-like content (walls) is pi-periodic: compare angles modulo pi, circularly. "
+             "dx, dy: grid units, 1 = (n - 1)/2 pixels; the content appears moved by -(dx, dy). z: dimensionless.")
+
+
+def latent_units(latent_dim: int) -> list[str]:
+    """Units along the latent axis: ``rad, grid, grid, 1, 1 …``."""
+    return ["rad", "grid", "grid"] + ["1"] * latent_dim
+
+
+def config(cfg: dict | None) -> dict:
+    """``cfg`` with defaults filled; an unknown key is an :class:`InputError`."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise InputError("rvae", f"unknown key(s) {unknown}", f"keys among {sorted(DEFAULTS)}")
+    return {**DEFAULTS, **cfg}
+
+
+def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
+    """Typed hyper-parameters of :class:`RVAE` from a filled config section."""
+    return {
+        "window": int(window),
+        "latent_dim": int(cfg["latent_dim"]),
+        "rotation_prior_sd": float(cfg["rotation_prior_sd"]),
+        "angle_mean_penalty": bool(cfg["angle_mean_penalty"]),
+        "translation": bool(cfg["translation"]),
+        "translation_prior_sd": float(cfg["translation_prior_sd"]),
+        "reconstruction": str(cfg["reconstruction"]),
+        "noise_sd": float(cfg["noise_sd"]),
+        "lr": float(cfg["lr"]),
+    }
+
+
+# --- checks -------------------------------------------------------------------------
+def _where(images: xr.DataArray) -> str:
+    src = images.attrs.get("source") or images.encoding.get("source")
+    return str(src) if src else f"images ({images.name or 'unnamed'})"
+
+
+def check_window(window: Any, height: int | None = None, width: int | None = None, where: str = "window") -> int:
+    """A valid window size ``n`` (>= 5, no larger than the frame) or :class:`InputError`."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise InputError(where, f"window size {window!r}", "an integer number of pixels")
+    n = int(window)
+    if n < 5:
+        raise InputError(where, f"window size {n}",
+                         "at least 5 pixels (the encoder's two valid 3×3 convolutions take 4 away)")
+    if height is not None and width is not None and n > min(height, width):
+        raise InputError(where, f"window size {n} is larger than the {height}×{width} frames",
+                         "a window no larger than the frame")
+    return n
+
+
+def check_images(images: Any, window: int | None = None, batch: int = 16) -> None:
+    """Check the rVAE input: DataArray ``(frame, y, x)``, finite values in ``[0, 1]``.
+
+    Streams the frames in batches (bounded memory) so a bad movie is reported
+    before any training or encoding starts.
+    """
+    if not isinstance(images, xr.DataArray):
+        raise InputError("images", f"a {type(images).__name__}", "an xarray.DataArray images(frame, y, x)")
+    where = _where(images)
+    if images.dims != (FRAME, Y, X):
+        raise InputError(where, f"images have dims {images.dims}", f"dims ({FRAME}, {Y}, {X})")
+    n_frames, height, width = (int(s) for s in images.shape)
+    if n_frames == 0 or height == 0 or width == 0:
+        raise InputError(where, f"images have shape {images.shape}", "at least one non-empty frame")
+    if window is not None:
+        check_window(window, height, width)
+    tol = 1e-3
+    for a in range(0, n_frames, batch):
+        block = np.asarray(images[a : a + batch].values, dtype=np.float32)
+        if not np.isfinite(block).all():
+            raise InputError(where, f"frames {a}..{a + len(block) - 1} contain NaN or infinite values", "finite values in [0, 1]")
+        lo, hi = float(block.min()), float(block.max())
+        if lo < -tol or hi > 1 + tol:
+            raise InputError(where, f"values span [{lo:.4g}, {hi:.4g}] in frames {a}..{a + len(block) - 1}",
+                             "values in [0, 1] (wall probability, class fraction or a normalised frame)")
+
+
+def _frame_values(images: xr.DataArray) -> np.ndarray:
+    return np.asarray(images[FRAME].values) if FRAME in images.coords else np.arange(images.sizes[FRAME])
+
+
+def _bias(images: xr.DataArray) -> np.ndarray:
+    if BIAS in images.coords and images[BIAS].dims == (FRAME,):
+        return np.asarray(images[BIAS].values, dtype=np.float64)
+    return np.full(images.sizes[FRAME], np.nan)
+
+
+def _source_attrs(images: xr.DataArray) -> dict[str, Any]:
+    keep = {k: v for k, v in images.attrs.items() if k.startswith("source") and isinstance(v, (str, int, float))}
+    return {"input": str(images.name or "images"), **keep}
+
+
+# --- rvae_windows ----------------------------------------------------------------------
+def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: int) -> None:
+    """Cut training windows out of ``images`` → ``out`` (a ``windows`` store).
+
+    Parameters
+    ----------
+    images : ``images(frame, y, x)`` float32 in ``[0, 1]`` with a ``bias`` (V)
+        coordinate along ``frame``.
+    out : path of ``windows.zarr``.
+    window : window size ``n`` (pixels).
+    cfg : the ``rvae`` config section (``sampling``, ``count``, ``stride``, ``min_std``).
+    seed : seed of the random positions.
+
+    The store holds ``windows(sample, wy, wx)`` float32 and, along ``sample``,
+    ``sample_frame`` (the frame coordinate), ``sample_y``, ``sample_x`` (the
+    window's **centre** pixel, see attrs ``origin``) and ``sample_bias`` (V).
+    """
+    cfg = config(cfg)
+    check_images(images, window)
+    n = int(window)
+    s = sample_windows(images, n, mode=cfg["sampling"], count=int(cfg["count"]), stride=int(cfg["stride"]),
+                       min_std=float(cfg["min_std"]), seed=int(seed))
+    frames = _frame_values(images)
+    ds = xr.Dataset(
+        {"windows": ((SAMPLE, WY, WX), s.windows,
+                     {"long_name": f"{n}×{n} rVAE input windows", "units": str(images.attrs.get("units", "1"))})},
+        coords={
+            SAMPLE: np.arange(len(s.frame)),
+            "sample_frame": (SAMPLE, frames[s.frame], {"long_name": "frame of the window"}),
+            "sample_y": (SAMPLE, s.y, {"long_name": "window centre row", "units": "px"}),
+            "sample_x": (SAMPLE, s.x, {"long_name": "window centre column", "units": "px"}),
+            "sample_bias": (SAMPLE, _bias(images)[s.frame], {"long_name": "applied bias", "units": UNITS[BIAS]}),
+        },
+        attrs=provenance("windows", cfg, window=n, seed=int(seed), sampling=cfg["sampling"],
+                         count_requested=int(cfg["count"]) if cfg["sampling"] == "random" else None,
+                         stride=int(cfg["stride"]) if cfg["sampling"] == "dense" else None,
+                         min_std=float(cfg["min_std"]), origin=CENTRE, **_source_attrs(images)),
+    )
+    chunk = max(1, min(len(s.frame), 4096))
+    write_store(ds, out, encoding={"windows": {"chunks": (chunk, n, n)}})
+    log.info("wrote %d windows of %d×%d to %s", len(s.frame), n, n, out)
+
+
+# --- rvae_train -----------------------------------------------------------------------------
+class EpochShuffle(Sampler[int]):
+    """Shuffle whose order depends only on ``(seed, epoch)``; Lightning calls ``set_epoch``.
+
+    A resumed run therefore sees exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _EpochDataModule(WindowDataModule):
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed))
+
+
+class _Resumable(pl.Callback):
+    """Reseed the sampling noise per epoch and keep ``last.ckpt`` (atomic) for resuming."""
+
+    def __init__(self, path: Path, seed: int, resume_key: str):
+        self.path, self.seed, self.resume_key = path, seed, resume_key
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        # at the first batch of every epoch (on_train_epoch_start is skipped right after a resume)
+        if batch_idx == 0:
+            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 7]).integers(2**62)))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        write_file_atomic(self.path, lambda p: trainer.save_checkpoint(p, weights_only=False))
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint["ferrolens_resume_key"] = self.resume_key
+
+
+def _resumable(last: Path, resume_key: str) -> bool:
+    """Whether ``last.ckpt`` belongs to this very training (same data, hyper-parameters, seed)."""
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a checkpoint cut short by a kill, or from an older version
+        warnings.warn(f"{last}: cannot be read ({type(exc).__name__}); training from scratch", stacklevel=3)
+        return False
+    if ck.get("ferrolens_resume_key") != resume_key:
+        warnings.warn(f"{last}: made with other windows, hyper-parameters or seed; training from scratch", stacklevel=3)
+        return False
+    return True
+
+
+def _merge_metrics(log_root: Path) -> pd.DataFrame:
+    """One row per epoch from every run's CSVLogger file (a later run wins, e.g. after a resume)."""
+    frames = []
+    versions = sorted(log_root.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
+    for i, f in enumerate(versions):
+        try:
+            df = pd.read_csv(f)
+        except (pd.errors.EmptyDataError, OSError):
+            continue
+        if "epoch" in df:
+            frames.append(df.assign(_run=i))
+    if not frames:
+        return pd.DataFrame(columns=["epoch"])
+    df = pd.concat(frames, ignore_index=True).dropna(subset=["epoch"])
+    df["epoch"] = df["epoch"].astype(int)
+    cols = [c for c in df.columns if c not in ("epoch", "_run")]
+    # within one run, train and val values of an epoch come on separate rows
+    rows = df.sort_values(["_run"]).groupby("epoch")[cols].last()
+    first = ["step"] if "step" in rows else []
+    ordered = first + sorted(c for c in rows.columns if c.startswith("train/")) + sorted(
+        c for c in rows.columns if c not in first and not c.startswith("train/"))
+    return rows[ordered].reset_index()
+
+
+def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads: int) -> None:
+    """Train one rVAE on a windows store.
+
+    Writes ``out_dir/model.ckpt`` (weights-only Lightning checkpoint, atomic
+    final name), ``out_dir/last.ckpt`` (full state after every epoch, also
+    atomic: rerunning a killed job resumes from it when data, hyper-parameters
+    and seed are unchanged) and ``out_dir/metrics.csv`` (one row per epoch:
+    ``train/loss``, ``train/reconstruction``, ``train/kl_angle``,
+    ``train/kl_shift``, ``train/kl_z`` and the same for ``val/``). Raw
+    CSVLogger files stay in ``out_dir/logs/``.
+
+    Parameters
+    ----------
+    windows : path of ``windows.zarr``.
+    out_dir : output folder (created).
+    window : window size ``n``; must match the store.
+    cfg : the ``rvae`` config section.
+    seed : seed of weights, split, shuffles and sampling noise (CPU runs are
+        bit-reproducible; each epoch's randomness depends only on seed and epoch).
+    threads : torch CPU threads.
+    """
+    cfg = config(cfg)
+    torch.set_num_threads(max(1, int(threads)))
+    n = check_window(window)
+    out = Path(out_dir)
+    arr = read_windows(windows, n)
+    if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
+        raise InputError(windows, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
+                         "values in [0, 1] for rvae.reconstruction = 'bce'")
+    hp = model_hparams(cfg, n)
+    for key in ("batch_size", "epochs"):
+        if int(cfg[key]) < 1:
+            raise InputError(f"rvae.{key}", f"value {cfg[key]!r}", "an integer >= 1")
+    if not 0 <= float(cfg["val_fraction"]) < 1:
+        raise InputError("rvae.val_fraction", f"value {cfg['val_fraction']!r}", "a fraction in [0, 1)")
+    out.mkdir(parents=True, exist_ok=True)
+    resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
+                                "seed": int(seed), "windows_sha256": sha256_file(windows)})
+
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+    model = RVAE(**hp)
+    dm = _EpochDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed))
+    last = out / "last.ckpt"
+    ckpt_path = str(last) if last.exists() and _resumable(last, resume_key) else None
+    n_train = arr.shape[0] - int(round(float(cfg["val_fraction"]) * arr.shape[0]))
+    steps_per_epoch = max(1, math.ceil(n_train / int(cfg["batch_size"])))
+    bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
+    trainer = pl.Trainer(
+        max_epochs=int(cfg["epochs"]),
+        max_steps=int(cfg["max_steps"]),
+        accelerator=str(cfg["accelerator"]),
+        devices=1,
+        deterministic="warn",
+        logger=pl.loggers.CSVLogger(out, name="logs"),
+        callbacks=[_Resumable(last, int(seed), resume_key), bar],
+        enable_checkpointing=False,
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=out,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    write_file_atomic(out / "model.ckpt", lambda p: trainer.save_checkpoint(p, weights_only=True))
+    metrics = _merge_metrics(out / "logs")
+    write_file_atomic(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+
+
+# --- load ------------------------------------------------------------------------------------
+def load(checkpoint: str | Path) -> RVAE:
+    """The trained :class:`RVAE` of a checkpoint (weights only, on CPU, eval mode).
+
+    Raises :class:`InputError` naming the file when it is missing, unreadable
+    or holds another kind of model.
+    """
+    path = Path(checkpoint)
+    expected = "an rVAE checkpoint written by ferrolens.rvae.train (model.ckpt)"
+    if not path.is_file():
+        raise InputError(path, "checkpoint does not exist", expected)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as a checkpoint ({type(exc).__name__})", expected) from exc
+    kind = ck.get("ferrolens_model") if isinstance(ck, dict) else None
+    if kind != MODEL_KIND:
+        found = f"a {kind!r} model" if kind else "no ferrolens rVAE model"
+        raise InputError(path, f"checkpoint holds {found}", expected)
+    model = RVAE.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model.eval()
+
+
+# --- rvae_encode --------------------------------------------------------------------------------
+def _device(accelerator: str) -> torch.device:
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise InputError("rvae.accelerator", f"value {accelerator!r} but no CUDA device is available", "'auto' or 'cpu'")
+        return torch.device("cuda")
+    if accelerator == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _tmp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
+    """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
+
+    The store holds (``L`` = latent_dim, labels ``angle, dx, dy, z1 … zL``,
+    ``latent_units`` ``rad, grid, grid, 1 …``):
+
+    * ``code_mean(sample, latent)``, ``code_logsd(sample, latent)``: the windows
+      of ``windows`` with ``sample_frame``, ``sample_y``, ``sample_x``,
+      ``sample_bias`` as in the windows store;
+    * ``mean(frame, y, x, latent)`` (and ``logsd`` when ``cfg["maps_logsd"]``):
+      the code of the window centred on each pixel, reflect padding (attrs
+      ``padding``, ``origin``), computed fully convolutionally and streamed to
+      disk in frame batches (memory bounded by ``cfg["maps_chunk_mb"]``), with
+      a progress bar over frames; ``bias`` (and ``time``) along ``frame``.
+
+    Log-sd of dx, dy is NaN and their mean 0 for a model without translation.
+    The store is written beside ``out`` and renamed into place when complete.
+    """
+    cfg = config(cfg)
+    torch.set_num_threads(max(1, int(threads)))
+    model = load(checkpoint)
+    n = model.window
+    check_images(images, n)
+    wds = open_store(windows, "windows", ["windows"])
+    if (wds.sizes.get(WY), wds.sizes.get(WX)) != (n, n):
+        raise InputError(windows, f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
+                         f"{n}×{n} windows to match the model {checkpoint}")
+    device = _device(str(cfg["accelerator"]))
+    model.to(device)
+    labels = model.labels
+    units = latent_units(int(model.hparams.latent_dim))
+    batch = max(1, int(cfg["encode_batch"]))
+
+    # (a) sampled windows' codes
+    s_total = wds.sizes[SAMPLE]
+    code_mean = np.empty((s_total, len(labels)), np.float32)
+    code_logsd = np.empty_like(code_mean)
+    for a in range(0, s_total, batch):
+        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(np.asarray(wds["windows"][a : a + batch].values))
+
+    n_frames, height, width = (int(v) for v in images.shape)
+    frames = _frame_values(images)
+    along_frame = {k: (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
+                   for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
+    along_frame.setdefault(BIAS, (FRAME, _bias(images), {}))
+    along_frame[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
+    latent_attrs = {"long_name": "latent variable", "doc": ANGLE_DOC}
+    attrs = provenance(
+        "latents", cfg, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
+        windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
+        hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
+    )
+    head = xr.Dataset(
+        {
+            "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
+            "code_logsd": ((SAMPLE, LATENT), code_logsd, {"long_name": "posterior log standard deviation of the sampled windows"}),
+        },
+        coords={
+            SAMPLE: wds[SAMPLE].values,
+            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias") if k in wds.coords},
+            LATENT: (LATENT, np.array(labels, dtype=object), latent_attrs),
+            "latent_units": (LATENT, np.array(units, dtype=object)),
+            Y: np.arange(height),
+            X: np.arange(width),
+            "window": n,
+        },
+        attrs=attrs,
+    )
+    map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},
+                 "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
+    chunks = (1, min(height, 1024), min(width, 1024), len(labels))
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(path)
+    logsd = bool(cfg["maps_logsd"])
+    try:
+        first = True
+        for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(cfg["maps_chunk_mb"]),
+                                           device=device, progress=True):
+            m, s = model._finish(m, s)
+            data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
+            if logsd:
+                data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
+            # every part carries the attrs: an append rewrites the group's attrs
+            part = xr.Dataset(data, coords={FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}},
+                              attrs=attrs)
+            if first:
+                ds = head.merge(part, combine_attrs="override")
+                ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
+                           encoding={k: {"chunks": chunks} for k in data})
+                first = False
+            else:
+                part.to_zarr(tmp, append_dim=FRAME, zarr_format=3, consolidated=False)
+        import zarr
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(str(tmp))
+        replace_atomically(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)

@@ -1,0 +1,154 @@
+"""Per-pixel latent maps, computed fully convolutionally.
+
+The map at pixel ``(y, x)`` is the encoding of the ``n × n`` window *centred*
+on that pixel: rows ``y - n//2 … y - n//2 + n - 1`` and the same for columns
+(for even ``n`` the centre is the lower of the two middle pixels). Near the
+border the frame is extended by **reflect padding** (mirror without repeating
+the edge pixel, ``numpy.pad(mode="reflect")``): ``n//2`` pixels before and
+``n - 1 - n//2`` after, on each axis.
+
+Because the encoder's convolutions use valid padding, the conv features of
+every window are a crop of the conv features of the whole padded frame, and
+the linear heads applied to a window's ``(filters, n-4, n-4)`` features are
+one convolution with an ``(n-4) × (n-4)`` kernel. So the features of a frame
+are computed once and the heads become a single convolution: the result
+equals encoding each window on its own (to float rounding) at a fraction of
+the cost. Frames are streamed in batches, and a frame too large for the
+memory budget is cut into strips of rows (each strip with the ``n - 1``
+extra rows it needs), so memory stays bounded by ``chunk_mb``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .modules import Encoder
+
+
+def padding(n: int) -> tuple[int, int]:
+    """Reflect padding ``(before, after)`` on each axis for windows of size ``n``."""
+    return n // 2, n - 1 - n // 2
+
+
+def centred_windows(frame: np.ndarray, n: int) -> np.ndarray:
+    """All ``n × n`` windows centred on the pixels of one ``(H, W)`` frame.
+
+    Returns a read-only ``(H, W, n, n)`` view into the reflect-padded frame
+    (no copy): ``[y, x]`` is the window the maps assign to pixel ``(y, x)``.
+    This is the plain reference the fully convolutional path must equal.
+    """
+    before, after = padding(n)
+    padded = np.pad(np.asarray(frame, dtype=np.float32), ((before, after), (before, after)), mode="reflect")
+    return np.lib.stride_tricks.sliding_window_view(padded, (n, n))
+
+
+def plan(height: int, width: int, n: int, filters: int, chunk_mb: float) -> tuple[int, int]:
+    """Frames per batch and output rows per strip that keep the features under ``chunk_mb``.
+
+    The conv activations of ``filters`` float32 channels dominate memory: at
+    most three such maps are alive at once (the first layer's output, the
+    second conv's output and its activation), ``3 · filters · 4`` bytes per
+    padded pixel.
+    """
+    budget = chunk_mb * 2**20
+    row_bytes = 3 * filters * 4 * (width + n - 1)
+    frame_bytes = row_bytes * (height + n - 1)
+    if frame_bytes <= budget:
+        return max(1, int(budget // frame_bytes)), height
+    return 1, max(1, int(budget // row_bytes) - (n - 1))
+
+
+@contextlib.contextmanager
+def _exact_fp32(device: torch.device):
+    """Turn TF32 off on CUDA while inside (maps must equal per-window encoding to 1e-4)."""
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@torch.no_grad()
+def iter_latent_maps(
+    encoder: Encoder,
+    frames: Any,
+    *,
+    logsd: bool = False,
+    chunk_mb: float = 256.0,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
+    """Stream per-pixel encodings of ``frames`` batch by batch.
+
+    Parameters
+    ----------
+    encoder : a (trained or random) :class:`Encoder` of window size ``n``.
+    frames : ``(F, H, W)`` array-like (numpy, torch, or a lazily loaded
+        xarray DataArray): only ``frames[a:b]`` is read at a time.
+    logsd : also yield the log-sd maps.
+    chunk_mb : memory budget of the conv activations per step (MiB).
+    device : where to compute (default: the encoder's device).
+    progress : show a tqdm progress bar over frames.
+
+    Yields
+    ------
+    ``(start, stop, mean, logsd)`` with ``mean`` ``(stop - start, H, W, 3 + L)``
+    float32 and ``logsd`` the same or ``None``. Raw encoder outputs (no
+    masking of unused latents; see :meth:`RVAE.latent_maps`).
+    """
+    n = encoder.window
+    n_frames, height, width = (int(s) for s in frames.shape)
+    if n > min(height, width):
+        raise ValueError(f"window {n} is larger than the {height}×{width} frame")
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    weight, bias = encoder.head_as_conv(logsd)
+    weight, bias = weight.to(device), bias.to(device)
+    c = encoder.n_latent
+    batch, rows = plan(height, width, n, encoder.filters, chunk_mb)
+    (top, bottom), (left, right) = padding(n), padding(n)
+    bar = tqdm(total=n_frames, unit="frame", desc=f"latent maps n={n}", disable=not progress)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with _exact_fp32(device):
+            for start in range(0, n_frames, batch):
+                stop = min(n_frames, start + batch)
+                x = torch.as_tensor(np.ascontiguousarray(np.asarray(frames[start:stop]), dtype=np.float32))
+                x = F.pad(x.unsqueeze(1), (left, right, top, bottom), mode="reflect")
+                out = torch.empty(stop - start, weight.shape[0], height, width)
+                for r0 in range(0, height, rows):
+                    r1 = min(height, r0 + rows)
+                    feats = encoder.features(x[:, :, r0 : r1 + n - 1].to(device))
+                    out[:, :, r0:r1] = F.conv2d(feats, weight, bias).cpu()
+                    del feats
+                out = out.permute(0, 2, 3, 1).numpy()
+                yield start, stop, np.ascontiguousarray(out[..., :c]), (np.ascontiguousarray(out[..., c:]) if logsd else None)
+                bar.update(stop - start)
+    finally:
+        bar.close()
+        encoder.train(was_training)
+
+
+def latent_maps(encoder: Encoder, frames: Any, *, logsd: bool = False, **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """All per-pixel maps in memory: ``(F, H, W, 3 + L)`` mean (and log-sd if asked).
+
+    See :func:`iter_latent_maps` for the arguments; use that generator to
+    stream long movies to disk instead.
+    """
+    means, logsds = [], []
+    for _, _, m, s in iter_latent_maps(encoder, frames, logsd=logsd, **kwargs):
+        means.append(m)
+        logsds.append(s)
+    mean = np.concatenate(means, 0)
+    return (mean, np.concatenate(logsds, 0)) if logsd else mean

@@ -1,0 +1,21 @@
+"""Segmentation stage: a U-Net trained on a few labelled frames, applied to the whole movie.
+
+Layers (DESIGN.md): :class:`UNet` (plain ``nn.Module``), :class:`SegmentationModel`
+(LightningModule), :class:`SegmentationData` (LightningDataModule), pure seeded
+augmentation in :mod:`.augment`, normalisation and exact tiled inference in
+:mod:`.infer`; entry functions :func:`train`, :func:`predict`,
+:func:`input_image`, :func:`load`.
+"""
+
+from .api import INPUT_KINDS, input_image, load, predict, train
+from .config import DEFAULTS, resolve_config
+from .data import SegmentationData, auto_class_weights
+from .infer import normalize_frames, predict_frames
+from .model import CLASS_NAMES, MODEL_KIND, SegmentationModel, weighted_cross_entropy
+from .unet import UNet, context_margin, fuse_for_inference
+
+__all__ = [
+    "CLASS_NAMES", "DEFAULTS", "INPUT_KINDS", "MODEL_KIND", "SegmentationData", "SegmentationModel", "UNet",
+    "auto_class_weights", "context_margin", "fuse_for_inference", "input_image", "load", "normalize_frames", "predict",
+    "predict_frames", "resolve_config", "train", "weighted_cross_entropy",
+]

@@ -1,0 +1,387 @@
+"""Entry functions of the segmentation stage (one per Snakemake rule, plus the
+images the rVAE takes): :func:`train`, :func:`predict`, :func:`input_image`, :func:`load`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
+
+from ..errors import InputError
+from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, config_digest, open_store, provenance, sha256_file,
+                     write_file_atomic, write_store_streamed)
+from .config import DEFAULTS, resolve_config
+from .data import SegmentationData
+from .infer import device_for, normalize_frames, predict_frames
+from .model import MODEL_KIND, SegmentationModel
+from .unet import fuse_for_inference
+
+INPUT_KINDS = ("walls", "classes", "raw")
+NORMALISATION = "per-frame robust percentiles: (x - p_low) / (p_high - p_low), no clipping"
+
+
+# --- shared checks ---------------------------------------------------------------------
+def _movie_image(ds: xr.Dataset, where: str | Path) -> xr.DataArray:
+    image = ds["image"]
+    if image.dims != (FRAME, Y, X):
+        raise InputError(where, f"image has dims {image.dims}", f"image dims {(FRAME, Y, X)}")
+    if 0 in image.shape:
+        raise InputError(where, f"the movie is empty: image shape {dict(zip(image.dims, image.shape))}",
+                         "at least one frame of at least 1×1 pixels")
+    return image
+
+
+def _frame_coords(ds: xr.Dataset, sl: slice) -> dict[str, Any]:
+    coords: dict[str, Any] = {FRAME: ds[FRAME].values[sl]}
+    for name in (BIAS, TIME):
+        if name in ds.coords and ds[name].dims == (FRAME,):
+            coords[name] = (FRAME, ds[name].values[sl], dict(ds[name].attrs))
+    return coords
+
+
+# --- load -------------------------------------------------------------------------------
+def load(checkpoint: str | Path) -> SegmentationModel:
+    """The :class:`SegmentationModel` of a checkpoint written by :func:`train`, in eval mode on CPU.
+
+    Loaded with ``weights_only=True`` (no arbitrary unpickling). A file that is
+    not a checkpoint, or a checkpoint of another model kind (e.g. an rVAE),
+    raises :class:`InputError` naming the file.
+    """
+    path = Path(checkpoint)
+    expected = "a segmentation checkpoint (model.ckpt) written by ferrolens.segment.train"
+    if not path.is_file():
+        raise InputError(path, "checkpoint file does not exist", expected)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a non-checkpoint
+        raise InputError(path, f"is not a readable PyTorch checkpoint ({type(exc).__name__})", expected) from exc
+    kind = ckpt.get("ferrolens_model") if isinstance(ckpt, dict) else None
+    if kind != MODEL_KIND:
+        if kind is None and isinstance(ckpt, dict) and "hyper_parameters" in ckpt:
+            kind = f"a Lightning checkpoint with hyper-parameters {sorted(ckpt['hyper_parameters'])[:8]}"
+        elif kind is None:
+            kind = "no ferrolens model kind"
+        raise InputError(path, f"checkpoint of another model kind ({kind})", f"model kind {MODEL_KIND!r}")
+    model = SegmentationModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model.eval()
+
+
+# --- train --------------------------------------------------------------------------------
+def _training_inputs(movie: str, labels: str, n_classes: int, cfg: dict):
+    """Normalised labelled frames, labels in the model's classes and class names; checks first."""
+    if n_classes not in (2, 3):
+        raise InputError("n_classes", f"value {n_classes!r}",
+                         "2 (wall vs the rest) or 3 (background, wall, contaminant)")
+    mov = open_store(movie, "movie", ["image"])
+    image = _movie_image(mov, movie)
+    lab = open_store(labels, "labels", ["label"])
+    names = [str(n) for n in lab.attrs.get("class_names", [])]
+    if len(names) < 2:
+        raise InputError(labels, f"attrs class_names {names} name {len(names)} class(es)",
+                         "at least 2 classes, e.g. ['background', 'wall', 'contaminant']")
+    if len(names) == n_classes:
+        model_names, merge = names, False
+    elif len(names) == 3 and n_classes == 2:
+        model_names, merge = names[:2], True  # contaminant (2) joins background (0): wall vs the rest
+    else:
+        raise InputError(labels, f"labels have {len(names)} classes {names}",
+                         f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
+                         "serve the 2-class model, contaminant merged into background)")
+    if lab["label"].dims != (FRAME, Y, X):
+        raise InputError(labels, f"label has dims {lab['label'].dims}", f"dims {(FRAME, Y, X)}")
+    if lab.sizes[FRAME] == 0:
+        raise InputError(labels, "no labelled frames (the label store has 0 frames)", "at least one labelled frame")
+    if (lab.sizes[Y], lab.sizes[X]) != (image.sizes[Y], image.sizes[X]):
+        raise InputError(labels, f"label frames are {lab.sizes[Y]}×{lab.sizes[X]}",
+                         f"the movie's frame size {image.sizes[Y]}×{image.sizes[X]}")
+    movie_frames = {int(f): i for i, f in enumerate(mov[FRAME].values)}
+    frames = [int(f) for f in lab[FRAME].values]
+    missing = [f for f in frames if f not in movie_frames]
+    if missing:
+        raise InputError(labels, f"label frames {missing} are not frames of the movie {movie}",
+                         f"frame indices among 0…{len(movie_frames) - 1}")
+    label = lab["label"].values.astype(np.int64)
+    if merge:
+        label = np.where(label == 2, 0, label)
+    raw = image.isel({FRAME: [movie_frames[f] for f in frames]}).values
+    return mov, label, raw, frames, model_names
+
+
+def _resumable(last: Path, key: str) -> bool:
+    """True when ``last`` is a checkpoint of this very training (same data and config)."""
+    if not last.exists():
+        return False
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        same = ckpt.get("ferrolens_model") == MODEL_KIND and ckpt.get("ferrolens_train_key") == key
+    except Exception as exc:  # a checkpoint cut short by a kill
+        warnings.warn(f"{last}: unreadable ({type(exc).__name__}); training starts afresh", stacklevel=3)
+        same = False
+    else:
+        if not same:
+            warnings.warn(f"{last}: from a training with other data or settings; training starts afresh",
+                          stacklevel=3)
+    if not same:
+        for name in ("last.ckpt", "best.ckpt"):
+            (last.parent / name).unlink(missing_ok=True)
+    return same
+
+
+def _plot_history(history: list[dict], names: list[str], split: dict, path: Path) -> None:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] + 1 for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    a.plot(ep, [r["train_loss"] for r in history], "o-", label="train (augmented patches)")
+    a.plot(ep, [r["val_loss"] for r in history], "s-", label="held-out")
+    a.set(xlabel="epoch", ylabel="weighted cross-entropy", yscale="log", title="loss")
+    a.legend()
+    for n in names:
+        b.plot(ep, [r[f"iou_{n}"] for r in history], "o-", label=n)
+    b.plot(ep, [r["val_miou"] for r in history], "k--", label="mean")
+    held = (f"strip {split['spatial_split']['axis']} ≥ {split['spatial_split']['at']} of frame "
+            f"{split['val_frames'][0]}" if split["spatial_split"] else f"frames {split['val_frames']}")
+    b.set(xlabel="epoch", ylabel="IoU", ylim=(0, 1.02), title=f"held-out IoU ({held})")
+    b.legend(loc="lower right")
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
+    """Train the U-Net on the labelled frames; write the model and its training record.
+
+    Parameters
+    ----------
+    movie : movie store (``image(frame, y, x)``, raw intensities).
+    labels : labels store (``label(frame, y, x)``: class indices, −1 unlabelled;
+        ``frame`` = movie frame index; ``attrs['class_names']``).
+    out_dir : folder ``results/{dataset}/segment/c{n_classes}/``; receives
+        ``model.ckpt`` (best held-out mean IoU, renamed into place when complete),
+        ``last.ckpt`` (resumes a killed training when rerun with the same data and
+        config), ``best.ckpt``, ``metrics.csv`` (per epoch: train loss, held-out
+        loss, held-out per-class IoU and mean), ``training.png``, ``csv_logs/``.
+    n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
+    cfg : the ``segment:`` config section (missing keys take the defaults).
+    seed : seeds weights, patch positions, augmentation; on CPU the same inputs
+        give the same weights (unless ``train.max_minutes`` cuts training short).
+    threads : torch intra-op threads.
+
+    Bad input (labels with one class, a class count the model cannot take, no
+    labelled frame, a patch larger than the frame, an empty movie) raises
+    :class:`InputError` before training starts.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    cfg = resolve_config(cfg)
+    torch.set_num_threads(max(1, int(threads)))
+    t, norm = cfg["train"], cfg["normalize"]
+    _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
+    images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
+    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=str(labels))
+    weights = dm.class_weights()
+    hparams = dict(n_classes=n_classes, class_names=names, **cfg["model"], learning_rate=float(t["learning_rate"]),
+                   class_weights=weights, norm_low=float(norm["low_percentile"]),
+                   norm_high=float(norm["high_percentile"]))
+    # what must be equal for last.ckpt to be resumed (max_epochs may grow)
+    data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
+    fixed = {k: v for k, v in t.items() if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator")}
+    key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
+                         "data": data_hash, "split": dm.split})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resume = _resumable(out / "last.ckpt", key)
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    model = SegmentationModel(**hparams)
+    model.train_key = key
+    on_cpu = t["accelerator"] == "cpu" or (t["accelerator"] == "auto" and not torch.cuda.is_available())
+    ckpt_cb = ModelCheckpoint(dirpath=out, filename="best", monitor="val/miou", mode="max", save_top_k=1,
+                              auto_insert_metric_name=False, enable_version_counter=False)
+    # save_last=True would refresh last.ckpt only when a new best is saved; this one saves every epoch
+    last_cb = ModelCheckpoint(dirpath=out, filename="last", monitor=None, save_top_k=1,
+                              auto_insert_metric_name=False, enable_version_counter=False)
+    trainer = pl.Trainer(
+        max_epochs=int(t["max_epochs"]),
+        max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
+        accelerator=t["accelerator"], devices=1,
+        # CPU kernels are deterministic; some CUDA ones (weighted NLL) are not, so only warn there
+        deterministic=True if on_cpu else "warn",
+        logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb], enable_progress_bar=True,
+        enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))), default_root_dir=out)
+    trainer.fit(model, datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None, weights_only=True)
+
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    if best is None or not best.exists():  # e.g. max_minutes hit before the first validation
+        best = out / "best.ckpt"
+        trainer.save_checkpoint(best)
+    write_file_atomic(out / "model.ckpt", lambda tmp: shutil.copyfile(best, tmp))
+    history = trainer.lightning_module.history
+    cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(",".join(cols) + "\n")
+            for r in history:
+                fh.write(",".join(str(r[c]) for c in cols) + "\n")
+
+    write_file_atomic(out / "metrics.csv", write_csv)
+    write_file_atomic(out / "training.png", lambda tmp: _plot_history(history, names, dm.split, tmp))
+
+
+# --- predict ---------------------------------------------------------------------------------
+def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
+    """Segment every frame of ``movie`` into the store ``out`` (kind ``segmentation``).
+
+    Frames are read, normalised (per frame, the model's robust percentiles) and
+    predicted ``predict.batch_size`` at a time, so the movie never has to fit in
+    memory; frames larger than ``predict.tile`` are tiled with
+    ``predict.overlap`` and blended seamlessly (exactly, see
+    :mod:`ferrolens.segment.infer`). The store is renamed into place when complete.
+
+    Store: ``probability(frame, class, y, x)`` float32 (softmax, sums to 1 over
+    class), ``label(frame, y, x)`` uint8 (argmax), ``norm_low/norm_high(frame)``
+    (the percentiles, raw units); coords ``frame``, ``class`` (names), and
+    ``bias`` (V) / ``time`` (s) copied from the movie; attrs record the
+    normalisation, the checkpoint (path, sha256, hyper-parameters) and tiling.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = resolve_config(cfg)
+    p = cfg["predict"]
+    torch.set_num_threads(max(1, int(threads)))
+    mov = open_store(movie, "movie", ["image"])
+    image = _movie_image(mov, movie)
+    model = load(checkpoint)
+    mult = model.net.multiple
+    for k in ("tile", "overlap"):
+        if p[k] % mult:
+            raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
+                             f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
+    device = device_for(p["accelerator"])
+    net = fuse_for_inference(model.net).to(device)
+    hp = model.hparams
+    names = list(hp.class_names)
+    n, h, w = image.shape
+    bs = int(p["batch_size"])
+    attrs = provenance(
+        "segmentation", cfg, movie=str(movie), checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256_file(checkpoint), model_kind=MODEL_KIND,
+        model_hparams=json.dumps(dict(hp), sort_keys=True, default=str), n_classes=int(hp.n_classes),
+        class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
+        tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
+        precision="bfloat16 autocast" if p["bf16"] else "float32")
+    encoding = {"probability": {"chunks": (1, len(names), h, w)}, "label": {"chunks": (1, h, w)}}
+
+    def parts():
+        with tqdm(total=n, unit="frame", desc="segment") as bar:
+            for i in range(0, n, bs):
+                sl = slice(i, min(i + bs, n))
+                normed, lo, hi = normalize_frames(image[sl].values, hp.norm_low, hp.norm_high)
+                probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device,
+                                       bf16=bool(p["bf16"]))
+                ds = xr.Dataset(
+                    {"probability": ((FRAME, CLASS, Y, X), probs,
+                                     {"long_name": "class probability (softmax)", "units": "1"}),
+                     "label": ((FRAME, Y, X), probs.argmax(1).astype(np.uint8),
+                               {"long_name": "most probable class", "flag_values": list(range(len(names))),
+                                "flag_meanings": " ".join(names)}),
+                     "norm_low": ((FRAME,), lo, {"long_name": f"per-frame {hp.norm_low} percentile",
+                                                 "units": "raw intensity"}),
+                     "norm_high": ((FRAME,), hi, {"long_name": f"per-frame {hp.norm_high} percentile",
+                                                  "units": "raw intensity"})},
+                    coords=_frame_coords(mov, sl), attrs=attrs)
+                if i == 0:
+                    ds = ds.assign_coords({CLASS: names})
+                    for c in (Y, X):
+                        if c in mov.coords and mov[c].dims == (c,):
+                            ds = ds.assign_coords({c: mov[c]})
+                yield ds
+                bar.update(sl.stop - sl.start)
+
+    write_store_streamed(parts(), out, encoding=encoding)
+
+
+# --- the rVAE's input image --------------------------------------------------------------------
+class _PerFrame(BackendArray):
+    """Lazy ``(frame, y, x)`` array: ``fn`` applied to whole source frames on access."""
+
+    def __init__(self, source: xr.DataArray, fn) -> None:
+        self.source, self.fn = source, fn
+        self.shape = tuple(source.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER, self._get)
+
+    def _get(self, key):
+        fk, yk, xk = key
+        scalar = isinstance(fk, (int, np.integer))
+        frames = np.asarray(self.source[[fk] if scalar else fk].values)
+        out = self.fn(frames)
+        out = out[:, yk][:, :, xk] if not isinstance(yk, (int, np.integer)) else out[:, yk][:, xk]
+        return out[0] if scalar else out
+
+
+def _lazy(source: xr.DataArray, fn, name: str, attrs: dict) -> xr.DataArray:
+    data = indexing.LazilyIndexedArray(_PerFrame(source.variable, fn))
+    coords = {k: v for k, v in source.coords.items() if set(v.dims) <= {FRAME, Y, X}}
+    return xr.DataArray(xr.Variable((FRAME, Y, X), data), coords=coords, name=name, attrs=attrs)
+
+
+def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str) -> xr.DataArray:
+    """The image the rVAE takes, ``(frame, y, x)`` float32, computed lazily per frame.
+
+    kind : ``walls`` — wall-class probability (0…1);
+        ``classes`` — decoded class image ``label / (K − 1)`` (0…1);
+        ``raw`` — the normalised frame, with the percentiles recorded in the
+        segmentation store's attrs (default 1 and 99 when ``segmentation`` is None),
+        exactly as :func:`predict` normalises.
+    """
+    if kind not in INPUT_KINDS:
+        raise InputError("rVAE input kind", f"value {kind!r}", f"one of {', '.join(INPUT_KINDS)}")
+    image = _movie_image(movie, "movie dataset")
+    if segmentation is None:
+        if kind != "raw":
+            raise InputError("segmentation", f"kind {kind!r} needs a segmentation store, got None",
+                             "the dataset written by ferrolens.segment.predict")
+        lo, hi = DEFAULTS["normalize"]["low_percentile"], DEFAULTS["normalize"]["high_percentile"]
+    else:
+        if segmentation.attrs.get("ferrolens_kind") != "segmentation":
+            raise InputError("segmentation", f"dataset kind {segmentation.attrs.get('ferrolens_kind')!r}",
+                             "kind 'segmentation'")
+        if segmentation.sizes.get(FRAME) != image.sizes[FRAME] or (
+                segmentation.sizes.get(Y), segmentation.sizes.get(X)) != (image.sizes[Y], image.sizes[X]):
+            raise InputError("segmentation", f"shape {dict(segmentation.sizes)}",
+                             f"the movie's {dict(image.sizes)}")
+        lo, hi = segmentation.attrs.get("norm_percentiles", [1.0, 99.0])
+    if kind == "raw":
+        return _lazy(image, lambda a: normalize_frames(a, lo, hi)[0], "raw",
+                     {"long_name": "normalised frame", "normalisation": NORMALISATION,
+                      "norm_percentiles": [float(lo), float(hi)]})
+    names = [str(c) for c in segmentation[CLASS].values]
+    if kind == "walls":
+        if "wall" not in names:
+            raise InputError("segmentation", f"classes {names} lack 'wall'", "a class named 'wall'")
+        walls = segmentation["probability"].isel({CLASS: names.index("wall")}, drop=True)
+        return walls.rename("walls").assign_attrs(long_name="wall-class probability", units="1")
+    k = len(names)
+    return _lazy(segmentation["label"], lambda a: a.astype(np.float32) / (k - 1), "classes",
+                 {"long_name": f"class / {k - 1} ({', '.join(names)})", "units": "1"})

@@ -1,0 +1,248 @@
+"""The segmentation LightningDataModule: random augmented patches from labelled
+frames, validation on held-out labelled frames (or a held-out strip)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..errors import InputError
+from .augment import augment_pair
+
+_MAX_INDEXED = 200_000  # labelled pixels kept per class and source for centred sampling
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch·n … epoch·n + n − 1``: every sample index (hence its RNG
+    seed) is unique across epochs and does not depend on workers or resumes.
+    Lightning calls :meth:`set_epoch` before each training epoch."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class PatchDataset(Dataset):
+    """Random ``patch × patch`` crops of the training regions, augmented.
+
+    Item ``k`` is drawn with ``numpy.random.default_rng([seed, k])``. With
+    probability ``rare_class_fraction`` the patch is placed over a labelled
+    pixel of a class drawn uniformly among the classes present, so that a
+    rare class (contaminant) keeps appearing; otherwise uniformly. Items:
+    image ``(1, P, P)`` float32, label ``(P, P)`` int64 (−1 unlabelled).
+    """
+
+    def __init__(self, sources: Sequence[tuple[np.ndarray, np.ndarray]], patch: int, n_classes: int,
+                 augment: dict[str, Any], seed: int, rare_class_fraction: float, length: int) -> None:
+        self.sources = list(sources)
+        self.patch = patch
+        self.augment = augment
+        self.seed = int(seed)
+        self.rare = float(rare_class_fraction)
+        self.length = int(length)
+        area = np.array([(im.shape[0] - patch + 1) * (im.shape[1] - patch + 1) for im, _ in self.sources], float)
+        self.source_p = area / area.sum()
+        index_rng = np.random.default_rng([self.seed, 1 << 20])
+        self.by_class: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
+        for c in range(n_classes):
+            per_source = []
+            for _, lab in self.sources:
+                flat = np.flatnonzero(lab.ravel() == c)
+                if flat.size > _MAX_INDEXED:
+                    flat = np.sort(index_rng.choice(flat, _MAX_INDEXED, replace=False))
+                per_source.append(flat)
+            cum = np.cumsum([f.size for f in per_source])
+            if cum[-1] > 0:
+                self.by_class[c] = (per_source, cum)
+        self.classes = sorted(self.by_class)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def origin(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(source, y0, x0) of a patch."""
+        p = self.patch
+        if self.classes and rng.random() < self.rare:
+            per_source, cum = self.by_class[self.classes[int(rng.integers(len(self.classes)))]]
+            j = int(rng.integers(cum[-1]))
+            s = int(np.searchsorted(cum, j, side="right"))
+            flat = per_source[s][j - (cum[s - 1] if s else 0)]
+            h, w = self.sources[s][1].shape
+            py, px = divmod(int(flat), w)
+            y0 = int(np.clip(py - rng.integers(p), 0, h - p))
+            x0 = int(np.clip(px - rng.integers(p), 0, w - p))
+            return s, y0, x0
+        s = int(rng.choice(len(self.sources), p=self.source_p))
+        h, w = self.sources[s][1].shape
+        return s, int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+
+    def __getitem__(self, k: int):
+        rng = np.random.default_rng([self.seed, int(k)])
+        s, y0, x0 = self.origin(rng)
+        im, lab = self.sources[s]
+        p = self.patch
+        image, label = augment_pair(im[y0:y0 + p, x0:x0 + p], lab[y0:y0 + p, x0:x0 + p], rng, self.augment)
+        return torch.from_numpy(image)[None], torch.from_numpy(label)
+
+
+class RegionDataset(Dataset):
+    """Whole held-out regions: image ``(1, H, W)`` float32, label ``(H, W)`` int64."""
+
+    def __init__(self, sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.sources = list(sources)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, i: int):
+        im, lab = self.sources[i]
+        return (torch.from_numpy(np.ascontiguousarray(im, np.float32))[None],
+                torch.from_numpy(np.ascontiguousarray(lab, np.int64)))
+
+
+def auto_class_weights(counts: np.ndarray) -> list[float]:
+    """Cross-entropy weights from label counts: ``w_c ∝ f_c^(−½)``, scaled so the
+    frequency-weighted mean is 1 (a damped inverse frequency: the patch sampler
+    already over-represents rare classes). A class with no pixel gets the largest weight."""
+    counts = np.asarray(counts, dtype=np.float64)
+    f = counts / counts.sum()
+    w = np.where(f > 0, 1.0 / np.sqrt(np.where(f > 0, f, 1.0)), 0.0)
+    w = w / (f * w).sum()
+    w[f == 0] = w.max()
+    return [float(v) for v in w]
+
+
+class SegmentationData(pl.LightningDataModule):
+    """Training patches and validation regions from a few labelled frames.
+
+    Parameters
+    ----------
+    images : ``(n, H, W)`` float32 normalised frames that carry labels.
+    labels : ``(n, H, W)`` int class indices, −1 = unlabelled.
+    frames : ``(n,)`` movie frame index of each.
+    n_classes : classes of the model; label values must be < n_classes.
+    train_cfg, augment_cfg : the ``segment.train`` and ``segment.augment`` sections.
+    seed : seed of patch positions and augmentation.
+    where : name of the labels file, for error messages.
+
+    The split is made (and bad input rejected) on construction: frames listed
+    in ``val_frames``, else a ``val_fraction`` of the labelled frames, evenly
+    spread; with a single labelled frame, the last ``val_fraction`` of its
+    rows (columns, if wider than tall) is held out.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, frames: Sequence[int], n_classes: int,
+                 train_cfg: dict[str, Any], augment_cfg: dict[str, Any], seed: int = 0,
+                 where: str = "labels") -> None:
+        super().__init__()
+        self.cfg, self.augment, self.seed, self.n_classes = train_cfg, augment_cfg, int(seed), n_classes
+        images = np.asarray(images, dtype=np.float32)
+        labels = np.asarray(labels).astype(np.int64)
+        frames = [int(f) for f in frames]
+        bad = (labels < -1) | (labels >= n_classes)
+        if bad.any():
+            raise InputError(where, f"label values {sorted(np.unique(labels[bad]).tolist())[:10]} outside "
+                             f"the {n_classes} classes", f"class indices 0…{n_classes - 1} or −1 (unlabelled)")
+        labelled = [i for i in range(len(frames)) if (labels[i] >= 0).any()]
+        if not labelled:
+            raise InputError(where, "no labelled pixel in any frame (all −1 or no frames)",
+                             "at least one frame with labelled pixels")
+        self.train_sources, self.val_sources, self.split = self._split(images, labels, frames, labelled, where)
+        counts = np.zeros(n_classes, np.int64)
+        for _, lab in self.train_sources + self.val_sources:
+            counts += np.bincount(lab[lab >= 0], minlength=n_classes)
+        if (counts > 0).sum() < 2:
+            only = int(np.flatnonzero(counts)[0])
+            raise InputError(where, f"all labelled pixels are class {only}",
+                             "at least two classes among the labelled pixels")
+        self.train_counts = np.zeros(n_classes, np.int64)
+        for _, lab in self.train_sources:
+            self.train_counts += np.bincount(lab[lab >= 0], minlength=n_classes)
+        for c in np.flatnonzero(self.train_counts == 0):
+            warnings.warn(f"{where}: class {c} has no labelled pixel in the training part; "
+                          "the model cannot learn it", stacklevel=2)
+        p = int(train_cfg["patch_size"])
+        for (im, _), f in zip(self.train_sources, self.split["train_frames"]):
+            if p > min(im.shape):
+                raise InputError("config segment.train.patch_size",
+                                 f"patch size {p} is larger than the training region {im.shape[0]}×{im.shape[1]} "
+                                 f"of frame {f}", f"patch_size ≤ {min(im.shape)}")
+        n = int(train_cfg["steps_per_epoch"]) * int(train_cfg["batch_size"])
+        self.train_set = PatchDataset(self.train_sources, p, n_classes, augment_cfg, self.seed,
+                                      train_cfg["rare_class_fraction"], n)
+        self.val_set = RegionDataset(self.val_sources)
+        self.sampler = EpochSampler(n)
+
+    def _split(self, images, labels, frames, labelled, where):
+        vf, frac = self.cfg["val_frames"], float(self.cfg["val_fraction"])
+        labelled_frames = [frames[i] for i in labelled]
+        if vf is not None:
+            missing = sorted(set(vf) - set(labelled_frames))
+            if missing or not vf:
+                raise InputError("config segment.train.val_frames", f"frames {missing or vf} are not labelled",
+                                 f"a non-empty subset of the labelled frames {labelled_frames}")
+            val = [i for i in labelled if frames[i] in set(vf)]
+            train = [i for i in labelled if frames[i] not in set(vf)]
+            if not train:
+                raise InputError("config segment.train.val_frames", f"{vf} holds out every labelled frame",
+                                 "at least one labelled frame left for training")
+        elif len(labelled) >= 2:
+            n_val = min(max(1, round(frac * len(labelled))), len(labelled) - 1)
+            pos = set(((np.arange(n_val) + 0.5) * len(labelled) / n_val).astype(int).tolist())
+            val = [labelled[j] for j in sorted(pos)]
+            train = [i for i in labelled if i not in val]
+        else:
+            i = labelled[0]
+            axis = 0 if images.shape[1] >= images.shape[2] else 1
+            size = images.shape[1 + axis]
+            cut = size - max(1, round(frac * size))
+            sl_train = (slice(0, cut), slice(None)) if axis == 0 else (slice(None), slice(0, cut))
+            sl_val = (slice(cut, None), slice(None)) if axis == 0 else (slice(None), slice(cut, None))
+            tr, va = (images[i][sl_train], labels[i][sl_train]), (images[i][sl_val], labels[i][sl_val])
+            for part, name in ((tr, "training"), (va, "held-out")):
+                if not (part[1] >= 0).any():
+                    raise InputError(where, f"the single labelled frame {frames[i]} has no labelled pixel in its "
+                                     f"{name} part ({'rows' if axis == 0 else 'columns'} split at {cut})",
+                                     "labels on both sides of the split, or several labelled frames")
+            split = {"train_frames": [frames[i]], "val_frames": [frames[i]],
+                     "spatial_split": {"axis": ["y", "x"][axis], "at": int(cut)}}
+            return [tr], [va], split
+        split = {"train_frames": [frames[i] for i in train], "val_frames": [frames[i] for i in val],
+                 "spatial_split": None}
+        return ([(images[i], labels[i]) for i in train], [(images[i], labels[i]) for i in val], split)
+
+    def class_weights(self) -> list[float]:
+        """Weights per ``train.class_weights``: ``auto`` (from training label
+        frequencies), ``none`` (uniform) or the list given."""
+        cw = self.cfg["class_weights"]
+        if cw == "auto":
+            return auto_class_weights(self.train_counts)
+        if cw == "none":
+            return [1.0] * self.n_classes
+        if len(cw) != self.n_classes:
+            raise InputError("config segment.train.class_weights", f"{len(cw)} weights {cw}",
+                             f"one weight per class ({self.n_classes})")
+        return [float(w) for w in cw]
+
+    def train_dataloader(self) -> DataLoader:
+        nw = int(self.cfg["num_workers"])
+        return DataLoader(self.train_set, batch_size=int(self.cfg["batch_size"]), sampler=self.sampler,
+                          num_workers=nw, persistent_workers=nw > 0, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=1, shuffle=False)

@@ -1,0 +1,226 @@
+"""Entry functions of the dynamics stage on small stores, NMF order/seeding, config checks."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from ferrolens import store
+from ferrolens.bias import triangular_waveform
+from ferrolens.dynamics import DEFAULTS, kde_nmf, resolve_config, sweep_merge
+from ferrolens.dynamics.nmf import fit_nmf, nnls_weights
+from ferrolens.errors import InputError
+
+FRAGMENT = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "fragments" / "dynamics.yaml"
+LABELS = ["angle", "dx", "dy", "z1", "z2"]
+
+
+def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True):
+    """A latents store in the rVAE layout: a region of state A (z1 ≈ -2, angle ≈ 0.4) whose
+    area follows a hysteretic function of a triangular bias; state B elsewhere (z1 ≈ 2,
+    angle near the π/2 wrap). Structure (segmentation class 1) is a band of rows."""
+    rng = np.random.default_rng(seed)
+    b = triangular_waveform(n_frames, 2.0)
+    direction = np.sign(np.gradient(b))
+    shift = 0.6 * direction if hysteretic else 0.0
+    frac = np.clip(0.5 + 0.75 * np.tanh((b - shift) / 0.4), 0, 1)
+    mean = np.empty((n_frames, size, size, len(LABELS)), np.float32)
+    cols = np.arange(size)[None, :] * np.ones((size, 1))
+    for f in range(n_frames):
+        in_a = cols < frac[f] * size
+        mean[f, ..., 0] = np.where(in_a, rng.normal(0.4, 0.1, (size, size)), rng.normal(1.5, 0.1, (size, size)))
+        mean[f, ..., 1:3] = rng.normal(0, 0.5, (size, size, 2))
+        mean[f, ..., 3] = np.where(in_a, rng.normal(-2, 0.3, (size, size)), rng.normal(2, 0.3, (size, size)))
+        mean[f, ..., 4] = rng.normal(0, 1, (size, size))
+    mean[:, 0, 0, :] = np.nan  # a padded pixel: must be ignored
+    n_samples = 50
+    coords = store.frame_coords(n_frames, bias=b if bias else None, time=np.arange(n_frames) * 1.0)
+    coords[store.LATENT] = LABELS
+    coords["latent_units"] = (store.LATENT, ["rad", "grid", "grid", "1", "1"])
+    sample_frame = rng.integers(0, n_frames, n_samples)
+    coords["sample_frame"] = (store.SAMPLE, sample_frame)
+    ds = xr.Dataset(
+        {
+            "mean": ((store.FRAME, store.Y, store.X, store.LATENT), mean),
+            "code_mean": ((store.SAMPLE, store.LATENT), rng.normal(size=(n_samples, len(LABELS)))),
+            "code_logsd": ((store.SAMPLE, store.LATENT), np.full((n_samples, len(LABELS)), -2.0)),
+        },
+        coords=coords,
+        attrs=store.provenance("latents", {"test": True}, window=8),
+    )
+    store.write_store(ds, path)
+    return frac
+
+
+def make_segmentation(path, n_frames=24, size=24):
+    label = np.zeros((n_frames, size, size), np.uint8)
+    label[:, : size // 2] = 1  # structure in the upper half
+    ds = xr.Dataset({"label": ((store.FRAME, store.Y, store.X), label)},
+                    coords=store.frame_coords(n_frames), attrs=store.provenance("segmentation", {}))
+    store.write_store(ds, path)
+
+
+FAST = {"grid_points": 64, "bootstrap": 40}
+
+
+def test_kde_nmf_writes_store_and_table(tmp_path):
+    lat = tmp_path / "latents.zarr"
+    make_latents(lat)
+    out, table = tmp_path / "dynamics.zarr", tmp_path / "hysteresis.csv"
+    kde_nmf(str(lat), None, str(out), str(table), FAST, seed=1)
+
+    ds = xr.open_zarr(out)
+    assert ds.attrs["ferrolens_kind"] == "dynamics"
+    assert ds["kde"].dims == ("variable", "frame", "grid")
+    assert list(ds["variable"].values) == ["angle", "z1", "z2"]
+    assert list(ds["variable_nmf"].values) == ["angle", "z1", "z2", "stacked"]
+    assert ds["grid_value"].dims == ("variable", "grid")
+    assert list(ds["variable_units"].values) == ["rad", "1", "1"]  # taken from the latents store
+    assert ds["components"].dims == ("component", "variable", "grid")
+    assert ds["weights"].dims == ("variable_nmf", "component", "frame")
+    assert ds["bias"].attrs["units"] == "V" and "time" in ds.coords
+    assert (ds["n_values"].values == 24 * 24 - 1).all()  # the NaN pixel is left out
+    # densities integrate to ~1 (the grid sum of a density sampled at 64 points)
+    np.testing.assert_allclose(ds["kde_mass"].sel(variable="angle"), 1.0, atol=1e-3)
+    np.testing.assert_allclose(ds["kde_mass"].sel(variable="z1"), 1.0, atol=5e-3)
+    step = np.diff(ds["grid_value"].values, axis=1)[:, :1]
+    np.testing.assert_allclose((ds["components"].values * step[None]).sum(-1), 1.0, atol=1e-9)
+    stacked_integrals = (ds["stacked_components"].values * step[None]).sum(-1)  # (component, variable)
+    np.testing.assert_allclose(stacked_integrals.mean(axis=1), 1.0, atol=1e-9)
+    lo, w, hi = (ds[k].values for k in ("weights_ci_low", "weights", "weights_ci_high"))
+    assert (lo <= w + 1e-9).mean() > 0.9 and (w <= hi + 1e-9).mean() > 0.9
+
+    tab = pd.read_csv(table)
+    assert len(tab) == 4 * 2 and set(tab.variable) == {"angle", "z1", "z2", "stacked"}
+    assert (tab.window == 8).all()
+    doc = json.loads(table.with_suffix(".json").read_text())
+    assert len(doc["rows"]) == len(tab) and set(doc["columns"]) <= set(tab.columns)
+    assert doc["rows"][0]["variable"] == tab.variable[0]
+    # the planted loop shows in angle and z1; z2 carries no bias dependence
+    for v in ("angle", "z1"):
+        assert tab[tab.variable == v].loop_area_excludes_zero.all()
+    # reruns with the same seed give identical numbers
+    out2, table2 = tmp_path / "again.zarr", tmp_path / "again.csv"
+    kde_nmf(str(lat), None, str(out2), str(table2), FAST, seed=1)
+    xr.testing.assert_identical(xr.open_zarr(out2).drop_attrs(), ds.drop_attrs())
+    pd.testing.assert_frame_equal(pd.read_csv(table2), tab)
+
+
+def test_structure_pixels_and_subsample(tmp_path):
+    lat, seg = tmp_path / "latents.zarr", tmp_path / "seg.zarr"
+    make_latents(lat)
+    make_segmentation(seg)
+    cfg = {**FAST, "pixels": "structure", "bootstrap": 0, "variables": ["z1"]}
+    kde_nmf(str(lat), str(seg), str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"), cfg, seed=0)
+    ds = xr.open_zarr(tmp_path / "d.zarr")
+    assert (ds["n_values"].values == 12 * 24 - 1).all()
+    assert np.isnan(pd.read_csv(tmp_path / "t.csv").loop_area_ci_low).all()  # no bootstrap: no CIs
+    cfg = {**FAST, "pixels": "subsample", "subsample_size": 100, "bootstrap": 0, "variables": ["z1"]}
+    kde_nmf(str(lat), None, str(tmp_path / "s.zarr"), str(tmp_path / "s.csv"), cfg, seed=0)
+    assert (xr.open_zarr(tmp_path / "s.zarr")["n_values"].values == 100).all()
+
+
+def test_no_bias_gives_table_with_note(tmp_path):
+    lat = tmp_path / "latents.zarr"
+    make_latents(lat, bias=False)
+    kde_nmf(str(lat), None, str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"),
+            {**FAST, "bootstrap": 5, "variables": ["z1"]}, seed=0)
+    tab = pd.read_csv(tmp_path / "t.csv")
+    assert tab.note.str.contains("no bias").all() and tab.loop_area.isna().all()
+
+
+def test_bad_input(tmp_path):
+    lat = tmp_path / "latents.zarr"
+    make_latents(lat, n_frames=6)
+    seg = tmp_path / "seg.zarr"
+    make_segmentation(seg, n_frames=6)
+    args = (str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"))
+    with pytest.raises(InputError, match="kind"):
+        kde_nmf(str(seg), None, *args, FAST, 0)  # a segmentation store is not latents
+    with pytest.raises(InputError, match="z7"):
+        kde_nmf(str(lat), None, *args, {"variables": ["angle", "z7"]}, 0)
+    with pytest.raises(InputError, match="n_components"):
+        kde_nmf(str(lat), None, *args, {"n_components": 0}, 0)
+    with pytest.raises(InputError, match="n_components"):
+        kde_nmf(str(lat), None, *args, {"n_components": 7}, 0)  # more than frames
+    with pytest.raises(InputError, match="segmentation"):
+        kde_nmf(str(lat), None, *args, {"pixels": "structure"}, 0)
+    with pytest.raises(InputError, match="fixed_bandwidth"):
+        kde_nmf(str(lat), None, *args, {"bandwidth": "fixed", "fixed_bandwidth": {"angle": 0.1}}, 0)
+    with pytest.raises(InputError, match="unknown key"):
+        resolve_config({"n_component": 2})
+    small_seg = tmp_path / "small.zarr"
+    make_segmentation(small_seg, n_frames=6, size=12)
+    with pytest.raises(InputError, match="frame"):
+        kde_nmf(str(lat), str(small_seg), *args, {"pixels": "structure"}, 0)
+    assert not (tmp_path / "d.zarr").exists()
+
+
+def test_sweep_merge(tmp_path):
+    dyn, lats = [], []
+    for w in (8, 12):
+        lat = tmp_path / f"n{w}" / "latents.zarr"
+        make_latents(lat, seed=w)
+        out = tmp_path / f"n{w}" / "dynamics.zarr"
+        kde_nmf(str(lat), None, str(out), str(tmp_path / f"n{w}" / "h.csv"),
+                {**FAST, "bootstrap": 0, "variables": ["angle", "z1"]}, seed=0)
+        dyn.append(str(out))
+        lats.append(str(lat))
+    sweep_merge(dyn, lats, [8, 12], str(tmp_path / "sweep.zarr"))
+    sw = xr.open_zarr(tmp_path / "sweep.zarr")
+    assert sw.attrs["ferrolens_kind"] == "sweep"
+    assert list(sw["window"].values) == [8, 12]
+    assert sw["kde"].dims == ("window", "variable", "frame", "grid")
+    assert sw["grid_value"].dims == ("window", "variable", "grid")  # grids differ per window
+    assert sw["weights"].dims == ("window", "variable_nmf", "component", "frame")
+    assert sw["bias"].dims == ("frame",) and sw["branch"].dims == ("frame",)
+    assert sw["latent_mean"].dims == ("window", "frame", "latent")
+    one = xr.open_zarr(dyn[1])
+    np.testing.assert_array_equal(sw["kde"].sel(window=12).values, one["kde"].values)
+    # per-frame latent statistics: circular mean of the angle stays in (-π/2, π/2]
+    ang = sw["latent_mean"].sel(latent="angle").values
+    assert np.all(np.abs(ang) <= np.pi / 2 + 1e-9)
+    with pytest.raises(InputError):
+        sweep_merge(dyn, lats[:1], [8, 12], str(tmp_path / "bad.zarr"))
+    other = tmp_path / "other.zarr"
+    make_latents(other, n_frames=10)
+    with pytest.raises(InputError, match="frames"):
+        sweep_merge(dyn, [lats[0], str(other)], [8, 12], str(tmp_path / "bad.zarr"))
+
+
+def test_nmf_seeded_ordered_and_normalised():
+    rng = np.random.default_rng(0)
+    grid = np.linspace(-4, 4, 80)
+    step = grid[1] - grid[0]
+    a = np.exp(-0.5 * ((grid + 1.5) / 0.4) ** 2)
+    b = np.exp(-0.5 * ((grid - 1.5) / 0.6) ** 2)
+    a, b = a / (a.sum() * step), b / (b.sum() * step)
+    t = np.linspace(0, 1, 30)
+    wa = np.clip(1.3 * np.sin(np.pi * t), 0, 1)  # a rises then falls; b peaks at the start
+    X = np.outer(wa, a) + np.outer(1 - wa, b) + rng.normal(0, 1e-4, (30, 80)).clip(0)
+    r1 = fit_nmf(X, 2, seed=3, measure=step)
+    r2 = fit_nmf(X, 2, seed=3, measure=step)
+    np.testing.assert_array_equal(r1.components, r2.components)
+    np.testing.assert_allclose(r1.components.sum(axis=1) * step, 1.0)
+    # b's weight is at its high level from frame 0: it is first
+    assert np.argmax(r1.components[0]) == np.argmax(b)
+    np.testing.assert_allclose(r1.weights[:, 1], wa, atol=0.01)
+    assert r1.relative_error < 1e-3
+    np.testing.assert_allclose(nnls_weights(X, r1.components), r1.weights)
+    with pytest.raises(ValueError):
+        fit_nmf(X, 0, seed=0)
+
+
+def test_schema_fragment_matches_defaults():
+    frag = yaml.safe_load(FRAGMENT.read_text())
+    assert frag["type"] == "object" and frag["additionalProperties"] is False
+    props = frag["properties"]
+    assert set(props) == set(DEFAULTS)
+    for key, spec in props.items():
+        assert spec.get("description"), key
+        assert spec["default"] == DEFAULTS[key], key
+    assert resolve_config({}) == DEFAULTS

@@ -1,0 +1,139 @@
+"""rVAE model: KL closed forms, the loss record, the notebook API, hyper-parameter checks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from ferrolens.errors import InputError
+from ferrolens.rvae import RVAE, Encoder, SpatialDecoder, kl_normal
+from ferrolens.rvae.model import LossParts
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("prior_sd", [1.0, 0.1, math.pi / 4])
+def test_kl_equals_closed_form(prior_sd):
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(50, generator=g, dtype=torch.float64) * 2
+    logsd = torch.randn(50, generator=g, dtype=torch.float64)
+    sd = logsd.exp()
+    # with mean penalty: KL(N(μ, s²) || N(0, σ²))
+    expected = kl_divergence(Normal(mean, sd), Normal(torch.zeros_like(mean), torch.full_like(mean, prior_sd)))
+    torch.testing.assert_close(kl_normal(mean, logsd, prior_sd), expected)
+    # hand-written closed form
+    closed = math.log(prior_sd) - logsd + (sd**2 + mean**2) / (2 * prior_sd**2) - 0.5
+    torch.testing.assert_close(kl_normal(mean, logsd, prior_sd), closed)
+    # without mean penalty: KL from the prior centred on the posterior mean (width only)
+    expected_w = kl_divergence(Normal(mean, sd), Normal(mean, torch.full_like(mean, prior_sd)))
+    torch.testing.assert_close(kl_normal(mean, logsd, prior_sd, mean_penalty=False), expected_w)
+    # minimum (0) where the posterior equals the prior
+    assert kl_normal(torch.zeros(1), torch.tensor([math.log(prior_sd)]), prior_sd).abs().item() < 1e-6
+
+
+def _parts_with_fixed_noise(model, x, seed=3):
+    torch.manual_seed(seed)
+    return model.loss(x)
+
+
+def test_loss_record_parts_and_kl_terms():
+    torch.manual_seed(0)
+    model = RVAE(7, latent_dim=3, rotation_prior_sd=0.3, translation_prior_sd=0.2)
+    x = torch.rand(5, 7, 7)
+    parts = _parts_with_fixed_noise(model, x)
+    assert isinstance(parts, LossParts)
+    assert parts._fields == ("reconstruction", "kl_angle", "kl_shift", "kl_z")
+    assert all(torch.isfinite(p) and p.dim() == 0 for p in parts)
+    assert parts.total.item() == pytest.approx(sum(p.item() for p in parts))
+    # the KL parts are the closed forms on the encoder's outputs
+    mean, logsd = model.encoder(x)
+    torch.testing.assert_close(parts.kl_angle, kl_normal(mean[:, 0], logsd[:, 0], 0.3, False).mean())
+    torch.testing.assert_close(parts.kl_shift, kl_normal(mean[:, 1:3], logsd[:, 1:3], 0.2).sum(1).mean())
+    torch.testing.assert_close(parts.kl_z, kl_normal(mean[:, 3:], logsd[:, 3:]).sum(1).mean())
+    # translation off: no shift KL
+    model_nt = RVAE(7, latent_dim=3, translation=False)
+    assert _parts_with_fixed_noise(model_nt, x).kl_shift.item() == 0.0
+
+
+def test_reconstruction_forms():
+    torch.manual_seed(0)
+    x = torch.rand(4, 7, 7)
+    gauss = RVAE(7, reconstruction="gaussian", noise_sd=0.5)
+    mse = RVAE(7, reconstruction="mse", noise_sd=0.5)  # mse ignores noise_sd (σ = 1)
+    mse.load_state_dict(gauss.state_dict())
+    r_g = _parts_with_fixed_noise(gauss, x).reconstruction
+    r_m = _parts_with_fixed_noise(mse, x).reconstruction
+    torch.testing.assert_close(r_g, r_m / 0.25)
+    bce = RVAE(7, reconstruction="bce")
+    bce.load_state_dict(gauss.state_dict())
+    torch.manual_seed(3)
+    mean, logsd = bce.encoder(x)
+    code = mean + logsd.exp() * torch.randn_like(mean)
+    logits = bce.generate(code)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.reshape(4, -1), reduction="sum") / 4
+    torch.testing.assert_close(_parts_with_fixed_noise(bce, x).reconstruction, expected)
+    # bce decodes to probabilities
+    out = bce.decode(np.zeros((2, 2), np.float32))
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_plain_modules_shapes():
+    enc = Encoder(12, 5)
+    m, s = enc(torch.rand(3, 12, 12))
+    assert m.shape == s.shape == (3, 5)
+    assert enc.features(torch.rand(1, 1, 20, 30)).shape == (1, 128, 16, 26)
+    w, b = enc.head_as_conv()
+    assert w.shape == (10, 128, 8, 8) and b.shape == (10,)
+    dec = SpatialDecoder(2)
+    assert dec(torch.rand(3, 49, 2), torch.rand(3, 2)).shape == (3, 49)
+
+
+def test_encode_decode_api():
+    torch.manual_seed(0)
+    model = RVAE(9, latent_dim=2)
+    w = np.random.default_rng(0).random((10, 9, 9)).astype(np.float32)
+    mean, logsd = model.encode(w, batch_size=3)
+    assert mean.shape == logsd.shape == (10, 5) and mean.dtype == np.float32
+    m_t, _ = model.encode(torch.from_numpy(w), batch_size=3)
+    np.testing.assert_array_equal(mean, m_t)
+    np.testing.assert_allclose(model.encode(w)[0], mean, atol=1e-6)  # batching changes only rounding
+    assert model.labels == ["angle", "dx", "dy", "z1", "z2"]
+    # decode is symmetric with encode: the code's parts go back in
+    rec = model.decode(mean[:, 3:], angle=mean[:, 0], shift=mean[:, 1:3])
+    assert rec.shape == (10, 9, 9)
+    assert model.decode(mean[:, 3:], grid=20).shape == (10, 20, 20)
+    # training mode is restored
+    model.train()
+    model.encode(w)
+    assert model.training
+    with pytest.raises(InputError):
+        model.encode(np.zeros((2, 8, 8), np.float32))
+    with pytest.raises(InputError):
+        model.decode(np.zeros((2, 3), np.float32))
+
+
+def test_translation_off_reports_no_shift():
+    model = RVAE(9, translation=False)
+    mean, logsd = model.encode(np.random.default_rng(0).random((4, 9, 9)).astype(np.float32))
+    assert np.all(mean[:, 1:3] == 0) and np.all(np.isnan(logsd[:, 1:3]))
+    assert np.all(np.isfinite(logsd[:, [0, 3, 4]]))
+    maps = model.latent_maps(np.random.default_rng(1).random((1, 12, 12)).astype(np.float32))
+    assert np.all(maps[..., 1:3] == 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"window": 4}, "window"),
+        ({"window": 9, "latent_dim": 0}, "latent_dim"),
+        ({"window": 9, "rotation_prior_sd": 0.0}, "rotation_prior_sd"),
+        ({"window": 9, "reconstruction": "l1"}, "reconstruction"),
+        ({"window": 9, "noise_sd": -1.0}, "noise_sd"),
+        ({"window": 9, "lr": 0.0}, "lr"),
+    ],
+)
+def test_bad_hyper_parameters(kwargs, key):
+    with pytest.raises(InputError, match=f"rvae.{key}"):
+        RVAE(**kwargs)

@@ -1,0 +1,61 @@
+"""The ``segment:`` schema fragment: complete, documented, and in step with the package defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from ferrolens.errors import InputError
+from ferrolens.segment import DEFAULTS, resolve_config
+
+FRAGMENT = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "fragments" / "segment.yaml"
+
+
+def _schema():
+    return yaml.safe_load(FRAGMENT.read_text())
+
+
+def _walk(schema, path="segment"):
+    yield path, schema
+    for key, sub in schema.get("properties", {}).items():
+        yield from _walk(sub, f"{path}.{key}")
+
+
+def _defaults(schema):
+    if schema.get("type") == "object" and "properties" in schema:
+        return {k: _defaults(v) for k, v in schema["properties"].items()}
+    return schema["default"]
+
+
+def test_every_key_has_description_and_default_and_objects_are_closed():
+    for path, sub in _walk(_schema()):
+        assert sub.get("description"), f"{path} lacks a description"
+        assert "default" in sub, f"{path} lacks a default"
+        if sub.get("type") == "object":
+            assert sub.get("additionalProperties") is False, f"{path} allows unknown keys"
+
+
+def test_schema_defaults_equal_package_defaults():
+    assert _defaults(_schema()) == DEFAULTS
+    jsonschema.Draft202012Validator(_schema()).validate(DEFAULTS)
+
+
+def test_schema_rejects_unknown_and_bad_values():
+    v = jsonschema.Draft202012Validator(_schema())
+    assert not v.is_valid({"train": {"patch": 64}})
+    assert not v.is_valid({"n_classes": [4]})
+    assert not v.is_valid({"train": {"class_weights": "inverse"}})
+    assert v.is_valid({"train": {"class_weights": [1.0, 5.0, 9.0]}, "predict": {"tile": 256}})
+
+
+def test_resolve_config_fills_nested_defaults_and_names_bad_keys():
+    cfg = resolve_config({"augment": {"zoom": {"enabled": False}}})
+    assert cfg["augment"]["zoom"] == {**DEFAULTS["augment"]["zoom"], "enabled": False}
+    assert cfg["train"] == DEFAULTS["train"]
+    with pytest.raises(InputError, match=r"segment.augment.zoom.*unknown key\(s\) \['factor'\]"):
+        resolve_config({"augment": {"zoom": {"factor": 2}}})
+    with pytest.raises(InputError, match="segment.normalize"):
+        resolve_config({"normalize": {"low_percentile": 99, "high_percentile": 1}})
