@@ -27,6 +27,12 @@ def run_logged(snakemake: Any, func: Callable, *args: Any, **kwargs: Any) -> Any
             stack.enter_context(contextlib.redirect_stderr(fh))
             logging.basicConfig(stream=fh, level=logging.INFO, force=True,
                                 format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+            # libraries imported before this (Lightning) hold handlers on the terminal's streams
+            for logger in [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)]:
+                for h in getattr(logger, "handlers", []):
+                    if isinstance(h, logging.StreamHandler) and h.stream in (sys.__stderr__, sys.__stdout__,
+                                                                             sys.stderr, sys.stdout):
+                        h.setStream(fh)
         try:
             return func(*args, **kwargs)
         except InputError as exc:

@@ -45,6 +45,11 @@ def seed(*names):
 SEG_VARIANTS = sorted(config["segment"].get("n_classes", [2, 3]))
 RVAE_INPUT = config["rvae"].get("input", "walls")  # walls | classes | raw
 RVAE_SEG = config["rvae"].get("segmentation", max(SEG_VARIANTS))  # class count of the model feeding the rVAE
+if RVAE_INPUT != "raw" and RVAE_SEG not in SEG_VARIANTS:
+    raise ValueError(
+        f"config: rvae.segmentation = {RVAE_SEG} names a segmentation that is not trained "
+        f"(expected one of segment.n_classes = {SEG_VARIANTS}, or rvae.input: raw)"
+    )
 
 
 def rvae_segmentation(wildcards):

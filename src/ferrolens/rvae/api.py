@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,43 +25,21 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Sampler
 
+from ..config import section as config_section
 from ..errors import InputError
 from ..store import (
     BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
-    config_digest, open_store, provenance, replace_atomically, sha256_file, write_file_atomic, write_store,
+    config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
 )
 from .data import WindowDataModule, read_windows
 from .maps import iter_latent_maps
 from .model import MODEL_KIND, RVAE
-from .modules import N_POSE
 from .windows import sample_windows
 
 log = logging.getLogger(__name__)
 
-#: Defaults of the ``rvae:`` config section (kept equal to the schema fragment by a test).
-DEFAULTS: dict[str, Any] = {
-    "input": "walls",
-    "sampling": "random",
-    "count": 5000,
-    "stride": 8,
-    "min_std": 0.05,
-    "latent_dim": 2,
-    "rotation_prior_sd": 0.1,
-    "angle_mean_penalty": False,
-    "translation": True,
-    "translation_prior_sd": 0.1,
-    "reconstruction": "gaussian",
-    "noise_sd": 0.1,
-    "lr": 1e-4,
-    "batch_size": 128,
-    "epochs": 50,
-    "max_steps": -1,
-    "val_fraction": 0.1,
-    "accelerator": "auto",
-    "encode_batch": 1024,
-    "maps_logsd": False,
-    "maps_chunk_mb": 256,
-}
+#: Defaults of the ``rvae:`` config section, read from its schema fragment (the one source of them).
+DEFAULTS: dict[str, Any] = config_section("rvae")
 
 CENTRE = ("centre pixel: a window at (y, x) covers rows y - n//2 ... y - n//2 + n - 1 "
           "and columns x - n//2 ... x - n//2 + n - 1 (0-based, row 0 at the top)")
@@ -81,12 +57,8 @@ def latent_units(latent_dim: int) -> list[str]:
 
 
 def config(cfg: dict | None) -> dict:
-    """``cfg`` with defaults filled; an unknown key is an :class:`InputError`."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise InputError("rvae", f"unknown key(s) {unknown}", f"keys among {sorted(DEFAULTS)}")
-    return {**DEFAULTS, **cfg}
+    """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`."""
+    return config_section("rvae", cfg)
 
 
 def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
@@ -348,6 +320,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         enable_progress_bar=True,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
         log_every_n_steps=1,
         default_root_dir=out,
     )
@@ -392,10 +365,6 @@ def _device(accelerator: str) -> torch.device:
     if accelerator == "auto" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def _tmp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
@@ -470,38 +439,20 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
                  "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
     chunks = (1, min(height, 1024), min(width, 1024), len(labels))
 
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(path)
     logsd = bool(cfg["maps_logsd"])
-    try:
-        first = True
+    variables = ["mean", "logsd"] if logsd else ["mean"]
+
+    def parts():
+        """The codes with the first frame batch, then one batch of maps after another."""
         for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(cfg["maps_chunk_mb"]),
                                            device=device, progress=True):
             m, s = model._finish(m, s)
             data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
             if logsd:
                 data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
-            # every part carries the attrs: an append rewrites the group's attrs
             part = xr.Dataset(data, coords={FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}},
                               attrs=attrs)
-            if first:
-                ds = head.merge(part, combine_attrs="override")
-                ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
-                           encoding={k: {"chunks": chunks} for k in data})
-                first = False
-            else:
-                part.to_zarr(tmp, append_dim=FRAME, zarr_format=3, consolidated=False)
-        import zarr
+            yield head.merge(part, combine_attrs="override") if a == 0 else part
 
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            zarr.consolidate_metadata(str(tmp))
-        replace_atomically(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_store_streamed(parts(), out, encoding={k: {"chunks": chunks} for k in variables})
     log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)
