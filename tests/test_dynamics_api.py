@@ -151,7 +151,7 @@ def test_bad_input(tmp_path):
         kde_nmf(str(lat), None, *args, {"pixels": "structure"}, 0)
     with pytest.raises(InputError, match="fixed_bandwidth"):
         kde_nmf(str(lat), None, *args, {"bandwidth": "fixed", "fixed_bandwidth": {"angle": 0.1}}, 0)
-    with pytest.raises(InputError, match="unknown key"):
+    with pytest.raises(InputError, match="was unexpected"):
         resolve_config({"n_component": 2})
     small_seg = tmp_path / "small.zarr"
     make_segmentation(small_seg, n_frames=6, size=12)

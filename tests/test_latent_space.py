@@ -172,7 +172,7 @@ def test_bad_input(tmp_path):
         latent_space_map(str(lat), lambda z: np.zeros((len(z), N)), out, FAST, 0, 8)
     with pytest.raises(InputError, match="decoder"):
         latent_space_map(str(lat), lambda z: np.full((len(z), N, N), np.nan), out, FAST, 0, 8)
-    with pytest.raises(InputError, match="unknown key"):
+    with pytest.raises(InputError, match="was unexpected"):
         resolve_config({"dense": 10})
     assert not Path(out).exists()
 

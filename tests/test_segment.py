@@ -406,7 +406,7 @@ def test_checkpoint_of_another_model_kind(tmp_path):
 
 
 def test_bad_config_and_kind(stores, trained):
-    with pytest.raises(InputError, match="unknown key"):
+    with pytest.raises(InputError, match="was unexpected"):
         seg.resolve_config({"train": {"patch": 3}})
     with pytest.raises(InputError, match="predict.overlap"):
         seg.resolve_config({"predict": {"tile": 64, "overlap": 64}})

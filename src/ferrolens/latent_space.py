@@ -26,7 +26,6 @@ pair" — ``attrs['mapped_latents']`` names which latents those are (e.g.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections.abc import Callable
@@ -37,30 +36,15 @@ import xarray as xr
 
 from . import store
 from .dynamics.nmf import fit_nmf
+from .config import section as config_section
 from .errors import InputError
 
 Z1D, Z2D = "z1_dense", "z2_dense"
 HIST_COMPONENT, HIST_BIN, CHANNEL = "hist_component", "hist_bin", "channel"
 POSE_LATENTS = ("angle", "dx", "dy")
 
-DEFAULTS: dict[str, Any] = {
-    "pair": ["z1", "z2"],
-    "coarse_grid": 12,
-    "dense_grid": 100,
-    "range_quantiles": [0.01, 0.99],
-    "ranges": {},
-    "physical_bounds": [0.95, 1.05],
-    "image_components": 3,
-    "histogram_components": 3,
-    "histogram_bins": 32,
-    "histogram_range": [0.0, 1.0],
-    "rgb_source": "image",
-    "rgb_components": [0, 1, 2],
-    "nmf_max_iter": 1000,
-    "nmf_tol": 1e-4,
-    "batch_size": 1024,
-    "store_dense_decoded": False,
-}
+#: Defaults of the ``latent_space:`` section, read from its schema fragment (the one source of them).
+DEFAULTS: dict[str, Any] = config_section("latent_space")
 RGB_SOURCES = ("image", "histogram")
 
 
@@ -84,13 +68,8 @@ def resolve_config(cfg: dict | None) -> dict:
     Mirrors ``workflow/schemas/fragments/latent_space.yaml``; unknown keys and
     out-of-range values raise :class:`InputError` naming the key.
     """
-    cfg = copy.deepcopy(cfg) if cfg else {}
-    if not isinstance(cfg, dict):
-        raise InputError("config latent_space", f"value {cfg!r} is not a mapping", "a mapping of keys")
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise InputError("config latent_space", f"unknown key(s) {unknown}", f"keys among {sorted(DEFAULTS)}")
-    c = {k: cfg.get(k, copy.deepcopy(v)) for k, v in DEFAULTS.items()}
+    # the schema fills defaults and rejects unknown keys and wrong types; below, what it cannot say
+    c = config_section("latent_space", cfg)
     p = c["pair"]
     _need(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) and p[0] != p[1],
           "pair", p, "two distinct free-latent labels, e.g. [z1, z2]")

@@ -8,33 +8,14 @@ partial dict. A test keeps the two in step.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
+from ..config import section as config_section
 from ..errors import InputError
 
-DEFAULTS: dict[str, Any] = {
-    "variables": ["angle", "z1", "z2"],
-    "angle_period": math.pi,
-    "pixels": "all",
-    "subsample_size": 20000,
-    "structure_class": 1,
-    "grid_points": 256,
-    "range_quantiles": [0.001, 0.999],
-    "range_padding": 3.0,
-    "ranges": {},
-    "bandwidth": "scott",
-    "fixed_bandwidth": {},
-    "bandwidth_scope": "shared",
-    "n_components": 2,
-    "nmf_max_iter": 2000,
-    "nmf_tol": 1e-5,
-    "bootstrap": 200,
-    "ci_level": 0.95,
-    "bias_points": 101,
-    "reversal_tolerance": 0.02,
-}
+#: Defaults of the ``dynamics:`` section, read from its schema fragment (the one source of them).
+DEFAULTS: dict[str, Any] = config_section("dynamics")
 
 PIXELS = ("all", "subsample", "structure")
 BANDWIDTHS = ("scott", "silverman", "fixed")
@@ -59,13 +40,8 @@ def resolve_config(cfg: dict | None) -> dict:
 
     Unknown keys and out-of-range values raise :class:`InputError` naming the key.
     """
-    cfg = copy.deepcopy(cfg) if cfg else {}
-    if not isinstance(cfg, dict):
-        raise InputError("config dynamics", f"value {cfg!r} is not a mapping", "a mapping of keys")
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise InputError("config dynamics", f"unknown key(s) {unknown}", f"keys among {sorted(DEFAULTS)}")
-    c = {k: cfg.get(k, copy.deepcopy(v)) for k, v in DEFAULTS.items()}
+    # the schema fills defaults and rejects unknown keys and wrong types; below, what it cannot say
+    c = config_section("dynamics", cfg)
 
     v = c["variables"]
     _need(isinstance(v, list) and len(v) >= 1 and all(isinstance(s, str) for s in v) and len(set(v)) == len(v),

@@ -53,7 +53,7 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
         ax.imshow(mos, cmap="gray", extent=_extent(ls, "z1", "z2"), aspect="auto", vmin=0, vmax=1)
         ax.set_xlabel(n2)
         ax.set_ylabel(n1)
-        ax.set_title(f"decoded manifold (angle 0, no shift)")
+        ax.set_title("decoded manifold (angle 0, no shift)")
         ax = axes[1]
         frames = lat.sample_frame.values if "sample_frame" in lat.coords else np.zeros(codes.shape[0])
         sc = ax.scatter(codes.sel(latent=n2), codes.sel(latent=n1), c=frames, s=3, cmap="viridis", alpha=0.7,

@@ -8,67 +8,15 @@ partial dict. A test keeps the two in step.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from ..config import section as config_section
 from ..errors import InputError
 
-DEFAULTS: dict[str, Any] = {
-    "n_classes": [2, 3],
-    "model": {
-        "depth": 3,
-        "base_filters": 16,
-        "convs_per_block": 2,
-        "batchnorm": True,
-        "dropout": 0.1,
-    },
-    "normalize": {"low_percentile": 1.0, "high_percentile": 99.0},
-    "train": {
-        "patch_size": 128,
-        "batch_size": 8,
-        "steps_per_epoch": 50,
-        "max_epochs": 20,
-        "max_minutes": None,
-        "learning_rate": 1e-3,
-        "class_weights": "auto",
-        "rare_class_fraction": 0.5,
-        "val_frames": None,
-        "val_fraction": 0.25,
-        "num_workers": 0,
-        "accelerator": "auto",
-    },
-    "augment": {
-        "rotate90": True,
-        "flip": True,
-        "zoom": {"enabled": True, "probability": 0.5, "max_factor": 1.5},
-        "contrast": {
-            "enabled": True,
-            "probability": 0.5,
-            "scale_range": [0.7, 1.3],
-            "shift": 0.1,
-            "gamma_range": [0.7, 1.5],
-        },
-        "gaussian_noise": {"enabled": True, "probability": 0.5, "max_sigma": 0.05},
-        "poisson_noise": {"enabled": True, "probability": 0.3, "peak_range": [20.0, 200.0]},
-        "blur": {"enabled": True, "probability": 0.3, "max_sigma": 1.0},
-    },
-    "predict": {"batch_size": 4, "tile": 512, "overlap": 128, "bf16": False, "accelerator": "auto"},
-}
+#: Defaults of the ``segment:`` section, read from its schema fragment (the one source of them).
+DEFAULTS: dict[str, Any] = config_section("segment")
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-
-
-def _merge(default: Any, given: Any, where: str) -> Any:
-    if isinstance(default, dict):
-        if given is None:
-            given = {}
-        if not isinstance(given, dict):
-            raise InputError(f"config {where}", f"value {given!r} is not a mapping", "a mapping of keys")
-        unknown = sorted(set(given) - set(default))
-        if unknown:
-            raise InputError(f"config {where}", f"unknown key(s) {unknown}", f"keys among {sorted(default)}")
-        return {k: _merge(v, given.get(k, copy.deepcopy(v)), f"{where}.{k}") for k, v in default.items()}
-    return given
 
 
 def resolve_config(cfg: dict | None) -> dict:
@@ -76,7 +24,8 @@ def resolve_config(cfg: dict | None) -> dict:
 
     Unknown keys and out-of-range values raise :class:`InputError` naming the key.
     """
-    out = _merge(DEFAULTS, copy.deepcopy(cfg) if cfg else {}, "segment")
+    # the schema fills defaults and rejects unknown keys and wrong types; _check, what it cannot say
+    out = config_section("segment", cfg)
     _check(out)
     return out
 
