@@ -2,7 +2,7 @@
 
 
 rule rvae_windows:
-    """Random and dense n×n windows of the rVAE input, with origin frame/y/x/bias."""
+    """n×n windows of the rVAE input (random, or dense with a stride: rvae.sampling), with frame/y/x/bias."""
     input:
         movie=f"{RESULTS}/{{dataset}}/movie.zarr",
         segmentation=rvae_segmentation,
