@@ -213,14 +213,3 @@ def test_nmf_seeded_ordered_and_normalised():
     np.testing.assert_allclose(nnls_weights(X, r1.components), r1.weights)
     with pytest.raises(ValueError):
         fit_nmf(X, 0, seed=0)
-
-
-def test_schema_fragment_matches_defaults():
-    frag = yaml.safe_load(FRAGMENT.read_text())
-    assert frag["type"] == "object" and frag["additionalProperties"] is False
-    props = frag["properties"]
-    assert set(props) == set(DEFAULTS)
-    for key, spec in props.items():
-        assert spec.get("description"), key
-        assert spec["default"] == DEFAULTS[key], key
-    assert resolve_config({}) == DEFAULTS

@@ -143,3 +143,26 @@ def test_config_defaults_and_misspelled_keys(tmp_path):
     p.write_text(yaml.safe_dump({"sed": 1, "datasets": {"d": {"path": "x.tif"}}}))
     with pytest.raises(InputError, match=r"c.yaml: key \(top level\).*'sed' was unexpected"):
         load_config(p)
+
+
+def test_every_config_key_has_a_description_and_a_default():
+    """The whole schema, stage fragments included: described, defaulted, closed objects."""
+    from ferrolens.config import SCHEMA
+
+    def walk(node, path, base):
+        if isinstance(node, dict) and "$ref" in node and not node["$ref"].startswith("#"):
+            node = {**yaml.safe_load((base / node["$ref"]).read_text()), **{k: v for k, v in node.items() if k != "$ref"}}
+        for key, sub in (node.get("properties") or {}).items():
+            here = f"{path}.{key}".strip(".")
+            if "$ref" in sub and not sub["$ref"].startswith("#"):
+                sub = {**yaml.safe_load((base / sub["$ref"]).read_text()), **{k: v for k, v in sub.items() if k != "$ref"}}
+            assert sub.get("description") or here in ("segment", "rvae", "dynamics", "latent_space", "figures"), here
+            assert "default" in sub, here
+            if sub.get("type") == "object" and "properties" in sub:
+                assert sub.get("additionalProperties") is False, here
+            yield here
+            yield from walk(sub, here, base)
+
+    root = yaml.safe_load(SCHEMA.read_text())
+    keys = list(walk(root, "", SCHEMA.parent)) + list(walk(root["$defs"]["dataset"], "datasets.*", SCHEMA.parent))
+    assert len(keys) > 100  # the stage fragments were followed

@@ -175,14 +175,3 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="was unexpected"):
         resolve_config({"dense": 10})
     assert not Path(out).exists()
-
-
-def test_schema_fragment_matches_defaults():
-    frag = yaml.safe_load(FRAGMENT.read_text())
-    assert frag["type"] == "object" and frag["additionalProperties"] is False
-    props = frag["properties"]
-    assert set(props) == set(DEFAULTS)
-    for key, spec in props.items():
-        assert spec.get("description"), key
-        assert spec["default"] == DEFAULTS[key], key
-    assert resolve_config({}) == DEFAULTS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,20 @@ def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> 
     """
     full = validate({name: copy.deepcopy(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema)
     return full[name]
+
+
+# --- checks the schema cannot express (cross-field rules), shared by the stages ----------
+def require(section_name: str, cond: bool, key: str, value: Any, expected: str) -> None:
+    """Raise :class:`InputError` naming ``config <section>.<key>`` and ``value`` unless ``cond``."""
+    if not cond:
+        raise InputError(f"config {section_name}.{key}", f"value {value!r}", expected)
+
+
+def is_int(v: Any) -> bool:
+    """An int that is not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

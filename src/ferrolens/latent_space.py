@@ -27,16 +27,19 @@ pair" — ``attrs['mapped_latents']`` names which latents those are (e.g.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from . import store
-from .dynamics.nmf import fit_nmf
+from .config import is_int as _is_int
+from .config import is_number as _is_num
+from .config import require
 from .config import section as config_section
+from .dynamics.nmf import fit_nmf
 from .errors import InputError
 
 Z1D, Z2D = "z1_dense", "z2_dense"
@@ -49,17 +52,7 @@ RGB_SOURCES = ("image", "histogram")
 
 
 # --- config ------------------------------------------------------------------------
-def _need(cond: bool, key: str, value: Any, expected: str) -> None:
-    if not cond:
-        raise InputError(f"config latent_space.{key}", f"value {value!r}", expected)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_need = partial(require, "latent_space")
 
 
 def resolve_config(cfg: dict | None) -> dict:

@@ -8,11 +8,13 @@ partial dict. A test keeps the two in step.
 
 from __future__ import annotations
 
-import math
+from functools import partial
 from typing import Any
 
+from ..config import is_int as _is_int
+from ..config import is_number as _is_num
+from ..config import require
 from ..config import section as config_section
-from ..errors import InputError
 
 #: Defaults of the ``dynamics:`` section, read from its schema fragment (the one source of them).
 DEFAULTS: dict[str, Any] = config_section("dynamics")
@@ -22,17 +24,7 @@ BANDWIDTHS = ("scott", "silverman", "fixed")
 SCOPES = ("shared", "frame")
 
 
-def _need(cond: bool, key: str, value: Any, expected: str) -> None:
-    if not cond:
-        raise InputError(f"config dynamics.{key}", f"value {value!r}", expected)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_need = partial(require, "dynamics")
 
 
 def resolve_config(cfg: dict | None) -> dict:

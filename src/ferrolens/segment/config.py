@@ -8,10 +8,11 @@ partial dict. A test keeps the two in step.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from ..config import require
 from ..config import section as config_section
-from ..errors import InputError
 
 #: Defaults of the ``segment:`` section, read from its schema fragment (the one source of them).
 DEFAULTS: dict[str, Any] = config_section("segment")
@@ -30,9 +31,7 @@ def resolve_config(cfg: dict | None) -> dict:
     return out
 
 
-def _need(cond: bool, key: str, value: Any, expected: str) -> None:
-    if not cond:
-        raise InputError(f"config segment.{key}", f"value {value!r}", expected)
+_need = partial(require, "segment")
 
 
 def _check(c: dict) -> None:
