@@ -245,6 +245,34 @@ def open_store(
     return ds
 
 
+def check_checkpoint(path: str | Path, kind: str, expected: str) -> Path:
+    """Check that ``path`` is a readable PyTorch checkpoint of ferrolens model ``kind``.
+
+    Loaded with ``weights_only=True`` (no arbitrary unpickling). A missing or
+    unreadable file, or a checkpoint of another model kind, raises
+    :class:`InputError` naming the file; ``expected`` says what should be there.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file does not exist", expected)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a non-checkpoint
+        raise InputError(path, f"is not a readable PyTorch checkpoint ({type(exc).__name__})", expected) from exc
+    found = ckpt.get("ferrolens_model") if isinstance(ckpt, dict) else None
+    if found != kind:
+        if found is None and isinstance(ckpt, dict) and "hyper_parameters" in ckpt:
+            found = f"a Lightning checkpoint with hyper-parameters {sorted(ckpt['hyper_parameters'])[:8]}"
+        elif found is None:
+            found = "no ferrolens model kind"
+        else:
+            found = repr(found)
+        raise InputError(path, f"checkpoint of another model kind ({found})", f"model kind {kind!r}: {expected}")
+    return path
+
+
 def frame_coords(n_frames: int, bias: np.ndarray | None = None, time: np.ndarray | None = None) -> dict:
     """Coordinates along ``frame``: index, and bias (V) / time (s) when known."""
     coords: dict[str, Any] = {FRAME: np.arange(n_frames)}

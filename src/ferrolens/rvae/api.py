@@ -29,7 +29,7 @@ from ..config import section as config_section
 from ..errors import InputError
 from ..store import (
     BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
-    config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
+    check_checkpoint, config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
 )
 from .data import WindowDataModule, read_windows
 from .maps import iter_latent_maps
@@ -340,18 +340,7 @@ def load(checkpoint: str | Path) -> RVAE:
     Raises :class:`InputError` naming the file when it is missing, unreadable
     or holds another kind of model.
     """
-    path = Path(checkpoint)
-    expected = "an rVAE checkpoint written by ferrolens.rvae.train (model.ckpt)"
-    if not path.is_file():
-        raise InputError(path, "checkpoint does not exist", expected)
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(path, f"cannot be read as a checkpoint ({type(exc).__name__})", expected) from exc
-    kind = ck.get("ferrolens_model") if isinstance(ck, dict) else None
-    if kind != MODEL_KIND:
-        found = f"a {kind!r} model" if kind else "no ferrolens rVAE model"
-        raise InputError(path, f"checkpoint holds {found}", expected)
+    path = check_checkpoint(checkpoint, MODEL_KIND, "an rVAE checkpoint written by ferrolens.rvae.train (model.ckpt)")
     model = RVAE.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return model.eval()
 

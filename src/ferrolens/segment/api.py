@@ -17,7 +17,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..errors import InputError
-from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, config_digest, open_store, provenance, sha256_file,
+from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_digest, open_store, provenance, sha256_file,
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
 from .data import SegmentationData
@@ -56,21 +56,8 @@ def load(checkpoint: str | Path) -> SegmentationModel:
     not a checkpoint, or a checkpoint of another model kind (e.g. an rVAE),
     raises :class:`InputError` naming the file.
     """
-    path = Path(checkpoint)
-    expected = "a segmentation checkpoint (model.ckpt) written by ferrolens.segment.train"
-    if not path.is_file():
-        raise InputError(path, "checkpoint file does not exist", expected)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a non-checkpoint
-        raise InputError(path, f"is not a readable PyTorch checkpoint ({type(exc).__name__})", expected) from exc
-    kind = ckpt.get("ferrolens_model") if isinstance(ckpt, dict) else None
-    if kind != MODEL_KIND:
-        if kind is None and isinstance(ckpt, dict) and "hyper_parameters" in ckpt:
-            kind = f"a Lightning checkpoint with hyper-parameters {sorted(ckpt['hyper_parameters'])[:8]}"
-        elif kind is None:
-            kind = "no ferrolens model kind"
-        raise InputError(path, f"checkpoint of another model kind ({kind})", f"model kind {MODEL_KIND!r}")
+    path = check_checkpoint(checkpoint, MODEL_KIND,
+                            "a segmentation checkpoint (model.ckpt) written by ferrolens.segment.train")
     model = SegmentationModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return model.eval()
 
