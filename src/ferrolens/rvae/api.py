@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..config import section as config_section
 from ..errors import InputError
+from ..parallel import plan, save_checkpoint_atomic
 from ..store import (
     BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
     check_checkpoint, config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
@@ -207,7 +208,7 @@ class _EpochDataModule(WindowDataModule):
 
 
 class _Resumable(pl.Callback):
-    """Reseed the sampling noise per epoch and keep ``last.ckpt`` (atomic) for resuming."""
+    """Reseed the sampling noise per epoch and keep ``last.ckpt`` (atomic, written by rank 0) for resuming."""
 
     def __init__(self, path: Path, seed: int, resume_key: str):
         self.path, self.seed, self.resume_key = path, seed, resume_key
@@ -215,10 +216,12 @@ class _Resumable(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         # at the first batch of every epoch (on_train_epoch_start is skipped right after a resume)
         if batch_idx == 0:
-            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 7]).integers(2**62)))
+            # under DDP each process draws its own noise (one process: the same seeds as ever)
+            rank = [trainer.global_rank] if trainer.world_size > 1 else []
+            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 7, *rank]).integers(2**62)))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        write_file_atomic(self.path, lambda p: trainer.save_checkpoint(p, weights_only=False))
+        save_checkpoint_atomic(trainer, self.path, weights_only=False)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint["ferrolens_resume_key"] = self.resume_key
@@ -280,10 +283,15 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     cfg : the ``rvae`` config section.
     seed : seed of weights, split, shuffles and sampling noise (CPU runs are
         bit-reproducible; each epoch's randomness depends only on seed and epoch).
-    threads : torch CPU threads.
+    threads : torch CPU threads, shared by the ``devices`` processes.
+
+    With ``cfg["devices"] > 1`` Lightning trains data-parallel (DDP): it re-runs
+    the calling script once per extra device, each process calls this function,
+    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
     """
     cfg = config(cfg)
-    torch.set_num_threads(max(1, int(threads)))
+    par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
+    par.set_threads()
     n = check_window(window)
     out = Path(out_dir)
     arr = read_windows(windows, n)
@@ -297,8 +305,10 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     if not 0 <= float(cfg["val_fraction"]) < 1:
         raise InputError("rvae.val_fraction", f"value {cfg['val_fraction']!r}", "a fraction in [0, 1)")
     out.mkdir(parents=True, exist_ok=True)
+    # several processes train with a larger total batch: another training (the key of one process is unchanged)
+    processes = {"devices": par.devices} if par.devices > 1 else {}
     resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
-                                "seed": int(seed), "windows_sha256": sha256_file(windows)})
+                                "seed": int(seed), "windows_sha256": sha256_file(windows), **processes})
 
     pl.seed_everything(int(seed), workers=True, verbose=False)
     model = RVAE(**hp)
@@ -306,13 +316,12 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     last = out / "last.ckpt"
     ckpt_path = str(last) if last.exists() and _resumable(last, resume_key) else None
     n_train = arr.shape[0] - int(round(float(cfg["val_fraction"]) * arr.shape[0]))
-    steps_per_epoch = max(1, math.ceil(n_train / int(cfg["batch_size"])))
+    steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
     bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
     trainer = pl.Trainer(
         max_epochs=int(cfg["epochs"]),
         max_steps=int(cfg["max_steps"]),
-        accelerator=str(cfg["accelerator"]),
-        devices=1,
+        **par.trainer_kwargs(),
         deterministic="warn",
         logger=pl.loggers.CSVLogger(out, name="logs"),
         callbacks=[_Resumable(last, int(seed), resume_key), bar],
@@ -324,11 +333,13 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         log_every_n_steps=1,
         default_root_dir=out,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), par.fit_threads():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
-    write_file_atomic(out / "model.ckpt", lambda p: trainer.save_checkpoint(p, weights_only=True))
+    save_checkpoint_atomic(trainer, out / "model.ckpt", weights_only=True)
+    if not trainer.is_global_zero:
+        return
     metrics = _merge_metrics(out / "logs")
     write_file_atomic(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
 

@@ -183,9 +183,10 @@ class RVAE(pl.LightningModule):
         parts = self.loss(x)
         total = parts.total
         n = x.shape[0]
-        self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        # sync_dist: under DDP the epoch means are over every process's windows (a no-op in one process)
+        self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         for name, value in parts._asdict().items():
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return total
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

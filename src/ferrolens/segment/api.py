@@ -17,6 +17,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..errors import InputError
+from ..parallel import plan, save_checkpoint_atomic
 from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_digest, open_store, provenance, sha256_file,
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
@@ -166,7 +167,12 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     cfg : the ``segment:`` config section (missing keys take the defaults).
     seed : seeds weights, patch positions, augmentation; on CPU the same inputs
         give the same weights (unless ``train.max_minutes`` cuts training short).
-    threads : torch intra-op threads.
+    threads : torch intra-op threads, shared by the ``train.devices`` processes.
+
+    With ``train.devices > 1`` Lightning trains data-parallel (DDP): it re-runs
+    the calling script once per extra device, each process calls this function,
+    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
+    The held-out IoU is computed from confusion counts summed over the processes.
 
     Bad input (labels with one class, a class count the model cannot take, no
     labelled frame, a patch larger than the frame, an empty movie) raises
@@ -177,8 +183,9 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     from pytorch_lightning.loggers import CSVLogger
 
     cfg = resolve_config(cfg)
-    torch.set_num_threads(max(1, int(threads)))
     t, norm = cfg["train"], cfg["normalize"]
+    par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
+    par.set_threads()
     _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=str(labels))
@@ -188,9 +195,12 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
                    norm_high=float(norm["high_percentile"]))
     # what must be equal for last.ckpt to be resumed (max_epochs may grow)
     data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
-    fixed = {k: v for k, v in t.items() if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator")}
+    fixed = {k: v for k, v in t.items()
+             if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy")}
+    # several processes train with a larger total batch: another training (the key of one process is unchanged)
+    processes = {"devices": par.devices} if par.devices > 1 else {}
     key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
-                         "data": data_hash, "split": dm.split})
+                         "data": data_hash, "split": dm.split, **processes})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     resume = _resumable(out / "last.ckpt", key)
@@ -207,18 +217,22 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     trainer = pl.Trainer(
         max_epochs=int(t["max_epochs"]),
         max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
-        accelerator=t["accelerator"], devices=1,
+        **par.trainer_kwargs(),
         # CPU kernels are deterministic; some CUDA ones (weighted NLL) are not, so only warn there
         deterministic=True if on_cpu else "warn",
         logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb], enable_progress_bar=True,
         enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))), default_root_dir=out)
-    trainer.fit(model, datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None, weights_only=True)
+    with par.fit_threads():
+        trainer.fit(model, datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None, weights_only=True)
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
-    if best is None or not best.exists():  # e.g. max_minutes hit before the first validation
+    # rank 0 decides (every process must take part in save_checkpoint, or none)
+    if trainer.strategy.broadcast(best is None or not best.exists()):  # e.g. max_minutes hit before validating
         best = out / "best.ckpt"
-        trainer.save_checkpoint(best)
+        save_checkpoint_atomic(trainer, best, weights_only=False)
+    if not trainer.is_global_zero:
+        return
     write_file_atomic(out / "model.ckpt", lambda tmp: shutil.copyfile(best, tmp))
     history = trainer.lightning_module.history
     cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]

@@ -3,14 +3,15 @@ frames, validation on held-out labelled frames (or a held-out strip)."""
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import InputError
 from .augment import augment_pair
@@ -101,7 +102,12 @@ class PatchDataset(Dataset):
 
 
 class RegionDataset(Dataset):
-    """Whole held-out regions: image ``(1, H, W)`` float32, label ``(H, W)`` int64."""
+    """Whole held-out regions: image ``(1, H, W)`` float32, label ``(H, W)`` int64.
+
+    Index ``len + i`` is region ``i`` with every label ``-1`` (unlabelled): the
+    padding of :class:`ShardedEvalSampler`, which counts for
+    nothing in the loss and the confusion counts.
+    """
 
     def __init__(self, sources: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
         self.sources = list(sources)
@@ -110,9 +116,39 @@ class RegionDataset(Dataset):
         return len(self.sources)
 
     def __getitem__(self, i: int):
-        im, lab = self.sources[i]
-        return (torch.from_numpy(np.ascontiguousarray(im, np.float32))[None],
-                torch.from_numpy(np.ascontiguousarray(lab, np.int64)))
+        n = len(self.sources)
+        im, lab = self.sources[i - n if n <= i < 2 * n else i]
+        label = torch.from_numpy(np.ascontiguousarray(lab, np.int64))
+        if i >= n:
+            label = torch.full_like(label, -1)
+        return torch.from_numpy(np.ascontiguousarray(im, np.float32))[None], label
+
+
+class ShardedEvalSampler(DistributedSampler):
+    """Held-out regions of one process of a DDP run: ``rank, rank + W, …`` of ``n``, none twice.
+
+    Lightning's own sampler pads short shards by repeating regions, which would
+    count them twice in the confusion counts summed over processes. Here a
+    short shard is padded with ``n + i`` instead (``i`` a region it holds),
+    which :class:`RegionDataset` answers with that region unlabelled: it counts
+    for nothing. All shards have the same length, so every process runs the
+    same number of validation steps and reaches the same collectives. Being a
+    ``DistributedSampler``, Lightning leaves it in place.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.n = len(dataset)
+        self.num_samples = math.ceil(self.n / num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        mine = list(range(self.rank, self.n, self.num_replicas))
+        held = mine or list(range(self.n))  # fewer regions than processes: pad with any region
+        return iter(mine + [self.n + held[i % len(held)] for i in range(self.num_samples - len(mine))])
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def auto_class_weights(counts: np.ndarray) -> list[float]:
@@ -245,4 +281,9 @@ class SegmentationData(pl.LightningDataModule):
                           num_workers=nw, persistent_workers=nw > 0, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            # each process validates its own regions, none twice (IoU counts are summed over processes)
+            sampler = ShardedEvalSampler(self.val_set, trainer.world_size, trainer.global_rank)
+            return DataLoader(self.val_set, batch_size=1, sampler=sampler)
         return DataLoader(self.val_set, batch_size=1, shuffle=False)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..parallel import sum_across_processes
 from .unet import UNet
 
 MODEL_KIND = "ferrolens.segment.unet"  # written into every checkpoint; checked by load()
@@ -149,9 +150,22 @@ class SegmentationModel(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._reset_val()
 
+    def epoch_totals(self) -> tuple[np.ndarray, float, float, float, float]:
+        """This epoch's confusion matrix, held-out loss sum and weight, training loss sum and
+        step count, summed over the processes of a DDP run (each held part of the data), so
+        that every process logs, monitors and records the same global values."""
+        k = self.hparams.n_classes
+        local = np.concatenate([self._val_conf.ravel(), [self._val_loss, self._val_w, self._train_sum, self._train_n]])
+        trainer = self._trainer  # None outside a Trainer (unit tests)
+        total = sum_across_processes(trainer, local, self.device)
+        conf = np.rint(total[: k * k]).astype(np.int64).reshape(k, k)
+        val_loss, val_w, train_sum, train_n = (float(v) for v in total[k * k:])
+        return conf, val_loss, val_w, train_sum, train_n
+
     def on_validation_epoch_end(self) -> None:
-        iou = iou_from_confusion(self._val_conf)
-        val_loss = self._val_loss / max(self._val_w, 1e-12)
+        conf, val_loss_sum, val_w, train_sum, train_n = self.epoch_totals()
+        iou = iou_from_confusion(conf)
+        val_loss = val_loss_sum / max(val_w, 1e-12)
         miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
         self.log("val/loss", val_loss, prog_bar=False)
         self.log("val/miou", miou, prog_bar=True)
@@ -159,7 +173,7 @@ class SegmentationModel(pl.LightningModule):
             self.log(f"val/iou_{name}", float(v))
         if self.trainer is not None and not self.trainer.sanity_checking:
             row = {"epoch": int(self.current_epoch), "step": int(self.global_step),
-                   "train_loss": self._train_sum / max(self._train_n, 1), "val_loss": val_loss,
+                   "train_loss": train_sum / max(train_n, 1), "val_loss": val_loss,
                    "val_miou": miou}
             row.update({f"iou_{name}": float(v) for name, v in zip(self.class_names, iou)})
             self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
