@@ -5,12 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 
 from ferrolens import store
 from ferrolens.errors import InputError
 from ferrolens.latent_space import (
-    DEFAULTS,
     code_density,
     grid_ranges,
     intensity_histograms,
@@ -61,6 +59,27 @@ def test_contrast_and_physical_mask_exact():
     # other bounds move the mask accordingly
     tight = latent_space_core(codes, ["z1", "z2"], ramp_decoder, {**cfg, "physical_bounds": [0.99, 1.01]}, 0)
     np.testing.assert_array_equal(tight["physical"].values, (want > 0.99) & (want < 1.01))
+
+
+def test_observed_contrast_reference_rescales_the_bounds():
+    """A decoder drawing everything at half contrast: the absolute mask is empty, the mask relative to
+    the decodings at the observed codes equals the full-contrast decoder's mask around that median."""
+    rng = np.random.default_rng(0)
+    codes = rng.normal(scale=0.3, size=(500, 2))
+    cfg = {**FAST, "ranges": {"z1": [-1.0, 1.0], "z2": [-2.0, 2.0]}}
+    half = lambda z: 0.5 * ramp_decoder(z)
+    absolute = latent_space_core(codes, ["z1", "z2"], half, cfg, seed=0)
+    assert not absolute["physical"].values.any() and float(absolute["contrast_reference"]) == 1.0
+    obs = latent_space_core(codes, ["z1", "z2"], half, {**cfg, "contrast_reference": "observed"}, seed=0)
+    ref = float(np.median(half(codes).max(axis=(1, 2))))
+    assert float(obs["contrast_reference"]) == pytest.approx(ref, rel=1e-12)
+    assert 0.5 < ref < 0.56  # about the half-contrast decoder's value near z = 0
+    c = obs["contrast"].values
+    np.testing.assert_array_equal(obs["physical"].values, (c > 0.95 * ref) & (c < 1.05 * ref))
+    assert 0 < obs["physical"].values.mean() < 1
+    assert obs.attrs["contrast_reference_kind"] == "observed"
+    with pytest.raises(InputError, match="contrast_reference"):
+        latent_space_core(codes, ["z1", "z2"], lambda z: -ramp_decoder(z), {**cfg, "contrast_reference": "observed"}, 0)
 
 
 def test_nmf_loadings_recover_two_regions():

@@ -205,8 +205,10 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     hist_component, hist_bin, channel:
 
     * decoded(z1, z2, wy, wx); contrast_coarse, physical_coarse(z1, z2);
-    * contrast(z1_dense, z2_dense) = max pixel of the decoded image; physical =
-      ``low < contrast < high``; density [1/latent unit²] and code_count;
+    * contrast(z1_dense, z2_dense) = max pixel of the decoded image; contrast_reference
+      (1, or with ``contrast_reference = observed`` the median contrast of the decodings at
+      the observed codes); physical = ``low < contrast / contrast_reference < high``;
+      density [1/latent unit²] and code_count;
     * image_components(component, wy, wx) (mean intensity 1) with
       image_loadings(component, z1_dense, z2_dense) [intensity];
     * histogram_components(hist_component, hist_bin) (fractions, sum 1) with
@@ -255,6 +257,18 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     lo_b, hi_b = cfg["physical_bounds"]
     contrast = dense.max(axis=(2, 3))
     contrast_c = coarse.max(axis=(2, 3))
+    reference = 1.0
+    if cfg["contrast_reference"] == "observed":
+        # decodings at (up to 2000 of) the observed codes: how contrasted the model draws real windows
+        pick = np.random.default_rng(seed).permutation(codes.shape[0])[:2000]
+        z = np.where(np.isfinite(codes[pick]), codes[pick], held)
+        reference = float(np.median(np.asarray(decode(z), dtype=float).max(axis=(1, 2))))
+        if not reference > 0:
+            raise InputError("config latent_space.contrast_reference",
+                             f"'observed', but the decodings at the observed codes have median contrast {reference:.3g}",
+                             "a decoder that draws the observed windows with positive contrast, or 'absolute'")
+    physical = (contrast > lo_b * reference) & (contrast < hi_b * reference)
+    physical_c = (contrast_c > lo_b * reference) & (contrast_c < hi_b * reference)
     counts, density = code_density(codes[:, list(pair_index)], dense1, dense2)
 
     # NMF needs non-negative data: intensities below 0 carry no meaning for segmented images
@@ -293,10 +307,12 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     data = {
         "decoded": ((Z1, Z2, WY, WX), coarse.astype(np.float32), {"long_name": "decoded image at angle 0, zero shift"}),
         "contrast_coarse": ((Z1, Z2), contrast_c, {"long_name": "maximum reconstructed contrast"}),
-        "physical_coarse": ((Z1, Z2), (contrast_c > lo_b) & (contrast_c < hi_b)),
+        "physical_coarse": ((Z1, Z2), physical_c),
         "contrast": (dd, contrast, {"long_name": "maximum reconstructed contrast"}),
-        "physical": (dd, (contrast > lo_b) & (contrast < hi_b),
-                     {"long_name": f"{lo_b} < contrast < {hi_b}: physically realisable"}),
+        "contrast_reference": ((), reference, {
+            "long_name": "contrast the physical bounds are relative to (1: absolute; else median at observed codes)"}),
+        "physical": (dd, physical,
+                     {"long_name": f"{lo_b} < contrast / contrast_reference < {hi_b}: physically realisable"}),
         "density": (dd, density, {"units": "1/latent unit²", "long_name": "density of the observed codes"}),
         "code_count": (dd, counts.astype(np.int64), {"long_name": "observed codes in the cell of each grid point"}),
         "image_components": ((C, WY, WX), img.components.reshape(-1, wy, wx),
@@ -321,6 +337,7 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
         "held_latents": json.dumps(held_named),
         "range_source": json.dumps(dict(zip(cfg["pair"], range_source))),
         "physical_bounds": json.dumps(cfg["physical_bounds"]),
+        "contrast_reference_kind": cfg["contrast_reference"],
         "negative_fraction_clipped": negative_fraction,
         "n_codes": int(codes.shape[0]),
         "dims": ("z1, z2: coarse grid (manifold figure); z1_dense, z2_dense: dense grid (maps). Both mean the "

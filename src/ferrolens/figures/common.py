@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; no display is needed or wanted
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from ..store import write_file_atomic  # noqa: E402
+from ..store import write_file_atomic
 
 RC = {
     "font.size": 9,

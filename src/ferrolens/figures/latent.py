@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import ListedColormap
 from mpl_toolkits.axes_grid1.inset_locator import inset_axes
+from scipy.ndimage import gaussian_filter
 
 from .. import store
 from .common import default_frame, frame_title, grid, robust_limits, save, style
@@ -211,18 +212,25 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
         im = ax.imshow(ls.contrast.values, origin="lower", extent=ext, aspect="auto", cmap="viridis")
         fig.colorbar(im, ax=ax, label="max contrast")
         if float(ls.density.max()) > 0:
-            ax.contour(ls.z2_dense.values, ls.z1_dense.values, ls.density.values, levels=5, colors="w",
-                       linewidths=0.7)
+            # smoothed over ~2 grid cells: the contours show where codes lie, not counting noise
+            ax.contour(ls.z2_dense.values, ls.z1_dense.values, gaussian_filter(ls.density.values, 2.0), levels=5,
+                       colors="w", linewidths=0.7)
         ax.set_title("contrast with code density (contours)")
         ax = axes[2]
-        im = ax.imshow(ls.contrast.values, origin="lower", extent=ext, aspect="auto", cmap="coolwarm",
-                       vmin=0, vmax=max(1.2, float(ls.contrast.max())))
-        fig.colorbar(im, ax=ax, label="max reconstructed contrast")
-        ax.set_title("maximum reconstructed contrast")
+        # white at the reference contrast (1, or the observed median): blue too faint, red too strong
+        ref = float(ls.contrast_reference) if "contrast_reference" in ls else 1.0
+        observed = ls.attrs.get("contrast_reference_kind", "absolute") == "observed"
+        rel = ls.contrast.values / ref
+        span = max(0.2, float(np.nanmax(np.abs(rel - 1.0))))
+        im = ax.imshow(rel, origin="lower", extent=ext, aspect="auto", cmap="coolwarm", vmin=1 - span, vmax=1 + span)
+        ax.contour(ls.z2_dense.values, ls.z1_dense.values, rel, levels=sorted(bounds), colors="k", linewidths=0.8)
+        fig.colorbar(im, ax=ax, label=f"max contrast / {ref:.2f}" if observed else "max reconstructed contrast")
+        ax.set_title("contrast relative to the observed median" if observed else "maximum reconstructed contrast")
         ax = axes[3]
         ax.imshow(ls.physical.values.astype(float), origin="lower", extent=ext, aspect="auto",
                   cmap=ListedColormap(["0.85", "C2"]), vmin=0, vmax=1)
-        ax.set_title(f"physical: contrast in ({bounds[0]}, {bounds[1]}) — "
+        what = f"contrast / {ref:.2f}" if observed else "contrast"
+        ax.set_title(f"physical: {what} in ({bounds[0]}, {bounds[1]}) — "
                      f"{100 * float(ls.physical.mean()):.0f}%")
         ax = axes[4]
         ax.imshow(np.clip(ls.rgb.values, 0, 1), origin="lower", extent=ext, aspect="auto")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from .. import store
 from ..errors import InputError
@@ -56,10 +58,15 @@ def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: d
     f = default_frame(ds, cfg)
     with style():
         n = 1 + 2 * len(segs)
-        fig, axes = grid(n, ncols=n, size=2.6, extra_w=0.6)
+        fig, axes = plt.subplots(1, n, figsize=(3.1 * n, 2.9), squeeze=False, layout="constrained")
+        axes = axes[0]
         img = ds.image.sel(frame=f).values
-        axes[0].imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
+        lo, hi = robust_limits(img)
+        im = axes[0].imshow(img, cmap="gray", vmin=lo, vmax=hi)
         axes[0].set_title(f"raw, {frame_title(ds, f)}")
+        # every panel has its colourbar, so all images come out the same size
+        fig.colorbar(im, ax=axes[0], shrink=0.8, pad=0.02,
+                     label=f"intensity ({ds.image.attrs.get('units', 'arb. units')})")
         k = 1
         for seg in segs:
             names = [str(c) for c in seg["class"].values]
@@ -67,17 +74,16 @@ def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: d
             cmap = plt.get_cmap("viridis", len(names))
             im = axes[k].imshow(lab, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5)
             axes[k].set_title(f"{len(names)}-class segmentation")
-            cb = fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02, ticks=range(len(names)))
+            cb = fig.colorbar(im, ax=axes[k], shrink=0.8, pad=0.02, ticks=range(len(names)))
             cb.ax.set_yticklabels(names)
             wall = names.index("wall") if "wall" in names else 1
             im = axes[k + 1].imshow(seg.probability.sel(frame=f).isel({store.CLASS: wall}).values,
                                     cmap="magma", vmin=0, vmax=1)
             axes[k + 1].set_title(f"wall probability ({len(names)}-class)")
-            fig.colorbar(im, ax=axes[k + 1], fraction=0.046, pad=0.02, label="p(wall)")
+            fig.colorbar(im, ax=axes[k + 1], shrink=0.8, pad=0.02, label="p(wall)")
             k += 2
         for ax in axes:
             ax.set_axis_off()
-        fig.tight_layout()
     return save(fig, out, cfg)
 
 
@@ -85,7 +91,12 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: dict, 
     """Loss curves (and any IoU columns) of one or more trainings from Lightning's metrics CSVs.
 
     ``metrics`` are CSV files with an ``epoch`` column; every column whose name
-    holds ``loss``, ``reconstruction``, ``kl`` or ``iou`` is drawn per epoch.
+    holds ``loss``, ``reconstruction``, ``kl`` or ``iou`` is drawn per epoch,
+    one panel per quantity in one row (total loss first, then reconstruction,
+    then the KL terms), train solid and held-out dashed, one colour per
+    training (``labels``), and one legend for the whole figure. Values are
+    nats per window (the rVAE's negative-ELBO parts); the total and the
+    reconstruction, which span decades across window sizes, on a log axis.
     """
     frames = []
     for path, label in zip(metrics, labels):
@@ -97,20 +108,24 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: dict, 
     cols = sorted({c for _, df in frames for c in df.columns if any(k in c for k in keys)})
     loss_cols = [c for c in cols if "iou" not in c]
     iou_cols = [c for c in cols if "iou" in c]
-    groups = sorted({c.split("/")[-1] for c in loss_cols})
+    order = {"loss": 0, "reconstruction": 1}
+    groups = sorted({c.split("/")[-1] for c in loss_cols}, key=lambda g: (order.get(g, 2), g))
     with style():
-        n = len(groups) + bool(iou_cols)
-        fig, axes = grid(max(n, 1), ncols=min(max(n, 1), 4), size=2.8)
+        n = max(len(groups) + bool(iou_cols), 1)
+        fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False, layout="constrained")
+        axes = axes[0]
         for ax, g in zip(axes, groups):
             for i, (label, df) in enumerate(frames):
                 for c in [c for c in loss_cols if c.split("/")[-1] == g and c in df]:
                     s = df[c].dropna()
-                    ls = "--" if c.startswith("val") else "-"
-                    ax.plot(s.index, s.values, ls, color=f"C{i}", label=f"{label} {c.split('/')[0]}")
-            ax.set_title(g.replace("_", " "))
+                    ax.plot(s.index, s.values, "--" if c.startswith("val") else "-", color=f"C{i}")
+            ax.set_title({"loss": "total (negative ELBO)"}.get(g, g.replace("_", " ")))
             ax.set_xlabel("epoch")
-            ax.set_ylabel("value")
-            ax.legend(frameon=False, fontsize=7)
+            if g in order and all(df[c].dropna().gt(0).all() for _, df in frames for c in loss_cols
+                                  if c.split("/")[-1] == g and c in df):
+                ax.set_yscale("log")
+        if groups:
+            axes[0].set_ylabel("nats per window")
         if iou_cols:
             ax = axes[len(groups)]
             for i, (label, df) in enumerate(frames):
@@ -123,6 +138,12 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: dict, 
             ax.set_ylabel("IoU (held-out frames)")
             ax.set_title("held-out IoU")
             ax.legend(frameon=False, fontsize=7)
+        for ax in axes:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if groups:  # colour = training, line style = split: one legend for every panel
+            handles = [Line2D([], [], color=f"C{i}", label=label) for i, (label, _) in enumerate(frames)]
+            handles += [Line2D([], [], color="0.3", ls="-", label="train"),
+                        Line2D([], [], color="0.3", ls="--", label="held-out")]
+            fig.legend(handles=handles, loc="outside right center", frameon=False)
         fig.suptitle(title)
-        fig.tight_layout()
     return save(fig, out, cfg)
