@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import ListedColormap, PowerNorm
 from mpl_toolkits.axes_grid1.inset_locator import inset_axes
 from scipy.ndimage import gaussian_filter
 
@@ -122,7 +122,7 @@ def _loop(ax, bias: np.ndarray, w: np.ndarray, color, label: str):
     for i in range(0, len(bias) - 1, step):
         if bias[i + 1] != bias[i] or w[i + 1] != w[i]:
             ax.annotate("", xy=(bias[i + 1], w[i + 1]), xytext=(bias[i], w[i]),
-                        arrowprops=dict(arrowstyle="-|>", color=color, lw=1.0, mutation_scale=9))
+                        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.0, "mutation_scale": 9})
 
 
 def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
@@ -143,9 +143,11 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             y = np.degrees(gv) if deg else gv
             ylab = f"{v} (deg)" if deg else (f"{v} ({unit})" if unit and unit != "1" else v)
             ax = fig.add_subplot(gs[r, 0])
-            im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma",
+            # square-root colour scale: one dominant peak would otherwise hide the changing minor modes
+            im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma", norm=PowerNorm(0.5, vmin=0),
                            extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
-            fig.colorbar(im, ax=ax, label="density")
+            per = "1/rad, " if deg else (f"1/{unit}, " if unit and unit != "1" else "")
+            fig.colorbar(im, ax=ax, label=f"density ({per}√ scale)")
             ax.set_xlabel("frame")
             ax.set_ylabel(ylab)
             ax.set_title(f"KDE({v}, frame)")
