@@ -14,7 +14,8 @@ import yaml
 
 from .errors import InputError
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# shipped inside the package (wheel installs too); workflow/schemas is a link to it for Snakemake
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 def _validator(schema_path: Path):
