@@ -88,7 +88,8 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
         img = mv.image.sel(frame=f).values
         for r, (lat, n) in enumerate(zip(lats, windows)):
             ax = axes[r, 0]
-            ax.imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
+            im = ax.imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)  # as every panel: all images the same size
             ax.set_ylabel(f"n = {n}")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -101,9 +102,13 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                 if name == "angle":
                     im = ax.imshow(np.degrees(v) % 180.0, cmap="twilight", vmin=0, vmax=180)
                     label = "angle (deg, mod 180)"
+                elif name in ("dx", "dy"):  # a shift: white at zero, the same reach both ways
+                    reach = max(abs(x) for x in robust_limits(v)) or 1e-6
+                    im = ax.imshow(v, cmap="RdBu_r", vmin=-reach, vmax=reach)
+                    label = f"{name} (grid units)"
                 else:
                     lo, hi = robust_limits(v)
-                    im = ax.imshow(v, cmap="RdBu_r" if name in ("dx", "dy") else "viridis", vmin=lo, vmax=hi)
+                    im = ax.imshow(v, cmap="viridis", vmin=lo, vmax=hi)
                     label = name
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
                 if r == 0:
