@@ -70,10 +70,10 @@ def robust_limits(img: np.ndarray, low: float = 1.0, high: float = 99.0) -> tupl
     return float(lo), float(hi if hi > lo else lo + 1e-6)
 
 
-def grid(n: int, ncols: int, size: float = 2.4, extra_w: float = 0.0):
+def grid(n: int, ncols: int, size: float = 2.4):
     """A figure of n panels in rows of ``ncols``; unused axes are hidden."""
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + extra_w, size * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
