@@ -9,7 +9,11 @@ from ferrolens.config import validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo's config applies only when no --configfile is given: a user's config names its own
+# datasets (only those run) and keys it leaves out take the schema's defaults, not the demo's.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # the package's validator: the same schema, defaults filled in the stage fragments too

@@ -333,8 +333,24 @@ def test_input_images(stores, trained):
     np.testing.assert_array_equal(seg.input_image(movie, s, "classes").isel(frame=[1, 3]).values,
                                   s.label.values[[1, 3]] / 2.0)
     raw = seg.input_image(movie, None, "raw")
-    np.testing.assert_array_equal(raw[2, 5:9, ::3].values, seg.normalize_frames(stores["img"][2])[0][5:9, ::3])
+    expect = np.clip(seg.normalize_frames(stores["img"][2])[0], 0, 1)
+    np.testing.assert_array_equal(raw[2, 5:9, ::3].values, expect[5:9, ::3])
     assert float(raw.isel(frame=0).quantile(0.99)) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_raw_input_is_clipped_to_the_unit_range_the_rvae_accepts(stores):
+    """Real frames (PFM phase) have ~1 % of pixels beyond the 1–99 % percentiles: the rVAE's
+    input check wants 0…1, so the normalised frame saturates there instead of failing."""
+    from ferrolens.rvae.api import check_images
+
+    movie = open_store(stores["movie"], "movie", ["image"])
+    unclipped = seg.normalize_frames(stores["img"])[0]
+    assert unclipped.min() < -0.05 and unclipped.max() > 1.05  # the case that used to fail
+    raw = seg.input_image(movie, None, "raw")
+    vals = raw.values
+    assert vals.min() == 0.0 and vals.max() == 1.0
+    np.testing.assert_array_equal(vals, np.clip(unclipped, 0, 1))
+    check_images(raw, window=8)  # no InputError
 
 
 # --- bad input ---------------------------------------------------------------------------------

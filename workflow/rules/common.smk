@@ -1,5 +1,9 @@
 # Named helpers shared by the rules: paths, wildcards, seeds, input functions.
+from pathlib import Path
+
 from ferrolens.config import stage_seed
+from ferrolens.errors import InputError
+from ferrolens.io import expand_paths
 
 RESULTS = "results"
 LOGS = "logs"
@@ -25,17 +29,45 @@ def is_synthetic(dataset):
     return cfg["path"] is None and cfg["synthetic"] is not None
 
 
+def config_files(path):
+    """The files a config ``path`` value names (a file, a folder of frames, a list), as rule inputs:
+    editing one reruns what depends on it. A missing path stays as given, so Snakemake names it."""
+    if path is None:
+        return []
+    files = []
+    for p in path if isinstance(path, list) else [path]:
+        if Path(p).is_dir() and Path(p).suffix != ".zarr":
+            try:
+                files += [str(f) for f in expand_paths(p)]
+            except InputError:  # an empty folder: ingest says so in its one line
+                files.append(p)
+        else:
+            files.append(p)
+    return files
+
+
 def movie_source(wildcards):
     """The file(s) ingest_movie reads: the dataset's path, or the demo generator's store."""
     if is_synthetic(wildcards.dataset):
         return f"{RESULTS}/{wildcards.dataset}/synthetic.zarr"
-    path = dataset_cfg(wildcards)["path"]
-    return path if path is not None else []
+    return config_files(dataset_cfg(wildcards)["path"])
+
+
+def bias_table(wildcards):
+    """The bias CSV (bias.source: csv), an input so that editing it reruns the ingest."""
+    bias = dataset_cfg(wildcards)["bias"]
+    return config_files(bias.get("csv")) if bias.get("source") == "csv" else []
 
 
 def truth_source(wildcards):
-    """Ground truth for labels.source: truth (synthetic datasets only)."""
-    return movie_source(wildcards) if is_synthetic(wildcards.dataset) else ""
+    """Ground truth for labels.source: truth (synthetic datasets only; none for real data)."""
+    return movie_source(wildcards) if is_synthetic(wildcards.dataset) else []
+
+
+def label_files(wildcards):
+    """The label images a person made (labels.source: files)."""
+    labels = dataset_cfg(wildcards)["labels"]
+    return config_files(labels.get("path")) if labels.get("source", "files") == "files" else []
 
 
 def seed(*names):

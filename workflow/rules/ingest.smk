@@ -24,7 +24,8 @@ rule ingest_synthetic:
 rule ingest_movie:
     """Read, select, crop, bin and check the movie; write movie.zarr."""
     input:
-        movie_source,
+        movie=movie_source,
+        bias=bias_table,
     output:
         directory(f"{RESULTS}/{{dataset}}/movie.zarr"),
     params:
@@ -48,6 +49,7 @@ rule ingest_labels:
     input:
         movie=f"{RESULTS}/{{dataset}}/movie.zarr",
         truth=truth_source,
+        files=label_files,
     output:
         directory(f"{RESULTS}/{{dataset}}/labels.zarr"),
     params:

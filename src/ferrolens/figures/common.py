@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # figures are files; no display is needed or wanted
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..stimulus import stimulus
+
 from ..store import write_file_atomic
 
 RC = {
@@ -48,11 +50,10 @@ def bias_label(bias: float | None) -> str:
 
 
 def frame_title(ds, frame: int) -> str:
-    """'frame 12, +4.00 V' using the frame's bias coordinate when known."""
-    text = f"frame {frame}"
-    if "bias" in ds.coords:
-        text += f", {bias_label(float(ds.bias.sel(frame=frame)))}"
-    return text
+    """'frame 12, +4.00 V' (or 't = 3 s', …) with the movie's stimulus when it has one."""
+    stim = stimulus(ds)
+    value = stim.value_text(int(np.flatnonzero(ds.frame.values == frame)[0]))
+    return f"frame {frame}, {value}" if value else f"frame {frame}"
 
 
 def default_frame(ds, cfg: dict | None) -> int:
@@ -60,8 +61,9 @@ def default_frame(ds, cfg: dict | None) -> int:
     cfg = cfg or {}
     if cfg.get("frame") is not None:
         return int(cfg["frame"])
-    if "bias" in ds.coords:
-        return int(ds.frame.values[int(np.argmax(ds.bias.values))])
+    stim = stimulus(ds)
+    if stim.applied:
+        return int(ds.frame.values[int(np.argmax(stim.values))])
     return int(ds.frame.values[len(ds.frame) // 2])
 
 

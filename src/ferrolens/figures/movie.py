@@ -12,41 +12,47 @@ from matplotlib.lines import Line2D
 
 from .. import store
 from ..errors import InputError
+from ..stimulus import stimulus
 from .common import default_frame, frame_title, grid, robust_limits, save, style
 
 
 def pick_frames(ds, biases: list[float] | None, n: int = 6) -> list[int]:
-    """Frames nearest the requested biases, or ``n`` frames spread over the movie."""
+    """Frames nearest the requested biases (when the movie has a bias), or ``n`` frames spread over the movie."""
     frames = ds.frame.values
-    if biases and "bias" in ds.coords:
-        b = ds.bias.values
-        return [int(frames[int(np.argmin(np.abs(b - v)))]) for v in biases]
+    stim = stimulus(ds)
+    if biases and stim.name == "bias":
+        return [int(frames[int(np.argmin(np.abs(stim.values - v)))]) for v in biases]
     idx = np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int)
     return [int(frames[i]) for i in idx]
 
 
 def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
-    """Fig. 1: raw frames at chosen biases, the bias in each title, and the waveform."""
+    """Fig. 1: raw frames across the stimulus (bias, temperature, time or frame order), its value
+    in each title, and the stimulus against frame when it is an applied one (bias, temperature)."""
     ds = store.open_store(movie, "movie", ["image"])
     frames = pick_frames(ds, cfg.get("biases"))
-    has_bias = "bias" in ds.coords
+    stim = stimulus(ds)
+    panel = stim.applied
     with style():
-        fig, axes = grid(len(frames) + has_bias, ncols=min(4, len(frames) + has_bias))
+        fig, axes = grid(len(frames) + panel, ncols=min(4, len(frames) + panel))
         lo, hi = robust_limits(ds.image.sel(frame=frames).values)
         for ax, f in zip(axes, frames):
             ax.imshow(ds.image.sel(frame=f).values, cmap="gray", vmin=lo, vmax=hi)
             ax.set_title(frame_title(ds, f))
             ax.set_axis_off()
-        if has_bias:
+        if panel:
             ax = axes[-1]
-            ax.plot(ds.frame.values, ds.bias.values, "-", color="0.3", lw=1)
-            ax.plot(frames, ds.bias.sel(frame=frames).values, "o", color="C3", ms=4, label="shown")
+            pos = [int(np.flatnonzero(ds.frame.values == f)[0]) for f in frames]
+            ax.plot(ds.frame.values, stim.values, "-", color="0.3", lw=1)
+            ax.plot(frames, stim.values[pos], "o", color="C3", ms=4, label="shown")
             ax.set_xlabel("frame")
-            ax.set_ylabel("bias (V)")
-            ax.set_title("applied bias")
+            ax.set_ylabel(stim.label)
+            ax.set_title(f"applied {stim.name}")
             ax.legend(loc="best", frameon=False)
             ax.set_box_aspect(1)
-        fig.suptitle(f"{ds.attrs.get('dataset', '')}: frames across the bias sweep".strip(": "))
+        what = {"bias": "across the bias sweep", "temperature": "across the temperature sweep",
+                "time": "over time", "frame": "in frame order (the movie has no bias, temperature or time)"}
+        fig.suptitle(f"{ds.attrs.get('dataset', '')}: frames {what[stim.name]}".strip(": "))
         fig.tight_layout()
     return save(fig, out, cfg)
 

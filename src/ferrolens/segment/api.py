@@ -354,7 +354,8 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str) -
         ``classes`` — decoded class image ``label / (K − 1)`` (0…1);
         ``raw`` — the normalised frame, with the percentiles recorded in the
         segmentation store's attrs (default 1 and 99 when ``segmentation`` is None),
-        exactly as :func:`predict` normalises.
+        exactly as :func:`predict` normalises, then clipped to 0…1 (the 1 % of
+        pixels beyond each percentile saturate, as on a display).
     """
     if kind not in INPUT_KINDS:
         raise InputError("rVAE input kind", f"value {kind!r}", f"one of {', '.join(INPUT_KINDS)}")
@@ -374,9 +375,9 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str) -
                              f"the movie's {dict(image.sizes)}")
         lo, hi = segmentation.attrs.get("norm_percentiles", [1.0, 99.0])
     if kind == "raw":
-        return _lazy(image, lambda a: normalize_frames(a, lo, hi)[0], "raw",
-                     {"long_name": "normalised frame", "normalisation": NORMALISATION,
-                      "norm_percentiles": [float(lo), float(hi)]})
+        return _lazy(image, lambda a: np.clip(normalize_frames(a, lo, hi)[0], 0.0, 1.0), "raw",
+                     {"long_name": "normalised frame, clipped to 0…1", "normalisation": NORMALISATION,
+                      "norm_percentiles": [float(lo), float(hi)], "units": "1"})
     names = [str(c) for c in segmentation[CLASS].values]
     if kind == "walls":
         if "wall" not in names:
