@@ -170,3 +170,65 @@ def test_gatan_without_rosettasciio(tmp_path):
     p.write_bytes(b"\0" * 64)
     with pytest.raises(InputError, match=r"needs rosettasciio.*ferrolens\[microscopy\]"):
         read_frames(p)
+
+
+# --- several files must be one series (issue 12, item 4) ---------------------------------
+def _pfm_scan(path, size_um, offset_um=(0.0, 0.0), n=16, seed=0):
+    """A tiny sidpy/pyNSID-shaped PFM scan: PhaseRetrace (x, y) with x/y dimension scales in m."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("Measurement_000/Channel_4/Channel_4")
+        d = g.create_dataset("Channel_4", data=rng.random((n, n)).astype(np.float32))
+        d.attrs["quantity"], d.attrs["units"] = "PhaseRetrace", "deg"
+        for i, (name, off) in enumerate(zip("xy", offset_um[::-1])):
+            s = g.create_dataset(name, data=(off + np.linspace(0.0, size_um, n)) * 1e-6)
+            s.attrs["units"] = "m"
+            s.make_scale(name)
+            d.dims[i].attach_scale(s)
+            d.dims[i].label = name
+    return str(path)
+
+
+def test_files_of_different_scans_are_not_joined_silently(tmp_path):
+    sizes = [1, 5, 1, 3, 1, 5, 1]  # µm, as in the issue's seven PFM scans
+    files = [_pfm_scan(tmp_path / f"scan{i}.h5", s, offset_um=(0.5 * i, 0.0), seed=i) for i, s in enumerate(sizes)]
+    opts = {"channel": "PhaseRetrace"}
+    with pytest.raises(InputError) as err:
+        read_frames(files, opts)
+    msg = str(err.value)
+    assert msg.startswith(f"{files[1]}: the 7 files are not one series: their pixel size (y, x) differ (")
+    assert "scan0.h5: (6.667e-08, 6.667e-08) m; scan1.h5: (3.333e-07, 3.333e-07) m;" in msg
+    assert "scan3.h5: (2e-07, 2e-07) m" in msg and "`mixed_series: true`" in msg
+    # one scan size but moved: the offsets are named
+    moved = [_pfm_scan(tmp_path / f"moved{i}.h5", 2, offset_um=(0.0, x), seed=i) for i, x in enumerate((0, 0, 1.5))]
+    with pytest.raises(InputError, match=r"moved2.h5: the 3 files are not one series: their position/offset \(y, x\) "
+                                         r"differ \(moved0.h5: \(0, 0\) m; moved1.h5: \(0, 0\) m; "
+                                         r"moved2.h5: \(0, 1.5e-06\) m\)"):
+        load_movie(opts, moved)
+    # the key that says to join them anyway
+    ds = load_movie({**opts, "mixed_series": True}, files)
+    assert ds.image.shape == (7, 16, 16) and ds.attrs["mixed_series"]
+    assert "pixel_size" not in ds.attrs  # no one pixel size stamped on the movie
+    assert [p[1] for p in ds.attrs["source_pixel_size"]] == pytest.approx([s * 1e-6 / 15 for s in sizes])
+    # one scan repeated (same size and place) is one series
+    same = [_pfm_scan(tmp_path / f"same{i}.h5", 2, seed=i) for i in range(3)]
+    assert load_movie(opts, same).attrs["pixel_size"] == pytest.approx(2e-6 / 15)
+
+
+def test_tiff_files_with_different_pixel_sizes_refused(tmp_path, stack):
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    tifffile.imwrite(a, stack[0], resolution=(1e4, 1e4), resolutionunit="CENTIMETER")  # 1 µm pixels
+    tifffile.imwrite(b, stack[1], resolution=(5e3, 5e3), resolutionunit="CENTIMETER")  # 2 µm pixels
+    with pytest.raises(InputError, match=r"b.tif: the 2 files are not one series: their pixel size \(y, x\) differ "
+                                         r"\(a.tif: \(1e-06, 1e-06\) m; b.tif: \(2e-06, 2e-06\) m\)"):
+        read_frames([a, b])
+    assert read_frames([a, b], {"mixed_series": True}).image.shape == (2, 20, 24)
+
+
+@pytest.mark.skipif(not Path("/work/shared/data/dtmicroscope/PZT_final0003.h5").exists(),
+                    reason="the full PZT series lives in ../shared/data")
+def test_three_pzt_scans_are_one_series():
+    files = [f"/work/shared/data/dtmicroscope/PZT_final000{i}.h5" for i in (1, 2, 3)]
+    fr = read_frames(files, {"channel": "PhaseRetrace"})
+    assert fr.image.shape == (3, 256, 256)
+    assert fr.attrs["pixel_size"] == pytest.approx(2e-6 / 255, rel=1e-3) and "mixed_series" not in fr.attrs

@@ -43,8 +43,18 @@ def read_bias_csv(path: str | Path) -> pd.DataFrame:
         raise InputError(path, f"columns are {list(df.columns)}, missing {sorted(missing)}",
                          "columns frame,bias[,time]")
     for col in [c for c in ("frame", "bias", "time") if c in df.columns]:
-        if not np.issubdtype(df[col].dtype, np.number) or not np.isfinite(df[col]).all():
-            raise InputError(path, f"column {col!r} has non-numeric or non-finite values", "finite numbers")
+        # pandas may give a string or object dtype that numpy cannot interpret: coerce, then name the rows
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            shown = ", ".join(f"row {i + 2}: {df[col].iloc[i]!r}" for i in bad[:5])  # +2: header, 1-based
+            raise InputError(path, f"column {col!r} has {bad.size} non-numeric or non-finite value(s) ({shown}"
+                                   f"{' …' if bad.size > 5 else ''})", "finite numbers")
+        df[col] = values
+    if not np.all(df["frame"] == np.round(df["frame"])):
+        raise InputError(path, f"column 'frame' has fractional values {df.loc[df['frame'] != np.round(df['frame']), 'frame'].tolist()[:5]}",
+                         "whole source-frame indices")
+    df["frame"] = df["frame"].astype(np.int64)
     if df["frame"].duplicated().any():
         raise InputError(path, f"frames {sorted(df.loc[df['frame'].duplicated(), 'frame'].unique())} repeat",
                          "one row per frame")

@@ -59,7 +59,11 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config") -
         if errors:
             e = errors[0]
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            raise InputError(where, f"key {key}: {e.message}", "a config matching workflow/schemas/config.schema.yaml")
+            described = e.schema.get("description") if e.validator == "pattern" and isinstance(e.schema, dict) else None
+            raise InputError(where, f"key {key}: {e.message}",
+                             described or "a config matching workflow/schemas/config.schema.yaml")
+    for name, dataset in (config.get("datasets") or {}).items():
+        check_dataset(f"datasets.{name}", dataset)
     return config
 
 
@@ -105,3 +109,22 @@ def is_int(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """A finite int or float that is not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # movies are stored as float32
+
+
+def check_dataset(key: str, cfg: dict) -> None:
+    """Cross-field checks of one dataset's section (``key`` = ``datasets.<name>``),
+    run by :func:`validate` and again by ingest for a dict given directly."""
+    policy = cfg.get("nonfinite", "error")
+    if policy not in ("error", "median", None):
+        require(key, is_number(policy) and abs(policy) <= FLOAT32_MAX, "nonfinite", policy,
+                "'error', 'median' or a finite fill value within the float32 range (|value| <= 3.4e38)")
+    bias = cfg.get("bias") or {}
+    if bias.get("source") == "csv":
+        require(key, isinstance(bias.get("csv"), str) and bias.get("csv") != "", "bias.csv", bias.get("csv"),
+                "the CSV file (columns frame,bias[,time]) when bias.source is 'csv'")
+    if bias.get("source") == "list":
+        require(key, bool(bias.get("values")), "bias.values", bias.get("values"),
+                "one bias value per kept frame when bias.source is 'list'")

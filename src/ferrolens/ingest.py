@@ -15,6 +15,7 @@ import xarray as xr
 
 from . import store
 from .bias import check_length, read_bias_csv, triangular_waveform
+from .config import check_dataset
 from .errors import InputError
 from .io import Frames, expand_paths, read_frames
 
@@ -99,19 +100,61 @@ def resolve_bias(cfg: dict, fr: Frames, idx: np.ndarray, where: str) -> tuple[np
     return bias, time
 
 
+def _frame_list(kept: np.ndarray, frames: np.ndarray) -> str:
+    listed = kept[frames][:20].tolist()
+    return f"{listed}{' …' if len(frames) > 20 else ''} ({len(frames)} of {len(kept)})"
+
+
 def _fix_nonfinite(image: np.ndarray, policy, where: str, kept: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(image)
     if not bad.any():
         return image
+    empty = np.flatnonzero(bad.all(axis=(1, 2)))
+    if empty.size:  # a fill would make a constant frame that fails much later (or teaches nothing)
+        raise InputError(where, f"source frames {_frame_list(kept, empty)} have no finite pixel (all NaN/inf)",
+                         "frames with data: leave them out with `frames:` (start/stop/step) or fix the file")
     if policy == "error" or policy is None:
         frames = np.flatnonzero(bad.any(axis=(1, 2)))
-        raise InputError(where, f"non-finite pixels in source frames {kept[frames][:20].tolist()}",
+        raise InputError(where, f"non-finite pixels in source frames {_frame_list(kept, frames)}",
                          "finite pixels, or `nonfinite:` set to a fill value or 'median'")
     fill = np.nanmedian(image[~bad]) if policy == "median" else float(policy)
     return np.where(bad, fill, image)
 
 
-def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | None = None) -> xr.Dataset:
+def check_movie(image: np.ndarray, kept: np.ndarray, where: str, source: str,
+                windows: list[int] | None = None) -> None:
+    """Refuse a movie (float32, after selection, crop and binning) that later stages
+    could only fail on, or analyse as if it held data.
+
+    - values beyond the float32 range (they became ±inf in the cast);
+    - fewer than two frames (dynamics follow change between frames);
+    - a constant movie (all zero, or any single value): nothing to segment;
+    - frames smaller than the largest rVAE window (config ``windows``).
+    """
+    over = ~np.isfinite(image)
+    if over.any():
+        frames = np.flatnonzero(over.any(axis=(1, 2)))
+        raise InputError(where, f"{source}: values beyond the float32 range (|value| > 3.4e38) in source frames "
+                                f"{_frame_list(kept, frames)}",
+                         "values a float32 movie can hold: rescale the data")
+    if image.shape[0] < 2:
+        raise InputError(where, f"{source}: the movie has {image.shape[0]} frame (source frames {kept.tolist()})",
+                         "at least 2 frames (the analysis follows change from frame to frame); check `frames:`")
+    lo, hi = float(image.min()), float(image.max())
+    if lo == hi:
+        raise InputError(where, f"{source}: every pixel of all {image.shape[0]} frames is {lo:g}",
+                         "a movie whose pixels vary (an empty or blank recording cannot be segmented)")
+    if windows:
+        n = max(int(w) for w in windows)
+        ny, nx = image.shape[1:]
+        if n > min(ny, nx):
+            raise InputError("config windows", f"window size {n} is larger than the {ny}×{nx} frames of {where} "
+                                               f"(after crop and bin)",
+                             f"windows no larger than {min(ny, nx)} pixels, or a larger crop / smaller bin")
+
+
+def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | None = None,
+               windows: list[int] | None = None) -> xr.Dataset:
     """Read, select, crop, bin and check one dataset's movie (no write).
 
     Parameters
@@ -119,6 +162,8 @@ def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | 
     cfg : the dataset's config section (see ``workflow/schemas``).
     source : file/folder/list to read instead of ``cfg["path"]`` (the demo
         generator's store for synthetic datasets).
+    windows : the config's rVAE window sizes: frames smaller than the largest
+        are refused here rather than after two trainings (see :func:`check_movie`).
 
     Returns the ``movie`` Dataset: image(frame, y, x) float32 with coords
     frame, source_frame, bias (V) / time (s) when known, and attrs.
@@ -126,16 +171,20 @@ def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | 
     src = _source_of(cfg, source)
     if src is None:
         raise InputError(where or "dataset", "has neither `path` nor `synthetic`", "a source file")
+    check_dataset(where or "dataset", cfg)
     where = where or str(src)
+    files = expand_paths(src)
+    source_name = files[0].name + (f" … ({len(files)} files)" if len(files) > 1 else "")
     fr = read_frames(src, cfg)
     idx = frame_indices(fr.image.shape[0], cfg.get("frames") or {}, where)
     image = np.asarray(fr.image[idx], dtype=np.float64)
     image = _fix_nonfinite(image, cfg.get("nonfinite", "error"), where, idx)
-    image = crop_bin(image, cfg.get("crop"), cfg.get("bin", 1), where).astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: check_movie names them
+        image = crop_bin(image, cfg.get("crop"), cfg.get("bin", 1), where).astype(np.float32)
+    check_movie(image, idx, where, source_name, windows)
     bias, time = resolve_bias(cfg, fr, idx, where)
 
     attrs = dict(fr.attrs)
-    files = expand_paths(src)
     attrs["source"] = [str(p) for p in files] if len(files) > 1 else str(files[0])
     attrs["source_sha256"] = [store.sha256_file(p) for p in files] if len(files) > 1 else store.sha256_file(files[0])
     if cfg.get("pixel_size"):
@@ -148,13 +197,15 @@ def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | 
     return xr.Dataset({"image": ((store.FRAME, store.Y, store.X), image, img_attrs)}, coords=coords, attrs=attrs)
 
 
-def ingest_movie(cfg: dict, out: str | Path, source: str | Path | list | None = None, name: str = "dataset") -> Path:
+def ingest_movie(cfg: dict, out: str | Path, source: str | Path | list | None = None, name: str = "dataset",
+                 windows: list[int] | None = None) -> Path:
     """Ingest one dataset into ``movie.zarr`` (atomically).
 
     Everything is read and checked before the store is written, so bad input
-    leaves no output behind.
+    leaves no output behind; ``windows`` (the config's rVAE window sizes) lets
+    frames too small for them be refused here.
     """
-    ds = load_movie(cfg, source, where=f"datasets.{name}")
+    ds = load_movie(cfg, source, where=f"datasets.{name}", windows=windows)
     ds.attrs.update(store.provenance("movie", cfg, dataset=name))
     # one frame per chunk: later stages stream over frames
     return store.write_store(ds, out, encoding={"image": {"chunks": (1, *ds.image.shape[1:])}})
@@ -188,15 +239,27 @@ def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str],
     files = expand_paths(paths if len(paths) != 1 else paths[0])
     arrays = []
     for p in files:
-        if p.suffix.lower() in (".npy",):
-            a = np.load(p, allow_pickle=False)
-        elif p.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+        try:
+            if p.suffix.lower() in (".npy",):
+                a = np.load(p, allow_pickle=False)
+            elif p.suffix.lower() in (".tif", ".tiff"):
+                import tifffile
 
-            a = tifffile.imread(p)
-        else:
-            with Image.open(p) as im:
-                a = np.asarray(im)
+                a = tifffile.imread(p)
+            else:
+                with Image.open(p) as im:
+                    a = np.asarray(im)  # decodes the whole image: a truncated file fails here
+        except Exception as exc:
+            raise InputError(p, f"cannot be read as a label image ({type(exc).__name__}: {exc})",
+                             "a complete PNG/TIFF/.npy label image (copy or export it again)") from exc
+        if fmt != "rgb" and a.dtype.kind == "f":
+            frac = ~np.isfinite(a) | (a != np.round(a))
+            if frac.any():
+                vals = np.unique(a[frac])[:5].tolist()
+                raise InputError(p, f"label values {vals} are not whole numbers",
+                                 "integer class indices (-1 = unlabelled), not fractions or NaN")
+        elif fmt != "rgb" and a.dtype.kind not in "iub":
+            raise InputError(p, f"label data type {a.dtype}", "integer class indices")
         if fmt == "rgb":
             if a.ndim != 3 or a.shape[-1] not in (3, 4):
                 raise InputError(p, f"label image of shape {a.shape}", "an RGB(A) mask (y, x, 3|4)")
@@ -224,6 +287,10 @@ def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out:
     where = f"datasets.{name}.labels"
     if not frames:
         raise InputError(f"{where}.frames", "is empty", "the movie frames that have labels")
+    repeated = sorted({f for f in frames if frames.count(f) > 1})
+    if repeated:
+        raise InputError(f"{where}.frames", f"frames {repeated} are listed more than once in {frames}",
+                         "each labelled frame once")
     mv = store.open_store(movie, "movie", ["image"])
     n_frames, shape = mv.sizes[store.FRAME], (mv.sizes[store.Y], mv.sizes[store.X])
     bad = [f for f in frames if not 0 <= f < n_frames]

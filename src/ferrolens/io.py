@@ -4,6 +4,10 @@ Supported sources, chosen by extension (or ``format`` in config):
 
 * multi-page TIFF (``.tif``/``.tiff``); a folder of TIFF/PNG frames in natural
   order; a list of single-frame files read as one series;
+* RGB images (PNG, and TIFF whose photometric tag says RGB, planar (3, H, W)
+  or interleaved (H, W, 3)) are one frame each, turned to luminance
+  0.299 R + 0.587 G + 0.114 B, or to one colour sample with ``channel:``
+  (0 = R, 1 = G, 2 = B) — a planar RGB TIFF is never read as three frames;
 * NumPy ``.npy`` / ``.npz`` (``dataset`` = the npz key);
 * HDF5 (``.h5``/``.hdf5``) by dataset path, or by channel name in the
   sidpy/pyNSID layout (the dataset attribute ``quantity``), honouring its
@@ -12,6 +16,11 @@ Supported sources, chosen by extension (or ``format`` in config):
 * a zarr store with an ``image`` variable (e.g. the demo movie);
 * Gatan ``.dm3``/``.dm4`` and Velox ``.emd`` through rosettasciio (optional
   extra ``ferrolens[microscopy]``).
+
+Several files (a list or a folder) must be one series: frames of one shape
+and, where the files state them, one pixel size, pixel units, scan size and
+position. Files that differ are refused with every file's value named, unless
+``mixed_series: true`` says to join them anyway.
 
 Every problem raises :class:`~ferrolens.errors.InputError` naming the file.
 """
@@ -44,12 +53,16 @@ class Frames:
     image : (frame, y, x) array (any real dtype).
     bias, time : per-frame values found in the file (V, s), or None.
     attrs : units, pixel size/units, anything the file states.
+    geometry : what places the frames in the sample, where the file states it
+        (``pixel_size``, ``pixel_units``, ``scan_size`` (y, x) and ``offset``
+        (y, x) in pixel units): several files must agree on it to be one series.
     """
 
     image: np.ndarray
     bias: np.ndarray | None = None
     time: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)
 
 
 def natural_key(path: Path) -> list:
@@ -107,28 +120,59 @@ def _as_frames(arr: np.ndarray, where: Path, channel: int | None = None) -> np.n
 
 
 # --- single-format readers ------------------------------------------------------
+LUMINANCE = (0.299, 0.587, 0.114)
+
+
+def _rgb_to_gray(arr: np.ndarray, channel: Any, where: Path) -> np.ndarray:
+    """(…, y, x, 3|4) colour samples → (…, y, x): luminance, or the sample ``channel`` (0 R, 1 G, 2 B)."""
+    if channel is None:
+        return arr[..., :3].astype(np.float64) @ np.asarray(LUMINANCE)
+    if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < arr.shape[-1]:
+        raise InputError(where, f"channel {channel!r} for an RGB image of {arr.shape[-1]} samples",
+                         f"`channel:` 0 … {arr.shape[-1] - 1} (0 = R, 1 = G, 2 = B), or null for luminance")
+    return arr[..., int(channel)]
+
+
 def _read_tiff(path: Path, opts: dict) -> Frames:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             arr = tif.asarray()
-            attrs = {}
+            axes = tif.series[0].axes
+            attrs, geometry = {}, {}
             page = tif.pages[0]
-            res = page.tags.get("XResolution")
+            rgb = page.photometric == tifffile.PHOTOMETRIC.RGB and "S" in axes
             unit = page.tags.get("ResolutionUnit")
-            if res is not None and res.value[0] and unit is not None and int(unit.value) in (2, 3):
-                per_unit = res.value[0] / res.value[1]
-                attrs["pixel_size"] = (2.54e-2 if int(unit.value) == 2 else 1e-2) / per_unit
-                attrs["pixel_units"] = "m"
+            if unit is not None and int(unit.value) in (2, 3):
+                metres = 2.54e-2 if int(unit.value) == 2 else 1e-2  # per inch / per cm
+                sizes = []
+                for tag in ("YResolution", "XResolution"):
+                    res = page.tags.get(tag)
+                    sizes.append(metres * res.value[1] / res.value[0] if res is not None and res.value[0] else None)
+                if sizes[1] is not None:
+                    attrs["pixel_size"], attrs["pixel_units"] = sizes[1], "m"
+                    geometry.update(pixel_size=(sizes[0], sizes[1]), pixel_units="m")
+                    pos = [page.tags.get(t) for t in ("YPosition", "XPosition")]
+                    if all(t is not None for t in pos):  # in resolution units
+                        geometry["offset"] = tuple(metres * t.value[0] / t.value[1] for t in pos)
     except InputError:
         raise
     except Exception as exc:
         raise InputError(path, f"cannot be read as TIFF ({type(exc).__name__}: {exc})",
                          "a readable (multi-page) TIFF") from exc
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4 and opts.get("channel") is None:
+    channel = opts.get("channel")
+    if rgb:  # colour samples are one image, never frames (a planar RGB page reads as (3, y, x))
+        arr = _rgb_to_gray(np.moveaxis(arr, axes.index("S"), -1), channel, path)
+        attrs["colour"] = "luminance 0.299 R + 0.587 G + 0.114 B" if channel is None else f"RGB sample {channel}"
+        channel = None
+    elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4 and channel is None:
         raise InputError(path, f"looks like an RGB image {arr.shape}", "a grayscale stack, or `channel:` set")
-    return Frames(_as_frames(arr, path, opts.get("channel")), attrs=attrs)
+    frames = _as_frames(arr, path, channel)
+    if "pixel_size" in geometry:
+        py, px = geometry["pixel_size"]
+        geometry["scan_size"] = (None if py is None else py * frames.shape[1], px * frames.shape[2])
+    return Frames(frames, attrs=attrs, geometry=geometry)
 
 
 def _read_image(path: Path, opts: dict) -> Frames:
@@ -140,10 +184,12 @@ def _read_image(path: Path, opts: dict) -> Frames:
     except Exception as exc:
         raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
                          "a readable PNG/TIFF") from exc
+    attrs = {}
     if arr.ndim == 3:  # RGB(A) frame: luminance unless a channel is chosen
         ch = opts.get("channel")
-        arr = arr[..., int(ch)] if ch is not None else arr[..., :3].astype(float) @ [0.299, 0.587, 0.114]
-    return Frames(_as_frames(arr, path))
+        arr = _rgb_to_gray(arr, ch, path)
+        attrs["colour"] = "luminance 0.299 R + 0.587 G + 0.114 B" if ch is None else f"RGB sample {ch}"
+    return Frames(_as_frames(arr, path), attrs=attrs)
 
 
 def _read_npy(path: Path, opts: dict) -> Frames:
@@ -199,6 +245,7 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
         raise InputError(path, f"cannot be opened as HDF5 ({type(exc).__name__}: {exc})",
                          "a readable HDF5 file") from exc
     with f:
+        geometry: dict[str, Any] = {}
         dsets = _h5_datasets(f)
         name, channel = opts.get("dataset"), opts.get("channel")
         if name is not None:
@@ -238,10 +285,11 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
             other = [i for i, s in enumerate(low) if s not in ("x", "y")]
             order = other + [low.index("y"), low.index("x")]
             arr = np.transpose(arr, order)
-            xs = scales[low.index("x")]
+            xs, ys = scales[low.index("x")], scales[low.index("y")]
             if xs is not None and len(xs) > 1:
                 attrs["pixel_size"] = float(abs(xs[1] - xs[0]))
                 attrs["pixel_units"] = str(_h5_attr(xs, "units", ""))
+            geometry = _scale_geometry(ys, xs)
             if other and scales[other[0]] is not None:
                 s = scales[other[0]]
                 attrs["frame_axis_name"] = labels[other[0]]
@@ -254,26 +302,40 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
             if bias_name.strip("/") not in dsets:
                 raise InputError(path, f"bias dataset {bias_name!r} is not there", f"one of {sorted(dsets)}")
             bias = np.asarray(dsets[bias_name.strip("/")][()], dtype=float).ravel()
-    return Frames(_as_frames(arr, path), bias=bias, attrs=attrs)
+    return Frames(_as_frames(arr, path), bias=bias, attrs=attrs, geometry=geometry)
+
+
+def _scale_geometry(ys, xs) -> dict[str, Any]:
+    """Pixel size, scan size and offset (y, x) from sidpy/pyNSID dimension scales."""
+    geometry: dict[str, Any] = {}
+    if ys is None or xs is None or len(ys) < 2 or len(xs) < 2:
+        return geometry
+    y, x = np.asarray(ys[()], dtype=float), np.asarray(xs[()], dtype=float)
+    geometry["pixel_size"] = (float(abs(y[1] - y[0])), float(abs(x[1] - x[0])))
+    geometry["pixel_units"] = str(_h5_attr(xs, "units", ""))
+    geometry["scan_size"] = (float(abs(y[-1] - y[0])), float(abs(x[-1] - x[0])))
+    geometry["offset"] = (float(y[0]), float(x[0]))
+    return geometry
 
 
 def _read_zarr(path: Path, opts: dict) -> Frames:
-    import xarray as xr
+    from .store import open_zarr_checked
 
-    try:
-        ds = xr.open_zarr(path, consolidated=False)
-    except Exception as exc:
-        raise InputError(path, f"cannot be opened as zarr ({type(exc).__name__}: {exc})", "a zarr store") from exc
     var = opts.get("dataset") or "image"
+    # missing chunks of the frames (and their bias/time) are named, not read as fill values;
+    # a chunk that does not decode is named when read
+    ds = open_zarr_checked(path, "a zarr store with the frames", variables=[var, "bias", "time"],
+                           consolidated=False)
     if var not in ds:
         raise InputError(path, f"variable {var!r} is not there", f"`dataset:` one of {sorted(ds.data_vars)}")
     da = ds[var]
     attrs = {k: ds.attrs[k] for k in ("pixel_size", "pixel_units") if k in ds.attrs}
+    geometry = {k: ds.attrs[k] for k in ("pixel_size", "pixel_units") if k in ds.attrs}
     if "units" in da.attrs:
         attrs["units"] = da.attrs["units"]
     bias = ds["bias"].values if "bias" in ds.coords else None
     time = ds["time"].values if "time" in ds.coords else None
-    return Frames(_as_frames(da.values, path), bias=bias, time=time, attrs=attrs)
+    return Frames(_as_frames(da.values, path), bias=bias, time=time, attrs=attrs, geometry=geometry)
 
 
 def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
@@ -299,12 +361,18 @@ def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
         next((s for s in images if s.get("metadata", {}).get("General", {}).get("title") == ch), None))
     if sig is None:
         raise InputError(path, f"no signal titled {ch!r}", "`channel:` naming an existing signal")
-    attrs = {}
+    attrs, geometry = {}, {}
     axes = sig.get("axes", [])
     if axes:
         attrs["pixel_size"] = float(axes[-1].get("scale", 1.0))
         attrs["pixel_units"] = str(axes[-1].get("units", ""))
-    return Frames(_as_frames(np.asarray(sig["data"]), path), attrs=attrs)
+    if len(axes) >= 2:
+        ya, xa = axes[-2], axes[-1]
+        geometry = {"pixel_size": (float(ya.get("scale", 1.0)), float(xa.get("scale", 1.0))),
+                    "pixel_units": str(xa.get("units", "")),
+                    "scan_size": tuple(float(a.get("scale", 1.0)) * int(a.get("size", 0)) for a in (ya, xa)),
+                    "offset": (float(ya.get("offset", 0.0)), float(xa.get("offset", 0.0)))}
+    return Frames(_as_frames(np.asarray(sig["data"]), path), attrs=attrs, geometry=geometry)
 
 
 READERS = {
@@ -319,12 +387,51 @@ READERS = {
 }
 
 
+GEOMETRY = {"pixel_units": "pixel units", "pixel_size": "pixel size (y, x)",
+            "scan_size": "scan size (y, x)", "offset": "position/offset (y, x)"}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return bool(np.isclose(a, b, rtol=1e-6, atol=0.0))
+    return a == b
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "not stated"
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(_show(u) for u in v) + ")"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def check_one_series(paths: list[Path], parts: list[Frames]) -> None:
+    """Refuse files that are not one series: they differ in pixel units, pixel size,
+    scan size or position (where any file states them), naming every file's value."""
+    for key, label in GEOMETRY.items():
+        values = [fr.geometry.get(key) for fr in parts]
+        if all(v is None for v in values) or all(_same(v, values[0]) for v in values[1:]):
+            continue
+        first_bad = next(i for i, v in enumerate(values) if not _same(v, values[0]))
+        units = next((fr.geometry.get("pixel_units") for fr in parts if fr.geometry.get("pixel_units")), "")
+        unit = f" {units}" if key in ("pixel_size", "scan_size", "offset") and units else ""
+        listing = "; ".join(f"{p.name}: {_show(v)}{unit if v is not None else ''}" for p, v in zip(paths, values))
+        raise InputError(paths[first_bad], f"the {len(paths)} files are not one series: their {label} differ "
+                                           f"({listing})",
+                         "files of one scan (same pixel size, scan size and position), "
+                         "or `mixed_series: true` in the dataset's config to join them anyway")
+
+
 def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
     """Read every frame of a source (one file, a folder, or a list of files).
 
     ``opts``: ``format`` (auto), ``dataset``, ``channel``, ``frame_axis``,
-    ``bias`` (dict; its ``dataset`` names an HDF5 bias dataset). Several
-    files are concatenated along frame; their frames must share one size.
+    ``bias`` (dict; its ``dataset`` names an HDF5 bias dataset),
+    ``mixed_series``. Several files are concatenated along frame; their frames
+    must share one size and, unless ``mixed_series`` is true, one pixel size,
+    scan size and position (:func:`check_one_series`).
     """
     opts = dict(opts or {})
     paths = expand_paths(path)
@@ -341,6 +448,14 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
         parts.append(fr)
         biases.append(fr.bias)
         attrs = {**fr.attrs, **attrs}
+    if len(parts) > 1 and not opts.get("mixed_series"):
+        check_one_series(paths, parts)
+    if len(parts) > 1 and opts.get("mixed_series"):
+        attrs["mixed_series"] = 1
+        sizes = [q.geometry.get("pixel_size") for q in parts]
+        if not all(_same(v, sizes[0]) for v in sizes[1:]):  # no one pixel size: none is stamped on the movie
+            attrs.pop("pixel_size", None)
+            attrs["source_pixel_size"] = [None if v is None else list(v) for v in sizes]
     image = parts[0].image if len(parts) == 1 else np.concatenate([q.image for q in parts])
     bias = parts[0].bias if len(parts) == 1 else (
         np.concatenate(biases) if all(b is not None for b in biases) else None)

@@ -10,8 +10,10 @@ file's path and sha256.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -21,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from . import __version__
 from .errors import InputError
@@ -95,6 +99,41 @@ def _tmp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path, suffix: str = "") -> list[Path]:
+    """Remove temporaries that killed writers left beside ``path``; return what was removed.
+
+    Only siblings named exactly like this module's temporaries of *this*
+    target (``.<name>.tmp-<pid>-<8 hex>``, or ``.<stem>.tmp-<pid>-<8 hex><suffix>``
+    for plain files) are candidates, so another store's temporaries are never
+    touched; of those, one whose writing process is still alive on this host
+    (a concurrent writer) is left alone.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stem = path.stem if suffix else path.name
+    pattern = re.compile(rf"\.{re.escape(stem)}\.tmp-(\d+)-[0-9a-f]{{8}}{re.escape(suffix)}")
+    removed = []
+    for sib in path.parent.iterdir():
+        m = pattern.fullmatch(sib.name)
+        if m and not _pid_alive(int(m.group(1))):
+            _remove(sib)
+            removed.append(sib)
+    return removed
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -129,6 +168,7 @@ def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = Non
     if "ferrolens_kind" not in ds.attrs:
         raise ValueError("a store needs attrs from ferrolens.store.provenance()")
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     # fixed-width numpy strings have no zarr v3 spec yet; variable-length ones do
     ds = ds.assign_coords({k: v.astype(object) for k, v in ds.coords.items() if v.dtype.kind == "U"})
     ds = ds.assign({k: v.astype(object) for k, v in ds.data_vars.items() if v.dtype.kind == "U"})
@@ -138,7 +178,10 @@ def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = Non
             # consolidated metadata is not in the v3 spec yet, but it lets a plain
             # `xr.open_zarr(path)` in a notebook open the store quickly and quietly
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=dict(encoding or {}))
+            # every chunk is written, even one equal to the fill value, so that a chunk
+            # missing on disk is damage that open_store can name (not a silent fill value)
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=dict(encoding or {}),
+                       write_empty_chunks=True)
         replace_atomically(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -164,6 +207,7 @@ def write_store_streamed(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_beside(path)
     try:
         attrs = None
@@ -173,12 +217,13 @@ def write_store_streamed(
                     raise ValueError("a store needs attrs from ferrolens.store.provenance()")
                 attrs = dict(part.attrs)
                 part = part.assign_coords({k: v.astype(object) for k, v in part.coords.items() if v.dtype.kind == "U"})
-                part.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}))
+                part.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}),
+                            write_empty_chunks=True)
             else:
                 # an append rewrites the group's attrs with the part's: keep the store's
                 part = part.copy()
                 part.attrs = attrs
-                part.to_zarr(tmp, append_dim=append_dim, zarr_format=3, consolidated=False)
+                part.to_zarr(tmp, append_dim=append_dim, zarr_format=3, consolidated=False, write_empty_chunks=True)
         if attrs is None:
             raise ValueError(f"nothing to write to {path}: no parts")
         with warnings.catch_warnings():
@@ -199,6 +244,7 @@ def write_file_atomic(path: str | Path, writer) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path, suffix=path.suffix)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         writer(tmp)
@@ -210,6 +256,130 @@ def write_file_atomic(path: str | Path, writer) -> Path:
 
 
 # --- checked read ----------------------------------------------------------------
+REWRITE = "an intact store: delete it and run the rule (or function) that writes it again"
+
+
+def _chunk_name(arr, coords: tuple[int, ...]) -> str:
+    return f"{arr.path}/{arr.metadata.encode_chunk_key(tuple(coords))}"
+
+
+def check_chunks(path: str | Path, variables: Iterable[str] | None = None) -> None:
+    """Raise :class:`InputError` naming the store and chunk when a chunk file is missing.
+
+    ferrolens writes every chunk (``write_empty_chunks``), so a missing one is
+    damage (a deleted or lost file) that would otherwise read as the fill value
+    (NaN, or 0 for integers) without a word. ``variables``: the arrays to check
+    (default: all of the group's arrays).
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        arrays = dict(group.arrays())
+    except Exception as exc:
+        raise InputError(path, f"cannot be opened as a zarr group ({type(exc).__name__}: {exc})",
+                         "a zarr store") from exc
+    for name in (arrays if variables is None else [v for v in variables if v in arrays]):
+        arr = arrays[name]
+        if arr.nchunks_initialized >= arr.nchunks:
+            continue
+        missing = [c for c in itertools.product(*(range(n) for n in arr.cdata_shape))
+                   if not (path / _chunk_name(arr, c)).exists()]
+        if not missing:  # not a local folder layout: trust the count
+            raise InputError(path, f"variable {name!r} has {arr.nchunks - arr.nchunks_initialized} of "
+                                   f"{arr.nchunks} chunks missing", REWRITE)
+        shown = ", ".join(f"{c} ({_chunk_name(arr, c)})" for c in missing[:3])
+        raise InputError(path, f"variable {name!r}: {len(missing)} of {arr.nchunks} chunks missing, e.g. chunk {shown}; "
+                               f"they would read as the fill value {np.asarray(arr.metadata.fill_value).item()!r}", REWRITE)
+
+
+def _covered_chunks(arr, key: tuple) -> Iterable[tuple[int, ...]]:
+    """Chunk coordinates an (outer) indexing key touches."""
+    per_axis = []
+    for k, n, c in zip(key, arr.shape, arr.chunks):
+        if isinstance(k, slice):
+            idx = np.arange(n)[k]
+        else:
+            idx = np.atleast_1d(np.asarray(k)) % max(n, 1)
+        per_axis.append(sorted(set((idx // c).tolist())))
+    return itertools.product(*per_axis)
+
+
+class CheckedArray(BackendArray):
+    """Lazy read of one zarr array that turns any decoding failure into an InputError
+    naming the store, the variable and the damaged chunk (an xarray backend array)."""
+
+    def __init__(self, arr, store_path: Path, name: str):
+        self._arr, self._path, self._name = arr, Path(store_path), name
+        self.shape, self.dtype = tuple(arr.shape), np.dtype(arr.dtype)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.OUTER, self._read)
+
+    def _read(self, key: tuple):
+        try:
+            if any(isinstance(k, np.ndarray) for k in key):
+                return self._arr.oindex[key]
+            return self._arr[key]
+        except Exception as exc:
+            bad = None
+            for c in _covered_chunks(self._arr, key):
+                try:
+                    self._arr.get_block_selection(c)
+                except Exception:
+                    bad = c
+                    break
+            where = f"chunk {bad} ({_chunk_name(self._arr, bad)})" if bad is not None else "a chunk"
+            raise InputError(self._path, f"variable {self._name!r}: {where} cannot be read "
+                                         f"({type(exc).__name__}: {exc})", REWRITE) from exc
+
+
+def _guard_reads(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """Route lazy reads of ``ds`` (opened from ``path``) through :class:`CheckedArray`.
+
+    Only variables that xarray reads unchanged (no scale/offset, no integer
+    fill masking, same dtype as on disk) are rerouted; they are all that
+    ferrolens writes. Already loaded (index) and dask-backed variables stay as they are.
+    """
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    arrays = dict(group.arrays())
+    new_data, new_coords = {}, {}
+    for name, var in ds.variables.items():
+        if name in ds.indexes or var.chunks is not None or name not in arrays:
+            continue
+        arr, enc = arrays[name], var.encoding
+        if np.dtype(arr.dtype) != var.dtype or var.dtype.kind not in "fiub":
+            continue
+        if "scale_factor" in enc or "add_offset" in enc:
+            continue
+        fill = enc.get("_FillValue")
+        if fill is not None and not (var.dtype.kind == "f" and np.isnan(fill)):
+            continue
+        lazy = indexing.MemoryCachedArray(indexing.CopyOnWriteArray(
+            indexing.LazilyIndexedArray(CheckedArray(arr, path, str(name)))))
+        checked = xr.Variable(var.dims, lazy, var.attrs, var.encoding)
+        (new_data if name in ds.data_vars else new_coords)[name] = checked
+    return ds.assign_coords(new_coords).assign(new_data)
+
+
+def open_zarr_checked(path: str | Path, expected: str, variables: Iterable[str] | None = None,
+                      **open_kw: Any) -> xr.Dataset:
+    """``xr.open_zarr`` that names the store on any failure: unreadable metadata,
+    missing chunks (``check_chunks`` on ``variables``, default all) and, later,
+    chunks that do not decode (reads go through :class:`CheckedArray`).
+    ``expected`` says what should be there."""
+    path = Path(path)
+    try:
+        ds = xr.open_zarr(path, **open_kw)
+    except Exception as exc:  # zarr raises many types for a broken folder
+        raise InputError(path, f"cannot be opened as a zarr store ({type(exc).__name__}: {exc})", expected) from exc
+    check_chunks(path, variables)
+    return _guard_reads(ds, path)
+
+
 def open_store(
     path: str | Path,
     kind: str | Iterable[str],
@@ -224,17 +394,15 @@ def open_store(
     variables : data variables that must be present.
 
     Raises :class:`~ferrolens.errors.InputError` naming the store, what it holds
-    and what was expected.
+    and what was expected; also for a missing chunk (at once) and for a chunk
+    that cannot be decoded (when it is read), naming the chunk.
     """
     path = Path(path)
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    expected = f"a {' or '.join(kinds)} store written by ferrolens"
     if not path.exists():
-        raise InputError(path, "store does not exist", f"a {' or '.join(kinds)} store written by ferrolens")
-    try:
-        ds = xr.open_zarr(path)
-    except Exception as exc:  # zarr raises many types for a broken folder
-        raise InputError(path, f"cannot be opened as a zarr store ({type(exc).__name__}: {exc})",
-                         f"a {' or '.join(kinds)} store written by ferrolens") from exc
+        raise InputError(path, "store does not exist", expected)
+    ds = open_zarr_checked(path, expected)
     found = ds.attrs.get("ferrolens_kind")
     if found not in kinds:
         raise InputError(path, f"store kind is {found!r}", f"kind {' or '.join(map(repr, kinds))}")

@@ -3,6 +3,8 @@ from ferrolens.ingest import ingest_movie
 from ferrolens.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-movie = list(sm.input.movie) if isinstance(sm.input.movie, list) else [sm.input.movie]
+movie = list(sm.input.movie) if isinstance(sm.input.movie, list) else [sm.input.movie]  # bias CSV: its own input
 source = movie if len(movie) > 1 else movie[0]
-run_logged(sm, ingest_movie, sm.params.cfg, sm.output[0], source=source, name=sm.wildcards.dataset)
+# the rVAE window sizes, so that frames too small for them are refused here, before any training
+run_logged(sm, ingest_movie, sm.params.cfg, sm.output[0], source=source, name=sm.wildcards.dataset,
+           windows=sm.config.get("windows"))
