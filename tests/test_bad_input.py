@@ -108,7 +108,8 @@ def test_fractional_label_value_refused(tmp_path, movie_store):
 
 
 def test_repeated_label_frames_refused(tmp_path, movie_store):
-    with pytest.raises(InputError, match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements"):
+    with pytest.raises(InputError, match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
+                                         r"\(expected each value listed once\)"):
         load_config(_config(tmp_path, {"labels": {"frames": [0, 0]}}))
     np.save(tmp_path / "l.npy", np.zeros((2, 12, 12), np.int16))
     with pytest.raises(InputError, match=r"labels.frames: frames \[0\] are listed more than once in \[0, 0\]"):

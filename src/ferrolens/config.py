@@ -59,7 +59,8 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config") -
         if errors:
             e = errors[0]
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            described = e.schema.get("description") if e.validator == "pattern" and isinstance(e.schema, dict) else None
+            described = {"pattern": e.schema.get("description") if isinstance(e.schema, dict) else None,
+                         "uniqueItems": "each value listed once"}.get(str(e.validator))
             raise InputError(where, f"key {key}: {e.message}",
                              described or "a config matching workflow/schemas/config.schema.yaml")
     for name, dataset in (config.get("datasets") or {}).items():
