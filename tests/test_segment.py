@@ -3,6 +3,8 @@ checkpoints, exact tiling, the stores, and every bad input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -210,8 +212,10 @@ def test_rare_class_is_oversampled_and_split_is_held_out():
     img, cls = pattern(n=4)
     images, _, _ = seg.normalize_frames(img)
     cfg = seg.resolve_config(TINY)
-    dm = seg.SegmentationData(images, cls, [0, 3, 5, 7], 3, cfg["train"], cfg["augment"], seed=0)
+    by_frames = {**cfg["train"], "holdout": "frames"}
+    dm = seg.SegmentationData(images, cls, [0, 3, 5, 7], 3, by_frames, cfg["augment"], seed=0)
     assert dm.split["val_frames"] == [5] and dm.split["train_frames"] == [0, 3, 7]
+    assert seg.describe_split(dm.split) == "held out for validation: whole labelled frames [5] (trained on frames [0, 3, 7])"
     # make the contaminant rare: one 3×3 spot in one training frame
     rare = np.where(cls == 2, 0, cls)
     rare[1, 20:23, 20:23] = 2
@@ -229,7 +233,33 @@ def test_rare_class_is_oversampled_and_split_is_held_out():
     one = seg.SegmentationData(images[:1], cls[:1], [0], 3, cfg["train"], cfg["augment"])
     (tr_img, _), (va_img, _) = one.train_sources[0], one.val_sources[0]
     assert tr_img.shape[0] + va_img.shape[0] == images.shape[1]
-    assert one.split["spatial_split"] == {"axis": "y", "at": tr_img.shape[0]}
+    assert one.split["regions"] == [{"frame": 0, "side": "bottom", "y": [tr_img.shape[0], 45], "x": [0, 39]}]
+
+
+def test_region_holdout_trains_on_every_labelled_frame_and_holds_out_a_strip_of_each():
+    """Two labelled frames: both train the model (the paper's premise), a strip of each is held out."""
+    img, cls = pattern(n=3, h=48, w=40)
+    images, _, _ = seg.normalize_frames(img)
+    cfg = seg.resolve_config(TINY)
+    dm = seg.SegmentationData(images, cls, [2, 9, 11], 3, cfg["train"], cfg["augment"], seed=0)
+    assert dm.split["holdout"] == "regions" and dm.split["train_frames"] == [2, 9, 11]
+    sides = [r["side"] for r in dm.split["regions"]]
+    assert sides == ["bottom", "right", "top"]
+    for k, r in enumerate(dm.split["regions"]):
+        (tr_img, tr_lab), (va_img, va_lab) = dm.train_sources[k], dm.val_sources[k]
+        y0, y1 = r["y"]
+        x0, x1 = r["x"]
+        np.testing.assert_array_equal(va_img, images[k][y0:y1, x0:x1])
+        np.testing.assert_array_equal(va_lab, cls[k][y0:y1, x0:x1])
+        # train and held-out parts tile the frame without overlap
+        assert tr_img.size + va_img.size == images[k].size
+        held = np.zeros(images[k].shape, bool)
+        held[y0:y1, x0:x1] = True
+        np.testing.assert_array_equal(np.sort(tr_img.ravel()), np.sort(images[k][~held].ravel()))
+    assert (dm.split["regions"][0]["y"], dm.split["regions"][1]["x"]) == ([36, 48], [30, 40])  # 25 % of 48, of 40
+    text = seg.describe_split(dm.split)
+    assert text == ("held out for validation: a strip of each labelled frame — frame 2 rows 36–47 (bottom), "
+                    "frame 9 columns 30–39 (right), frame 11 rows 0–11 (top)")
 
 
 # --- exact tiling ---------------------------------------------------------------------------
@@ -274,6 +304,42 @@ def test_train_writes_outputs_and_is_reproducible(stores, trained, tmp_path):
     a = torch.load(out / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "again" / "last.ckpt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resumed_training_is_bit_identical_to_an_uninterrupted_one(stores, tmp_path):
+    """A training stopped after epoch 1 (as a kill would) and rerun equals one that ran through
+    (dropout is reseeded per epoch; before, the 2-class weights differed after a resume)."""
+    three = {**TINY, "model": {**TINY["model"], "dropout": 0.3}, "train": {**TINY["train"], "max_epochs": 3}}
+    seg.train(stores["movie"], stores["labels"], str(tmp_path / "whole"), 2, three, seed=4, threads=2)
+    one = {**three, "train": {**three["train"], "max_epochs": 1}}
+    seg.train(stores["movie"], stores["labels"], str(tmp_path / "cut"), 2, one, seed=4, threads=2)
+    seg.train(stores["movie"], stores["labels"], str(tmp_path / "cut"), 2, three, seed=4, threads=2)
+    a = torch.load(tmp_path / "whole" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert (tmp_path / "whole/metrics.csv").read_text() == (tmp_path / "cut/metrics.csv").read_text()
+
+
+def test_fit_on_arrays_returns_the_model_and_metrics_and_warns_when_poor(stores, tmp_path, caplog):
+    """The notebook entry point: arrays in, model and metrics out, no files left behind; a model
+    trained for a few steps is reported as poor, in plain words."""
+    img, cls = stores["img"], stores["cls"]
+    model, metrics = seg.fit(img[[0, 2, 4]], cls[[0, 2, 4]], frames=[0, 2, 4], n_classes=3, cfg=TINY, seed=0,
+                             threads=2, progress=False)
+    assert isinstance(model, seg.SegmentationModel) and not model.training
+    assert list(metrics.columns) == ["epoch", "step", "train_loss", "val_loss", "val_miou", "iou_background",
+                                     "iou_wall", "iou_contaminant"]
+    assert metrics["epoch"].tolist() == [0, 1] and np.isfinite(metrics["val_loss"]).all()
+    assert model.split["holdout"] == "regions" and model.split["train_frames"] == [0, 2, 4]
+    # the same training through the stores gives the same weights
+    seg.train(stores["movie"], stores["labels"], str(tmp_path / "store"), 3, TINY, seed=0, threads=2)
+    stored = seg.load(tmp_path / "store" / "model.ckpt").state_dict()
+    assert all(torch.equal(v, stored[k]) for k, v in model.state_dict().items())
+    q = json.loads((tmp_path / "store" / "quality.json").read_text())
+    assert q["min_iou"] == 0.6 and q["held_out"].startswith("held out for validation: a strip")
+    assert q["quality_ok"] is False and "POOR SEGMENTATION" in q["quality_warning"]
+    assert seg.quality(metrics, seg.resolve_config({"train": {"min_iou": 0.0}}))["quality_ok"] is True
 
 
 def test_rerun_resumes_from_last_checkpoint(stores, tmp_path):

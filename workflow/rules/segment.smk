@@ -10,6 +10,7 @@ rule segment_train:
     output:
         model=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/model.ckpt",
         metrics=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/metrics.csv",
+        quality=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/quality.json",
         curves=report(
             f"{RESULTS}/{{dataset}}/segment/c{{classes}}/training.png",
             caption="../report/segment_training.rst",

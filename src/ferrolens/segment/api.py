@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
 import torch
 import xarray as xr
 from xarray.backends import BackendArray
@@ -21,11 +25,12 @@ from ..parallel import plan, save_checkpoint_atomic
 from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_digest, open_store, provenance, sha256_file,
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
-from .data import SegmentationData
+from .data import SegmentationData, describe_split
 from .infer import device_for, normalize_frames, predict_frames
 from .model import MODEL_KIND, SegmentationModel
 from .unet import fuse_for_inference
 
+log = logging.getLogger(__name__)
 INPUT_KINDS = ("walls", "classes", "raw")
 NORMALISATION = "per-frame robust percentiles: (x - p_low) / (p_high - p_low), no clipping"
 
@@ -66,24 +71,11 @@ def load(checkpoint: str | Path) -> SegmentationModel:
 # --- train --------------------------------------------------------------------------------
 def _training_inputs(movie: str, labels: str, n_classes: int, cfg: dict):
     """Normalised labelled frames, labels in the model's classes and class names; checks first."""
-    if n_classes not in (2, 3):
-        raise InputError("n_classes", f"value {n_classes!r}",
-                         "2 (wall vs the rest) or 3 (background, wall, contaminant)")
     mov = open_store(movie, "movie", ["image"])
     image = _movie_image(mov, movie)
     lab = open_store(labels, "labels", ["label"])
     names = [str(n) for n in lab.attrs.get("class_names", [])]
-    if len(names) < 2:
-        raise InputError(labels, f"attrs class_names {names} name {len(names)} class(es)",
-                         "at least 2 classes, e.g. ['background', 'wall', 'contaminant']")
-    if len(names) == n_classes:
-        model_names, merge = names, False
-    elif len(names) == 3 and n_classes == 2:
-        model_names, merge = names[:2], True  # contaminant (2) joins background (0): wall vs the rest
-    else:
-        raise InputError(labels, f"labels have {len(names)} classes {names}",
-                         f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
-                         "serve the 2-class model, contaminant merged into background)")
+    _model_labels(None, names, n_classes, labels)
     if lab["label"].dims != (FRAME, Y, X):
         raise InputError(labels, f"label has dims {lab['label'].dims}", f"dims {(FRAME, Y, X)}")
     if lab.sizes[FRAME] == 0:
@@ -97,11 +89,32 @@ def _training_inputs(movie: str, labels: str, n_classes: int, cfg: dict):
     if missing:
         raise InputError(labels, f"label frames {missing} are not frames of the movie {movie}",
                          f"frame indices among 0…{len(movie_frames) - 1}")
-    label = lab["label"].values.astype(np.int64)
-    if merge:
-        label = np.where(label == 2, 0, label)
+    label, model_names = _model_labels(lab["label"].values, names, n_classes, labels)
     raw = image.isel({FRAME: [movie_frames[f] for f in frames]}).values
     return mov, label, raw, frames, model_names
+
+
+def _model_labels(label: np.ndarray | None, names: list[str], n_classes: int, where: Any):
+    """Labels (int64) in the model's classes and their names: 3-class labels serve a 2-class model
+    with contaminant (2) merged into background (0), wall vs the rest."""
+    if n_classes not in (2, 3):
+        raise InputError("n_classes", f"value {n_classes!r}",
+                         "2 (wall vs the rest) or 3 (background, wall, contaminant)")
+    if len(names) < 2:
+        raise InputError(where, f"class_names {names} name {len(names)} class(es)",
+                         "at least 2 classes, e.g. ['background', 'wall', 'contaminant']")
+    if len(names) == n_classes:
+        model_names, merge = names, False
+    elif len(names) == 3 and n_classes == 2:
+        model_names, merge = names[:2], True
+    else:
+        raise InputError(where, f"labels have {len(names)} classes {names}",
+                         f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
+                         "serve the 2-class model, contaminant merged into background)")
+    if label is None:
+        return None, model_names
+    label = np.asarray(label).astype(np.int64)
+    return (np.where(label == 2, 0, label) if merge else label), model_names
 
 
 def _resumable(last: Path, key: str) -> bool:
@@ -124,7 +137,7 @@ def _resumable(last: Path, key: str) -> bool:
     return same
 
 
-def _plot_history(history: list[dict], names: list[str], split: dict, path: Path) -> None:
+def _plot_history(history: list[dict], names: list[str], split: dict, path: Path, warning: str = "") -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -140,9 +153,13 @@ def _plot_history(history: list[dict], names: list[str], split: dict, path: Path
     for n in names:
         b.plot(ep, [r[f"iou_{n}"] for r in history], "o-", label=n)
     b.plot(ep, [r["val_miou"] for r in history], "k--", label="mean")
-    held = (f"strip {split['spatial_split']['axis']} ≥ {split['spatial_split']['at']} of frame "
-            f"{split['val_frames'][0]}" if split["spatial_split"] else f"frames {split['val_frames']}")
+    held = ("a strip of each labelled frame" if split["holdout"] == "regions"
+            else f"frames {split['val_frames']}")
     b.set(xlabel="epoch", ylabel="IoU", ylim=(0, 1.02), title=f"held-out IoU ({held})")
+    text = textwrap.fill(describe_split(split), 130)
+    if warning:
+        text = textwrap.fill(warning, 130) + "\n" + text
+    fig.suptitle(text, fontsize="small", color="C3" if warning else "black")
     b.legend(loc="lower right")
     for ax in (a, b):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -150,45 +167,112 @@ def _plot_history(history: list[dict], names: list[str], split: dict, path: Path
     plt.close(fig)
 
 
-def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
-    """Train the U-Net on the labelled frames; write the model and its training record.
+class _EpochSeed(pl.Callback):
+    """Reseed torch (dropout) at the first batch of every epoch from ``(seed, epoch)`` only, so that a
+    training resumed from ``last.ckpt`` is bit-identical to one that was never interrupted (the patches
+    are already seeded per index, see :class:`~ferrolens.segment.data.PatchDataset`)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # on_train_epoch_start is skipped right after a resume, the first batch is not
+        if batch_idx == 0:
+            rank = [trainer.global_rank] if trainer.world_size > 1 else []
+            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 11, *rank]).integers(2**62)))
+
+
+def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
+    """One row per epoch: epoch, step, train_loss, val_loss, val_miou, iou_<class> (held out)."""
+    cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]
+    return pd.DataFrame([{c: r[c] for c in cols} for r in history], columns=cols)
+
+
+def quality(metrics: pd.DataFrame, cfg: dict) -> dict[str, Any]:
+    """The held-out IoU of the model kept (best mean IoU) and whether it is below ``train.min_iou``.
+
+    Returns ``{"heldout_miou", "heldout_iou_wall", "quality_ok", "quality_warning"}``; the
+    warning is a plain sentence (empty when the model is good enough).
+    """
+    if metrics.empty:
+        return {"heldout_miou": float("nan"), "heldout_iou_wall": float("nan"), "quality_ok": False,
+                "quality_warning": "the U-Net was never validated (no epoch finished)"}
+    best = metrics.loc[metrics["val_miou"].fillna(-1).idxmax()]
+    miou = float(best["val_miou"])
+    wall = float(best["iou_wall"]) if "iou_wall" in best else float("nan")
+    floor = float(cfg["train"]["min_iou"])
+    ok = bool(np.isfinite(wall) and wall >= floor and miou >= floor)
+    warning = "" if ok else (
+        f"POOR SEGMENTATION: held-out IoU wall {wall:.2f}, mean {miou:.2f} is below segment.train.min_iou = "
+        f"{floor:.2f}; walls and everything downstream (rVAE input, dynamics) may follow the model's errors "
+        "rather than the sample: label more frames, train longer, or check the labels")
+    return {"heldout_miou": miou, "heldout_iou_wall": wall, "quality_ok": ok, "quality_warning": warning}
+
+
+def _quiet_lightning() -> None:
+    """Silence Lightning's info lines and tips (GPU available…, litmodels…) for this process."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None, n_classes: int = 3,
+        cfg: dict | None = None, seed: int = 0, threads: int | None = None, out_dir: str | Path | None = None,
+        class_names: list[str] | None = None, progress: bool = True) -> tuple[SegmentationModel, pd.DataFrame]:
+    """Train the U-Net on labelled frames given as arrays: the notebook entry point.
 
     Parameters
     ----------
-    movie : movie store (``image(frame, y, x)``, raw intensities).
-    labels : labels store (``label(frame, y, x)``: class indices, −1 unlabelled;
-        ``frame`` = movie frame index; ``attrs['class_names']``).
-    out_dir : folder ``results/{dataset}/segment/c{n_classes}/``; receives
-        ``model.ckpt`` (best held-out mean IoU, renamed into place when complete),
-        ``last.ckpt`` (resumes a killed training when rerun with the same data and
-        config), ``best.ckpt``, ``metrics.csv`` (per epoch: train loss, held-out
-        loss, held-out per-class IoU and mean), ``training.png``, ``csv_logs/``.
-    n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
+    images : ``(n, H, W)`` raw intensities of the labelled frames (normalised here per frame,
+        with the config's percentiles, exactly as :func:`predict` normalises).
+    labels : ``(n, H, W)`` int class indices into ``class_names``, −1 = unlabelled.
+        3-class labels (background, wall, contaminant) also train a 2-class model
+        (contaminant merged into background).
+    frames : movie frame index of each labelled frame (default ``0 … n − 1``), for the split's record.
+    n_classes : 2 or 3 (default 3).
     cfg : the ``segment:`` config section (missing keys take the defaults).
-    seed : seeds weights, patch positions, augmentation; on CPU the same inputs
-        give the same weights (unless ``train.max_minutes`` cuts training short).
-    threads : torch intra-op threads, shared by the ``train.devices`` processes.
+    seed : seeds weights, patch positions, augmentation and dropout.
+    threads : torch CPU threads (default: torch's current setting).
+    out_dir : where checkpoints and CSV logs go (default: a temporary folder, removed).
+    class_names : names of the label classes (default background, wall[, contaminant]).
+    progress : False switches off the progress bar and Lightning's info lines and tips.
 
-    With ``train.devices > 1`` Lightning trains data-parallel (DDP): it re-runs
-    the calling script once per extra device, each process calls this function,
-    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
-    The held-out IoU is computed from confusion counts summed over the processes.
-
-    Bad input (labels with one class, a class count the model cannot take, no
-    labelled frame, a patch larger than the frame, an empty movie) raises
-    :class:`InputError` before training starts.
+    Returns the trained model (eval mode, best held-out mean IoU) and its metrics,
+    one row per epoch (:func:`metrics_table`); ``model.split`` says what was held out.
     """
+    import tempfile
+
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or labels.shape != images.shape:
+        raise InputError("images, labels", f"shapes {images.shape} and {labels.shape}",
+                         "the same (n, H, W) for both")
+    frames = list(range(len(images))) if frames is None else [int(f) for f in frames]
+    names = list(class_names) if class_names is not None else ["background", "wall", "contaminant"][:max(n_classes, 2)]
+    label, model_names = _model_labels(labels, names, n_classes, "labels")
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ferrolens-unet-") as tmp:
+            return fit(images, labels, frames, n_classes, cfg, seed, threads, tmp, class_names, progress)
+    cfg = resolve_config(cfg)
+    model, metrics, _ = _fit(images, label, frames, model_names, cfg, seed,
+                             threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress)
+    return model, metrics
+
+
+def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
+         threads: int, out: Path, progress: bool = True):
+    """Train on normalised-here frames; returns (best model in eval mode, metrics, trainer)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
-    cfg = resolve_config(cfg)
     t, norm = cfg["train"], cfg["normalize"]
+    n_classes = len(names)
     par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
     par.set_threads()
-    _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
+    if not progress:
+        _quiet_lightning()
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
-    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=str(labels))
+    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where="labels")
+    log.info("%s", describe_split(dm.split))
     weights = dm.class_weights()
     hparams = dict(n_classes=n_classes, class_names=names, **cfg["model"], learning_rate=float(t["learning_rate"]),
                    class_weights=weights, norm_low=float(norm["low_percentile"]),
@@ -196,12 +280,12 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     # what must be equal for last.ckpt to be resumed (max_epochs may grow)
     data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
     fixed = {k: v for k, v in t.items()
-             if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy")}
+             if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy",
+                          "min_iou")}
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
     processes = {"devices": par.devices} if par.devices > 1 else {}
     key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
                          "data": data_hash, "split": dm.split, **processes})
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     resume = _resumable(out / "last.ckpt", key)
 
@@ -220,10 +304,13 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
         **par.trainer_kwargs(),
         # CPU kernels are deterministic; some CUDA ones (weighted NLL) are not, so only warn there
         deterministic=True if on_cpu else "warn",
-        logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb], enable_progress_bar=True,
-        enable_model_summary=False, num_sanity_val_steps=0,
+        logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb, _EpochSeed(seed)],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))), default_root_dir=out)
-    with par.fit_threads():
+    with warnings.catch_warnings(), par.fit_threads():
+        # the folder is ours: it holds the CSV logs (and last.ckpt when resuming) by design
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(model, datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None, weights_only=True)
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
@@ -231,20 +318,59 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     if trainer.strategy.broadcast(best is None or not best.exists()):  # e.g. max_minutes hit before validating
         best = out / "best.ckpt"
         save_checkpoint_atomic(trainer, best, weights_only=False)
+    metrics = metrics_table(trainer.lightning_module.history, names)
+    trained = SegmentationModel.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
+    trained.split = dm.split
+    return trained, metrics, (trainer, best, dm)
+
+
+def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
+    """Train the U-Net on the labelled frames of the stores; write the model and its training record.
+
+    Parameters
+    ----------
+    movie : movie store (``image(frame, y, x)``, raw intensities).
+    labels : labels store (``label(frame, y, x)``: class indices, −1 unlabelled;
+        ``frame`` = movie frame index; ``attrs['class_names']``).
+    out_dir : folder ``results/{dataset}/segment/c{n_classes}/``; receives
+        ``model.ckpt`` (best held-out mean IoU, renamed into place when complete),
+        ``last.ckpt`` (resumes a killed training when rerun with the same data and
+        config: bit-identical to an uninterrupted run on CPU), ``best.ckpt``,
+        ``metrics.csv`` (per epoch: train loss, held-out loss, held-out per-class
+        IoU and mean), ``training.png``, ``quality.json`` (held-out IoU of the model
+        kept, and a plain warning when below ``train.min_iou``), ``csv_logs/``.
+    n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
+    cfg : the ``segment:`` config section (missing keys take the defaults).
+    seed : seeds weights, patch positions, augmentation, dropout; on CPU the same
+        inputs give the same weights (unless ``train.max_minutes`` cuts training short).
+    threads : torch intra-op threads, shared by the ``train.devices`` processes.
+
+    What is held out (``train.holdout``) is logged and shown on ``training.png``.
+    With ``train.devices > 1`` Lightning trains data-parallel (DDP): it re-runs
+    the calling script once per extra device, each process calls this function,
+    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
+    The held-out IoU is computed from confusion counts summed over the processes.
+
+    Bad input (labels with one class, a class count the model cannot take, no
+    labelled frame, a patch larger than the frame, an empty movie) raises
+    :class:`InputError` before training starts. :func:`fit` is the same training on arrays.
+    """
+    cfg = resolve_config(cfg)
+    _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
+    out = Path(out_dir)
+    _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out)
     if not trainer.is_global_zero:
         return
     write_file_atomic(out / "model.ckpt", lambda tmp: shutil.copyfile(best, tmp))
-    history = trainer.lightning_module.history
-    cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]
-
-    def write_csv(tmp: Path) -> None:
-        with open(tmp, "w") as fh:
-            fh.write(",".join(cols) + "\n")
-            for r in history:
-                fh.write(",".join(str(r[c]) for c in cols) + "\n")
-
-    write_file_atomic(out / "metrics.csv", write_csv)
-    write_file_atomic(out / "training.png", lambda tmp: _plot_history(history, names, dm.split, tmp))
+    write_file_atomic(out / "metrics.csv", lambda tmp: metrics.to_csv(tmp, index=False))
+    q = {**quality(metrics, cfg), "min_iou": float(cfg["train"]["min_iou"]), "split": dm.split,
+         "held_out": describe_split(dm.split)}
+    write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
+    log.info("held-out IoU of the model kept: wall %.3f, mean %.3f", q["heldout_iou_wall"], q["heldout_miou"])
+    if q["quality_warning"]:
+        log.warning("%s", q["quality_warning"])
+    write_file_atomic(out / "training.png", lambda tmp: _plot_history(trainer.lightning_module.history, names,
+                                                                         dm.split, tmp, q["quality_warning"]))
 
 
 # --- predict ---------------------------------------------------------------------------------
@@ -288,7 +414,9 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
         model_hparams=json.dumps(dict(hp), sort_keys=True, default=str), n_classes=int(hp.n_classes),
         class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
         tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
-        precision="bfloat16 autocast" if p["bf16"] else "float32")
+        precision="bfloat16 autocast" if p["bf16"] else "float32",
+        # the model's own quality, where a notebook user reads the results (see quality())
+        **quality(metrics_table(model.history, names), cfg))
     encoding = {"probability": {"chunks": (1, len(names), h, w)}, "label": {"chunks": (1, h, w)}}
 
     def parts():

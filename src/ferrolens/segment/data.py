@@ -163,6 +163,27 @@ def auto_class_weights(counts: np.ndarray) -> list[float]:
     return [float(v) for v in w]
 
 
+HOLDOUT_SIDES = ("bottom", "right", "top", "left")
+
+
+def describe_regions(regions: Sequence[dict]) -> str:
+    """'frame 0 rows 72–95 (bottom), frame 8 columns 72–95 (right)'"""
+    parts = []
+    for r in regions:
+        rows = r["side"] in ("bottom", "top")
+        a, b = r["y"] if rows else r["x"]
+        parts.append(f"frame {r['frame']} {'rows' if rows else 'columns'} {a}–{b - 1} ({r['side']})")
+    return ", ".join(parts)
+
+
+def describe_split(split: dict) -> str:
+    """One sentence on what was held out to measure the held-out loss and IoU."""
+    if split["holdout"] == "regions":
+        return f"held out for validation: a strip of each labelled frame — {describe_regions(split['regions'])}"
+    return (f"held out for validation: whole labelled frames {split['val_frames']} "
+            f"(trained on frames {split['train_frames']})")
+
+
 class SegmentationData(pl.LightningDataModule):
     """Training patches and validation regions from a few labelled frames.
 
@@ -176,10 +197,16 @@ class SegmentationData(pl.LightningDataModule):
     seed : seed of patch positions and augmentation.
     where : name of the labels file, for error messages.
 
-    The split is made (and bad input rejected) on construction: frames listed
-    in ``val_frames``, else a ``val_fraction`` of the labelled frames, evenly
-    spread; with a single labelled frame, the last ``val_fraction`` of its
-    rows (columns, if wider than tall) is held out.
+    The split is made (and bad input rejected) on construction. By default
+    (``holdout: regions``) every labelled frame holds out a strip of
+    ``val_fraction`` of its height (or width) at one edge — bottom, right, top,
+    left in turn over the labelled frames — and trains on the rest, so that two
+    or three labelled frames all train the model. ``holdout: frames`` holds out
+    a ``val_fraction`` of the labelled frames, evenly spread (one labelled
+    frame: a strip); frames listed in ``val_frames`` are held out whole.
+    ``split`` records it: ``holdout``, ``train_frames``, ``val_frames`` and the
+    held-out ``regions`` (frame, side, y and x ranges); :func:`describe_split`
+    says it in words.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, frames: Sequence[int], n_classes: int,
@@ -237,30 +264,44 @@ class SegmentationData(pl.LightningDataModule):
             if not train:
                 raise InputError("config segment.train.val_frames", f"{vf} holds out every labelled frame",
                                  "at least one labelled frame left for training")
-        elif len(labelled) >= 2:
+        elif self.cfg.get("holdout", "regions") == "frames" and len(labelled) >= 2:
             n_val = min(max(1, round(frac * len(labelled))), len(labelled) - 1)
             pos = set(((np.arange(n_val) + 0.5) * len(labelled) / n_val).astype(int).tolist())
             val = [labelled[j] for j in sorted(pos)]
             train = [i for i in labelled if i not in val]
         else:
-            i = labelled[0]
-            axis = 0 if images.shape[1] >= images.shape[2] else 1
-            size = images.shape[1 + axis]
-            cut = size - max(1, round(frac * size))
-            sl_train = (slice(0, cut), slice(None)) if axis == 0 else (slice(None), slice(0, cut))
-            sl_val = (slice(cut, None), slice(None)) if axis == 0 else (slice(None), slice(cut, None))
-            tr, va = (images[i][sl_train], labels[i][sl_train]), (images[i][sl_val], labels[i][sl_val])
-            for part, name in ((tr, "training"), (va, "held-out")):
-                if not (part[1] >= 0).any():
-                    raise InputError(where, f"the single labelled frame {frames[i]} has no labelled pixel in its "
-                                     f"{name} part ({'rows' if axis == 0 else 'columns'} split at {cut})",
-                                     "labels on both sides of the split, or several labelled frames")
-            split = {"train_frames": [frames[i]], "val_frames": [frames[i]],
-                     "spatial_split": {"axis": ["y", "x"][axis], "at": int(cut)}}
-            return [tr], [va], split
-        split = {"train_frames": [frames[i] for i in train], "val_frames": [frames[i] for i in val],
-                 "spatial_split": None}
+            return self._split_regions(images, labels, frames, labelled, frac, where)
+        split = {"holdout": "frames", "train_frames": [frames[i] for i in train],
+                 "val_frames": [frames[i] for i in val], "regions": []}
         return ([(images[i], labels[i]) for i in train], [(images[i], labels[i]) for i in val], split)
+
+    def _split_regions(self, images, labels, frames, labelled, frac, where):
+        """Every labelled frame trains on most of itself and holds out a strip at one edge, a
+        different edge for each frame in turn (bottom, right, top, left), so that a few labelled
+        frames all train the model and the held-out pixels come from each of them."""
+        h, w = images.shape[1:]
+        train, val, regions = [], [], []
+        for k, i in enumerate(labelled):
+            side = HOLDOUT_SIDES[k % len(HOLDOUT_SIDES)]
+            axis = 0 if side in ("bottom", "top") else 1
+            size = (h, w)[axis]
+            cut = max(1, round(frac * size))
+            held = slice(size - cut, size) if side in ("bottom", "right") else slice(0, cut)
+            kept = slice(0, size - cut) if side in ("bottom", "right") else slice(cut, size)
+            sl_val = (held, slice(None)) if axis == 0 else (slice(None), held)
+            sl_train = (kept, slice(None)) if axis == 0 else (slice(None), kept)
+            train.append((images[i][sl_train], labels[i][sl_train]))
+            val.append((images[i][sl_val], labels[i][sl_val]))
+            ys, xs = (held, slice(0, w)) if axis == 0 else (slice(0, h), held)
+            regions.append({"frame": frames[i], "side": side, "y": [ys.start, ys.stop], "x": [xs.start, xs.stop]})
+        for parts, name in ((train, "training"), (val, "held-out")):
+            if not any((lab >= 0).any() for _, lab in parts):
+                raise InputError(where, f"no labelled pixel in the {name} part of the labelled frames "
+                                 f"{[frames[i] for i in labelled]} (held out: {describe_regions(regions)})",
+                                 "labels that reach the frame edges, or segment.train.val_fraction changed")
+        split = {"holdout": "regions", "train_frames": [frames[i] for i in labelled],
+                 "val_frames": [frames[i] for i in labelled], "regions": regions}
+        return train, val, split
 
     def class_weights(self) -> list[float]:
         """Weights per ``train.class_weights``: ``auto`` (from training label
