@@ -7,11 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
 
 from ferrolens import store
 from ferrolens.bias import triangular_waveform
-from ferrolens.dynamics import DEFAULTS, kde_nmf, resolve_config, sweep_merge
+from ferrolens.dynamics import kde_nmf, resolve_config, sweep_merge
 from ferrolens.dynamics.nmf import fit_nmf, nnls_weights
 from ferrolens.errors import InputError
 
@@ -19,12 +18,13 @@ FRAGMENT = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "fragm
 LABELS = ["angle", "dx", "dy", "z1", "z2"]
 
 
-def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True):
+def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True, cycles=1.0, window=8):
     """A latents store in the rVAE layout: a region of state A (z1 ≈ -2, angle ≈ 0.4) whose
-    area follows a hysteretic function of a triangular bias; state B elsewhere (z1 ≈ 2,
-    angle near the π/2 wrap). Structure (segmentation class 1) is a band of rows."""
+    area follows a hysteretic function of a triangular bias (from 0 V: the first quarter-cycle
+    is the virgin curve); state B elsewhere (z1 ≈ 2, angle near the π/2 wrap). Structure
+    (segmentation class 1) is a band of rows."""
     rng = np.random.default_rng(seed)
-    b = triangular_waveform(n_frames, 2.0)
+    b = triangular_waveform(n_frames, 2.0, cycles=cycles)
     direction = np.sign(np.gradient(b))
     shift = 0.6 * direction if hysteretic else 0.0
     frac = np.clip(0.5 + 0.75 * np.tanh((b - shift) / 0.4), 0, 1)
@@ -50,7 +50,7 @@ def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True)
             "code_logsd": ((store.SAMPLE, store.LATENT), np.full((n_samples, len(LABELS)), -2.0)),
         },
         coords=coords,
-        attrs=store.provenance("latents", {"test": True}, window=8),
+        attrs=store.provenance("latents", {"test": True}, window=window),
     )
     store.write_store(ds, path)
     return frac
@@ -96,13 +96,24 @@ def test_kde_nmf_writes_store_and_table(tmp_path):
 
     tab = pd.read_csv(table)
     assert len(tab) == 4 * 2 and set(tab.variable) == {"angle", "z1", "z2", "stacked"}
-    assert (tab.window == 8).all()
+    assert (tab.window == 8).all() and (tab.stimulus == "bias").all() and (tab.stimulus_units == "V").all()
     doc = json.loads(table.with_suffix(".json").read_text())
-    assert len(doc["rows"]) == len(tab) and set(doc["columns"]) <= set(tab.columns)
+    assert len(doc["rows"]) == len(tab) and set(doc["columns"]) == set(tab.columns)
     assert doc["rows"][0]["variable"] == tab.variable[0]
-    # the planted loop shows in angle and z1; z2 carries no bias dependence
+    # one cycle from 0 V: the virgin curve (frames 0–6) is left out, the closed loop is half traced
+    assert (tab.virgin_frames == "0–6").all() and (tab.cycle == "all").all()
+    assert tab.note.str.contains("virgin curve").all() and tab.note.str.contains("rising branch covers only").all()
+    assert tab.rising_coercive.isna().all()  # the rising branch of the closed loop never reaches +2 V
+    assert tab.range_low.iloc[0] == pytest.approx(-2.0) and tab.range_high.iloc[0] < 0
+    # a planted loop in angle and z1 (the falling branch above the rising one for state A's weight) ...
     for v in ("angle", "z1"):
-        assert tab[tab.variable == v].loop_area_excludes_zero.all()
+        a = tab[(tab.variable == v)].set_index("component")
+        assert abs(a.loop_area).min() > 0.2 and a.loop_area.prod() < 0  # mirror components
+    # ... but one half-traced cycle has too few matched time blocks to call it significant
+    assert (tab.p_floor >= 0.05).all() and not tab.significant.any()
+    assert tab.verdict.str.contains("p cannot go below").all()
+    assert ds.attrs["spatial_block"] == 8 and ds.attrs["stimulus"] == "bias"
+    assert list(ds["cycle"].values[:8]) == [0] * 7 + [1]
     # reruns with the same seed give identical numbers
     out2, table2 = tmp_path / "again.zarr", tmp_path / "again.csv"
     kde_nmf(str(lat), None, str(out2), str(table2), FAST, seed=1)
@@ -118,7 +129,9 @@ def test_structure_pixels_and_subsample(tmp_path):
     kde_nmf(str(lat), str(seg), str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"), cfg, seed=0)
     ds = xr.open_zarr(tmp_path / "d.zarr")
     assert (ds["n_values"].values == 12 * 24 - 1).all()
-    assert np.isnan(pd.read_csv(tmp_path / "t.csv").loop_area_ci_low).all()  # no bootstrap: no CIs
+    t = pd.read_csv(tmp_path / "t.csv")
+    assert t.falling_coercive_ci_low.isna().all()  # no resamples, one cycle: no interval for crossings ...
+    assert (t.loop_area_ci_low < t.loop_area_ci_high).all()  # ... the area's comes from the time blocks
     cfg = {**FAST, "pixels": "subsample", "subsample_size": 100, "bootstrap": 0, "variables": ["z1"]}
     kde_nmf(str(lat), None, str(tmp_path / "s.zarr"), str(tmp_path / "s.csv"), cfg, seed=0)
     assert (xr.open_zarr(tmp_path / "s.zarr")["n_values"].values == 100).all()
@@ -130,7 +143,31 @@ def test_no_bias_gives_table_with_note(tmp_path):
     kde_nmf(str(lat), None, str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"),
             {**FAST, "bootstrap": 5, "variables": ["z1"]}, seed=0)
     tab = pd.read_csv(tmp_path / "t.csv")
-    assert tab.note.str.contains("no bias").all() and tab.loop_area.isna().all()
+    assert (tab.stimulus == "time").all() and (tab.cycle == "none").all()
+    assert tab.note.str.contains("time, which never turns back").all() and tab.loop_area.isna().all()
+    assert tab.verdict.str.startswith("no loop").all()
+    assert xr.open_zarr(tmp_path / "d.zarr").attrs["stimulus"] == "time"
+
+
+def test_several_cycles_spatial_blocks_and_significance(tmp_path):
+    """Four cycles from 0 V: the pooled loop of the three complete cycles is significant after Holm,
+    and each cycle has its own (descriptive) row; blocks smaller than the window are refused."""
+    lat = tmp_path / "latents.zarr"
+    make_latents(lat, n_frames=96, cycles=4.0)
+    cfg = {**FAST, "bootstrap": 20, "variables": ["z1"], "time_block": 2}
+    kde_nmf(str(lat), None, str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"), cfg, seed=0)
+    tab = pd.read_csv(tmp_path / "t.csv", dtype={"cycle": str})
+    assert set(tab.cycle) == {"all", "1", "2", "3", "4"}
+    pooled = tab[tab.cycle == "all"]
+    assert pooled.significant.all() and (pooled.p_adjusted < 0.05).all()
+    assert tab.note[tab.cycle == "all"].str.contains("Cycle 4 does not cover the whole sweep").all()
+    assert tab[tab.cycle != "all"].p_adjusted.isna().all()
+    # the pooled loop holds 0 nowhere near its interval; the rising coercive value sits near +0.6 V
+    z = pooled[pooled.variable == "z1"].set_index("component")
+    assert (z.loop_area_ci_low * z.loop_area_ci_high > 0).all()
+    assert z.rising_coercive.abs().max() == pytest.approx(0.6, abs=0.3)
+    with pytest.raises(InputError, match="spatial_block"):
+        kde_nmf(str(lat), None, str(tmp_path / "e.zarr"), str(tmp_path / "e.csv"), {**cfg, "spatial_block": 4}, 0)
 
 
 def test_bad_input(tmp_path):

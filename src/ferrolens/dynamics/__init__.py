@@ -1,15 +1,16 @@
 """Dynamics stage (paper Fig. 5): per-frame KDE of latent variables, NMF of
 KDE(L, t) into latent distributions and their weights over time, and the
-hysteresis of those weights against the applied bias.
+hysteresis of those weights against the applied bias (or another stimulus that cycles).
 
 Modules: :mod:`.kde` (fast linear-binning + FFT KDE, circular for the angle),
 :mod:`.nmf` (seeded NMF with a deterministic component order),
-:mod:`.hysteresis` (branch splitting, loop metrics, bootstrap CIs),
+:mod:`.hysteresis` (branches, virgin curve and cycles of a cycling stimulus, loop
+metrics, intervals from what varies and a test against no loop),
 :mod:`.config` (defaults of the ``dynamics:`` section), :mod:`.api` (entry
 functions called by the workflow).
 """
 
-from .api import dynamics_core, kde_nmf, select_values, sweep_merge
+from .api import dynamics_core, kde_nmf, select_pixels, select_values, sweep_merge
 from .config import DEFAULTS, resolve_config
 
-__all__ = ["DEFAULTS", "dynamics_core", "kde_nmf", "resolve_config", "select_values", "sweep_merge"]
+__all__ = ["DEFAULTS", "dynamics_core", "kde_nmf", "resolve_config", "select_pixels", "select_values", "sweep_merge"]

@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = config_section("dynamics")
 PIXELS = ("all", "subsample", "structure")
 BANDWIDTHS = ("scott", "silverman", "fixed")
 SCOPES = ("shared", "frame")
+NMF_RESAMPLE = ("refit", "project")
+STIMULI = ("auto", "bias", "temperature", "time", "frame")
+VIRGIN = ("auto", "none")
 
 
 _need = partial(require, "dynamics")
@@ -71,6 +74,14 @@ def resolve_config(cfg: dict | None) -> dict:
     _need(_is_int(c["bootstrap"]) and c["bootstrap"] >= 0, "bootstrap", c["bootstrap"],
           "an integer ≥ 0 (0: no confidence intervals)")
     _need(_is_num(c["ci_level"]) and 0 < c["ci_level"] < 1, "ci_level", c["ci_level"], "0 < level < 1")
+    _need(_is_int(c["spatial_block"]) and c["spatial_block"] >= 0, "spatial_block", c["spatial_block"],
+          "an integer ≥ 0 (pixels; 0: the rVAE window)")
+    _need(_is_int(c["time_block"]) and c["time_block"] >= 1, "time_block", c["time_block"], "an integer ≥ 1 (frames)")
+    _need(c["nmf_resample"] in NMF_RESAMPLE, "nmf_resample", c["nmf_resample"], " or ".join(NMF_RESAMPLE))
+    _need(_is_int(c["permutations"]) and c["permutations"] >= 99, "permutations", c["permutations"], "an integer ≥ 99")
+    _need(_is_num(c["alpha"]) and 0 < c["alpha"] < 1, "alpha", c["alpha"], "0 < alpha < 1")
+    _need(c["stimulus"] in STIMULI, "stimulus", c["stimulus"], " or ".join(STIMULI))
+    _need(c["virgin_branch"] in VIRGIN, "virgin_branch", c["virgin_branch"], " or ".join(VIRGIN))
     _need(_is_int(c["bias_points"]) and c["bias_points"] >= 3, "bias_points", c["bias_points"], "an integer ≥ 3")
     _need(_is_num(c["reversal_tolerance"]) and 0 <= c["reversal_tolerance"] < 1, "reversal_tolerance",
           c["reversal_tolerance"], "a fraction of the bias range, 0 ≤ tolerance < 1")

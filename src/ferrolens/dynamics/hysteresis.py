@@ -1,53 +1,93 @@
-"""Hysteresis of a per-frame quantity against a bias sweep.
+"""Hysteresis of a per-frame quantity against a cycling stimulus, with statistics that hold under a null.
 
-1. :func:`split_branches` cuts the bias sequence into monotone segments at its
-   turning points (any number of cycles, any starting phase); a reversal only
-   counts once the bias has moved back by more than a tolerance, so noise on a
-   measured bias does not create spurious branches.
-2. :class:`BranchOperator` interpolates every rising segment and every falling
-   segment onto common bias values and averages segments of the same
-   direction (bridging gaps between them). Being linear in the per-frame
-   values, it is a pair of matrices, so thousands of bootstrap curves are
-   mapped at once.
-3. :func:`loop_metrics` gives, per curve: the signed loop area
-   ``∫ (falling − rising) dV`` (units: quantity·V; positive when the falling
-   branch lies above the rising one, i.e. the response lags the bias), the
-   largest branch difference ``falling − rising`` (signed, at the bias where
-   ``|falling − rising|`` is largest), and the bias at which each branch first
-   crosses the midpoint level ``(min + max) / 2`` of the two branches, scanning
-   in the sweep's direction (coercive-like).
-4. :func:`hysteresis_summary` adds percentile bootstrap confidence intervals
-   from replicate curves.
+The stimulus is usually the bias (V); a temperature or any other coordinate
+that turns back uses the same machinery (time and the frame index never do).
+
+1. :func:`split_branches` cuts the stimulus into monotone segments at its
+   turning points (a reversal counts once the stimulus has come back by more
+   than a tolerance).
+2. :func:`analyse_sweep` sets the first segment apart as the *virgin curve*
+   when it starts inside the range (the first quarter-cycle from the initial
+   state, e.g. 0 → +10 V), and groups the remaining segments into cycles
+   (one falling and one rising segment each). The virgin curve is its own
+   branch: it enters neither the loop area nor the coercive values.
+3. :class:`LoopOperator` maps per-frame curves (…, F) linearly onto the
+   rising and falling branches of the closed loop on common stimulus values
+   (mean over cycles where several reach a value), and onto each branch's
+   own full range (for coercive values).
+4. :func:`loop_metrics`: signed loop area ∫(falling − rising) ds, the largest
+   branch difference, and each branch's *coercive* value: where it crosses the
+   level midway between its own saturated values (its values at the two ends
+   of the sweep), scanning in its direction. A branch that does not span the
+   sweep has no saturated values at both ends, so no coercive value.
+
+Uncertainty and the test against no loop (:func:`loop_statistics`):
+
+* *Matched units.* The common range is cut into ``J`` stimulus blocks, each
+  holding ``time_block`` frames of each branch of a cycle; a unit is (cycle,
+  block): a time block of the rising branch and the time block of the falling
+  branch at the same stimulus values. Frames, not interpolated values, are
+  cut, so no frame is shared by two units. The matched part of the loop area
+  is Σ D_u / 2 (linear in the curve). The pooled loop uses the complete
+  cycles (both branches over the whole sweep) when there are any.
+* *Null* (no hysteresis: the quantity depends on the stimulus, not on the
+  sweep direction, plus noise that may be correlated in time). Exchanging the
+  rising and falling labels of a unit then leaves the distribution unchanged;
+  it flips the sign of D_u. The p-value is the fraction of sign patterns (all
+  ``2^U`` when ``U ≤ 12``, else random ones) whose statistic is at least the
+  observed one. The statistic is |Σ D_u| over the units' noise-only spread
+  (deviations from the mean over cycles of the same block, where several
+  cycles have it), so a loop the cycles share does not inflate its own
+  yardstick; with one cycle it is |Σ D_u|. Whole time blocks are exchanged,
+  keeping correlation within a block; correlation leaking into the next block
+  of the same branch is allowed for by dividing the observed statistic by
+  ``κ = sqrt(1 + 2 max(c, 0) / v)`` (``v``, ``c``: the sum of squared unit
+  deviations and of products of time-neighbouring ones). The smallest p-value
+  ``U`` units allow is ``2^(1-U)``: a single short cycle cannot show a
+  significant loop, and the table says so.
+* *Interval of the area*: with several cycles, ``κ × sqrt(v) / 2`` times
+  Student's t on the deviations' degrees of freedom; with one, the null's sign
+  patterns (κ-scaled) around the estimate. Plus the spread of the area over
+  spatial resamples of the pixels (pixel blocks, NMF refitted: :mod:`.api`).
+* *Intervals of coercive values and the largest difference*: whole cycles
+  resampled with replacement where there are several
+  (:meth:`LoopOperator.resampled`), on the spatial resamples of the curve.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import itertools
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InputError
 
 RISING, FALLING = 1, -1
-METRICS = ("loop_area", "max_difference", "max_difference_bias", "midpoint_level",
-           "rising_midpoint_bias", "falling_midpoint_bias")
+METRICS = ("loop_area", "max_difference", "max_difference_at", "rising_coercive", "falling_coercive")
+EXACT_UNITS = 12  # up to 2^12 sign patterns are enumerated; more units: random patterns
 
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames ``start … stop`` (inclusive) over which the bias moves in ``direction`` (+1/-1)."""
+    """Frames ``start … stop`` (inclusive) over which the stimulus moves in ``direction`` (+1/-1)."""
 
     start: int
     stop: int
     direction: int
 
+    @property
+    def frames(self) -> np.ndarray:
+        return np.arange(self.start, self.stop + 1)
+
 
 @dataclass(frozen=True)
 class Branches:
-    """Monotone segments of a bias sweep.
+    """Monotone segments of a sweep.
 
     ``direction`` (F,) int8 labels each frame +1 (rising), -1 (falling) or 0
-    (the bias never moved); a turning frame belongs to the segment that ends
+    (the stimulus never moved); a turning frame belongs to the segment that ends
     there, frame 0 to the first segment.
     """
 
@@ -68,12 +108,12 @@ class Branches:
 
 
 def split_branches(bias: np.ndarray, tolerance: float = 0.02) -> Branches:
-    """Split a bias sweep into rising and falling segments.
+    """Split a sweep into rising and falling segments.
 
     Parameters
     ----------
-    bias : (F,) finite bias per frame (V).
-    tolerance : a reversal counts only when the bias has come back from its last
+    bias : (F,) finite stimulus per frame (bias in V, or any cycling stimulus).
+    tolerance : a reversal counts only when the stimulus has come back from its last
         extreme by more than ``tolerance × (max − min)``. 0 counts every reversal.
         A plateau at an extreme belongs to the segment that reaches it.
 
@@ -81,7 +121,7 @@ def split_branches(bias: np.ndarray, tolerance: float = 0.02) -> Branches:
     """
     b = np.asarray(bias, dtype=float).ravel()
     if b.size == 0 or not np.isfinite(b).all():
-        raise InputError("bias", "is empty or has non-finite values", "one finite bias per frame")
+        raise InputError("stimulus", "is empty or has non-finite values", "one finite value per frame")
     if not 0 <= tolerance < 1:
         raise InputError("config dynamics.reversal_tolerance", f"value {tolerance!r}", "0 ≤ tolerance < 1")
     n = b.size
@@ -125,81 +165,326 @@ def split_branches(bias: np.ndarray, tolerance: float = 0.02) -> Branches:
     return Branches(segments, labels)
 
 
-def _interp_matrix(bias: np.ndarray, frames: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(P, F) matrix interpolating the values of ``frames`` linearly in bias onto ``grid``,
-    and its coverage mask (P,). Frames at equal bias (plateaus, repeated cycles) are
-    averaged into one node."""
-    x = bias[frames]
-    nodes, inverse = np.unique(x, return_inverse=True)
-    mat = np.zeros((grid.size, bias.size))
-    if nodes.size < 2:
+# --- the loop structure of a sweep -------------------------------------------------------
+@dataclass(frozen=True)
+class Sweep:
+    """A stimulus sequence cut into a virgin curve and the cycles of the closed loop.
+
+    ``cycles``: tuples of closed-loop segments (at most one per direction), in
+    time order. ``note``: why there is no loop ("" when there is one).
+    """
+
+    values: np.ndarray
+    name: str
+    units: str
+    branches: Branches
+    virgin: Segment | None
+    cycles: tuple[tuple[Segment, ...], ...]
+    tolerance: float
+    note: str = ""
+
+    @property
+    def closed(self) -> tuple[Segment, ...]:
+        return tuple(s for c in self.cycles for s in c)
+
+    @property
+    def n_cycles(self) -> int:
+        """Cycles holding both a rising and a falling segment."""
+        return sum(len({s.direction for s in c}) == 2 for c in self.cycles)
+
+    @property
+    def frame_cycle(self) -> np.ndarray:
+        """(F,) int: the cycle of each closed-loop frame (from 1), 0 for the virgin curve, -1 for none."""
+        out = np.full(self.values.size, -1, dtype=np.int64)
+        index = self.branches.segment_index
+        cycle_of = {s: k + 1 for k, c in enumerate(self.cycles) for s in c}
+        if self.virgin is not None:
+            cycle_of[self.virgin] = 0
+        for i, s in enumerate(self.branches.segments):
+            if s in cycle_of:
+                out[index == i] = cycle_of[s]
+        return out
+
+    @property
+    def step(self) -> float:
+        """Median stimulus step between frames of the closed loop (0 if it never moves)."""
+        f = np.unique(np.concatenate([s.frames for s in self.closed])) if self.closed else np.zeros(0, int)
+        steps = np.abs(np.diff(self.values[f])) if f.size > 1 else np.zeros(0)
+        return float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
+
+    def complete_cycles(self) -> tuple[int, ...]:
+        """Cycles whose rising and falling segments both span the closed loop's range (within the
+        reversal tolerance or one step): a movie that stops mid-branch leaves its last cycle out."""
+        if not self.closed:
+            return ()
+        f = np.unique(np.concatenate([s.frames for s in self.closed]))
+        lo, hi = self.values[f].min(), self.values[f].max()
+        tol = max(self.tolerance * (self.values.max() - self.values.min()), self.step)
+
+        def spans(seg: Segment) -> bool:
+            v = self.values[seg.frames]
+            return v.min() <= lo + tol and v.max() >= hi - tol
+
+        return tuple(k for k, c in enumerate(self.cycles)
+                     if len({s.direction for s in c}) == 2 and all(spans(s) for s in c))
+
+    def text(self, v: float) -> str:
+        return f"{v:+.3g} {self.units}".strip() if self.name == "bias" else f"{v:.4g} {self.units}".strip()
+
+
+def analyse_sweep(values: np.ndarray, tolerance: float = 0.02, virgin: str = "auto", name: str = "bias",
+                  units: str = "V") -> Sweep:
+    """Branches, virgin curve and cycles of a stimulus sequence (see :class:`Sweep`).
+
+    ``virgin``: ``auto`` sets the first segment apart when it starts more than
+    ``tolerance × range`` inside the range of the stimulus (the sample starts from
+    its initial state, not from a turning point); ``none`` keeps it in the loop.
+    """
+    v = np.asarray(values, dtype=float)
+    br = split_branches(v, tolerance)
+    segs = list(br.segments)
+    what = f"the {name}"
+    if not segs:
+        return Sweep(v, name, units, br, None, (), tolerance, f"{what} never moves: no branches, so no loop")
+    virgin_seg = None
+    if virgin == "auto" and len(segs) > 0:
+        tol = tolerance * (v.max() - v.min())
+        s0 = v[segs[0].start]
+        if v.min() + tol < s0 < v.max() - tol:
+            virgin_seg = segs.pop(0)
+    cycles = tuple(tuple(segs[i:i + 2]) for i in range(0, len(segs), 2))
+    note = ""
+    if len(br.segments) == 1:
+        note = f"{what} does not turn back within the movie (one monotone sweep): no loop"
+    elif not any(len({s.direction for s in c}) == 2 for c in cycles):
+        note = (f"after the virgin curve (frames {virgin_seg.start}–{virgin_seg.stop}) {what} sweeps only one way: "
+                "no closed loop") if virgin_seg is not None else f"{what} sweeps only one way: no loop"
+    return Sweep(v, name, units, br, virgin_seg, cycles, tolerance, note)
+
+
+# --- linear maps from per-frame curves to branches -----------------------------------
+def _interp_matrix(x: np.ndarray, frames: np.ndarray, grid: np.ndarray, weight: np.ndarray | None = None,
+                   clamp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(P, F) matrix interpolating the values of ``frames`` linearly in ``x`` onto ``grid`` and its
+    coverage mask (P,). Frames at equal ``x`` are averaged into one node (weighted by ``weight``;
+    frames of weight 0 are left out). ``clamp``: hold the end nodes' values beyond them."""
+    n = x.size
+    w = np.ones(frames.size) if weight is None else np.asarray(weight, float)[frames]
+    keep = w > 0
+    frames, w = frames[keep], w[keep]
+    mat = np.zeros((grid.size, n))
+    if frames.size == 0:
         return mat, np.zeros(grid.size, bool)
-    avg = np.zeros((nodes.size, bias.size))
-    np.add.at(avg, (inverse, frames), 1.0)
+    nodes, inverse = np.unique(x[frames], return_inverse=True)
+    avg = np.zeros((nodes.size, n))
+    np.add.at(avg, (inverse, frames), w)
     avg /= avg.sum(axis=1, keepdims=True)
-    covered = (grid >= nodes[0]) & (grid <= nodes[-1])
-    j = np.clip(np.searchsorted(nodes, grid, side="right") - 1, 0, nodes.size - 2)
-    w = ((grid - nodes[j]) / (nodes[j + 1] - nodes[j]))[:, None]
-    mat[covered] = ((1 - w) * avg[j] + w * avg[j + 1])[covered]
+    if nodes.size < 2:
+        if clamp:
+            return np.repeat(avg, grid.size, axis=0), np.ones(grid.size, bool)
+        return mat, np.zeros(grid.size, bool)
+    span = 1e-9 * max(1.0, float(np.abs(nodes).max()))
+    covered = (grid >= nodes[0] - span) & (grid <= nodes[-1] + span)
+    g = np.clip(grid, nodes[0], nodes[-1])
+    j = np.clip(np.searchsorted(nodes, g, side="right") - 1, 0, nodes.size - 2)
+    t = ((g - nodes[j]) / (nodes[j + 1] - nodes[j]))[:, None]
+    full = (1 - t) * avg[j] + t * avg[j + 1]
+    if clamp:
+        return full, np.ones(grid.size, bool)
+    mat[covered] = full[covered]
     return mat, covered
 
 
-@dataclass(frozen=True)
-class BranchOperator:
-    """Maps per-frame curves (…, F) to rising/falling branch curves (…, P) on common bias values.
+def _pooled(x: np.ndarray, segs: list[Segment], cycle_of: list[int], grid: np.ndarray,
+            frame_weight: np.ndarray | None, cycle_weight: np.ndarray | None
+            ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Pooled branch matrix (P, F) of one direction: the weighted mean over its segments that
+    reach each grid value, bridged by interpolation over all its frames where none does.
+    Also each segment's own matrix and coverage."""
+    mats, covs = [], []
+    total = np.zeros((grid.size, x.size))
+    count = np.zeros(grid.size)
+    for s, k in zip(segs, cycle_of):
+        m, c = _interp_matrix(x, s.frames, grid, frame_weight)
+        mats.append(m)
+        covs.append(c)
+        cw = 1.0 if cycle_weight is None else float(cycle_weight[k])
+        total += cw * m
+        count += cw * c
+    frames = np.unique(np.concatenate([s.frames for s in segs]))
+    cw_frames = None
+    if cycle_weight is not None or frame_weight is not None:
+        cw_frames = np.ones(x.size) if frame_weight is None else np.asarray(frame_weight, float).copy()
+        if cycle_weight is not None:
+            for s, k in zip(segs, cycle_of):
+                cw_frames[s.frames] *= cycle_weight[k]
+    bridge, _ = _interp_matrix(x, frames, grid, cw_frames, clamp=True)
+    out = np.where(count[:, None] > 0, total / np.maximum(count, 1e-300)[:, None], bridge)
+    return out, mats, covs
 
-    ``bias_values`` (P,) span the bias range covered by both directions. At
-    each bias value a branch is the mean of its segments that reach it;
-    where none does (a gap between segments of one direction, e.g. between
-    the end of a sweep and its start, which are one bias step apart in the
-    cycle) it is interpolated between the nearest frames of that direction.
-    ``note`` says why there is nothing to compare (empty when all is well;
-    then the matrices are zero and ``bias_values`` NaN).
+
+def _trapezoid(x: np.ndarray) -> np.ndarray:
+    """Trapezoid-rule weights of grid ``x`` (sum = x[-1] − x[0])."""
+    w = np.zeros(x.size)
+    d = np.diff(x)
+    w[:-1] += d / 2
+    w[1:] += d / 2
+    return w
+
+
+@dataclass(frozen=True)
+class LoopOperator:
+    """Linear maps from per-frame curves (…, F) to the branches of a closed loop.
+
+    ``grid`` (P,): common stimulus values of both branches; ``rising``/``falling``
+    (P, F): pooled branches there. ``own_grid[d]``/``own[d]``: each direction's
+    branch over its own range, and ``spans[d]``: whether that range covers the
+    sweep (then it has saturated values at both ends and a coercive value).
+    ``area`` (F,): the loop area ``curve @ area``: at each common value the mean over
+    the cycles having both branches there of falling − rising (the pooled branches'
+    difference where none has both). ``units`` (U, F): unit contributions D_u (the
+    matched part of the area is Σ D_u / 2); ``unit_cycle``, ``unit_block`` (U,). ``note``: why there is
+    no loop ("" when there is one; then everything else is empty).
     """
 
-    bias_values: np.ndarray
+    sweep: Sweep
+    grid: np.ndarray
     rising: np.ndarray
     falling: np.ndarray
-    n_reversals: int
+    own_grid: dict = field(default_factory=dict)
+    own: dict = field(default_factory=dict)
+    spans: dict = field(default_factory=dict)
+    units: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    unit_cycle: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    unit_block: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    cycles: tuple[int, ...] = ()
     note: str = ""
+    area: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def n_units(self) -> int:
+        return int(self.units.shape[0])
 
     @classmethod
-    def build(cls, bias: np.ndarray, branches: Branches, n_points: int = 101) -> BranchOperator:
-        b = np.asarray(bias, dtype=float)
-        n = b.size
-        empty = cls(np.full(n_points, np.nan), np.zeros((n_points, n)), np.zeros((n_points, n)),
-                    branches.n_reversals)
-        segs = {d: [s for s in branches.segments if s.direction == d] for d in (RISING, FALLING)}
+    def build(cls, sweep: Sweep, n_points: int = 101, time_block: int = 6, cycles: tuple[int, ...] | None = None,
+              frame_weight: np.ndarray | None = None, cycle_weight: np.ndarray | None = None,
+              grid: np.ndarray | None = None, own_grid: dict | None = None) -> LoopOperator:
+        """Operator of the cycles ``cycles`` (indices into ``sweep.cycles``; default all: the pooled loop).
+
+        ``frame_weight`` (F,) / ``cycle_weight`` (K,): resampling multiplicities
+        (see :meth:`resampled`); ``grid``/``own_grid``: reuse the point estimate's
+        stimulus values (then branches are held constant beyond their frames).
+        """
+        x = sweep.values
+        n = x.size
+        ks = tuple(range(len(sweep.cycles))) if cycles is None else tuple(cycles)
+        empty = cls(sweep, np.full(n_points, np.nan), np.zeros((n_points, n)), np.zeros((n_points, n)), cycles=ks)
+        if sweep.note:
+            return cls(**{**empty.__dict__, "note": sweep.note})
+        segs = {d: [(s, k) for k in ks for s in sweep.cycles[k] if s.direction == d] for d in (RISING, FALLING)}
         if not segs[RISING] or not segs[FALLING]:
-            which = "the bias never moves" if not branches.segments else "the bias never reverses"
-            return replace(empty, note=f"{which}: only one branch")
-        frames = {d: np.unique(np.concatenate([np.arange(s.start, s.stop + 1) for s in segs[d]]))
-                  for d in segs}
-        lo = max(b[frames[d]].min() for d in segs)
-        hi = min(b[frames[d]].max() for d in segs)
-        if not hi > lo:
-            return replace(empty, note="rising and falling branches share no bias range")
-        grid = np.linspace(lo, hi, n_points)
-        mats = {}
+            which = "rising" if not segs[RISING] else "falling"
+            return cls(**{**empty.__dict__, "note": f"no {which} branch in this cycle: no loop"})
+        frames = {d: np.unique(np.concatenate([s.frames for s, _ in segs[d]])) for d in segs}
+        if grid is None:
+            lo = max(x[frames[d]].min() for d in segs)
+            hi = min(x[frames[d]].max() for d in segs)
+            if not hi > lo:
+                return cls(**{**empty.__dict__, "note": "rising and falling branches share no stimulus range"})
+            grid = np.linspace(lo, hi, n_points)
+        pooled, seg_mats, seg_covs = {}, {}, {}
         for d in segs:
-            total = np.zeros((n_points, n))
-            count = np.zeros(n_points)
-            for s in segs[d]:
-                m, c = _interp_matrix(b, np.arange(s.start, s.stop + 1), grid)
-                total += m
-                count += c
-            bridge, _ = _interp_matrix(b, frames[d], grid)  # covers [lo, hi] by construction
-            mats[d] = np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], bridge)
-        return cls(grid, mats[RISING], mats[FALLING], branches.n_reversals)
+            pooled[d], seg_mats[d], seg_covs[d] = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], grid,
+                                                         frame_weight, cycle_weight)
+        # each branch over its own range, for saturated and coercive values
+        closed = np.unique(np.concatenate([frames[RISING], frames[FALLING]]))
+        # a branch "spans" the sweep when it comes within the reversal tolerance, or one stimulus step
+        # (a recorded sweep stops one step short of its start), of both ends
+        steps = np.abs(np.diff(x[closed]))
+        tol = max(sweep.tolerance * (x.max() - x.min()), float(np.median(steps[steps > 0])) if (steps > 0).any()
+                  else 0.0)
+        smin, smax = x[closed].min(), x[closed].max()
+        og, own, spans = {}, {}, {}
+        for d in segs:
+            g = own_grid[d] if own_grid is not None else np.linspace(x[frames[d]].min(), x[frames[d]].max(), n_points)
+            og[d] = g
+            own[d], _, _ = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], g, frame_weight,
+                                   cycle_weight)
+            spans[d] = bool(g[0] <= smin + tol and g[-1] >= smax - tol)
+        # loop area: at each stimulus value, the mean over the cycles that have both branches there of
+        # falling − rising (the pooled branches' difference where no cycle has both); matched units are
+        # (cycle, stimulus block) pieces of it
+        trap = _trapezoid(grid)
+        pairs = []
+        for k in ks:
+            r = [i for i, (_, kk) in enumerate(segs[RISING]) if kk == k]
+            f = [i for i, (_, kk) in enumerate(segs[FALLING]) if kk == k]
+            if r and f:
+                pairs.append((k, r[0], f[0], seg_covs[RISING][r[0]] & seg_covs[FALLING][f[0]]))
+        matched = sum((p[3].astype(float) for p in pairs), np.zeros(grid.size))
+        area = trap[matched == 0] @ (pooled[FALLING] - pooled[RISING])[matched == 0]
+        per_branch = []
+        for k in ks:
+            counts = []
+            for d in segs:
+                fr = [s.frames for s, kk in segs[d] if kk == k]
+                if fr:
+                    f = fr[0]
+                    counts.append(int(((x[f] >= grid[0]) & (x[f] <= grid[-1])).sum()))
+            if len(counts) == 2:
+                per_branch.append(min(counts))
+        n_blocks = max(1, max(per_branch, default=0) // max(1, time_block))
+        # block edges half a stimulus step off the frames' values, so that frames of the two branches at
+        # the same stimulus value (up to round-off) always fall in the same block
+        inside = np.unique(x[closed][(x[closed] >= grid[0]) & (x[closed] <= grid[-1])])
+        half = 0.5 * float(np.median(np.diff(inside))) if inside.size > 1 else 0.0
+        edges = np.linspace(grid[0], grid[-1], n_blocks + 1)
+        edges[1:-1] += half
+        rows, ucyc, ublk = [], [], []
+        for k, ri, fi, both in pairs:
+            scale = np.where(both, trap * 2 / np.maximum(matched, 1), 0.0)
+            # each frame's share of this cycle's part of the area; frames (not grid values) are cut into
+            # blocks, so no frame is shared by two units (interpolation would otherwise couple neighbours)
+            share = scale @ (seg_mats[FALLING][fi] - seg_mats[RISING][ri])
+            area = area + share / 2
+            frames_k = np.unique(np.r_[segs[RISING][ri][0].frames, segs[FALLING][fi][0].frames])
+            frames_k = frames_k[share[frames_k] != 0]
+            block = np.clip(np.searchsorted(edges, x[frames_k], side="right") - 1, 0, n_blocks - 1)
+            for j in range(n_blocks):
+                sel = frames_k[block == j]
+                if sel.size:
+                    row = np.zeros(n)
+                    row[sel] = share[sel]
+                    rows.append(row)
+                    ucyc.append(k)
+                    ublk.append(j)
+        units = np.array(rows) if rows else np.zeros((0, n))
+        return cls(sweep, grid, pooled[RISING], pooled[FALLING], og, own, spans, units,
+                   np.array(ucyc, int), np.array(ublk, int), ks, area=area)
+
+    def resampled(self, rng: np.random.Generator) -> LoopOperator:
+        """The same loop from its complete cycles resampled with replacement (itself when it has fewer
+        than two). Resampling frames within one branch would only move the interpolation nodes of a
+        curve through its frames (a dropped frame is bridged by its neighbours), not show its noise:
+        within a cycle, the noise of the area comes from the matched time blocks of the null, that of
+        a crossing from the spatial resamples."""
+        full = [k for k in self.sweep.complete_cycles() if k in self.cycles]
+        if len(full) < 2:
+            return self
+        cw = np.ones(len(self.sweep.cycles))
+        cw[full] = np.bincount(rng.integers(0, len(full), len(full)), minlength=len(full))
+        return LoopOperator.build(self.sweep, self.grid.size, 1, self.cycles, cycle_weight=cw, grid=self.grid,
+                                  own_grid=self.own_grid)
 
     def branches_of(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Rising and falling branch curves (…, P)."""
+        """Rising and falling branch curves (…, P) on :attr:`grid`."""
         c = np.asarray(curves, dtype=float)
         return c @ self.rising.T, c @ self.falling.T
 
 
+# --- metrics -----------------------------------------------------------------------------
 def _first_crossing(values: np.ndarray, level: np.ndarray, x: np.ndarray, reverse: bool) -> np.ndarray:
-    """Bias of the first sign change of ``values - level`` (K, P) along ``x``, scanning
+    """Stimulus of the first sign change of ``values - level`` (K, P) along ``x``, scanning
     backwards when ``reverse``; NaN where there is none."""
     s = values - level[:, None]
     if reverse:
@@ -216,55 +501,205 @@ def _first_crossing(values: np.ndarray, level: np.ndarray, x: np.ndarray, revers
     return np.where(has, out, np.nan)
 
 
-def loop_metrics(curves: np.ndarray, op: BranchOperator) -> dict[str, np.ndarray]:
+def loop_metrics(curves: np.ndarray, op: LoopOperator) -> dict[str, np.ndarray]:
     """Hysteresis metrics of curves (K, F) (or one curve (F,)): a dict of (K,) arrays
     keyed by :data:`METRICS` (NaN when undefined)."""
     c = np.atleast_2d(np.asarray(curves, dtype=float))
     k = c.shape[0]
+    out = {m: np.full(k, np.nan) for m in METRICS}
     if op.note:
-        return {m: np.full(k, np.nan) for m in METRICS}
+        return out
     r, f = op.branches_of(c)
     d = f - r
-    x = op.bias_values
-    area = (0.5 * (d[:, :-1] + d[:, 1:]) * np.diff(x)).sum(axis=1)
+    x = op.grid
+    out["loop_area"] = c @ op.area if op.area.size else d @ _trapezoid(x)
     imax = np.argmax(np.abs(d), axis=1)
-    rows = np.arange(k)
-    both = np.concatenate([r, f], axis=1)
-    level = 0.5 * (both.min(axis=1) + both.max(axis=1))
-    return {
-        "loop_area": area,
-        "max_difference": d[rows, imax],
-        "max_difference_bias": x[imax],
-        "midpoint_level": level,
-        "rising_midpoint_bias": _first_crossing(r, level, x, reverse=False),
-        "falling_midpoint_bias": _first_crossing(f, level, x, reverse=True),
-    }
+    out["max_difference"] = d[np.arange(k), imax]
+    out["max_difference_at"] = x[imax]
+    for direction, name in ((RISING, "rising_coercive"), (FALLING, "falling_coercive")):
+        if op.spans[direction]:
+            g = op.own_grid[direction]
+            b = c @ op.own[direction].T
+            level = 0.5 * (b[:, 0] + b[:, -1])  # midway between its saturated values (both ends of the sweep)
+            out[name] = _first_crossing(b, level, g, reverse=direction == FALLING)
+    return out
 
 
-def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0.5) -> tuple[float, float]:
-    """Percentile interval of bootstrap ``samples`` (NaNs ignored); NaN when fewer than
-    ``min_valid`` of them are finite."""
-    s = np.asarray(samples, dtype=float)
-    s = s[np.isfinite(s)]
-    if s.size == 0 or s.size < min_valid * np.asarray(samples).size:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    lo, hi = np.quantile(s, [a, 1 - a])
-    return float(lo), float(hi)
+# --- the null and the intervals ------------------------------------------------------------
+def _sign_patterns(n_units: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """(N, U) ±1 patterns: all of them when U ≤ EXACT_UNITS, else ``n_random`` random ones."""
+    if n_units <= EXACT_UNITS:
+        pats = np.array(list(itertools.product((1.0, -1.0), repeat=n_units))).reshape(-1, n_units)
+        return pats, True
+    return rng.choice((1.0, -1.0), size=(n_random, n_units)), False
 
 
-def hysteresis_summary(curve: np.ndarray, replicates: np.ndarray | None, op: BranchOperator,
-                       level: float = 0.95) -> dict[str, float]:
-    """Metrics of one per-frame ``curve`` (F,) with bootstrap CIs from ``replicates`` (B, F).
+def _centring(op: LoopOperator) -> tuple[np.ndarray, int]:
+    """(U, U) matrix ``M`` with ``d @ M.T`` the unit deviations that carry noise only, and their
+    degrees of freedom. Units of a stimulus block that several cycles share are centred on
+    their mean over those cycles (rescaled by sqrt(m/(m-1))), so a loop the cycles share
+    does not count as noise; a block only one cycle has stays raw (its loop counts as noise:
+    conservative)."""
+    u = op.n_units
+    m_ = np.eye(u)
+    dof = 0
+    for j in np.unique(op.unit_block):
+        sel = np.flatnonzero(op.unit_block == j)
+        m = sel.size
+        if m >= 2:
+            m_[np.ix_(sel, sel)] = (np.eye(m) - 1.0 / m) * np.sqrt(m / (m - 1))
+            dof += m - 1
+    return m_, dof
 
-    Returns ``{metric: value, metric_ci_low: …, metric_ci_high: …}`` for every
-    metric in :data:`METRICS`; CIs are NaN without replicates.
+
+def _kappa(dev: np.ndarray, op: LoopOperator) -> np.ndarray:
+    """(K,) widening of the null for correlation between neighbouring units of a branch (≥ 1):
+    ``sqrt(1 + 2 max(c, 0) / v)`` from the unit deviations ``dev`` (K, U) (see :func:`_centring`),
+    ``v`` their sum of squares, ``c`` the sum of products of time-neighbouring units."""
+    v = (dev**2).sum(axis=1)
+    c = np.zeros(dev.shape[0])
+    for a in range(op.n_units):
+        nxt = np.flatnonzero((op.unit_cycle == op.unit_cycle[a]) & (op.unit_block == op.unit_block[a] + 1))
+        for b in nxt:
+            c += dev[:, a] * dev[:, b]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k2 = np.where(v > 0, 1 + 2 * np.maximum(c, 0) / v, 1.0)
+    return np.sqrt(k2)
+
+
+@dataclass(frozen=True)
+class NullResult:
+    """p-values (K,), the null's widening κ (K,), the smallest p possible, the κ-scaled area
+    deviations of the sign patterns (N, K) (centred on 0), whether the patterns were all
+    enumerated, and the noise-only scale of the area (K,) with its degrees of freedom."""
+
+    p: np.ndarray
+    kappa: np.ndarray
+    p_floor: float
+    deviations: np.ndarray
+    exact: bool
+    scale: np.ndarray
+    dof: int
+
+
+PATTERN_CHUNK = 1 << 21  # pattern × curve × unit values held at once
+
+
+def flip_null(curves: np.ndarray, op: LoopOperator, n_random: int, rng: np.random.Generator) -> NullResult:
+    """The test against no hysteresis for curves (K, F) (see the module docstring).
+
+    Statistic: |Σ D_u| over the noise-only spread of the units (deviations centred
+    across cycles per block, :func:`_centring`), the observed one divided by κ. Under
+    exchanged labels any statistic of the flipped units has the null distribution, so
+    the studentisation only adds power (with several cycles a shared loop does not
+    inflate its own yardstick); with one cycle it reduces to |Σ D_u|.
     """
-    point = loop_metrics(curve, op)
-    reps = loop_metrics(replicates, op) if replicates is not None and len(replicates) else None
-    out: dict[str, float] = {}
+    c = np.atleast_2d(np.asarray(curves, dtype=float))
+    k = c.shape[0]
+    if op.note or op.n_units == 0:
+        nan = np.full(k, np.nan)
+        return NullResult(nan, nan, float("nan"), np.zeros((0, k)), True, nan, 0)
+    d = c @ op.units.T  # (K, U)
+    centre, dof = _centring(op)
+    dev = d @ centre.T
+    kappa = _kappa(dev, op)
+    pats, exact = _sign_patterns(op.n_units, n_random, rng)
+    spread = np.sqrt((dev**2).sum(axis=1))
+    tiny = 1e-300
+    observed = np.abs(d.sum(axis=1)) / np.maximum(kappa * spread, tiny)
+    hits = np.zeros(k)
+    step = max(1, PATTERN_CHUNK // max(1, k * op.n_units))
+    for i in range(0, pats.shape[0], step):
+        e = pats[i:i + step]  # (n, U)
+        flipped = e[:, None, :] * d[None, :, :]  # (n, K, U)
+        s = np.abs(flipped.sum(axis=2)) / np.maximum(np.sqrt(((flipped @ centre.T) ** 2).sum(axis=2)), tiny)
+        hits += (s >= observed[None, :] * (1 - 1e-9)).sum(axis=0)
+    if exact:
+        p = hits / pats.shape[0]
+        floor = 2.0 / pats.shape[0]
+    else:
+        p = (1 + hits) / (1 + pats.shape[0])
+        floor = max(2.0 ** (1 - op.n_units), 1.0 / (1 + pats.shape[0]))
+    null = (pats @ d.T) / 2 * kappa[None, :]  # (N, K): the area's flip deviations
+    return NullResult(np.minimum(p, 1.0), kappa, floor, null, exact, kappa * spread / 2, dof)
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0.5
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over the first axis of ``samples`` (N, K) (NaNs ignored); NaN where
+    fewer than ``min_valid`` of the N are finite."""
+    s = np.asarray(samples, dtype=float)
+    a = (1 - level) / 2
+    if s.shape[0] == 0:
+        nan = np.full(s.shape[1:], np.nan)
+        return nan, nan.copy()
+    finite = np.isfinite(s).mean(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: handled below
+        lo, hi = np.nanquantile(s, [a, 1 - a], axis=0)
+    bad = finite < min_valid
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray | None = None,
+                    level: float = 0.95, n_resample: int = 200, n_random: int = 9999,
+                    rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Metrics of curves (K, F) with intervals and the p-value against no hysteresis.
+
+    ``replicates`` (B, K, F): the same curves from spatial resamples of the pixels (NMF
+    refitted), or None. Returns (K,) arrays: every metric of :data:`METRICS` with
+    ``_ci_low``/``_ci_high``, ``p_value``, ``p_floor``, ``kappa``.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    c = np.atleast_2d(np.asarray(curves, dtype=float))
+    k = c.shape[0]
+    point = loop_metrics(c, op)
+    null = flip_null(c, op, n_random, rng)
+    out: dict[str, np.ndarray] = dict(point)
+    out["p_value"], out["p_floor"], out["kappa"] = null.p, np.full(k, null.p_floor), null.kappa
     for m in METRICS:
-        out[m] = float(point[m][0])
-        lo, hi = percentile_ci(reps[m], level) if reps is not None else (float("nan"), float("nan"))
-        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
+        out[f"{m}_ci_low"] = np.full(k, np.nan)
+        out[f"{m}_ci_high"] = np.full(k, np.nan)
+    if op.note:
+        return out
+    # loop area: with several cycles, the noise-only spread of the units (κ-widened) with Student's t
+    # on its degrees of freedom; with one, the null's sign patterns (κ-scaled) around the estimate.
+    # Plus the spread of the area over spatial resamples of the pixels.
+    if null.dof >= 2:
+        dev = null.scale[None, :] * rng.standard_t(null.dof, size=(max(n_resample, 4000), 1))
+    else:
+        dev = null.deviations if null.deviations.shape[0] else np.zeros((1, k))
+    if replicates is not None and len(replicates):
+        sp = loop_metrics(np.asarray(replicates).reshape(-1, c.shape[1]), op)["loop_area"].reshape(-1, k)
+        sp = sp - point["loop_area"][None, :]
+        m = max(dev.shape[0], 4 * sp.shape[0], 2000)
+        dev = dev[rng.integers(0, dev.shape[0], m)] + sp[rng.integers(0, sp.shape[0], m)]
+    lo, hi = percentile_ci(point["loop_area"][None, :] + dev, level)
+    out["loop_area_ci_low"], out["loop_area_ci_high"] = lo, hi
+    # the other metrics: whole cycles resampled (where several), on the spatial resamples of the curve
+    several = len([k for k in op.sweep.complete_cycles() if k in op.cycles]) >= 2
+    if n_resample > 0 and (several or (replicates is not None and len(replicates))):
+        reps = np.zeros((n_resample, k, len(METRICS) - 1))
+        names = [m for m in METRICS if m != "loop_area"]
+        for b in range(n_resample):
+            opb = op.resampled(rng)
+            cb = c if replicates is None or not len(replicates) else np.asarray(replicates)[b % len(replicates)]
+            mb = loop_metrics(cb, opb)
+            reps[b] = np.stack([mb[m] for m in names], axis=1)
+        for i, m in enumerate(names):
+            out[f"{m}_ci_low"], out[f"{m}_ci_high"] = percentile_ci(reps[:, :, i], level)
+    return out
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values (valid under any dependence between the tests); NaNs stay NaN."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.maximum.accumulate(np.minimum((m - np.arange(m)) * p[order], 1.0))
+    out[order] = adj
     return out

@@ -121,3 +121,36 @@ def fit_nmf(X: np.ndarray, n_components: int, seed: int, measure: np.ndarray | f
     norm = np.linalg.norm(X)
     err = float(np.linalg.norm(X - W @ H) / norm) if norm > 0 else 0.0
     return NMFResult(H, W, err, int(model.n_iter_), bool(model.n_iter_ < max_iter))
+
+
+def refit_nmf(X: np.ndarray, point: NMFResult, measure: np.ndarray | float = 1.0, max_iter: int = 2000,
+              tol: float = 1e-5) -> NMFResult:
+    """Refit ``X`` (a resample of the data ``point`` was fitted to) from ``point``'s factors, with the
+    components normalised as in :func:`fit_nmf` and matched to ``point``'s order (the assignment that
+    maximises the summed correlation of the components), so that replicate weights line up.
+    """
+    X = np.clip(np.asarray(X, dtype=float), 0.0, None)
+    n = point.components.shape[0]
+    W0 = np.ascontiguousarray(np.clip(point.weights, 1e-12, None))
+    H0 = np.ascontiguousarray(np.clip(point.components, 1e-12, None))
+    model = NMF(n_components=n, init="custom", solver="cd", beta_loss="frobenius", max_iter=max_iter, tol=tol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit_transform(X, W=W0, H=H0)
+    H = model.components_.copy()
+    scale = (H * np.broadcast_to(measure, H.shape[1:])).sum(axis=1)
+    scale[scale <= 0] = 1.0
+    H /= scale[:, None]
+    if n > 1:
+        from scipy.optimize import linear_sum_assignment
+
+        a = point.components - point.components.mean(axis=1, keepdims=True)
+        b = H - H.mean(axis=1, keepdims=True)
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        corr = (a @ b.T) / np.maximum(np.outer(na, nb), 1e-300)
+        _, perm = linear_sum_assignment(-corr)
+        H = H[perm]
+    W = nnls_weights(X, H)
+    norm = np.linalg.norm(X)
+    err = float(np.linalg.norm(X - W @ H) / norm) if norm > 0 else 0.0
+    return NMFResult(H, W, err, int(model.n_iter_), bool(model.n_iter_ < max_iter))
