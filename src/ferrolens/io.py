@@ -451,7 +451,7 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
     if len(parts) > 1 and not opts.get("mixed_series"):
         check_one_series(paths, parts)
     if len(parts) > 1 and opts.get("mixed_series"):
-        attrs["mixed_series"] = 1
+        attrs["mixed_series"] = True
         sizes = [q.geometry.get("pixel_size") for q in parts]
         if not all(_same(v, sizes[0]) for v in sizes[1:]):  # no one pixel size: none is stamped on the movie
             attrs.pop("pixel_size", None)
