@@ -75,6 +75,8 @@ def test_pzt_channel_by_quantity_series_of_files():
     # sidpy labels the array (x, y): it comes out transposed to (y, x)
     np.testing.assert_array_equal(ds.image.values[1], raw.T)
     assert ds.attrs["pixel_size"] == pytest.approx(2e-6 / 255, rel=1e-3)
+    # the file stamps the phase's deg on its x/y scales; the height channel's same scales say m
+    assert ds.attrs["pixel_units"] == "m"
     assert len(ds.attrs["source_sha256"]) == 2 and all(len(h) == 64 for h in ds.attrs["source_sha256"])
     np.testing.assert_allclose(ds.time.values, [0.0, 1.0])
     with pytest.raises(InputError, match="no dataset has quantity 'Phase'.*PhaseRetrace"):

@@ -286,10 +286,10 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
             order = other + [low.index("y"), low.index("x")]
             arr = np.transpose(arr, order)
             xs, ys = scales[low.index("x")], scales[low.index("y")]
+            geometry = _scale_geometry(ys, xs, dsets)
             if xs is not None and len(xs) > 1:
                 attrs["pixel_size"] = float(abs(xs[1] - xs[0]))
-                attrs["pixel_units"] = str(_h5_attr(xs, "units", ""))
-            geometry = _scale_geometry(ys, xs)
+                attrs["pixel_units"] = _spatial_units(xs, dsets)
             if other and scales[other[0]] is not None:
                 s = scales[other[0]]
                 attrs["frame_axis_name"] = labels[other[0]]
@@ -305,14 +305,32 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
     return Frames(_as_frames(arr, path), bias=bias, attrs=attrs, geometry=geometry)
 
 
-def _scale_geometry(ys, xs) -> dict[str, Any]:
+LENGTH_UNITS = {"m", "mm", "um", "µm", "μm", "nm", "pm", "A", "Å", "angstrom"}
+
+
+def _spatial_units(xs, dsets: dict[str, Any]) -> str:
+    """Units of a spatial dimension scale. sidpy/pyNSID files (the PZT PFM scans) may stamp
+    a channel's own units (deg for a phase) on its x/y scales; then the units come from
+    another channel's scale of the same name and values that states a length."""
+    units = str(_h5_attr(xs, "units", ""))
+    if units in LENGTH_UNITS or str(_h5_attr(xs, "dimension_type", "")).upper() != "SPATIAL":
+        return units
+    base, values = xs.name.rsplit("/", 1)[-1], xs[()]
+    for other in dsets.values():
+        if (other.name.rsplit("/", 1)[-1] == base and str(_h5_attr(other, "units", "")) in LENGTH_UNITS
+                and other.shape == xs.shape and np.array_equal(other[()], values)):
+            return str(_h5_attr(other, "units"))
+    return units
+
+
+def _scale_geometry(ys, xs, dsets: dict[str, Any]) -> dict[str, Any]:
     """Pixel size, scan size and offset (y, x) from sidpy/pyNSID dimension scales."""
     geometry: dict[str, Any] = {}
     if ys is None or xs is None or len(ys) < 2 or len(xs) < 2:
         return geometry
     y, x = np.asarray(ys[()], dtype=float), np.asarray(xs[()], dtype=float)
     geometry["pixel_size"] = (float(abs(y[1] - y[0])), float(abs(x[1] - x[0])))
-    geometry["pixel_units"] = str(_h5_attr(xs, "units", ""))
+    geometry["pixel_units"] = _spatial_units(xs, dsets)
     geometry["scan_size"] = (float(abs(y[-1] - y[0])), float(abs(x[-1] - x[0])))
     geometry["offset"] = (float(y[0]), float(x[0]))
     return geometry
