@@ -170,10 +170,28 @@ def test_truncated_label_png(tmp_path, movie_store):
     Image.fromarray(np.arange(144, dtype=np.uint8).reshape(12, 12) % 3).save(tmp_path / "l.png")
     data = (tmp_path / "l.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) - 30])
-    with pytest.raises(InputError, match=r"cut.png: cannot be read as a label image \((OSError|SyntaxError).*"
-                                         r"a complete PNG/TIFF/.npy label image"):
+    with pytest.raises(InputError, match=r"cut.png: cannot be read as an image \((OSError|SyntaxError).*"
+                                         r"a complete PNG/TIFF/.npy file"):
         ingest_labels({"labels": {"frames": [0], "path": str(tmp_path / "cut.png")}}, CLASSES, movie_store,
                       tmp_path / "labels.zarr")
+
+
+def test_colour_label_images(tmp_path, movie_store):
+    """An RGB label image is one colour mask, never three class maps; as a class map it is refused."""
+    cls = np.zeros((12, 12), np.uint8)
+    cls[2, :] = 1
+    rgb = np.zeros((3, 12, 12), np.uint8)
+    rgb[0][cls == 1] = 255
+    tifffile.imwrite(tmp_path / "mask.tif", rgb, photometric="rgb", planarconfig="separate")
+    colors = {"background": [0, 0, 0], "wall": [255, 0, 0]}
+    out = ingest_labels({"labels": {"frames": [1], "path": str(tmp_path / "mask.tif"), "format": "rgb",
+                                    "colors": colors}}, CLASSES, movie_store, tmp_path / "labels.zarr")
+    np.testing.assert_array_equal(store.open_store(out, "labels").label.values, cls[None])
+    Image.fromarray(np.moveaxis(rgb, 0, -1)).save(tmp_path / "mask.png")
+    for name in ("mask.tif", "mask.png"):
+        with pytest.raises(InputError, match=rf"{name}: label image is RGB colour \(12, 12, 3\).*labels.format: rgb"):
+            ingest_labels({"labels": {"frames": [1, 2, 3], "path": str(tmp_path / name)}}, CLASSES, movie_store,
+                          tmp_path / "l2.zarr")
 
 
 # --- what already holds -----------------------------------------------------------------

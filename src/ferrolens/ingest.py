@@ -17,7 +17,7 @@ from . import store
 from .bias import check_length, read_bias_csv, triangular_waveform
 from .config import check_dataset
 from .errors import InputError
-from .io import Frames, expand_paths, read_frames
+from .io import Frames, expand_paths, read_frames, read_image_array
 
 
 # --- selection -----------------------------------------------------------------
@@ -234,24 +234,14 @@ def _colour_to_class(rgb: np.ndarray, colours: dict[str, list[int]], classes: li
 
 
 def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str], n_expected: int) -> list[np.ndarray]:
-    from PIL import Image
-
     files = expand_paths(paths if len(paths) != 1 else paths[0])
     arrays = []
     for p in files:
-        try:
-            if p.suffix.lower() in (".npy",):
-                a = np.load(p, allow_pickle=False)
-            elif p.suffix.lower() in (".tif", ".tiff"):
-                import tifffile
-
-                a = tifffile.imread(p)
-            else:
-                with Image.open(p) as im:
-                    a = np.asarray(im)  # decodes the whole image: a truncated file fails here
-        except Exception as exc:
-            raise InputError(p, f"cannot be read as a label image ({type(exc).__name__}: {exc})",
-                             "a complete PNG/TIFF/.npy label image (copy or export it again)") from exc
+        a, rgb = read_image_array(p)
+        if fmt != "rgb" and rgb:
+            raise InputError(p, f"label image is RGB colour {a.shape}",
+                             "a single-channel class map (labels.format: index), "
+                             "or labels.format: rgb with labels.colors")
         if fmt != "rgb" and a.dtype.kind == "f":
             frac = ~np.isfinite(a) | (a != np.round(a))
             if frac.any():

@@ -133,16 +133,49 @@ def _rgb_to_gray(arr: np.ndarray, channel: Any, where: Path) -> np.ndarray:
     return arr[..., int(channel)]
 
 
+def _tiff_colour_last(tif) -> tuple[np.ndarray, bool]:
+    """A TIFF's first series with RGB colour samples moved to the last axis (a planar
+    page reads as (3, y, x)), and whether the photometric tag says RGB."""
+    import tifffile
+
+    arr, axes = tif.asarray(), tif.series[0].axes
+    if tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB and "S" in axes:
+        return np.moveaxis(arr, axes.index("S"), -1), True
+    return arr, False
+
+
+def read_image_array(path: Path) -> tuple[np.ndarray, bool]:
+    """One PNG/TIFF/.npy image file as an array with colour samples last, and whether it is RGB(A).
+
+    For label images (class maps or colour masks); a file that cannot be decoded in
+    full (a truncated PNG) raises :class:`InputError` naming it.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False), False
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return _tiff_colour_last(tif)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return np.asarray(im), im.mode in ("RGB", "RGBA")  # decodes all: a truncated file fails here
+    except Exception as exc:
+        raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
+                         "a complete PNG/TIFF/.npy file (copy or export it again)") from exc
+
+
 def _read_tiff(path: Path, opts: dict) -> Frames:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            arr = tif.asarray()
-            axes = tif.series[0].axes
+            arr, rgb = _tiff_colour_last(tif)
             attrs, geometry = {}, {}
             page = tif.pages[0]
-            rgb = page.photometric == tifffile.PHOTOMETRIC.RGB and "S" in axes
             unit = page.tags.get("ResolutionUnit")
             if unit is not None and int(unit.value) in (2, 3):
                 metres = 2.54e-2 if int(unit.value) == 2 else 1e-2  # per inch / per cm
@@ -163,7 +196,7 @@ def _read_tiff(path: Path, opts: dict) -> Frames:
                          "a readable (multi-page) TIFF") from exc
     channel = opts.get("channel")
     if rgb:  # colour samples are one image, never frames (a planar RGB page reads as (3, y, x))
-        arr = _rgb_to_gray(np.moveaxis(arr, axes.index("S"), -1), channel, path)
+        arr = _rgb_to_gray(arr, channel, path)
         attrs["colour"] = "luminance 0.299 R + 0.587 G + 0.114 B" if channel is None else f"RGB sample {channel}"
         channel = None
     elif arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4 and channel is None:
