@@ -61,6 +61,13 @@ def test_checked_reads_equal_plain_xarray(tmp_path):
     plain = xr.open_zarr(out)
     xr.testing.assert_identical(checked.load(), plain.load())
     np.testing.assert_array_equal(checked.image[[0, 3], 1:3, ::2].values, plain.image[[0, 3], 1:3, ::2].values)
+    mask = np.array([True, False, True, False, True])
+    np.testing.assert_array_equal(checked.image[mask, ::-1, -1].values, plain.image[mask, ::-1, -1].values)
+    pts = xr.DataArray([1, 3], dims="pts")  # vectorised (pointwise) indexing
+    np.testing.assert_array_equal(checked.image.isel(frame=pts, y=pts).values, plain.image.isel(frame=pts, y=pts).values)
+    import pickle  # DataLoader workers get the dataset pickled
+
+    xr.testing.assert_identical(pickle.loads(pickle.dumps(checked)).load(), plain.load())
 
 
 def _kill_during_write(target, path):
