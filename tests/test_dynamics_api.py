@@ -250,3 +250,33 @@ def test_nmf_seeded_ordered_and_normalised():
     np.testing.assert_allclose(nnls_weights(X, r1.components), r1.weights)
     with pytest.raises(ValueError):
         fit_nmf(X, 0, seed=0)
+
+
+def test_figure_names_its_stimulus_and_says_what_is_left_out(tmp_path, monkeypatch):
+    """Fig. 5 says what the weights are plotted against; without a cycling stimulus it draws no
+    loop and says why in one sentence instead of a table."""
+    from ferrolens.figures import latent
+
+    shown = {}
+
+    def keep(fig, out, cfg=None):
+        shown["texts"] = [t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label, *ax.texts)]
+        shown["texts"].append(fig._suptitle.get_text())
+        shown["tables"] = sum(len(ax.tables) for ax in fig.axes)
+        return Path(out)
+
+    monkeypatch.setattr(latent, "save", keep)
+    cfg = {**FAST, "bootstrap": 4, "variables": ["z1"]}
+    for bias, stim in ((True, "bias"), (False, "time")):
+        lat = tmp_path / f"{stim}.zarr"
+        make_latents(lat, bias=bias)
+        kde_nmf(str(lat), None, str(tmp_path / f"{stim}_d.zarr"), str(tmp_path / f"{stim}.csv"), cfg, seed=0)
+        latent.dynamics(str(tmp_path / f"{stim}_d.zarr"), str(tmp_path / f"{stim}.csv"), str(tmp_path / "f.png"), {})
+        text = "\n".join(shown["texts"])
+        assert f"latent dynamics against {stim}" in text and f"weights of z1 vs {stim}" in text
+        if stim == "bias":
+            assert shown["tables"] == 1 and "bias (V)" in text and "virgin curve" in text
+            assert "p cannot go below" in text  # one half-traced cycle: said, not hidden
+        else:
+            assert shown["tables"] == 0 and "against bias" not in text
+            assert "time (s)" in text and "which never turns back" in text

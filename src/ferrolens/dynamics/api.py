@@ -69,7 +69,7 @@ TABLE_COLUMNS = {
     "range_low": "low end of the common stimulus range of the branches",
     "range_high": "high end of the common stimulus range of the branches",
     "virgin_frames": "frames of the virgin curve (first quarter-cycle from the initial state), left out",
-    "n_cycles": "cycles of the closed loop holding both branches",
+    "n_cycles": "cycles (both branches) in this row's loop: for the pooled row, those pooled",
     "n_units": "matched units (cycle × stimulus block of time_block frames per branch) of the test",
     "kappa": "widening of the null for noise correlated between neighbouring time blocks (≥ 1)",
     "n_resamples": "resamples behind the intervals (spatial pixel blocks with NMF refit; time blocks)",
@@ -398,7 +398,8 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
                 row.update({k: float(a[c]) for k, a in st.items()})
                 row.update({"range_low": float(op.grid[0]), "range_high": float(op.grid[-1]),
                             "virgin_frames": (f"{sweep.virgin.start}–{sweep.virgin.stop}" if sweep.virgin else ""),
-                            "n_cycles": sweep.n_cycles, "n_units": op.n_units,
+                            "n_cycles": sum(len({s.direction for s in sweep.cycles[k]}) == 2 for k in op.cycles),
+                            "n_units": op.n_units,
                             "n_resamples": n_boot, "ci_level": cfg["ci_level"], "alpha": cfg["alpha"],
                             "note": _loop_note(sweep, op, complete if cycle == "all" else None)})
                 rows.append(row)
@@ -532,8 +533,6 @@ def _loop_note(sweep: hy.Sweep, op: hy.LoopOperator, complete: tuple[int, ...] |
             g = op.own_grid[d]
             parts.append(f"The {name} branch covers only {sweep.text(g[0])} … {sweep.text(g[-1])}, not the whole "
                          "sweep: no saturated values at both ends, so no coercive value.")
-    if op.n_units and op.n_units < 2:
-        parts.append("One matched time block only: the test cannot reject.")
     return " ".join(parts)
 
 
@@ -551,7 +550,8 @@ def _verdict(r, n_tests: int) -> str:
     text = (f"no significant loop: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
             f"p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} ≥ {r.alpha:g})")
     if r.p_floor * 1.0 >= r.alpha / max(n_tests, 1):
-        text += f"; with {r.n_units} matched time blocks p cannot go below {r.p_floor:.2g}"
+        text += (f"; with {r.n_units} matched time block{'s' if r.n_units != 1 else ''} p cannot go below "
+                 f"{r.p_floor:.2g}")
     return text
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +15,7 @@ from mpl_toolkits.axes_grid1.inset_locator import inset_axes
 from scipy.ndimage import gaussian_filter
 
 from .. import store
+from ..stimulus import Stimulus, stimulus
 from .common import default_frame, frame_title, grid, robust_limits, save, style
 
 
@@ -119,27 +121,60 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
     return save(fig, out, cfg)
 
 
-def _loop(ax, bias: np.ndarray, w: np.ndarray, color, label: str):
-    """Weight against bias, with arrows along the sweep direction."""
-    ax.plot(bias, w, "-", color=color, lw=1.2, label=label)
-    ax.plot(bias, w, "o", color=color, ms=2)
-    step = max(1, len(bias) // 8)
-    for i in range(0, len(bias) - 1, step):
-        if bias[i + 1] != bias[i] or w[i + 1] != w[i]:
-            ax.annotate("", xy=(bias[i + 1], w[i + 1]), xytext=(bias[i], w[i]),
+def _loop(ax, x: np.ndarray, w: np.ndarray, color, label: str, virgin: np.ndarray | None = None):
+    """Weight against the stimulus, with arrows along the sweep direction; the virgin curve
+    (first quarter-cycle from the initial state) dashed and without markers."""
+    keep = np.ones(x.size, bool) if virgin is None else ~virgin
+    if virgin is not None and virgin.any():
+        last = int(np.flatnonzero(virgin)[-1])
+        ax.plot(x[:last + 1], w[:last + 1], "--", color=color, lw=0.9, alpha=0.6)
+        keep[last] = True  # the turning frame starts the loop
+    xs, ws = np.where(keep, x, np.nan), np.where(keep, w, np.nan)
+    ax.plot(xs, ws, "-", color=color, lw=1.2, label=label)
+    ax.plot(xs, ws, "o", color=color, ms=2)
+    idx = np.flatnonzero(keep)
+    step = max(1, idx.size // 8)
+    for i in idx[:-1:step]:
+        if keep[i + 1] and (x[i + 1] != x[i] or w[i + 1] != w[i]):
+            ax.annotate("", xy=(x[i + 1], w[i + 1]), xytext=(x[i], w[i]),
                         arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.0, "mutation_scale": 9})
 
 
+def _dynamics_stimulus(dyn) -> Stimulus:
+    """The stimulus the dynamics stage looped against (its ``stimulus`` attribute), else the movie's."""
+    name = str(dyn.attrs.get("stimulus", ""))
+    if name and name != "frame" and name in dyn.coords:
+        units = str(dyn.attrs.get("stimulus_units", dyn[name].attrs.get("units", "")))
+        return Stimulus(name, np.asarray(dyn[name].values, float), units)
+    if name == "frame":
+        return Stimulus("frame", np.asarray(dyn.frame.values, float), "")
+    return stimulus(dyn)
+
+
+def _ci(lo: float, hi: float) -> str:
+    return f"[{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+
+def _value(v: float, lo: float = np.nan, hi: float = np.nan) -> str:
+    return "—" if not np.isfinite(v) else f"{v:.3g} {_ci(lo, hi)}".strip()
+
+
 def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
-    """Fig. 5: KDE(variable, frame) images, NMF components, weights vs bias loops, and the table."""
+    """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
+    with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
     dyn = store.open_store(dynamics_store, "dynamics", ["kde", "components", "weights"]).load()
-    tab = pd.read_csv(table)
+    tab = pd.read_csv(table, dtype={"cycle": str})
     variables = [str(v) for v in dyn.variable.values]
-    has_bias = "bias" in dyn.coords and np.isfinite(dyn.bias.values).all()
+    stim = _dynamics_stimulus(dyn)
+    loop = "cycle" in tab.columns and (tab["cycle"] != "none").any()
+    pooled = tab[tab["cycle"] == "all"] if loop else tab.iloc[0:0]
+    virgin = (dyn["cycle"].values == 0) if "cycle" in dyn.coords else np.zeros(dyn.sizes["frame"], bool)
     window = dyn.attrs.get("window", "?")
+    what = stim.label if stim.name != "frame" else "frame index"
     with style():
-        fig = plt.figure(figsize=(12, 3.0 * len(variables) + 2.6))
-        gs = fig.add_gridspec(len(variables) + 1, 3, height_ratios=[1] * len(variables) + [0.9])
+        bottom = 1.0 if len(pooled) else 0.25  # the table, or the sentence saying why there is none
+        fig = plt.figure(figsize=(12, 3.0 * len(variables) + 2.8 * bottom))
+        gs = fig.add_gridspec(len(variables) + 1, 3, height_ratios=[1] * len(variables) + [bottom])
         for r, v in enumerate(variables):
             d = dyn.sel(variable=v)
             gv = d.grid_value.values
@@ -151,9 +186,11 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             # square-root colour scale: one dominant peak would otherwise hide the changing minor modes
             im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma", norm=PowerNorm(0.5, vmin=0),
                            extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
+            if virgin.any():
+                ax.axvline(dyn.frame.values[np.flatnonzero(virgin)[-1]], color="w", lw=0.8, ls="--")
             per = "1/rad, " if deg else (f"1/{unit}, " if unit and unit != "1" else "")
             fig.colorbar(im, ax=ax, label=f"density ({per}√ scale)")
-            ax.set_xlabel("frame")
+            ax.set_xlabel("frame" + (" (dashed: end of the virgin curve)" if virgin.any() else ""))
             ax.set_ylabel(ylab)
             ax.set_title(f"KDE({v}, frame)")
             ax = fig.add_subplot(gs[r, 1])
@@ -165,33 +202,68 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             ax.legend(frameon=False)
             ax = fig.add_subplot(gs[r, 2])
             w = dyn.weights.sel(variable_nmf=v)
-            xs = dyn.bias.values if has_bias else dyn.frame.values
             for c in dyn.component.values:
-                _loop(ax, xs, w.sel(component=c).values, f"C{c}", f"component {c}")
-                if "weights_ci_low" in dyn:
-                    ax.fill_between(xs, dyn.weights_ci_low.sel(variable_nmf=v, component=c).values,
-                                    dyn.weights_ci_high.sel(variable_nmf=v, component=c).values,
-                                    color=f"C{c}", alpha=0.15, lw=0)
-            ax.set_xlabel("bias (V)" if has_bias else "frame")
+                label = f"component {c}"
+                row = pooled[(pooled.variable == v) & (pooled.component == c)]
+                if len(row) and np.isfinite(row.p_value.iloc[0]):
+                    label += f": p = {row.p_value.iloc[0]:.2g}" + (" (significant)" if row.significant.iloc[0] else "")
+                wc = w.sel(component=c).values
+                if loop:
+                    _loop(ax, stim.values, wc, f"C{c}", label, virgin)
+                else:
+                    ax.plot(stim.values, wc, "-o", color=f"C{c}", ms=2, lw=1.2, label=label)
+                if "weights_ci_low" in dyn and np.isfinite(dyn.weights_ci_low.values).any():
+                    lo = dyn.weights_ci_low.sel(variable_nmf=v, component=c).values
+                    hi = dyn.weights_ci_high.sel(variable_nmf=v, component=c).values
+                    if loop:  # per frame, as vertical bars: a band would join frames across branches
+                        ax.vlines(stim.values, lo, hi, color=f"C{c}", alpha=0.3, lw=1.5)
+                    else:
+                        ax.fill_between(stim.values, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
+            ax.set_xlabel(what)
             ax.set_ylabel("NMF weight")
-            ax.set_title(f"weights of {v} vs {'bias (arrows: sweep direction)' if has_bias else 'frame'}")
+            extra = "\n(arrows: sweep direction; dashed: virgin curve)" if loop and virgin.any() else (
+                "\n(arrows: sweep direction)" if loop else "")
+            ax.set_title(f"weights of {v} vs {stim.name if stim.name != 'frame' else 'frame index'}{extra}")
             ax.legend(frameon=False)
         ax = fig.add_subplot(gs[-1, :])
         ax.set_axis_off()
-        cols = ["variable", "component", "loop_area", "loop_area_ci_low", "loop_area_ci_high",
-                "max_difference", "max_difference_bias", "rising_midpoint_bias", "falling_midpoint_bias"]
-        cols = [c for c in cols if c in tab.columns]
-        if len(tab):
-            sub = tab[cols].copy()
-            for c in cols[2:]:
-                sub[c] = sub[c].map(lambda x: f"{x:.3g}" if isinstance(x, (int, float, np.floating)) else x)
-            t = ax.table(cellText=sub.values, colLabels=[c.replace("_", " ") for c in cols], cellLoc="center",
-                         bbox=[0, 0, 1, 0.9])
+        if len(pooled):
+            level = int(round(100 * float(pooled.ci_level.iloc[0])))
+            u = stim.units
+            rows = []
+            for rr in pooled.itertuples():
+                rows.append([rr.variable, rr.component,
+                             _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
+                             f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
+                             f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
+                             "yes" if rr.significant else "no",
+                             _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
+                             _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high)])
+            cols = ["variable", "component", f"loop area [{level}% CI]", "p", "p (Holm)",
+                    f"significant (α = {pooled.alpha.iloc[0]:g})", f"rising coercive ({u}) [CI]",
+                    f"falling coercive ({u}) [CI]"]
+            t = ax.table(cellText=rows, colLabels=cols, cellLoc="center", bbox=[0, 0.22, 1, 0.68])
             t.auto_set_font_size(False)
             t.set_fontsize(7)
-            t.scale(1, 1.15)
-            ax.set_title("hysteresis of the NMF weights (loop area in weight·V; biases in V; 95% bootstrap CI)")
-        fig.suptitle(f"latent dynamics against bias, window n = {window}")
+            r0 = pooled.iloc[0]
+            head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
+                    f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
+                    f"p: exchanging rising/falling labels of {int(r0.n_units)} matched time blocks)")
+            ax.set_title(head)
+            notes = sorted({n for n in pooled.note.dropna() if n})
+            floor = pooled.p_floor.iloc[0]
+            if np.isfinite(floor) and floor >= float(r0.alpha) / max(len(pooled), 1):
+                blocks = f"{int(r0.n_units)} matched time block{'s' if r0.n_units != 1 else ''}"
+                notes.append(f"With {blocks} p cannot go below {floor:.2g}: "
+                             "no loop can be significant in this movie (more cycles would allow it).")
+            ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top",
+                    transform=ax.transAxes)
+        else:
+            why = tab.note.dropna().iloc[0] if "note" in tab.columns and tab.note.notna().any() else ""
+            ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
+                    ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        against = f"against {stim.name}" if stim.name != "frame" else "in frame order"
+        fig.suptitle(f"latent dynamics {against}, window n = {window}")
         fig.tight_layout()
     return save(fig, out, cfg)
 
