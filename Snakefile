@@ -1,10 +1,12 @@
 # ferrolens: latent mechanisms of transformations in in-situ microscopy movies.
 # Table of contents only; every rule calls one function of src/ferrolens.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 from ferrolens.config import validate
+from ferrolens.errors import InputError
 
 min_version("9.0")
 
@@ -16,8 +18,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-# the package's validator: the same schema, defaults filled in the stage fragments too
-validate(config, Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+# the package's validator: the same schema, defaults filled in the stage fragments too; a bad
+# config is one line naming the user's file, the key, the value and what was expected
+try:
+    validate(config, Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+             where=", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml")
+except InputError as exc:
+    sys.exit(f"ferrolens: bad config: {exc}")
 
 
 include: "workflow/rules/common.smk"

@@ -95,6 +95,11 @@ def rvae_segmentation(wildcards):
 RVAE_DATASETS = DATASETS if RVAE_INPUT == "raw" else LABELLED
 
 
+def rvae_windows(wildcards):
+    """The window sizes a dataset's frames must hold (none when the rVAE does not run on it)."""
+    return WINDOWS if wildcards.dataset in RVAE_DATASETS else []
+
+
 # --- figures ---------------------------------------------------------------------
 FIG = f"{RESULTS}/{{dataset}}/figures"
 PER_WINDOW_FIGURES = ["fig3_latent_codes", "fig5_dynamics", "fig6_latent_space", "fig7_nmf_maps"]

@@ -30,6 +30,7 @@ rule ingest_movie:
         directory(f"{RESULTS}/{{dataset}}/movie.zarr"),
     params:
         cfg=dataset_cfg,
+        windows=rvae_windows,
     log:
         f"{LOGS}/{{dataset}}/ingest_movie.log",
     benchmark:

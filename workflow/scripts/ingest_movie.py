@@ -5,6 +5,6 @@ from ferrolens.runlog import run_logged
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 movie = list(sm.input.movie) if isinstance(sm.input.movie, list) else [sm.input.movie]  # bias CSV: its own input
 source = movie if len(movie) > 1 else movie[0]
-# the rVAE window sizes, so that frames too small for them are refused here, before any training
+# the rVAE window sizes (if it runs on this dataset): frames too small are refused here, before training
 run_logged(sm, ingest_movie, sm.params.cfg, sm.output[0], source=source, name=sm.wildcards.dataset,
-           windows=sm.config.get("windows"))
+           windows=sm.params.windows)
