@@ -64,7 +64,7 @@ def make_segmentation(path, n_frames=24, size=24):
     store.write_store(ds, path)
 
 
-FAST = {"grid_points": 64, "bootstrap": 40}
+FAST = {"grid_points": 64, "bootstrap": 20}
 
 
 def test_kde_nmf_writes_store_and_table(tmp_path):

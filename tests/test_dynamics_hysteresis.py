@@ -281,7 +281,7 @@ def test_planted_no_loop_is_not_significant():
     per_level = planted_frames(fraction[first], 400, rng)
     where = {lv: i for i, lv in enumerate(unique)}
     frames = {v: [per_level[v][where[lv]] for lv in levels] for v in per_level}
-    _, table = dynamics_core(frames, bias, CFG, seed=0)
+    _, table = dynamics_core(frames, bias, {**CFG, "bootstrap": 10}, seed=0)
     pooled = table[table.cycle == "all"]
     np.testing.assert_allclose(pooled.loop_area, 0.0, atol=2e-3)
     assert (pooled.loop_area_ci_low <= 0).all() and (pooled.loop_area_ci_high >= 0).all()

@@ -1,4 +1,5 @@
-# Dynamics: per-frame KDEs of the latents, their NMF against bias, hysteresis;
+# Dynamics: per-frame KDEs of the latents, their NMF against the stimulus (bias), hysteresis
+# with intervals from what varies and a test against no loop;
 # latent-space maps; all window sizes merged into sweep.zarr.
 
 
