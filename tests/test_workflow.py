@@ -117,7 +117,7 @@ def test_bad_config_key_named_before_any_job(tmp_path):
 @pytest.mark.workflow
 def test_bad_input_one_clear_line_and_no_output(tmp_path):
     movie = tmp_path / "m.npy"
-    np.save(movie, np.zeros((3, 16, 16), np.float32))
+    np.save(movie, np.random.default_rng(0).random((3, 16, 16), np.float32))
     bad = {"datasets": {"m": {"path": str(movie), "bias": {"source": "list", "values": [1.0, 2.0]}}}}
     proc = snakemake(tmp_path, config=bad)
     assert proc.returncode != 0

@@ -30,8 +30,9 @@ def is_synthetic(dataset):
 
 
 def config_files(path):
-    """The files a config ``path`` value names (a file, a folder of frames, a list), as rule inputs:
-    editing one reruns what depends on it. A missing path stays as given, so Snakemake names it."""
+    """The files a config ``path`` value names (a file, a folder of frames, a list), as inputs of
+    the job that reads them, so that editing one reruns what depends on it. A missing path stays
+    as given, so Snakemake names it."""
     if path is None:
         return []
     files = []
