@@ -58,7 +58,8 @@ TABLE_COLUMNS = {
                "blocks (sign patterns) giving an area at least as large in magnitude",
     "p_adjusted": "p_value Holm-adjusted over the loops tested in this table (the pooled rows, cycle 'all', "
                   "one per NMF and component); empty for per-cycle rows, which describe",
-    "significant": "p_adjusted < alpha",
+    "significant": "p_adjusted < alpha and the loop-area interval excludes 0 (it also carries the resampled "
+                   "pixel blocks and the refitted NMF)",
     "p_floor": "smallest p-value the matched units allow (2^(1-U)); a loop cannot be significant when "
                "p_floor ≥ alpha",
     "max_difference": "falling − rising where |falling − rising| is largest (weight)",
@@ -409,7 +410,11 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     # the loops tested are the pooled ones (one per NMF and component); per-cycle rows describe
     pooled_rows = (table["cycle"] == "all").to_numpy()
     table["p_adjusted"] = hy.holm(np.where(pooled_rows, table["p_value"].to_numpy(), np.nan))
-    table["significant"] = table["p_adjusted"] < cfg["alpha"]
+    # a loop is called when the test rejects and its interval (which also carries the pixel blocks and
+    # the refitted NMF: an unstable factorisation can make a curve look looped) keeps clear of 0
+    lo, hi = table["loop_area_ci_low"].to_numpy(), table["loop_area_ci_high"].to_numpy()
+    clear = ~((lo <= 0) & (hi >= 0))  # NaN interval (nothing resampled): the test alone
+    table["significant"] = (table["p_adjusted"] < cfg["alpha"]) & clear
     n_tests = int(np.isfinite(table["p_adjusted"]).sum())
     table["verdict"] = [_verdict(r, n_tests) for r in table.itertuples()]
     metric_cols = []
@@ -544,6 +549,10 @@ def _verdict(r, n_tests: int) -> str:
     if r.cycle != "all":
         return (f"cycle {r.cycle}: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
                 f"p = {r.p_value:.2g} (not corrected: the pooled row carries the test)")
+    if r.p_adjusted < r.alpha and not r.significant:
+        return (f"no significant loop: p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} < {r.alpha:g}), but the area's "
+                f"interval [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}] from resampled pixel blocks (NMF "
+                "refitted) holds 0: the curve itself is not stable enough to call it a loop")
     if r.significant:
         return (f"significant loop: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
                 f"p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} < {r.alpha:g})")
