@@ -42,6 +42,23 @@ def _latent_names(ls) -> tuple[str, str]:
     return str(pair[0]), str(pair[1])
 
 
+def _quality_line(attrs: dict) -> str:
+    """``" — held-out R² 0.93, angle follows 97% of turns"`` from a latents store's attrs ('' if none)."""
+    r2, follow = attrs.get("quality_r2"), attrs.get("quality_angle_follow")
+    if r2 is None or follow is None or not np.isfinite(r2):
+        return ""
+    return f" — held-out R² {float(r2):.2f}, angle follows {100 * float(follow):.0f}% of known turns (±15°)"
+
+
+def _quality_warning(fig, attrs: dict) -> None:
+    """The store's quality warning, in red under the panels, when the model did not pass its checks."""
+    text = str(attrs.get("quality_warning") or "")
+    if text:
+        fig.subplots_adjust(bottom=0.27)
+        fig.text(0.01, 0.01, "WARNING: " + text.replace(" | ", "\nWARNING: "), color="C3", fontsize=8,
+                 ha="left", va="bottom", wrap=True)
+
+
 def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
     """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram."""
     lat = store.open_store(latents, "latents", ["code_mean"])
@@ -73,8 +90,9 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
         ax.set_xlabel(f"latent angle (degrees, mod {period:.0f})")
         ax.set_ylabel("windows")
         ax.set_title("angle distribution")
-        fig.suptitle(f"rVAE latent space, window n = {window}")
+        fig.suptitle(f"rVAE latent space, window n = {window}" + _quality_line(lat.attrs))
         fig.tight_layout()
+        _quality_warning(fig, lat.attrs)
     return save(fig, out, cfg)
 
 

@@ -33,6 +33,7 @@ from ..store import (
     check_checkpoint, config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
 )
 from .data import WindowDataModule, read_windows
+from . import quality as _quality
 from .maps import iter_latent_maps
 from .model import MODEL_KIND, RVAE
 from .windows import sample_windows
@@ -63,9 +64,25 @@ def config(cfg: dict | None) -> dict:
 
 
 def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
-    """Typed hyper-parameters of :class:`RVAE` from a filled config section."""
+    """Typed hyper-parameters of :class:`RVAE` from a filled config section.
+
+    ``architecture: paper`` is the paper's model exactly (128-filter encoder,
+    plain-coordinate decoder); the equivariant model takes ``filters``,
+    ``rotations``, ``angle_symmetry`` and the Fourier features from the config.
+    """
+    paper = cfg["architecture"] == "paper"
     return {
         "window": int(window),
+        "architecture": str(cfg["architecture"]),
+        "filters": 128 if paper else int(cfg["filters"]),
+        "rotations": int(cfg["rotations"]),
+        "rotation_filters": int(cfg["rotation_filters"]),
+        "symmetry": int(cfg["angle_symmetry"]),
+        "fourier": 0 if paper else int(cfg["fourier_features"]),
+        "fourier_scale": float(cfg["fourier_scale"]),
+        "lr_schedule": str(cfg["lr_schedule"]),
+        "warmup": float(cfg["warmup"]),
+        "pixel_fraction": min(1.0, int(cfg["decoder_pixels"]) / window**2) if int(cfg["decoder_pixels"]) > 0 else 1.0,
         "latent_dim": int(cfg["latent_dim"]),
         "rotation_prior_sd": float(cfg["rotation_prior_sd"]),
         "angle_mean_penalty": bool(cfg["angle_mean_penalty"]),
@@ -299,6 +316,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         raise InputError(windows, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
                          "values in [0, 1] for rvae.reconstruction = 'bce'")
     hp = model_hparams(cfg, n)
+    epochs = epochs_for(cfg, n)
     for key in ("batch_size", "epochs"):
         if int(cfg[key]) < 1:
             raise InputError(f"rvae.{key}", f"value {cfg[key]!r}", "an integer >= 1")
@@ -307,8 +325,11 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     out.mkdir(parents=True, exist_ok=True)
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
     processes = {"devices": par.devices} if par.devices > 1 else {}
+    # a decaying learning rate depends on the total number of steps: a longer run is another training
+    schedule = {"epochs": epochs, "max_steps": int(cfg["max_steps"])} if hp["lr_schedule"] != "constant" else {}
     resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
-                                "seed": int(seed), "windows_sha256": sha256_file(windows), **processes})
+                                "seed": int(seed), "windows_sha256": sha256_file(windows), **processes, **schedule,
+                                **({"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {})})
 
     pl.seed_everything(int(seed), workers=True, verbose=False)
     model = RVAE(**hp)
@@ -319,7 +340,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
     bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
     trainer = pl.Trainer(
-        max_epochs=int(cfg["epochs"]),
+        max_epochs=epochs,
         max_steps=int(cfg["max_steps"]),
         **par.trainer_kwargs(),
         deterministic="warn",
@@ -330,6 +351,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
+        gradient_clip_val=float(cfg["gradient_clip"]) or None,
         log_every_n_steps=1,
         default_root_dir=out,
     )
@@ -337,11 +359,47 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        model.quality = assess_model(model, dm, cfg, int(seed))
     save_checkpoint_atomic(trainer, out / "model.ckpt", weights_only=True)
     if not trainer.is_global_zero:
         return
+    _quality.warn(log, model.quality, *thresholds(cfg), what=f"rVAE n={n}")
     metrics = _merge_metrics(out / "logs")
+    if len(metrics):  # the final held-out checks on the last epoch's row
+        metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
+        metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
     write_file_atomic(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+
+
+def epochs_for(cfg: dict, window: int) -> int:
+    """Training epochs of window size ``window``: ``epochs_by_window[window]``, else ``epochs``."""
+    by = cfg.get("epochs_by_window") or {}
+    value = by.get(int(window), by.get(str(window), cfg["epochs"]))
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"rvae.epochs_by_window[{window}]", f"value {value!r}", "an integer >= 1")
+    return int(value)
+
+
+def thresholds(cfg: dict) -> tuple[float, float]:
+    """``(min_r2, min_angle_follow)`` of a filled config section."""
+    q = cfg["quality"]
+    return float(q["min_r2"]), float(q["min_angle_follow"])
+
+
+def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int) -> dict[str, Any]:
+    """Held-out R² and the rotation check (:mod:`ferrolens.rvae.quality`) of a trained model.
+
+    On the validation windows, or, with ``val_fraction = 0``, on training
+    windows (then ``held_out`` is false).
+    """
+    held_out = dm.val_set is not None and len(dm.val_set) > 0
+    windows = (dm.val_set if held_out else dm.train_set).tensors[0].numpy()
+    model.eval()
+    q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed)
+    q["held_out"] = bool(held_out)
+    q["min_r2"], q["min_angle_follow"] = thresholds(cfg)
+    return q
 
 
 # --- load ------------------------------------------------------------------------------------
@@ -399,6 +457,11 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     labels = model.labels
     units = latent_units(int(model.hparams.latent_dim))
     batch = max(1, int(cfg["encode_batch"]))
+    quality = model.quality or {}
+    warnings_ = _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}") if quality else [
+        f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"]
+    if not quality:
+        log.warning("WARNING: %s", warnings_[0])
 
     # (a) sampled windows' codes
     s_total = wds.sizes[SAMPLE]
@@ -418,6 +481,9 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
         "latents", cfg, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
         windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
         hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
+        quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
+        quality_angle_follow=float(quality.get("angle_follow", np.nan)),
+        quality_warning=" | ".join(warnings_), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
     )
     head = xr.Dataset(
         {

@@ -9,13 +9,16 @@ the edge pixel, ``numpy.pad(mode="reflect")``): ``n//2`` pixels before and
 
 Because the encoder's convolutions use valid padding, the conv features of
 every window are a crop of the conv features of the whole padded frame, and
-the linear heads applied to a window's ``(filters, n-4, n-4)`` features are
-one convolution with an ``(n-4) × (n-4)`` kernel. So the features of a frame
-are computed once and the heads become a single convolution: the result
-equals encoding each window on its own (to float rounding) at a fraction of
-the cost. Frames are streamed in batches, and a frame too large for the
-memory budget is cut into strips of rows (each strip with the ``n - 1``
-extra rows it needs), so memory stays bounded by ``chunk_mb``.
+the head applied to a window's ``(channels, n-4, n-4)`` features is one
+convolution with an ``(n-4) × (n-4)`` kernel (``encoder.dense``); what
+follows the head is per-pixel arithmetic (``encoder.finish``: for the
+paper's encoder a split into mean and log-sd, for the equivariant encoder the
+softmax over its rotated copies and the circular mean of their angles). So
+the features of a frame are computed once: the result equals encoding each
+window on its own (to float rounding) at a fraction of the cost. Frames are
+streamed in batches, and a frame too large for the memory budget is cut into
+strips of rows (each strip with the ``n - 1`` extra rows it needs), so
+memory stays bounded by ``chunk_mb``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .modules import Encoder
+from .modules import Encoder, RotationEncoder
 
 
 def padding(n: int) -> tuple[int, int]:
@@ -52,10 +55,11 @@ def centred_windows(frame: np.ndarray, n: int) -> np.ndarray:
 def plan(height: int, width: int, n: int, filters: int, chunk_mb: float) -> tuple[int, int]:
     """Frames per batch and output rows per strip that keep the features under ``chunk_mb``.
 
-    The conv activations of ``filters`` float32 channels dominate memory: at
-    most three such maps are alive at once (the first layer's output, the
-    second conv's output and its activation), ``3 · filters · 4`` bytes per
-    padded pixel.
+    The conv activations of ``filters`` float32 channels (all rotated copies
+    for the equivariant encoder: ``encoder.feature_channels``) dominate
+    memory: at most three such maps are alive at once (the first layer's
+    output, the second conv's output and its activation), ``3 · filters · 4``
+    bytes per padded pixel.
     """
     budget = chunk_mb * 2**20
     row_bytes = 3 * filters * 4 * (width + n - 1)
@@ -81,7 +85,7 @@ def _exact_fp32(device: torch.device):
 
 @torch.no_grad()
 def iter_latent_maps(
-    encoder: Encoder,
+    encoder: Encoder | RotationEncoder,
     frames: Any,
     *,
     logsd: bool = False,
@@ -93,7 +97,7 @@ def iter_latent_maps(
 
     Parameters
     ----------
-    encoder : a (trained or random) :class:`Encoder` of window size ``n``.
+    encoder : a (trained or random) :class:`Encoder` or :class:`RotationEncoder` of window size ``n``.
     frames : ``(F, H, W)`` array-like (numpy, torch, or a lazily loaded
         xarray DataArray): only ``frames[a:b]`` is read at a time.
     logsd : also yield the log-sd maps.
@@ -112,10 +116,8 @@ def iter_latent_maps(
     if n > min(height, width):
         raise ValueError(f"window {n} is larger than the {height}×{width} frame")
     device = torch.device(device) if device is not None else next(encoder.parameters()).device
-    weight, bias = encoder.head_as_conv(logsd)
-    weight, bias = weight.to(device), bias.to(device)
     c = encoder.n_latent
-    batch, rows = plan(height, width, n, encoder.filters, chunk_mb)
+    batch, rows = plan(height, width, n, encoder.feature_channels, chunk_mb)
     (top, bottom), (left, right) = padding(n), padding(n)
     bar = tqdm(total=n_frames, unit="frame", desc=f"latent maps n={n}", disable=not progress)
     was_training = encoder.training
@@ -126,21 +128,24 @@ def iter_latent_maps(
                 stop = min(n_frames, start + batch)
                 x = torch.as_tensor(np.ascontiguousarray(np.asarray(frames[start:stop]), dtype=np.float32))
                 x = F.pad(x.unsqueeze(1), (left, right, top, bottom), mode="reflect")
-                out = torch.empty(stop - start, weight.shape[0], height, width)
+                mean = torch.empty(stop - start, height, width, c)
+                sd = torch.empty(stop - start, height, width, c) if logsd else None
                 for r0 in range(0, height, rows):
                     r1 = min(height, r0 + rows)
-                    feats = encoder.features(x[:, :, r0 : r1 + n - 1].to(device))
-                    out[:, :, r0:r1] = F.conv2d(feats, weight, bias).cpu()
-                    del feats
-                out = out.permute(0, 2, 3, 1).numpy()
-                yield start, stop, np.ascontiguousarray(out[..., :c]), (np.ascontiguousarray(out[..., c:]) if logsd else None)
+                    raw = encoder.dense(x[:, :, r0 : r1 + n - 1].to(device), logsd)
+                    m, s = encoder.finish(raw.permute(0, 2, 3, 1), logsd)
+                    mean[:, r0:r1] = m.cpu()
+                    if logsd:
+                        sd[:, r0:r1] = s.cpu()
+                    del raw
+                yield start, stop, mean.numpy(), (sd.numpy() if logsd else None)
                 bar.update(stop - start)
     finally:
         bar.close()
         encoder.train(was_training)
 
 
-def latent_maps(encoder: Encoder, frames: Any, *, logsd: bool = False, **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def latent_maps(encoder: Encoder | RotationEncoder, frames: Any, *, logsd: bool = False, **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """All per-pixel maps in memory: ``(F, H, W, 3 + L)`` mean (and log-sd if asked).
 
     See :func:`iter_latent_maps` for the arguments; use that generator to

@@ -37,6 +37,7 @@ smear the template over ±45°.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -49,10 +50,12 @@ from ..errors import InputError
 from ..store import latent_labels
 from . import maps as _maps
 from .geometry import coordinate_grid, rotate_translate
-from .modules import N_POSE, Encoder, SpatialDecoder
+from .modules import N_POSE, Encoder, RotationEncoder, SpatialDecoder
 
 MODEL_KIND = "rvae"  # written into every checkpoint; load() checks it
 RECONSTRUCTIONS = ("gaussian", "mse", "bce")
+ARCHITECTURES = ("paper", "equivariant")
+SCHEDULES = ("constant", "cosine")
 
 
 class LossParts(NamedTuple):
@@ -82,6 +85,14 @@ def kl_normal(mean: Tensor, logsd: Tensor, prior_sd: float = 1.0, mean_penalty: 
     return kl
 
 
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Learning rate over its peak at optimiser step ``step`` of ``total``: linear warm-up, cosine decay."""
+    w = int(round(warmup * total))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+
 def _as_tensor(x: Any, device: torch.device) -> Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x,
                            dtype=torch.float32, device=device)
@@ -102,8 +113,28 @@ class RVAE(pl.LightningModule):
     reconstruction : ``"gaussian"``, ``"mse"`` (Gaussian with σ = 1) or ``"bce"``.
     noise_sd : σ of the ``gaussian`` reconstruction (data units, default 0.1).
     lr : Adam learning rate (default 1e-4).
-    filters : channels of the encoder's convolutions (paper: 128).
+    filters : channels of the encoder's convolutions (paper: 128; for ``equivariant`` those of its
+        plain encoder of shift, z and the log-sds).
     units : width of the decoder's dense layers (paper: 128).
+    architecture : ``"paper"`` (the paper's CNN encoder and Bepler's plain spatial decoder;
+        ``fourier`` is ignored) or ``"equivariant"`` (:class:`RotationEncoder` and the
+        spatial decoder with ``fourier`` Fourier features).
+    rotations : rotated copies ``K`` of the equivariant encoder's angle network (a multiple of 4).
+    rotation_filters : channels of each rotated copy's convolutions.
+    symmetry : symmetry order ``m`` of the content for the equivariant encoder: its angle is
+        read modulo ``2π / m`` (2: lines, walls).
+    fourier : Fourier frequencies of the equivariant model's decoder (0: plain coordinates).
+    fourier_scale : their standard deviation (cycles per grid unit).
+    lr_schedule : ``"constant"`` (the paper) or ``"cosine"``: linear warm-up over the first
+        ``warmup`` fraction of the steps, then cosine decay to 0 at the last step.
+    warmup : fraction of the training steps of the warm-up (cosine schedule only).
+    pixel_fraction : fraction of each window's pixels the decoder draws in a training step (a
+        random subset per batch; the reconstruction sum is scaled up, an unbiased estimate of
+        the whole window's): the spatial decoder's cost grows with ``n²``. Validation and every
+        output use all pixels.
+
+    The defaults of the class are the paper's model (old checkpoints load as they were
+    saved); the config's defaults (:data:`ferrolens.rvae.DEFAULTS`) are the workflow's.
     """
 
     def __init__(
@@ -119,6 +150,15 @@ class RVAE(pl.LightningModule):
         lr: float = 1e-4,
         filters: int = 128,
         units: int = 128,
+        architecture: str = "paper",
+        rotations: int = 8,
+        symmetry: int = 2,
+        rotation_filters: int = 16,
+        fourier: int = 0,
+        fourier_scale: float = 1.0,
+        lr_schedule: str = "constant",
+        warmup: float = 0.0,
+        pixel_fraction: float = 1.0,
     ):
         super().__init__()
         checks = {
@@ -131,14 +171,29 @@ class RVAE(pl.LightningModule):
             "lr": (lr, lr > 0, "a positive number"),
             "filters": (filters, filters >= 1, "an integer >= 1"),
             "units": (units, units >= 1, "an integer >= 1"),
+            "architecture": (architecture, architecture in ARCHITECTURES, f"one of {ARCHITECTURES}"),
+            "rotations": (rotations, rotations >= 4 and rotations % 4 == 0, "a multiple of 4"),
+            "rotation_filters": (rotation_filters, rotation_filters >= 1, "an integer >= 1"),
+            "angle_symmetry": (symmetry, symmetry >= 1, "an integer >= 1"),
+            "fourier_features": (fourier, fourier >= 0, "an integer >= 0"),
+            "fourier_scale": (fourier_scale, fourier_scale > 0, "a positive number"),
+            "lr_schedule": (lr_schedule, lr_schedule in SCHEDULES, f"one of {SCHEDULES}"),
+            "warmup": (warmup, 0 <= warmup < 1, "a fraction in [0, 1)"),
+            "pixel_fraction": (pixel_fraction, 0 < pixel_fraction <= 1, "a fraction in (0, 1]"),
         }
         for key, (value, ok, expected) in checks.items():
             if not ok:
                 raise InputError(f"rvae.{key}", f"value {value!r} is not allowed", expected)
         self.save_hyperparameters()
-        self.encoder = Encoder(window, N_POSE + latent_dim, filters)
-        self.decoder = SpatialDecoder(latent_dim, units)
+        if architecture == "paper":
+            self.encoder = Encoder(window, N_POSE + latent_dim, filters)
+            self.decoder = SpatialDecoder(latent_dim, units)
+        else:
+            self.encoder = RotationEncoder(window, N_POSE + latent_dim, filters, rotations, symmetry, rotation_filters)
+            self.decoder = SpatialDecoder(latent_dim, units, fourier, fourier_scale)
         self.register_buffer("grid", coordinate_grid(window), persistent=False)
+        #: held-out checks recorded by :func:`ferrolens.rvae.train` (see :mod:`ferrolens.rvae.quality`)
+        self.quality: dict[str, Any] | None = None
 
     # --- labels ---------------------------------------------------------------
     @property
@@ -162,13 +217,20 @@ class RVAE(pl.LightningModule):
         hp = self.hparams
         mean, logsd = self.encoder(x)
         code = mean + torch.exp(logsd) * torch.randn_like(mean)
-        out = self.generate(code)
         target = x.reshape(x.shape[0], -1)
+        fraction = float(hp.get("pixel_fraction", 1.0))
+        if self.training and fraction < 1.0:
+            # an unbiased estimate of the sum over all pixels from a random subset (one per batch)
+            p = target.shape[1]
+            keep = torch.randperm(p, device=x.device)[: max(1, int(round(fraction * p)))]
+            out, target, scale = self.generate(code, self.grid[keep]), target[:, keep], p / keep.numel()
+        else:
+            out, scale = self.generate(code), 1.0
         if hp.reconstruction == "bce":
-            rec = F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(1)
+            rec = F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(1) * scale
         else:
             sd = hp.noise_sd if hp.reconstruction == "gaussian" else 1.0
-            rec = 0.5 * ((out - target) ** 2).sum(1) / sd**2
+            rec = 0.5 * ((out - target) ** 2).sum(1) / sd**2 * scale
         kl_angle = kl_normal(mean[:, 0], logsd[:, 0], hp.rotation_prior_sd, hp.angle_mean_penalty)
         if hp.translation:
             kl_shift = kl_normal(mean[:, 1:N_POSE], logsd[:, 1:N_POSE], hp.translation_prior_sd).sum(1)
@@ -196,10 +258,20 @@ class RVAE(pl.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        if self.hparams.get("lr_schedule", "constant") == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, total=total, warmup=float(self.hparams.warmup)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ferrolens_model"] = MODEL_KIND
+        if getattr(self, "quality", None) is not None:
+            checkpoint["ferrolens_quality"] = self.quality
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.quality = checkpoint.get("ferrolens_quality")
 
     # --- public API (notebooks) -----------------------------------------------------------
     def _finish(self, mean: np.ndarray, logsd: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1,18 +1,33 @@
 """Plain ``nn.Module``s of the rotationally invariant VAE (no Lightning, no I/O).
 
-* :class:`Encoder` — two valid-padding 3×3 convolutions (128 filters,
-  leaky-ReLU 0.1), then two linear heads giving the mean and the log standard
-  deviation of ``(angle, dx, dy, z1 … zL)`` (the paper; Bepler et al. 2019 use
+* :class:`Encoder` — the paper's: two valid-padding 3×3 convolutions (128
+  filters, leaky-ReLU 0.1), then two linear heads giving the mean and the log
+  standard deviation of ``(angle, dx, dy, z1 … zL)`` (Bepler et al. 2019 use
   an MLP, the paper a small CNN). Valid padding makes the encoder of an
   ``n × n`` window the restriction of one convolution over a whole frame,
   which is what lets :mod:`ferrolens.rvae.maps` compute per-pixel maps fully
   convolutionally.
+* :class:`RotationEncoder` — the angle from a small network copied ``K``
+  times with its kernels rotated by ``2πk/K`` (a lifting to the rotation
+  group, as in TARGET-VAE, Nasiri & Bepler 2022): each copy scores how well
+  the window matches the canonical orientation turned by ``2πk/K``; a softmax
+  over the copies is a posterior over discrete rotations and the angle its
+  circular mean (plus a learned sub-step offset per copy). Turning the input
+  by a multiple of the step shifts the scores cyclically, so the angle follows
+  by construction; in between it is learned. Shift, z and every log-sd come
+  from a plain :class:`Encoder`. Still only valid convolutions and per-pixel
+  arithmetic, so maps stay exact and fully convolutional.
 * :class:`SpatialDecoder` — Bepler's spatial generator: every pixel's
   (rotated, shifted) coordinate goes with ``z`` through an MLP of two dense
-  layers of 128 units with tanh, one value per pixel.
+  layers of 128 units with tanh, one value per pixel; optionally the
+  coordinates first pass through fixed Fourier features
+  ``[p, sin(2π B p), cos(2π B p)]`` (Tancik et al. 2020), which lets the MLP
+  draw sharp walls that plain coordinates (a smooth, low-frequency input) blur.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +75,26 @@ class Encoder(nn.Module):
         h = self.features(x).flatten(1)
         return self.mean(h), self.logsd(h)
 
+    @property
+    def feature_channels(self) -> int:
+        """Channels of the widest activation over a frame (sizes the memory plan of the maps)."""
+        return self.filters
+
+    def dense(self, x: Tensor, logsd: bool = True) -> Tensor:
+        """``(N, 1, H, W)`` images → raw head outputs ``(N, C, H - n + 1, W - n + 1)``, one per window
+        (``C = 2 (3 + L)`` with ``logsd``, else ``3 + L``).
+
+        The value at ``(i, j)`` belongs to the window whose top-left corner is
+        ``(i, j)``; :meth:`finish` turns it into ``(mean, logsd)``.
+        """
+        w, b = self.head_as_conv(logsd)
+        return F.conv2d(self.features(x), w, b)
+
+    def finish(self, raw: Tensor, logsd: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Raw outputs ``(..., C)`` (channels last) → mean and log-sd ``(..., 3 + L)``."""
+        c = self.n_latent
+        return raw[..., :c], (raw[..., c:] if logsd else None)
+
     def head_as_conv(self, logsd: bool = True) -> tuple[Tensor, Tensor]:
         """The linear heads as one convolution over the feature map.
 
@@ -75,6 +110,167 @@ class Encoder(nn.Module):
         return w, b
 
 
+# --- rotation of kernels -------------------------------------------------------------
+_RING = [(1, 2), (0, 2), (0, 1), (0, 0), (1, 0), (2, 0), (2, 1), (2, 2)]  # 3×3 ring, counter-clockwise
+
+
+def rotation_operator(size: int, angle: float) -> Tensor:
+    """``(size², size²)`` matrix ``M`` with ``vec(rot(W)) = M @ vec(W)`` for ``size × size`` kernels.
+
+    ``rot`` turns the kernel's content counter-clockwise as displayed by
+    ``angle`` (the same sense as :mod:`ferrolens.rvae.geometry`): exact index
+    permutations for multiples of 90°, the 3×3 ring shifted by one cell per 45°
+    (the usual discrete 45° turn of a 3×3 kernel), bilinear resampling otherwise
+    (weights of taps falling outside the kernel are dropped).
+    """
+    steps = angle / (math.pi / 4)
+    m = torch.zeros(size * size, size * size, dtype=torch.float64)
+    if abs(steps - round(steps)) < 1e-9 and (size == 3 or round(steps) % 2 == 0):
+        k = round(steps) % 8
+        idx = torch.arange(size * size).reshape(size, size)
+        if size == 3:
+            src = idx.clone()
+            for i, (r, c) in enumerate(_RING):
+                rr, cc = _RING[(i - k) % 8]
+                src[r, c] = idx[rr, cc]
+        else:
+            src = torch.rot90(idx, k // 2, dims=(0, 1))  # content turned counter-clockwise as displayed
+        m[torch.arange(size * size), src.reshape(-1)] = 1.0
+        return m.float()
+    h = (size - 1) / 2
+    c, s = math.cos(angle), math.sin(angle)
+    for r in range(size):
+        for col in range(size):
+            x, y = col - h, h - r  # y up
+            xs, ys = c * x + s * y, -s * x + c * y  # R(-angle) p: where the content came from
+            cs, rs = xs + h, h - ys
+            c0, r0 = math.floor(cs), math.floor(rs)
+            for rr, wr in ((r0, 1 - (rs - r0)), (r0 + 1, rs - r0)):
+                for cc, wc in ((c0, 1 - (cs - c0)), (c0 + 1, cs - c0)):
+                    if 0 <= rr < size and 0 <= cc < size and wr * wc > 1e-12:
+                        m[r * size + col, rr * size + cc] += wr * wc
+    return m.float()
+
+
+class RotationEncoder(nn.Module):
+    """Window → mean and log-sd of ``(angle, dx, dy, z1 … zL)``, with a built-in sense of rotation.
+
+    The angle comes from ``K`` copies of one small network (3×3 conv →
+    leaky-ReLU → 3×3 conv → leaky-ReLU → 1×1 conv → leaky-ReLU → an
+    ``(n-4)²`` head of two outputs), copy ``k`` with every kernel turned by
+    ``θ_k = 2πk/K`` (counter-clockwise as displayed). Copy ``k`` gives a score
+    ``s_k`` and a sub-step offset ``δ_k``; with ``w = softmax(s)``::
+
+        angle = arg(Σ_k w_k exp(i m (θ_k + δ_k))) / m,   δ_k = (π / K) tanh(·)
+
+    where ``m`` is the symmetry order of the content (2 for lines: angles are
+    read modulo ``2π / m``). Turning the input by ``2π/K`` shifts the scores
+    by one copy, so the angle follows turns by construction (exactly for
+    multiples of 90°, where the kernels turn exactly).
+
+    Everything else (the angle's log-sd, mean and log-sd of ``dx, dy, z``)
+    comes from a plain :class:`Encoder` (the paper's form, ``filters``
+    channels), which learns to describe the window in the frame the angle
+    sets. Measured on the demo (benchmarks/bench_rvae_fidelity.py), making
+    those latents rotation-invariant by pooling the copies instead learned to
+    reconstruct far more slowly (held-out R² 0.49 against 0.80 after 1,500
+    steps at n = 8) for no better angle.
+
+    Parameters
+    ----------
+    window : window size ``n`` (>= 5).
+    n_latent : number of outputs ``3 + L``.
+    filters : channels of the plain encoder's convolutions.
+    rotations : ``K``, a multiple of 4 (the 90° turns are exact).
+    symmetry : ``m``, angles are modulo ``2π / m``.
+    rotation_filters : channels of the 3×3 convolutions of each rotated copy.
+    reduce : channels of the copies' 1×1 convolution (keeps their large head kernel cheap).
+    slope : negative slope of the leaky ReLUs.
+    init_logsd : initial bias of the log-sd outputs: posteriors start narrow, so that the decoder
+        sees informative codes from the first step rather than learning to ignore them.
+    """
+
+    def __init__(self, window: int, n_latent: int, filters: int = 64, rotations: int = 8, symmetry: int = 2,
+                 rotation_filters: int = 16, reduce: int = 16, slope: float = 0.1, init_logsd: float = -3.0):
+        super().__init__()
+        if window < 5:
+            raise ValueError(f"the encoder needs windows of at least 5 pixels, got {window}")
+        if rotations < 4 or rotations % 4:
+            raise ValueError(f"rotations must be a positive multiple of 4, got {rotations}")
+        self.window, self.n_latent, self.filters, self.rotations = window, n_latent, filters, rotations
+        self.symmetry, self.rotation_filters, self.reduce, self.slope = symmetry, rotation_filters, reduce, slope
+        k = window - 4
+        self.conv1 = nn.Conv2d(1, rotation_filters, 3)
+        self.conv2 = nn.Conv2d(rotation_filters, rotation_filters, 3)
+        self.conv3 = nn.Conv2d(rotation_filters, reduce, 1)
+        self.head = nn.Conv2d(reduce, 2, k)  # score, offset
+        self.plain = Encoder(window, n_latent, filters, slope)
+        with torch.no_grad():
+            self.plain.logsd.bias.fill_(init_logsd)
+        angles = [2 * math.pi * r / rotations for r in range(rotations)]
+        self.register_buffer("angles", torch.tensor(angles), persistent=False)
+        self.register_buffer("rot3", torch.stack([rotation_operator(3, a) for a in angles]), persistent=False)
+        self.register_buffer("rotk", torch.stack([rotation_operator(k, a) for a in angles]), persistent=False)
+
+    @property
+    def head_kernel(self) -> int:
+        return self.window - 4
+
+    @property
+    def feature_channels(self) -> int:
+        return self.rotations * self.rotation_filters + self.filters
+
+    def _turned(self, conv: nn.Conv2d, ops: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Weights of all ``K`` copies stacked along the output channels, and their biases."""
+        w = conv.weight
+        o, i, kh, kw = w.shape
+        if ops is None:  # 1×1: nothing to turn
+            wk = w.unsqueeze(0).expand(self.rotations, o, i, kh, kw)
+        else:
+            wk = torch.einsum("kpq,oiq->koip", ops, w.reshape(o, i, kh * kw)).reshape(self.rotations, o, i, kh, kw)
+        return wk.reshape(self.rotations * o, i, kh, kw), conv.bias.repeat(self.rotations)
+
+    def features(self, x: Tensor) -> Tensor:
+        """``(N, 1, H, W)`` → ``(N, K·reduce, H - 4, W - 4)``: the conv features of every rotated copy."""
+        r, a = self.rotations, self.slope
+        w1, b1 = self._turned(self.conv1, self.rot3)
+        w2, b2 = self._turned(self.conv2, self.rot3)
+        w3, b3 = self._turned(self.conv3, None)
+        h = F.leaky_relu(F.conv2d(x, w1, b1), a)
+        h = F.leaky_relu(F.conv2d(h, w2, b2, groups=r), a)
+        return F.leaky_relu(F.conv2d(h, w3, b3, groups=r), a)
+
+    def dense(self, x: Tensor, logsd: bool = True) -> Tensor:
+        """``(N, 1, H, W)`` → raw outputs ``(N, 2K + C, H - n + 1, W - n + 1)`` at every window:
+        the copies' scores and offsets, then the plain encoder's heads."""
+        wh, bh = self._turned(self.head, self.rotk)
+        return torch.cat([F.conv2d(self.features(x), wh, bh, groups=self.rotations), self.plain.dense(x, logsd)], 1)
+
+    def finish(self, raw: Tensor, logsd: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Raw outputs ``(..., 2K + C)`` (channels last) → mean and log-sd ``(..., 3 + L)``."""
+        r = self.rotations
+        copies = raw[..., : 2 * r].reshape(*raw.shape[:-1], r, 2)
+        w = torch.softmax(copies[..., 0], dim=-1)
+        m = self.symmetry
+        turn = m * (self.angles + (math.pi / r) * torch.tanh(copies[..., 1]))
+        angle = torch.atan2((w * torch.sin(turn)).sum(-1), (w * torch.cos(turn)).sum(-1)) / m
+        mean, sd = self.plain.finish(raw[..., 2 * r :], logsd)
+        return torch.cat([angle.unsqueeze(-1), mean[..., 1:]], -1), sd
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, n, n)`` or ``(N, 1, n, n)`` windows → mean, log-sd, each ``(N, 3 + L)``."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if x.shape[-2:] != (self.window, self.window):
+            raise ValueError(f"expected {self.window}×{self.window} windows, got {tuple(x.shape[-2:])}")
+        h = self.features(x)  # (N, K·reduce, k, k); the head as a batched matmul (a window has one position)
+        wh, bh = self._turned(self.head, self.rotk)
+        r = self.rotations
+        copies = torch.einsum("nkp,kcp->nkc", h.reshape(h.shape[0], r, -1), wh.reshape(r, 2, -1)).reshape(h.shape[0], -1) + bh
+        pm, ps = self.plain(x)
+        return self.finish(torch.cat([copies, pm, ps], -1))
+
+
 class SpatialDecoder(nn.Module):
     """Coordinates and ``z`` → one value per pixel (Bepler's spatial generator).
 
@@ -85,18 +281,27 @@ class SpatialDecoder(nn.Module):
     ----------
     latent_dim : number of free latents ``L``.
     units : width of both dense layers (paper: 128).
+    fourier : number ``F`` of Fourier frequencies (0: plain coordinates, the paper).
+    fourier_scale : standard deviation of the frequencies (cycles per grid unit).
+    seed : seed of the fixed random frequencies (kept as a buffer, saved with the weights).
     """
 
-    def __init__(self, latent_dim: int, units: int = 128):
+    def __init__(self, latent_dim: int, units: int = 128, fourier: int = 0, fourier_scale: float = 1.0, seed: int = 0):
         super().__init__()
-        self.latent_dim, self.units = latent_dim, units
-        self.coord = nn.Linear(2, units)
+        self.latent_dim, self.units, self.fourier = latent_dim, units, fourier
+        if fourier > 0:
+            g = torch.Generator().manual_seed(seed)
+            self.register_buffer("freqs", torch.randn(2, fourier, generator=g) * fourier_scale)
+        self.coord = nn.Linear(2 + 2 * fourier, units)
         self.latent = nn.Linear(latent_dim, units, bias=False) if latent_dim > 0 else None
         self.hidden = nn.Linear(units, units)
         self.out = nn.Linear(units, 1)
 
     def forward(self, coords: Tensor, z: Tensor) -> Tensor:
         """``coords (N, P, 2)`` and ``z (N, L)`` → ``(N, P)`` (values or logits)."""
+        if self.fourier > 0:
+            t = 2 * math.pi * (coords @ self.freqs)
+            coords = torch.cat([coords, torch.sin(t), torch.cos(t)], -1)
         h = self.coord(coords)
         if self.latent is not None:
             h = h + self.latent(z).unsqueeze(1)
