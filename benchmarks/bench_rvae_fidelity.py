@@ -73,7 +73,7 @@ def configs() -> dict[str, dict]:
     demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     default = dict(demo.get("rvae", {}))
-    budget = {k: default[k] for k in ("count", "epochs", "epochs_by_window") if k in default}
+    budget = {k: default[k] for k in ("count", "epochs") if k in default}
     keep = ("input", "segmentation", "min_std", "sampling", "latent_dim")
     p = {k: v for k, v in paper.get("rvae", {}).items() if k in keep or k in ("lr",)}
     p.update(architecture="paper", lr_schedule="constant", gradient_clip=0.0, translation_prior_sd=0.1, **budget)
@@ -131,8 +131,10 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     n_windows = xr.open_zarr(out / "windows.zarr")["windows"].shape[0]
     from ferrolens.rvae.api import config as rvae_config
 
+    from ferrolens.rvae.api import epochs_for
+
     full = rvae_config(cfg)
-    epochs = int(full.get("epochs_by_window", {}).get(str(n), full.get("epochs_by_window", {}).get(n, full["epochs"])))
+    epochs = epochs_for(full, n)
     seen = epochs * round(n_windows * (1 - float(full["val_fraction"])))
     cls, ori = truth
     theta = model.latent_maps(np.asarray(images.values, np.float32))[..., 0]

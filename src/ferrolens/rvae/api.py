@@ -317,7 +317,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
                          "values in [0, 1] for rvae.reconstruction = 'bce'")
     hp = model_hparams(cfg, n)
     epochs = epochs_for(cfg, n)
-    for key in ("batch_size", "epochs"):
+    for key in ("batch_size",):
         if int(cfg[key]) < 1:
             raise InputError(f"rvae.{key}", f"value {cfg[key]!r}", "an integer >= 1")
     if not 0 <= float(cfg["val_fraction"]) < 1:
@@ -373,11 +373,15 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
 
 
 def epochs_for(cfg: dict, window: int) -> int:
-    """Training epochs of window size ``window``: ``epochs_by_window[window]``, else ``epochs``."""
-    by = cfg.get("epochs_by_window") or {}
-    value = by.get(int(window), by.get(str(window), cfg["epochs"]))
+    """Training epochs of window size ``window``: ``epochs``, or its entry for ``window`` when a mapping."""
+    value = cfg["epochs"]
+    if isinstance(value, dict):
+        if int(window) not in value and str(window) not in value:
+            raise InputError("rvae.epochs", f"gives epochs for window sizes {sorted(value)} but not for {window}",
+                             "one number for every window size, or an entry for each")
+        value = value.get(int(window), value.get(str(window)))
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"rvae.epochs_by_window[{window}]", f"value {value!r}", "an integer >= 1")
+        raise InputError("rvae.epochs", f"value {value!r} for window {window}", "an integer >= 1")
     return int(value)
 
 
