@@ -253,13 +253,15 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
             return fit(images, labels, frames, n_classes, cfg, seed, threads, tmp, class_names, progress)
     cfg = resolve_config(cfg)
     model, metrics, _ = _fit(images, label, frames, model_names, cfg, seed,
-                             threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress)
+                             threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress,
+                             where="labels (array)")
     return model, metrics
 
 
 def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
-         threads: int, out: Path, progress: bool = True):
-    """Train on normalised-here frames; returns (best model in eval mode, metrics, trainer)."""
+         threads: int, out: Path, progress: bool = True, where: str = "labels"):
+    """Train on normalised-here frames; returns (best model in eval mode, metrics, (trainer, best, data)).
+    ``where`` names the labels in error messages (the store's path)."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
@@ -271,7 +273,7 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     if not progress:
         _quiet_lightning()
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
-    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where="labels")
+    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
     weights = dm.class_weights()
     hparams = dict(n_classes=n_classes, class_names=names, **cfg["model"], learning_rate=float(t["learning_rate"]),
@@ -358,7 +360,7 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     cfg = resolve_config(cfg)
     _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
     out = Path(out_dir)
-    _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out)
+    _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out, where=str(labels))
     if not trainer.is_global_zero:
         return
     write_file_atomic(out / "model.ckpt", lambda tmp: shutil.copyfile(best, tmp))
