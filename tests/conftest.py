@@ -23,3 +23,15 @@ def demo_small():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# The fast tier, for everyday work: `python -m pytest -m "not slow"` (under a minute on 2 cores).
+# Slow: Snakemake runs end to end, multi-process training, and tests whose fixture trains a model
+# for tens of seconds. README's `python -m pytest` runs everything, as CI does.
+SLOW_MODULES = {"test_distributed.py", "test_own_movie.py", "test_workflow.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES or item.get_closest_marker("workflow"):
+            item.add_marker(pytest.mark.slow)

@@ -42,6 +42,7 @@ def bars_run(tmp_path_factory):
     return root, images, angles
 
 
+@pytest.mark.slow
 def test_latent_angle_tracks_bar_angle(bars_run):
     root, _, angles = bars_run
     lat = open_store(root / "latents.zarr", "latents", ["code_mean"])

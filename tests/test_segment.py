@@ -306,6 +306,7 @@ def test_train_writes_outputs_and_is_reproducible(stores, trained, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_one(stores, tmp_path):
     """A training stopped after epoch 1 (as a kill would) and rerun equals one that ran through
     (dropout is reseeded per epoch; before, the 2-class weights differed after a resume)."""
@@ -321,6 +322,7 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_one(stores, tmp_p
     assert (tmp_path / "whole/metrics.csv").read_text() == (tmp_path / "cut/metrics.csv").read_text()
 
 
+@pytest.mark.slow
 def test_fit_on_arrays_returns_the_model_and_metrics_and_warns_when_poor(stores, tmp_path, caplog):
     """The notebook entry point: arrays in, model and metrics out, no files left behind; a model
     trained for a few steps is reported as poor, in plain words."""
