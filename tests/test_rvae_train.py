@@ -203,3 +203,30 @@ def test_stage_inputs_are_checked(tmp_path, bars_run):
         encode(images.transpose("x", "y", "frame"), str(root / "windows.zarr"), str(root / "model.ckpt"),
                str(tmp_path / "l.zarr"), {}, threads=1)
     assert not (tmp_path / "l.zarr").exists()
+
+
+def test_fit_on_an_array_equals_train_on_the_store(tmp_path):
+    """The notebook entry point: windows in, the model and its metrics out, the same numbers as the
+    workflow's store path, and no progress bar or Lightning tips when asked."""
+    import contextlib
+    import io
+
+    from ferrolens.rvae import fit
+
+    angles = np.random.default_rng(3).uniform(0, np.pi, 96)
+    images = _frames(oriented_bars(N, angles))
+    cfg = {**BARS_CFG, "count": 96, "epochs": 2, "max_steps": -1, "filters": 4}
+    make_windows(images, str(tmp_path / "windows.zarr"), N, cfg, seed=1)
+    windows = open_store(tmp_path / "windows.zarr", "windows", ["windows"])["windows"].values
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(err):
+        model, metrics = fit(windows, cfg, seed=1, threads=2, progress=False)
+    assert "it/s" not in err.getvalue() and "Tip" not in err.getvalue()
+    assert isinstance(model, RVAE) and not model.training
+    assert metrics["epoch"].tolist() == [0, 1] and np.isfinite(metrics["val/r2"].iloc[-1])
+    assert set(model.quality) >= {"r2", "angle_follow"}
+    train(str(tmp_path / "windows.zarr"), str(tmp_path / "run"), N, cfg, seed=1, threads=2)
+    stored = load(tmp_path / "run" / "model.ckpt").state_dict()
+    assert all(torch.equal(v, stored[k]) for k, v in model.state_dict().items())
+    with pytest.raises(InputError, match=r"windows: an array of shape \(5, 9, 8\)"):
+        fit(np.zeros((5, 9, 8), np.float32), cfg)

@@ -210,3 +210,12 @@ def save_checkpoint_atomic(trainer: Any, path: str | Path, weights_only: bool) -
         write_file_atomic(path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=weights_only))
     else:
         trainer.save_checkpoint(path, weights_only=weights_only)  # writes nothing here; joins the barrier
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's info lines and tips (GPU available…, litmodels…) in this process:
+    the ``progress=False`` of the array-in trainings (``segment.fit``, ``rvae.fit``)."""
+    import logging
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -10,7 +10,7 @@ Entry functions (one per Snakemake rule): :func:`make_windows`, :func:`train`,
 ``encode``/``decode``/``latent_maps`` methods are the notebook API.
 """
 
-from .api import DEFAULTS, encode, load, make_windows, train
+from .api import DEFAULTS, encode, fit, load, make_windows, train
 from .geometry import circular_agreement, circular_correlation, coordinate_grid, rotate_translate
 from .maps import centred_windows, iter_latent_maps, latent_maps
 from .model import RVAE, LossParts, kl_normal
@@ -28,6 +28,7 @@ __all__ = [
     "circular_correlation",
     "coordinate_grid",
     "encode",
+    "fit",
     "iter_latent_maps",
     "kl_normal",
     "latent_maps",

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..config import section as config_section
 from ..errors import InputError
-from ..parallel import plan, save_checkpoint_atomic
+from ..parallel import plan, quiet_lightning, save_checkpoint_atomic
 from ..store import (
     BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
     check_checkpoint, config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
@@ -307,13 +307,56 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
     """
     cfg = config(cfg)
+    n = check_window(window)
+    arr = read_windows(windows, n)
+    _fit(arr, Path(out_dir), n, cfg, int(seed), threads, data_key=sha256_file(windows), where=str(windows))
+
+
+def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: int | None = None,
+        out_dir: str | Path | None = None, progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+    """Train an rVAE on windows given as an array: the notebook entry point.
+
+    Parameters
+    ----------
+    windows : ``(S, n, n)`` float32 windows (values in 0…1 for ``reconstruction: bce``).
+    cfg : the ``rvae:`` config section (missing keys take the defaults).
+    seed : seed of weights, split, shuffles and sampling noise.
+    threads : torch CPU threads (default: torch's current setting).
+    out_dir : where ``last.ckpt``, ``model.ckpt`` and the CSV logs go (default: a
+        temporary folder, removed afterwards).
+    progress : False switches off the progress bar and Lightning's info lines and tips.
+
+    Returns the trained model (eval mode; ``model.quality`` holds its held-out R² and
+    rotation check) and its metrics, one row per epoch, as :func:`train` writes them.
+    """
+    import hashlib
+    import tempfile
+
+    arr = np.asarray(windows, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[0] == 0:
+        raise InputError("windows", f"an array of shape {arr.shape}", "(S, n, n) windows, S ≥ 1")
+    if not np.isfinite(arr).all():
+        raise InputError("windows", "contain NaN or infinite values", "finite values")
+    n = check_window(arr.shape[1])
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ferrolens-rvae-") as tmp:
+            return fit(arr, cfg, seed, threads, tmp, progress)
+    model, metrics = _fit(arr, Path(out_dir), n, config(cfg), int(seed),
+                          threads if threads is not None else torch.get_num_threads(),
+                          data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)",
+                          progress=progress)
+    return model.eval(), metrics
+
+
+def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int, data_key: str, where: str,
+         progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+    """Train on ``(S, n, n)`` windows into ``out``; returns the model and its metrics (rank 0 writes)."""
     par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
     par.set_threads()
-    n = check_window(window)
-    out = Path(out_dir)
-    arr = read_windows(windows, n)
+    if not progress:
+        quiet_lightning()
     if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
-        raise InputError(windows, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
+        raise InputError(where, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
                          "values in [0, 1] for rvae.reconstruction = 'bce'")
     hp = model_hparams(cfg, n)
     epochs = epochs_for(cfg, n)
@@ -328,7 +371,7 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     # a decaying learning rate depends on the total number of steps: a longer run is another training
     schedule = {"epochs": epochs, "max_steps": int(cfg["max_steps"])} if hp["lr_schedule"] != "constant" else {}
     resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
-                                "seed": int(seed), "windows_sha256": sha256_file(windows), **processes, **schedule,
+                                "seed": int(seed), "windows_sha256": data_key, **processes, **schedule,
                                 **({"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {})})
 
     pl.seed_everything(int(seed), workers=True, verbose=False)
@@ -345,9 +388,9 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         **par.trainer_kwargs(),
         deterministic="warn",
         logger=pl.loggers.CSVLogger(out, name="logs"),
-        callbacks=[_Resumable(last, int(seed), resume_key), bar],
+        callbacks=[_Resumable(last, int(seed), resume_key)] + ([bar] if progress else []),
         enable_checkpointing=False,
-        enable_progress_bar=True,
+        enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
@@ -363,13 +406,14 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
         model.quality = assess_model(model, dm, cfg, int(seed))
     save_checkpoint_atomic(trainer, out / "model.ckpt", weights_only=True)
     if not trainer.is_global_zero:
-        return
+        return model, pd.DataFrame()
     _quality.warn(log, model.quality, *thresholds(cfg), what=f"rVAE n={n}")
     metrics = _merge_metrics(out / "logs")
     if len(metrics):  # the final held-out checks on the last epoch's row
         metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
         metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
     write_file_atomic(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    return model, metrics
 
 
 def epochs_for(cfg: dict, window: int) -> int:

@@ -21,7 +21,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..errors import InputError
-from ..parallel import plan, save_checkpoint_atomic
+from ..parallel import plan, quiet_lightning, save_checkpoint_atomic
 from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_digest, open_store, provenance, sha256_file,
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
@@ -209,12 +209,6 @@ def quality(metrics: pd.DataFrame, cfg: dict) -> dict[str, Any]:
     return {"heldout_miou": miou, "heldout_iou_wall": wall, "quality_ok": ok, "quality_warning": warning}
 
 
-def _quiet_lightning() -> None:
-    """Silence Lightning's info lines and tips (GPU available…, litmodels…) for this process."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None, n_classes: int = 3,
         cfg: dict | None = None, seed: int = 0, threads: int | None = None, out_dir: str | Path | None = None,
         class_names: list[str] | None = None, progress: bool = True) -> tuple[SegmentationModel, pd.DataFrame]:
@@ -271,7 +265,7 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
     par.set_threads()
     if not progress:
-        _quiet_lightning()
+        quiet_lightning()
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
