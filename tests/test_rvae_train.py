@@ -90,6 +90,21 @@ def test_latents_store(bars_run):
     np.testing.assert_allclose(centre, lat["code_mean"].values, atol=1e-5)
 
 
+def test_quality_is_recorded_where_results_are_read(bars_run):
+    root, _, _ = bars_run
+    m = pd.read_csv(root / "metrics.csv")
+    last = m.iloc[-1]
+    assert 0.5 <= last["val/r2"] <= 1 and last["val/angle_follow"] >= 0.8, last
+    assert m["val/r2"].iloc[:-1].isna().all()  # the final held-out checks, on the last epoch's row
+    model = load(root / "model.ckpt")
+    assert model.quality["r2"] == pytest.approx(last["val/r2"]) and model.quality["held_out"]
+    lat = open_store(root / "latents.zarr", "latents", ["code_mean"])
+    assert lat.attrs["quality_r2"] == pytest.approx(last["val/r2"])
+    assert lat.attrs["quality_angle_follow"] == pytest.approx(last["val/angle_follow"])
+    assert lat.attrs["quality_warning"] == ""  # this model passed the default thresholds
+    assert lat.attrs["angle_period"] == pytest.approx(math.pi)
+
+
 def test_metrics_per_epoch(bars_run):
     root, _, _ = bars_run
     m = pd.read_csv(root / "metrics.csv")
