@@ -509,7 +509,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     warnings_ = _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}") if quality else [
         f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"]
     if not quality:
-        log.warning("WARNING: %s", warnings_[0])
+        log.warning("%s", warnings_[0])
 
     # (a) sampled windows' codes
     s_total = wds.sizes[SAMPLE]

@@ -133,5 +133,5 @@ def warn(log: logging.Logger, quality: dict[str, Any], min_r2: float, min_angle:
     log.info("%s quality: %s", what, summary(quality))
     msgs = judge(quality, min_r2, min_angle, what)
     for m in msgs:
-        log.warning("WARNING: %s", m)
+        log.warning("%s", m)
     return msgs
