@@ -454,11 +454,18 @@ def test_no_labelled_frames(stores, tmp_path):
                   {**TINY, "train": {**TINY["train"], "val_frames": [1]}}, 0, 1)
 
 
-def test_patch_larger_than_frame(stores, tmp_path):
-    big = {**TINY, "train": {**TINY["train"], "patch_size": 44}}  # frames are 45×39
-    with pytest.raises(InputError, match=r"segment.train.patch_size: patch size 44 is larger"):
-        seg.train(stores["movie"], stores["labels"], str(tmp_path / "o"), 3, big, 0, 1)
-    assert not (tmp_path / "o" / "model.ckpt").exists()
+def test_patch_larger_than_the_training_region_shrinks_with_a_log_line_or_stops_when_tiny(caplog):
+    img, cls = pattern(n=3)  # 45×39 frames: the strips held out leave 34×39 and 45×29 to train on
+    images, _, _ = seg.normalize_frames(img)
+    cfg = seg.resolve_config(TINY)
+    with caplog.at_level("WARNING", logger="ferrolens.segment.data"):
+        dm = seg.SegmentationData(images, cls, [0, 1, 2], 3, {**cfg["train"], "patch_size": 128}, cfg["augment"])
+    assert dm.patch_size == 24 and dm.train_set[0][0].shape == (1, 24, 24)  # 29 → a multiple of 8
+    assert "patch_size = 128 is larger than the training region 45×29 of frame 1: training on 24×24" in caplog.text
+    small = images[:, :14, :14], cls[:, :14, :14]
+    with pytest.raises(InputError, match=r"segment.train.patch_size: patch size 128 is larger than the training "
+                                         r"region 10×14 of frame 0 \(expected training regions of at least 16×16"):
+        seg.SegmentationData(*small, [0, 1, 2], 3, {**cfg["train"], "patch_size": 128}, cfg["augment"])
 
 
 def test_empty_movie(stores, tmp_path, trained):

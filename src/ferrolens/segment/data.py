@@ -3,6 +3,7 @@ frames, validation on held-out labelled frames (or a held-out strip)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,8 @@ from ..errors import InputError
 from .augment import augment_pair
 
 _MAX_INDEXED = 200_000  # labelled pixels kept per class and source for centred sampling
+MIN_PATCH = 16  # smallest training patch edge (pixels) worth training a U-Net on
+log = logging.getLogger(__name__)
 
 
 class EpochSampler(Sampler[int]):
@@ -239,17 +242,30 @@ class SegmentationData(pl.LightningDataModule):
         for c in np.flatnonzero(self.train_counts == 0):
             warnings.warn(f"{where}: class {c} has no labelled pixel in the training part; "
                           "the model cannot learn it", stacklevel=2)
-        p = int(train_cfg["patch_size"])
-        for (im, _), f in zip(self.train_sources, self.split["train_frames"]):
-            if p > min(im.shape):
-                raise InputError("config segment.train.patch_size",
-                                 f"patch size {p} is larger than the training region {im.shape[0]}×{im.shape[1]} "
-                                 f"of frame {f}", f"patch_size ≤ {min(im.shape)}")
+        p = self.patch_size = self._fit_patch(int(train_cfg["patch_size"]))
         n = int(train_cfg["steps_per_epoch"]) * int(train_cfg["batch_size"])
         self.train_set = PatchDataset(self.train_sources, p, n_classes, augment_cfg, self.seed,
                                       train_cfg["rare_class_fraction"], n)
         self.val_set = RegionDataset(self.val_sources)
         self.sampler = EpochSampler(n)
+
+    def _fit_patch(self, p: int) -> int:
+        """The training patch edge: ``patch_size``, or, when a training region is smaller (small
+        frames, a held-out strip), the largest multiple of 8 that fits, said in the log. A region
+        under MIN_PATCH pixels is too small to train a U-Net on."""
+        (im, _), f = min(zip(self.train_sources, self.split["train_frames"]), key=lambda s: min(s[0][0].shape))
+        fit = min(im.shape)
+        if p <= fit:
+            return p
+        if fit < MIN_PATCH:
+            raise InputError("config segment.train.patch_size",
+                             f"patch size {p} is larger than the training region {im.shape[0]}×{im.shape[1]} "
+                             f"of frame {f}", f"training regions of at least {MIN_PATCH}×{MIN_PATCH} pixels "
+                             "(larger frames, or a smaller segment.train.val_fraction)")
+        new = fit - fit % 8
+        log.warning("config segment.train.patch_size = %d is larger than the training region %d×%d of frame %d: "
+                    "training on %d×%d patches instead", p, im.shape[0], im.shape[1], f, new, new)
+        return new
 
     def _split(self, images, labels, frames, labelled, where):
         vf, frac = self.cfg["val_frames"], float(self.cfg["val_fraction"])
