@@ -23,16 +23,10 @@ import time
 import numpy as np
 
 from ferrolens.bias import triangular_waveform
+from ferrolens.synthetic import ar1_noise
 from ferrolens.dynamics.hysteresis import LoopOperator, analyse_sweep, loop_metrics, loop_statistics
 
 
-def ar1(rng, n, frames, rho, sd):
-    out = np.empty((n, frames))
-    out[:, 0] = rng.normal(0, sd, n)
-    innov = rng.normal(0, sd * np.sqrt(1 - rho**2), (n, frames))
-    for t in range(1, frames):
-        out[:, t] = rho * out[:, t - 1] + innov[:, t]
-    return out
 
 
 def measure(cycles: float, rho: float, block: int, shift: float, seeds: int, seed: int = 0) -> dict:
@@ -43,7 +37,7 @@ def measure(cycles: float, rho: float, block: int, shift: float, seeds: int, see
     truth = 0.5 + 0.5 * np.tanh((bias - shift * sweep.branches.direction) / 0.2)
     area = loop_metrics(truth, op)["loop_area"][0]
     rng = np.random.default_rng(seed)
-    curves = truth[None] + ar1(rng, seeds, frames, rho, 0.05)
+    curves = truth[None] + ar1_noise(rng, seeds, frames, rho, 0.05)
     st = loop_statistics(curves, op, None, 0.95, n_resample=0, n_random=1999, rng=rng)
     p = st["p_value"]
     inside = (st["loop_area_ci_low"] <= area) & (area <= st["loop_area_ci_high"])

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ferrolens.bias import triangular_waveform
+from ferrolens.synthetic import ar1_noise
 from ferrolens.dynamics import dynamics_core
 from ferrolens.dynamics.hysteresis import (
     FALLING,
@@ -25,14 +26,6 @@ def seg_tuples(segs):
     return [(s.start, s.stop, s.direction) for s in segs]
 
 
-def ar1(rng, n, frames, rho, sd):
-    """(n, frames) stationary AR(1) noise of marginal sd ``sd`` and lag-1 correlation ``rho``."""
-    out = np.empty((n, frames))
-    out[:, 0] = rng.normal(0, sd, n)
-    innov = rng.normal(0, sd * np.sqrt(1 - rho**2), (n, frames))
-    for t in range(1, frames):
-        out[:, t] = rho * out[:, t - 1] + innov[:, t]
-    return out
 
 
 # --- branches, virgin curve, cycles ---------------------------------------------------------
@@ -168,7 +161,7 @@ def test_no_hysteresis_with_correlated_noise_is_not_called_a_loop():
     bias, sw, op = sweep_and_operator()
     rng = np.random.default_rng(20261201)
     truth = 0.5 + 0.5 * np.tanh(bias / 0.2)
-    curves = truth[None] + ar1(rng, SEEDS, FRAMES, 0.5, 0.05)
+    curves = truth[None] + ar1_noise(rng, SEEDS, FRAMES, 0.5, 0.05)
     st = loop_statistics(curves, op, None, 0.95, n_resample=0, n_random=4999, rng=rng)
     holds = (st["loop_area_ci_low"] <= 0) & (0 <= st["loop_area_ci_high"])
     assert (st["p_value"] > 0.05).mean() >= 0.95
@@ -189,7 +182,7 @@ def test_known_loop_area_and_interval_coverage():
     area = loop_metrics(truth, op)["loop_area"][0]
     assert area == pytest.approx(0.6, rel=0.01)  # a loop of height 1 and width 2 × 0.3 V
     rng = np.random.default_rng(7)
-    curves = truth[None] + ar1(rng, SEEDS, FRAMES, 0.5, 0.05)
+    curves = truth[None] + ar1_noise(rng, SEEDS, FRAMES, 0.5, 0.05)
     st = loop_statistics(curves, op, None, 0.95, n_resample=0, n_random=4999, rng=rng)
     assert np.median(st["loop_area"]) == pytest.approx(area, rel=0.05)
     assert np.mean(np.abs(st["loop_area"] / area - 1) < 0.05) > 0.5
@@ -203,7 +196,7 @@ def test_coercive_intervals_from_whole_cycles():
     d = sw.branches.direction
     truth = 0.5 + 0.5 * np.tanh((bias - 0.3 * d) / 0.2)
     rng = np.random.default_rng(3)
-    curves = truth[None] + ar1(rng, 20, FRAMES, 0.5, 0.05)
+    curves = truth[None] + ar1_noise(rng, 20, FRAMES, 0.5, 0.05)
     st = loop_statistics(curves, op, None, 0.95, n_resample=100, n_random=999, rng=rng)
     assert np.median(st["rising_coercive"]) == pytest.approx(0.3, abs=0.03)
     assert np.median(st["falling_coercive"]) == pytest.approx(-0.3, abs=0.03)

@@ -218,3 +218,14 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
                                class_names=list(CLASS_NAMES), pixel_size=1.0, pixel_units="px"),
     )
     return ds
+
+
+def ar1_noise(rng: np.random.Generator, n: int, frames: int, rho: float, sd: float) -> np.ndarray:
+    """``(n, frames)`` stationary AR(1) noise of marginal sd ``sd`` and lag-1 correlation ``rho``:
+    temporally correlated noise for the hysteresis null tests and benchmark."""
+    out = np.empty((n, frames))
+    out[:, 0] = rng.normal(0, sd, n)
+    innov = rng.normal(0, sd * np.sqrt(1 - rho**2), (n, frames))
+    for t in range(1, frames):
+        out[:, t] = rho * out[:, t - 1] + innov[:, t]
+    return out
