@@ -181,6 +181,26 @@ def test_loss_finite_with_absent_class_and_no_labels():
     assert float(none.detach()) == 0.0 and float(wsum) == 0.0
 
 
+def test_dice_loss_scores_overlap_per_class_and_ignores_unlabelled_pixels():
+    target = torch.zeros(1, 8, 8, dtype=torch.int64)
+    target[0, 3, :] = 1  # one thin line: 8 of 64 pixels
+    sure = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 40 - 20
+    assert float(seg.soft_dice_loss(sure, target)) < 0.02  # right everywhere (class 2 absent: smoothed)
+    # calling the line background costs cross-entropy 1/8 of its worst, Dice a third of its worst
+    miss = sure.clone()
+    miss[0, :, 3, :] = sure[0, :, 0, :]
+    ce_ratio = float(seg.weighted_cross_entropy(miss, target)[0]) / 40.0
+    assert ce_ratio < 0.13 and float(seg.soft_dice_loss(miss, target)) > 0.3
+    # unlabelled pixels count for nothing, however wrong
+    unl = target.clone()
+    unl[0, 3, :] = -1
+    assert float(seg.soft_dice_loss(miss, unl)) < 0.02
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    loss, wsum = seg.segmentation_loss(logits, torch.randint(0, 2, (2, 8, 8)))
+    loss.backward()
+    assert torch.isfinite(loss) and float(wsum) == 128 and torch.isfinite(logits.grad).all()
+
+
 def test_a_few_training_steps_lower_the_loss():
     img, cls = pattern(n=3)
     images, _, _ = seg.normalize_frames(img)
@@ -387,6 +407,14 @@ def test_prediction_store(stores, trained):
     direct = forward_probabilities(model, normed, 2, torch.device("cpu"))
     np.testing.assert_allclose(ds.probability.values, direct, atol=1e-6)
     np.testing.assert_allclose(ds.norm_low, lo)
+    # the array entry point gives the same, for a movie and for one frame
+    cfg = {**TINY, "predict": {**TINY["predict"], "batch_size": 4}}
+    np.testing.assert_allclose(seg.probabilities(model, stores["img"], cfg), ds.probability.values, atol=1e-6)
+    np.testing.assert_allclose(seg.probabilities(model, stores["img"][2], cfg), ds.probability.values[2], atol=1e-6)
+    fast = seg.probabilities(model, stores["img"], {**cfg, "predict": {**cfg["predict"], "bf16": True}})
+    assert 1e-6 < np.abs(fast - direct).max() < 0.1  # bfloat16 really ran, and is close
+    with pytest.raises(InputError, match="frames"):
+        seg.probabilities(model, np.zeros((2, 0, 5)), cfg)
 
 
 def test_input_images(stores, trained):

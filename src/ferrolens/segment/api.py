@@ -1,5 +1,6 @@
 """Entry functions of the segmentation stage (one per Snakemake rule, plus the
-images the rVAE takes): :func:`train`, :func:`predict`, :func:`input_image`, :func:`load`."""
+images the rVAE takes): :func:`train`, :func:`predict`, :func:`input_image`, :func:`load`; on arrays
+(notebooks): :func:`fit`, :func:`probabilities`."""
 
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def _plot_history(history: list[dict], names: list[str], split: dict, path: Path
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     a.plot(ep, [r["train_loss"] for r in history], "o-", label="train (augmented patches)")
     a.plot(ep, [r["val_loss"] for r in history], "s-", label="held-out")
-    a.set(xlabel="epoch", ylabel="weighted cross-entropy", yscale="log", title="loss")
+    a.set(xlabel="epoch", ylabel="weighted cross-entropy + Dice", yscale="log", title="loss")
     a.legend()
     for n in names:
         b.plot(ep, [r[f"iou_{n}"] for r in history], "o-", label=n)
@@ -252,6 +253,19 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
     return model, metrics
 
 
+class _no_fill:
+    """Within: torch does not fill new tensors with NaN under deterministic mode (a bug trap
+    that cost ~5 % of a CPU training step). Results are unchanged: no kernel reads memory it
+    has not written (the resume test checks bit-identical weights)."""
+
+    def __enter__(self):
+        self.was = torch.utils.deterministic.fill_uninitialized_memory
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+    def __exit__(self, *exc):
+        torch.utils.deterministic.fill_uninitialized_memory = self.was
+
+
 def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
          threads: int, out: Path, progress: bool = True, where: str = "labels"):
     """Train on normalised-here frames; returns (best model in eval mode, metrics, (trainer, best, data)).
@@ -303,7 +317,7 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
         logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb, _EpochSeed(seed)],
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))), default_root_dir=out)
-    with warnings.catch_warnings(), par.fit_threads():
+    with warnings.catch_warnings(), par.fit_threads(), _no_fill():
         # the folder is ours: it holds the CSV logs (and last.ckpt when resuming) by design
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -370,6 +384,52 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
 
 
 # --- predict ---------------------------------------------------------------------------------
+def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, torch.device]:
+    """The fused eval copy of ``model.net`` on the ``predict:`` section's device; tiles checked."""
+    mult = model.net.multiple
+    for k in ("tile", "overlap"):
+        if p[k] % mult:
+            raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
+                             f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
+    device = device_for(p["accelerator"])
+    return fuse_for_inference(model.net).to(device), device
+
+
+def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None = None,
+                  threads: int | None = None) -> np.ndarray:
+    """Class probabilities of raw frames given as an array: :func:`predict` without the stores.
+
+    Parameters
+    ----------
+    model : a trained model (:func:`load` or :func:`fit`).
+    frames : ``(n, H, W)`` or ``(H, W)`` raw intensities; each frame is normalised with the
+        model's percentiles, as :func:`predict` does.
+    cfg : the ``segment:`` config section; its ``predict:`` keys apply (batch size, tiling,
+        ``bf16``: bfloat16 autocast, about 2× faster on CPUs with AVX512-BF16/AMX, probabilities
+        within ~1e-2), missing keys take the defaults.
+    threads : torch CPU threads (default: torch's current setting).
+
+    Returns ``(n, K, H, W)`` float32 softmax probabilities (``(K, H, W)`` for one frame);
+    ``argmax(1)`` is the label image.
+    """
+    p = resolve_config(cfg)["predict"]
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    a = np.asarray(frames)
+    single = a.ndim == 2
+    a = a[None] if single else a
+    if a.ndim != 3 or 0 in a.shape:
+        raise InputError("frames", f"shape {np.shape(frames)}", "(n, H, W) or (H, W) with every size ≥ 1")
+    net, device = _inference_net(model, p)
+    hp, bs = model.hparams, int(p["batch_size"])
+    out = []
+    for i in range(0, len(a), bs):  # normalised a batch at a time: a long movie is not copied whole
+        normed, _, _ = normalize_frames(a[i:i + bs], hp.norm_low, hp.norm_high)
+        out.append(predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bool(p["bf16"])))
+    probs = np.concatenate(out)
+    return probs[0] if single else probs
+
+
 def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
     """Segment every frame of ``movie`` into the store ``out`` (kind ``segmentation``).
 
@@ -393,13 +453,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
     mov = open_store(movie, "movie", ["image"])
     image = _movie_image(mov, movie)
     model = load(checkpoint)
-    mult = model.net.multiple
-    for k in ("tile", "overlap"):
-        if p[k] % mult:
-            raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
-                             f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
-    device = device_for(p["accelerator"])
-    net = fuse_for_inference(model.net).to(device)
+    net, device = _inference_net(model, p)
     hp = model.hparams
     names = list(hp.class_names)
     n, h, w = image.shape
