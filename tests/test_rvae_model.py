@@ -137,3 +137,40 @@ def test_translation_off_reports_no_shift():
 def test_bad_hyper_parameters(kwargs, key):
     with pytest.raises(InputError, match=f"rvae.{key}"):
         RVAE(**kwargs)
+
+
+@pytest.mark.parametrize("n", [8, 9])
+def test_image_decoder_reads_its_canonical_image_at_the_turned_pixel_centres(n):
+    """No turn, no shift: the window is the image's centre crop exactly; a quarter turn turns that crop
+    (np.rot90 of the display, counter-clockwise); a shift of one pixel pitch moves it by one pixel."""
+    from ferrolens.rvae.geometry import coordinate_grid, rotate_translate
+    from ferrolens.rvae.modules import ImageDecoder
+
+    torch.manual_seed(0)
+    dec = ImageDecoder(2, n)
+    z = torch.randn(3, 2)
+    img = dec.image(z)[:, 0].detach().numpy()
+    m = dec.size
+    assert (m - n) % 2 == 0 and m >= 2 * n - 1
+    a = (m - n) // 2
+    crop = img[:, a : a + n, a : a + n]
+    grid = coordinate_grid(n)
+    with torch.no_grad():
+        out = dec(grid.unsqueeze(0), z).reshape(3, n, n).numpy()
+        quarter = dec(rotate_translate(grid, torch.full((3,), np.pi / 2)), z).reshape(3, n, n).numpy()
+        moved = dec(rotate_translate(grid, torch.zeros(3), torch.tensor([2 / (n - 1), 0.0])), z).reshape(3, n, n).numpy()
+    np.testing.assert_allclose(out, crop, atol=1e-6)
+    np.testing.assert_allclose(moved, img[:, a : a + n, a + 1 : a + n + 1], atol=1e-5)
+    # +90° turns the drawn content counter-clockwise as displayed (np.rot90), the package's convention
+    np.testing.assert_allclose(quarter, np.rot90(crop, 1, axes=(1, 2)), atol=1e-5)
+    assert np.abs(quarter - np.rot90(crop, -1, axes=(1, 2))).max() > 1e-2
+
+
+def test_equivariant_model_takes_the_image_decoder_and_refuses_an_unknown_one():
+    from ferrolens.rvae.modules import ImageDecoder
+
+    model = RVAE(12, architecture="equivariant", decoder="image", units=64, filters=8)
+    assert isinstance(model.decoder, ImageDecoder)
+    assert model.decode(np.zeros((4, 2), np.float32), grid=20).shape == (4, 20, 20)
+    with pytest.raises(InputError, match="decoder"):
+        RVAE(12, architecture="equivariant", decoder="conv")

@@ -67,8 +67,9 @@ def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
     """Typed hyper-parameters of :class:`RVAE` from a filled config section.
 
     ``architecture: paper`` is the paper's model exactly (128-filter encoder,
-    plain-coordinate decoder); the equivariant model takes ``filters``,
-    ``rotations``, ``angle_symmetry`` and the Fourier features from the config.
+    plain-coordinate decoder of 128 units); the equivariant model takes ``filters``,
+    ``rotations``, ``angle_symmetry``, ``decoder``, ``decoder_units`` and the Fourier
+    features from the config.
     """
     paper = cfg["architecture"] == "paper"
     return {
@@ -79,6 +80,8 @@ def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
         "rotation_filters": int(cfg["rotation_filters"]),
         "symmetry": int(cfg["angle_symmetry"]),
         "fourier": 0 if paper else int(cfg["fourier_features"]),
+        "decoder": "spatial" if paper else str(cfg["decoder"]),
+        "units": 128 if paper else int(cfg["decoder_units"]),
         "fourier_scale": float(cfg["fourier_scale"]),
         "lr_schedule": str(cfg["lr_schedule"]),
         "warmup": float(cfg["warmup"]),

@@ -50,12 +50,13 @@ from ..errors import InputError
 from ..store import latent_labels
 from . import maps as _maps
 from .geometry import coordinate_grid, rotate_translate
-from .modules import N_POSE, Encoder, RotationEncoder, SpatialDecoder
+from .modules import N_POSE, Encoder, ImageDecoder, RotationEncoder, SpatialDecoder
 
 MODEL_KIND = "rvae"  # written into every checkpoint; load() checks it
 RECONSTRUCTIONS = ("gaussian", "mse", "bce")
 ARCHITECTURES = ("paper", "equivariant")
 SCHEDULES = ("constant", "cosine")
+DECODERS = ("spatial", "image")
 
 
 class LossParts(NamedTuple):
@@ -117,8 +118,11 @@ class RVAE(pl.LightningModule):
         plain encoder of shift, z and the log-sds).
     units : width of the decoder's dense layers (paper: 128).
     architecture : ``"paper"`` (the paper's CNN encoder and Bepler's plain spatial decoder;
-        ``fourier`` is ignored) or ``"equivariant"`` (:class:`RotationEncoder` and the
-        spatial decoder with ``fourier`` Fourier features).
+        ``fourier`` and ``decoder`` are ignored) or ``"equivariant"`` (:class:`RotationEncoder`
+        and the decoder ``decoder``).
+    decoder : the equivariant model's decoder: ``"spatial"`` (Bepler's, with ``fourier`` Fourier
+        features) or ``"image"`` (:class:`~ferrolens.rvae.modules.ImageDecoder`: a canonical image
+        read at the turned and shifted coordinates).
     rotations : rotated copies ``K`` of the equivariant encoder's angle network (a multiple of 4).
     rotation_filters : channels of each rotated copy's convolutions.
     symmetry : symmetry order ``m`` of the content for the equivariant encoder: its angle is
@@ -159,6 +163,7 @@ class RVAE(pl.LightningModule):
         lr_schedule: str = "constant",
         warmup: float = 0.0,
         pixel_fraction: float = 1.0,
+        decoder: str = "spatial",
     ):
         super().__init__()
         checks = {
@@ -180,6 +185,7 @@ class RVAE(pl.LightningModule):
             "lr_schedule": (lr_schedule, lr_schedule in SCHEDULES, f"one of {SCHEDULES}"),
             "warmup": (warmup, 0 <= warmup < 1, "a fraction in [0, 1)"),
             "pixel_fraction": (pixel_fraction, 0 < pixel_fraction <= 1, "a fraction in (0, 1]"),
+            "decoder": (decoder, decoder in DECODERS, f"one of {DECODERS}"),
         }
         for key, (value, ok, expected) in checks.items():
             if not ok:
@@ -190,7 +196,8 @@ class RVAE(pl.LightningModule):
             self.decoder = SpatialDecoder(latent_dim, units)
         else:
             self.encoder = RotationEncoder(window, N_POSE + latent_dim, filters, rotations, symmetry, rotation_filters)
-            self.decoder = SpatialDecoder(latent_dim, units, fourier, fourier_scale)
+            self.decoder = (ImageDecoder(latent_dim, window, units) if decoder == "image"
+                            else SpatialDecoder(latent_dim, units, fourier, fourier_scale))
         self.register_buffer("grid", coordinate_grid(window), persistent=False)
         #: held-out checks recorded by :func:`ferrolens.rvae.train` (see :mod:`ferrolens.rvae.quality`)
         self.quality: dict[str, Any] | None = None

@@ -23,6 +23,14 @@
   coordinates first pass through fixed Fourier features
   ``[p, sin(2π B p), cos(2π B p)]`` (Tancik et al. 2020), which lets the MLP
   draw sharp walls that plain coordinates (a smooth, low-frequency input) blur.
+* :class:`ImageDecoder` — ``z`` through an MLP to one canonical image of
+  ``extent · n`` pixels per side covering ``[-extent, extent]²`` grid units,
+  read at the (rotated, shifted) coordinates by bilinear interpolation (a
+  spatial transformer, Jaderberg et al. 2015). The same interface as the
+  spatial decoder (a value per transformed coordinate), but the image is
+  drawn once per window rather than by an MLP at every pixel, and a pixel
+  image holds a 1–2 px wall that a coordinate MLP learns only slowly.
+  Measured on the demo's wall windows (benchmarks/bench_rvae_fidelity.py).
 """
 
 from __future__ import annotations
@@ -308,3 +316,48 @@ class SpatialDecoder(nn.Module):
         h = torch.tanh(h)
         h = torch.tanh(self.hidden(h))
         return self.out(h).squeeze(-1)
+
+
+class ImageDecoder(nn.Module):
+    """``z`` → a canonical image, read at transformed coordinates (a spatial transformer).
+
+    ``img = MLP(z)`` is an ``m × m`` image (``m = n + 2 ⌈(extent - 1) n / 2⌉``, about ``extent · n``)
+    that spans about ``[-extent, extent]²`` in the grid units of
+    :func:`ferrolens.rvae.geometry.coordinate_grid` (the window's pixel
+    centres span ``[-1, 1]²``) with the window's pixel pitch: one image pixel
+    is one window pixel. The output at a
+    coordinate ``p`` is ``img`` bilinearly interpolated at ``p``; beyond the
+    image, its border value (``extent = 2`` leaves room for the corners of a
+    turned window, ``√2``, plus a shift of 0.6 grid units).
+
+    Parameters
+    ----------
+    latent_dim : number of free latents ``L`` (>= 1).
+    window : window size ``n`` (pixels).
+    units : width of the MLP's two hidden layers (tanh).
+    extent : half-width of the canonical image in grid units.
+    """
+
+    def __init__(self, latent_dim: int, window: int, units: int = 256, extent: float = 2.0):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"the image decoder needs at least one latent, got {latent_dim}")
+        self.latent_dim, self.window, self.units, self.extent = latent_dim, window, units, float(extent)
+        # m - n even: at no turn and no shift the window's pixel centres fall on the image's (no blur)
+        self.size = window + 2 * math.ceil((extent - 1) * window / 2)
+        self.net = nn.Sequential(nn.Linear(latent_dim, units), nn.Tanh(), nn.Linear(units, units), nn.Tanh(),
+                                 nn.Linear(units, self.size * self.size))
+
+    def image(self, z: Tensor) -> Tensor:
+        """``(N, L)`` → the canonical images ``(N, 1, m, m)`` (row 0 at ``y = -extent``, top)."""
+        return self.net(z).view(-1, 1, self.size, self.size)
+
+    def forward(self, coords: Tensor, z: Tensor) -> Tensor:
+        """``coords (N or 1, P, 2)`` and ``z (N, L)`` → ``(N, P)`` (values or logits)."""
+        img = self.image(z)
+        # window pixel centres are 2 / (n - 1) grid units apart, as the image's: its outer edges, ±1 for
+        # grid_sample (align_corners=False), lie at ±m / (n - 1) ≈ ±extent grid units
+        grid = (coords * ((self.window - 1) / self.size)).unsqueeze(1)
+        if grid.shape[0] != img.shape[0]:
+            grid = grid.expand(img.shape[0], -1, -1, -1)
+        return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False).flatten(1)
