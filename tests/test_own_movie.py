@@ -1,11 +1,13 @@
 """A microscopist's own movie, end to end, exactly as README says.
 
-Each test lays out a project folder as a user would (the workflow beside a
-``data/`` folder with their files and a ``my.yaml``) and runs
-``snakemake --cores 2 --configfile my.yaml`` with no target list. ``my.yaml`` is
-the tiny training budget of ``.test/tiny.yaml`` followed by the dataset section:
-README's own-movie example (read from README itself), the PNG-folder config,
-and the PZT HDF5 series without labels.
+Each run lays out a project folder as a user would (the workflow beside a
+``data/`` folder with their files and their config files) and runs
+``snakemake --cores 2 --configfile .test/tiny.yaml my.yaml ...`` with no target
+list: the tests' training budget first, then the user's files verbatim, which
+Snakemake merges key by key. The user's files: README's own-movie example (read
+from README itself) as ``my.yaml`` with the PNG-folder config beside it (one run,
+two datasets), and the PZT HDF5 series without labels (a run of its own: the rVAE
+reads raw frames there, a setting of the whole config).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / ".test"
-SHARED = ROOT.parent / "shared" / "data" / "dtmicroscope"
+DATA = ROOT / "tests" / "data"
 
 pytestmark = pytest.mark.workflow
 
@@ -37,19 +40,21 @@ def readme_example() -> str:
     return m.group(1)
 
 
-def project(tmp: Path, datasets_yaml: str, data: dict[str, Path]) -> Path:
-    """A user's project folder: the workflow (linked), data/ (copied) and my.yaml."""
+def project(tmp: Path, configs: dict[str, str], data: dict[str, Path]) -> Path:
+    """A user's project folder: the workflow (linked), data/ (copied) and their config files."""
     for name in ("Snakefile", "workflow", "envs", "config", "profiles"):
         os.symlink(ROOT / name, tmp / name)
     (tmp / "data").mkdir()
     for name, src in data.items():
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, tmp / "data" / name)
-    (tmp / "my.yaml").write_text((FIXTURES / "tiny.yaml").read_text() + "\n" + datasets_yaml)
+    for name, text in configs.items():
+        (tmp / name).write_text(text)
     return tmp
 
 
-def run(wd: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "my.yaml", *extra]
+def run(wd: Path, configs: list[str], *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2",
+           "--configfile", str(FIXTURES / "tiny.yaml"), *configs, *extra]
     return subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1500)
 
 
@@ -64,22 +69,32 @@ def checksums(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+USER_CONFIGS = ["my.yaml", "scan.yaml"]  # README's example, the PNG-folder dataset
+
+
 @pytest.fixture(scope="module")
-def tiff_run(tmp_path_factory):
-    d = FIXTURES / "tiff"
-    wd = project(tmp_path_factory.mktemp("tiff"), readme_example(),
-                 {"movie.tif": d / "movie.tif", "bias.csv": d / "bias.csv",
-                  "label_000.png": d / "label_000.png", "label_008.png": d / "label_008.png"})
+def user_run(tmp_path_factory):
+    """README's TIFF + bias CSV + PNG labels (my_movie) and a folder of PNG frames with a label
+    folder and no bias (scan), in one project and one run."""
+    tiff, png = FIXTURES / "tiff", FIXTURES / "png_frames"
+    wd = project(tmp_path_factory.mktemp("own"),
+                 {"my.yaml": readme_example(), "scan.yaml": (png / "config.yaml").read_text()},
+                 {"movie.tif": tiff / "movie.tif", "bias.csv": tiff / "bias.csv",
+                  "label_000.png": tiff / "label_000.png", "label_008.png": tiff / "label_008.png",
+                  "frames": png / "frames", "labels": png / "labels"})
     before = checksums(wd / "data")
-    proc = run(wd)
+    proc = run(wd, USER_CONFIGS)
     assert proc.returncode == 0, proc.stderr[-5000:]
     assert checksums(wd / "data") == before  # inputs never modified
     return wd
 
 
-def test_readme_tiff_movie_with_bias_csv_and_png_labels(tiff_run):
-    wd = tiff_run
-    assert not (wd / "results" / "demo").exists()  # only the datasets my.yaml names run
+def test_only_the_datasets_the_user_names_run(user_run):
+    assert sorted(p.name for p in (user_run / "results").iterdir()) == ["my_movie", "scan"]
+
+
+def test_readme_tiff_movie_with_bias_csv_and_png_labels(user_run):
+    wd = user_run
     movie = xr.open_zarr(wd / "results/my_movie/movie.zarr")
     assert movie.image.shape == (16, 96, 96)
     bias = np.loadtxt(FIXTURES / "tiff/bias.csv", delimiter=",", skiprows=1)[:, 1]
@@ -97,38 +112,8 @@ def test_readme_tiff_movie_with_bias_csv_and_png_labels(tiff_run):
     assert (wd / "results/my_movie/rvae/n8/hysteresis.csv").exists()
 
 
-def planned(wd: Path) -> set[str]:
-    """The rules a dry run would run now because an input file is newer than an output."""
-    proc = run(wd, "-n", "--rerun-triggers", "mtime")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return set(re.findall(r"^rule (\w+):", proc.stdout + proc.stderr, re.M))
-
-
-def test_editing_the_bias_csv_or_a_label_reruns_what_depends_on_it(tiff_run):
-    wd = tiff_run
-    assert planned(wd) == set()
-    csv, label = wd / "data/bias.csv", wd / "data/label_008.png"
-    text = csv.read_text()
-    csv.write_text(text.replace("15,-2.5000,", "15,-1.2500,"))  # the last frame's bias corrected
-    assert csv.read_text() != text
-    assert {"ingest_movie", "ingest_labels", "segment_train", "rvae_train"} <= planned(wd)
-    csv.write_text(text)  # put back as it was: same content as when the store was made
-    assert planned(wd) == set()
-    from PIL import Image
-
-    lab = np.asarray(Image.open(label)).copy()
-    lab[0, 0] = 1 - min(int(lab[0, 0]), 1)  # a person corrects one pixel
-    Image.fromarray(lab).save(label)
-    now = planned(wd)
-    assert {"ingest_labels", "segment_train"} <= now and "ingest_movie" not in now
-
-
-def test_png_frame_folder_with_label_folder_and_no_bias(tmp_path):
-    d = FIXTURES / "png_frames"
-    wd = project(tmp_path, (d / "config.yaml").read_text(), {"frames": d / "frames", "labels": d / "labels"})
-    proc = run(wd)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    assert not (wd / "results" / "demo").exists()
+def test_png_frame_folder_with_label_folder_and_no_bias(user_run):
+    wd, d = user_run, FIXTURES / "png_frames"
     movie = xr.open_zarr(wd / "results/scan/movie.zarr")
     assert movie.image.shape == (12, 80, 80)
     # natural order: frame_10.png is the tenth frame, not the second
@@ -138,32 +123,71 @@ def test_png_frame_folder_with_label_folder_and_no_bias(tmp_path):
     np.testing.assert_array_equal(movie.image.values[9], tenth)
     np.testing.assert_allclose(movie.time.values, np.arange(12) * 2.0)
     assert "bias" not in movie.coords or not np.isfinite(movie.bias.values).any()
+    labels = xr.open_zarr(wd / "results/scan/labels.zarr")
+    truth = np.asarray(Image.open(d / "labels/label_7.png"))  # the label folder's second image: frame 6
+    assert list(labels.frame.values) == [0, 6]
+    np.testing.assert_array_equal(labels.label.values[1], truth)
     assert {"fig1_frames", "fig2_segmentation", "fig5_dynamics_n8"} <= figures(wd, "scan")
     log = (wd / "logs/scan/segment_train_c3.log").read_text()
     assert "held out" in log
+    # a time series: the hysteresis table names time as its stimulus
+    table = pd.read_csv(wd / "results/scan/rvae/n8/hysteresis.csv")
+    assert len(table) and (table.stimulus == "time").all()
+
+
+def planned(wd: Path) -> set[str]:
+    """The rules a dry run would run now because an input file is newer than an output."""
+    proc = run(wd, USER_CONFIGS, "-n", "--rerun-triggers", "mtime")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return set(re.findall(r"^rule (\w+):", proc.stdout + proc.stderr, re.M))
+
+
+def test_editing_the_bias_csv_or_a_label_reruns_what_depends_on_it(user_run):
+    """Last of the tests on user_run: it edits the user's files (and puts them back)."""
+    wd = user_run
+    assert planned(wd) == set()  # a rerun with nothing to do
+    csv, label = wd / "data/bias.csv", wd / "data/label_008.png"
+    text = csv.read_text()
+    csv.write_text(text.replace("15,-2.5000,", "15,-1.2500,"))  # the last frame's bias corrected
+    assert csv.read_text() != text
+    assert {"ingest_movie", "ingest_labels", "segment_train", "rvae_train"} <= planned(wd)
+    csv.write_text(text)  # put back as it was: same content as when the store was made
+    assert planned(wd) == set()
+    from PIL import Image
+
+    original = label.read_bytes()
+    lab = np.asarray(Image.open(label)).copy()
+    lab[0, 0] = 1 - min(int(lab[0, 0]), 1)  # a person corrects one pixel
+    Image.fromarray(lab).save(label)
+    now = planned(wd)
+    assert {"ingest_labels", "segment_train"} <= now and "ingest_movie" not in now
+    assert not any("scan" in line for line in now)  # the other dataset is left alone
+    label.write_bytes(original)
+    assert planned(wd) == set()
 
 
 def test_pzt_hdf5_series_without_labels_runs_on_raw_frames(tmp_path):
-    files = [SHARED / f"PZT_final000{i}.h5" for i in (1, 2, 3)]
-    if not all(f.exists() for f in files):
-        pytest.skip(f"the PZT series is not in {SHARED}")
-    wd = project(tmp_path, (FIXTURES / "pzt.yaml").read_text(), {f.name: f for f in files})
-    proc = run(wd)
+    files = [DATA / f"PZT_final000{i}.h5" for i in (1, 2)]
+    wd = project(tmp_path, {"pzt.yaml": (FIXTURES / "pzt.yaml").read_text()}, {f.name: f for f in files})
+    proc = run(wd, ["pzt.yaml"])
     assert proc.returncode == 0, proc.stderr[-5000:]
-    assert not (wd / "results" / "demo").exists()
+    assert sorted(p.name for p in (wd / "results").iterdir()) == ["pzt"]  # not the demo
     assert not (wd / "results/pzt/segment").exists()  # no labels: no U-Net
     movie = xr.open_zarr(wd / "results/pzt/movie.zarr")
-    assert movie.image.shape == (3, 128, 128)
+    assert movie.image.shape == (2, 128, 128) and movie.attrs["quantity"] == "PhaseRetrace"
+    np.testing.assert_allclose(movie.time.values, [0.0, 1.0])  # frame_interval
     lat = xr.open_zarr(wd / "results/pzt/rvae/n8/latents.zarr")
-    assert lat["mean"].shape[:3] == (3, 128, 128) and np.isfinite(lat["mean"].values).all()
+    assert lat["mean"].shape[:3] == (2, 128, 128) and np.isfinite(lat["mean"].values).all()
+    windows = xr.open_zarr(wd / "results/pzt/rvae/n8/windows.zarr")
+    assert 0.0 <= float(windows["windows"].min()) and float(windows["windows"].max()) <= 1.0  # normalised frames
     assert {"fig1_frames", "fig4_latent_maps", "fig5_dynamics_n8", "fig6_latent_space_n8"} <= figures(wd, "pzt")
 
 
 def test_my_yaml_without_the_demo_keys_is_not_merged_with_the_demo_config(tmp_path):
     """A config naming only its own datasets plans only their jobs (a dry run)."""
     d = FIXTURES / "tiff"
-    wd = project(tmp_path, readme_example(), {p.name: p for p in d.iterdir()})
-    proc = run(wd, "-n")
+    wd = project(tmp_path, {"my.yaml": readme_example()}, {p.name: p for p in d.iterdir()})
+    proc = run(wd, ["my.yaml"], "-n")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "results/my_movie/movie.zarr" in out and "results/demo" not in out and "ingest_synthetic" not in out

@@ -1,4 +1,5 @@
-"""End to end: the Snakemake workflow on a tiny config, in a temporary folder."""
+"""End to end: the Snakemake workflow on the tiny config of ``.test/`` (the same the SLURM test runs),
+in a temporary folder: ``--configfile .test/tiny.yaml .test/workflow.yaml``."""
 
 from __future__ import annotations
 
@@ -13,38 +14,17 @@ import xarray as xr
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data"
-
-TINY = {
-    "seed": 0,
-    "windows": [8],
-    # a few training steps only: the point is the plumbing, not the science
-    "segment": {"n_classes": [2, 3], "train": {"patch_size": 32, "batch_size": 2, "steps_per_epoch": 2, "max_epochs": 1},
-                "predict": {"tile": 48, "overlap": 8}},
-    "rvae": {"count": 256, "epochs": 3, "batch_size": 64, "min_std": 0.0},
-    "dynamics": {"bootstrap": 20, "grid_points": 64},
-    "latent_space": {"coarse_grid": 6, "dense_grid": 20},
-    "figures": {"dpi": 60, "vector": "none"},
-    "datasets": {
-        "demo": {
-            "synthetic": {"n_frames": 8, "size": 48, "seed": 0, "needles_per_family": 4, "n_contaminants": 2},
-            "labels": {"source": "truth", "frames": [0, 3, 5]},
-        },
-        "pzt": {
-            "path": [str(DATA / "PZT_final0001.h5"), str(DATA / "PZT_final0002.h5")],
-            "channel": "PhaseRetrace",
-            "crop": [0, 64, 0, 64],
-            "bias": {"source": "list", "values": [0.0, 1.0]},
-        },
-    },
-}
+TINY = [ROOT / ".test" / "tiny.yaml", ROOT / ".test" / "workflow.yaml"]  # budget, then the datasets
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
-    cfg = workdir / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(config or TINY))
+    """Snakemake in ``workdir`` on the tiny config, or on ``config`` written there."""
+    files = TINY
+    if config is not None:
+        files = [workdir / "bad.yaml"]
+        files[0].write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), "--cores", "2", *args]
+           "--configfile", *map(str, files), "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
@@ -63,8 +43,11 @@ def test_outputs_open_with_named_dims(tiny_run):
     assert movie.bias.attrs["units"] == "V"
     labels = xr.open_zarr(tiny_run / "results/demo/labels.zarr")
     assert list(labels.frame.values) == [0, 3, 5]
-    pzt = xr.open_zarr(tiny_run / "results/pzt/movie.zarr")
-    assert pzt.image.shape == (2, 64, 64) and list(pzt.bias.values) == [0.0, 1.0]
+    # the dataset without labels: its movie and Fig. 1, no segmentation, no rVAE
+    plain = xr.open_zarr(tiny_run / "results/plain/movie.zarr")
+    assert plain.image.shape == (4, 32, 32)
+    assert sorted(p.name for p in (tiny_run / "results/plain").iterdir()) == ["figures", "movie.zarr", "synthetic.zarr"]
+    assert [p.name for p in (tiny_run / "results/plain/figures").glob("*.png")] == ["fig1_frames.png"]
     assert (tiny_run / "logs/demo/ingest_movie.log").exists()
     assert (tiny_run / "benchmarks/workflow/demo/ingest_movie.tsv").exists()
     seg = xr.open_zarr(tiny_run / "results/demo/segment/c3/segmentation.zarr")

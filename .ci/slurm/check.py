@@ -1,6 +1,6 @@
 """Helpers of .ci/slurm/test_slurm.sh (the SLURM test of the workflow).
 
-    check.py tiny-config OUT.yaml          write the end-to-end test's tiny config
+    check.py tiny-config OUT.yaml          write the end-to-end test's tiny config (.test/) as one file
     check.py compare LOCAL SLURM           same outputs under results/ of both runs
     check.py jobs SNAKEMAKE_LOG            every non-local job ran as a SLURM job, GPU jobs got one
 
@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
+# the config of tests/test_workflow.py: the budget, then the datasets (merged as Snakemake merges
+# several --configfile files)
+TINY = [ROOT / ".test" / "tiny.yaml", ROOT / ".test" / "workflow.yaml"]
 
 
 def gpu_rules() -> set[str]:
@@ -29,14 +32,15 @@ def gpu_rules() -> set[str]:
 
 
 def tiny_config(out: Path) -> int:
-    """The TINY config of tests/test_workflow.py (one source of truth), as YAML."""
+    """The config files of tests/test_workflow.py (TINY) merged into one YAML file."""
     import yaml
+    from snakemake.utils import update_config
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_workflow import TINY  # noqa: PLC0415
-
-    out.write_text(yaml.safe_dump(TINY, sort_keys=False))
-    print(f"wrote {out} (TINY of tests/test_workflow.py)")
+    config: dict = {}
+    for path in TINY:
+        update_config(config, yaml.safe_load(path.read_text()))
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {out} ({' + '.join(str(p.relative_to(ROOT)) for p in TINY)})")
     return 0
 
 
