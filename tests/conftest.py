@@ -27,11 +27,15 @@ def rng():
 
 # The fast tier, for everyday work: `python -m pytest -m "not slow"` (under a minute on 2 cores).
 # Slow: Snakemake runs end to end, multi-process training, and tests whose fixture trains a model
-# for tens of seconds. README's `python -m pytest` runs everything, as CI does.
+# for more than a few seconds. README's `python -m pytest` runs everything, as CI does.
 SLOW_MODULES = {"test_distributed.py", "test_own_movie.py", "test_workflow.py"}
+# fixtures that train for more than a few seconds (the rVAE on bars of tests/test_rvae_train.py:
+# ~12 s on 2 quiet cores); every test that uses one is slow
+SLOW_FIXTURES = {"bars_run"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SLOW_MODULES or item.get_closest_marker("workflow"):
+        if (item.path.name in SLOW_MODULES or item.get_closest_marker("workflow")
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.slow)
