@@ -171,12 +171,14 @@ def test_iou_comes_from_confusion_summed_over_processes():
 
 
 # --- real 2-process CPU training ------------------------------------------------------------------
-def _ddp_run(root: Path, jobs: list[dict]) -> subprocess.CompletedProcess:
-    (root / "jobs.json").write_text(json.dumps(jobs))
+def _ddp_start(root: Path, job: dict) -> subprocess.Popen:
+    """``tests/ddp_train.py`` on one job in its own folder ``root`` (started, not waited for)."""
+    root.mkdir()
+    (root / "jobs.json").write_text(json.dumps([job]))
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("SLURM_")}
     env["PYTHONWARNINGS"] = "ignore"
-    return subprocess.run([sys.executable, str(SCRIPT), str(root)], check=False, env=env, capture_output=True, text=True,
-                          timeout=400, cwd=root)
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(root)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=root)
 
 
 def _check_log(log: Path, stage: str) -> None:
@@ -189,11 +191,12 @@ def _check_log(log: Path, stage: str) -> None:
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
-    """An rVAE and a U-Net trained on 2 CPU processes each (gloo), one script run (one job) each."""
-    from test_segment import pattern, write_labels, write_movie
-
+    """An rVAE and a U-Net trained on 2 CPU processes each (gloo), one script run (one job) each;
+    the two runs at the same time (each waits on its own processes' collectives much of the time)."""
+    from ferrolens.ingest import ingest_labels, ingest_movie
     from ferrolens.rvae import make_windows
     from ferrolens.rvae.toy import oriented_bars
+    from ferrolens.synthetic import make_demo
 
     root = tmp_path_factory.mktemp("ddp")
     ddp = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
@@ -201,23 +204,34 @@ def ddp_runs(tmp_path_factory):
     bars = xr.DataArray(oriented_bars(7, angles), dims=("frame", "y", "x"), coords={"frame": np.arange(96)})
     rvae_cfg = {"count": 96, "min_std": 0.0, "batch_size": 16, "val_fraction": 0.25, "lr": 1e-3, "epochs": 2, **ddp}
     make_windows(bars, str(root / "windows.zarr"), 7, rvae_cfg, seed=0)
-    img, cls = pattern()
+    # the U-Net's movie and labels as the workflow writes them: ingest of a .npy movie and label stack
+    demo = make_demo(n_frames=5, size=40, seed=0, needles_per_family=3, n_contaminants=3)
+    np.save(root / "movie.npy", demo.image.values)
+    movie = str(ingest_movie({}, root / "movie.zarr", source=str(root / "movie.npy"), name="ddp"))
     labelled = [0, 1, 2, 3, 4]
-    truth = cls[labelled].astype(np.int64)
+    truth = demo.class_map.values[labelled].astype(np.int64)
     truth[2] = 0  # held-out frame 2 all background: rank 1's share differs from rank 0's (frames 1, 3)
+    np.save(root / "labels.npy", truth)
+    labels = str(ingest_labels({"labels": {"frames": labelled, "path": str(root / "labels.npy")}},
+                               ["background", "wall", "contaminant"], movie, root / "labels.zarr"))
     seg_cfg = {"model": {"depth": 2, "base_filters": 4},
                # three held-out frames on two processes: rank 0 validates 1 and 3, rank 1 frame 2 and a blank
                "train": {"patch_size": 24, "batch_size": 4, "steps_per_epoch": 4, "max_epochs": 2,
                          "val_frames": [1, 2, 3], **ddp}}
-    movie = write_movie(root / "movie.zarr", img)
-    labels = write_labels(root / "labels.zarr", truth, labelled)
-    jobs = [{"stage": "rvae", "log": "rvae.log", "args": [str(root / "windows.zarr"), str(root / "rvae"), 7, rvae_cfg, 0, 2]},
-            {"stage": "segment", "log": "segment.log", "args": [movie, labels, str(root / "seg"), 3, seg_cfg, 0, 2]}]
-    for job in jobs:
-        done = _ddp_run(root, [job])
-        log = root / job["log"]
-        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], log.exists() and log.read_text()[-3000:])
-    return {"root": root, "img": img, "truth": truth}
+    jobs = {"rvae": {"stage": "rvae", "log": "../rvae.log",
+                     "args": [str(root / "windows.zarr"), str(root / "rvae"), 7, rvae_cfg, 0, 2]},
+            "segment": {"stage": "segment", "log": "../segment.log",
+                        "args": [movie, labels, str(root / "seg"), 3, seg_cfg, 0, 2]}}
+    running = {name: _ddp_start(root / f"run_{name}", job) for name, job in jobs.items()}
+    for name, proc in running.items():
+        try:
+            out, err = proc.communicate(timeout=400)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        log = root / f"{name}.log"
+        assert proc.returncode == 0, (out[-3000:], err[-3000:], log.exists() and log.read_text()[-3000:])
+    return {"root": root, "img": xr.open_zarr(movie).image.values, "truth": truth}
 
 
 def test_rvae_trains_on_two_processes(ddp_runs):
