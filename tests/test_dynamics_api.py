@@ -14,7 +14,6 @@ from ferrolens.dynamics import kde_nmf, resolve_config, sweep_merge
 from ferrolens.dynamics.nmf import fit_nmf, nnls_weights
 from ferrolens.errors import InputError
 
-FRAGMENT = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "fragments" / "dynamics.yaml"
 LABELS = ["angle", "dx", "dy", "z1", "z2"]
 
 

@@ -17,7 +17,6 @@ from ferrolens.latent_space import (
     resolve_config,
 )
 
-FRAGMENT = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "fragments" / "latent_space.yaml"
 N = 8  # decoded image edge
 FAST = {"coarse_grid": 5, "dense_grid": 30, "image_components": 2, "histogram_components": 2,
         "rgb_components": [0, 1, 1]}
