@@ -9,7 +9,7 @@ import xarray as xr
 import yaml
 
 from ferrolens.errors import InputError
-from ferrolens.rvae import DEFAULTS, load, make_windows, sample_windows
+from ferrolens.rvae import DEFAULTS, RVAE, load, make_windows, sample_windows
 from ferrolens.rvae.api import check_images, config
 from ferrolens.rvae.toy import oriented_bars
 from ferrolens.rvae.windows import window_std
@@ -33,11 +33,19 @@ def _movie(n_frames=4, h=40, w=36, seed=0):
                         coords={"frame": np.arange(10, 10 + n_frames), "bias": ("frame", np.linspace(-2, 2, n_frames))})
 
 
-def test_schema_fragment_matches_defaults():
+def test_schema_fragment_defaults_build_the_documented_model():
     schema = yaml.safe_load(FRAGMENT.read_text())
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     props = schema["properties"]
-    assert {k: v["default"] for k, v in props.items()} == DEFAULTS
+    # the defaults make a model: the paper's two free latents, the equivariant encoder, the image decoder
+    from ferrolens.rvae.api import model_hparams
+    from ferrolens.rvae.modules import ImageDecoder, RotationEncoder
+
+    model = RVAE(**model_hparams(DEFAULTS, 12))
+    assert model.labels == ["angle", "dx", "dy", "z1", "z2"]
+    assert isinstance(model.encoder, RotationEncoder) and isinstance(model.decoder, ImageDecoder)
+    paper = RVAE(**model_hparams({**DEFAULTS, "architecture": "paper"}, 12))
+    assert paper.encoder.filters == 128 and paper.decoder.units == 128 and paper.decoder.fourier == 0
     for key, sub in props.items():
         assert sub.get("description"), key
     import jsonschema

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ferrolens on a real SLURM. Runs the end-to-end test's tiny config (TINY of
-# tests/test_workflow.py) twice, in temporary folders:
+# ferrolens on a real SLURM. Runs the end-to-end test's tiny config (.test/tiny.yaml
+# merged with .test/workflow.yaml) twice, in temporary folders:
 #   1. locally (snakemake --cores N);
 #   2. on a single-node SLURM started here from Debian's packages (munge,
 #      slurmctld, slurmd, slurm-client), through `--profile profiles/slurm`;
@@ -136,7 +136,7 @@ mkdir -p "$D"/{etc,state,spool,log,munge,local,slurm}
 NCPU=$(nproc)
 
 # ---------------------------------------------------------------------------
-step "tiny config (TINY of tests/test_workflow.py) and the local run (--cores $NCPU)"
+step "tiny config (.test/tiny.yaml + .test/workflow.yaml) and the local run (--cores $NCPU)"
 "$PYTHON" "$HERE/check.py" tiny-config "$D/local/tiny.yaml"
 cp "$D/local/tiny.yaml" "$D/slurm/tiny.yaml"
 t0=$SECONDS
