@@ -147,13 +147,13 @@ def test_more_latents_pair_and_held_medians():
     assert ds["z1_dense"].attrs["long_name"].startswith("latent z2")
 
 
-def make_latents(path, kind="latents", labels=("angle", "dx", "dy", "z1", "z2")):
+def make_latents(path, kind="latents", labels=("angle", "dx", "dy", "z1", "z2"), **attrs):
     rng = np.random.default_rng(4)
     ds = xr.Dataset(
         {"code_mean": ((store.SAMPLE, store.LATENT), rng.normal(size=(200, len(labels)))),
          "code_logsd": ((store.SAMPLE, store.LATENT), np.full((200, len(labels)), -1.0))},
         coords={store.LATENT: list(labels)},
-        attrs=store.provenance(kind, {}),
+        attrs={**store.provenance(kind, {}), **attrs},
     )
     store.write_store(ds, path)
 
@@ -170,6 +170,31 @@ def test_latent_space_map_store(tmp_path):
     assert ds["image_loadings"].dims == ("component", "z1_dense", "z2_dense")
     assert ds["histogram_loadings"].dims == ("hist_component", "z1_dense", "z2_dense")
     assert ds["density"].sum() * np.diff(ds["z1_dense"])[0] * np.diff(ds["z2_dense"])[0] <= 1.0 + 1e-9
+    assert "quality_warning" not in ds.attrs  # a latents store without checks passes none on
+
+
+def test_the_models_checks_travel_with_its_latent_space_and_fig6_warns(tmp_path, monkeypatch):
+    from ferrolens.figures.latent import latent_space_maps
+
+    lat = tmp_path / "latents.zarr"
+    warning = "rVAE n=8 has NOT learned to reconstruct its windows: held-out R² = 0.05 < 0.8"
+    make_latents(lat, quality_r2=0.05, quality_angle_follow=0.5, quality_warning=warning)
+    out = tmp_path / "latent_space.zarr"
+    latent_space_map(str(lat), two_region_decoder, str(out), FAST, seed=0, window=8)
+    ds = xr.open_zarr(out)
+    assert ds.attrs["quality_r2"] == 0.05 and ds.attrs["quality_warning"] == warning
+    import matplotlib.figure
+
+    texts = []
+    orig = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *a, **k):  # the words on the figure as it is saved
+        texts.extend(t.get_text() for t in fig.texts)
+        return orig(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    latent_space_maps(str(out), str(tmp_path / "fig6.png"), {})
+    assert any("held-out R² 0.05" in t for t in texts) and any(t.startswith("WARNING: " + warning) for t in texts)
 
 
 def test_bad_input(tmp_path):

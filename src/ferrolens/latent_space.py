@@ -374,5 +374,5 @@ def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], o
     ds = latent_space_core(codes, free, decode, cfg, seed)
     ds.attrs = {**store.provenance("latent_space", cfg, source_latents=str(latents),
                                    source_latents_sha256=store.sha256_file(latents), seed=seed,
-                                   window=int(window)), **ds.attrs}
+                                   window=int(window)), **store.inherited_quality(lat.attrs), **ds.attrs}
     store.write_store(ds, out)

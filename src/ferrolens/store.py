@@ -449,3 +449,13 @@ def frame_coords(n_frames: int, bias: np.ndarray | None = None, time: np.ndarray
     if time is not None:
         coords[TIME] = (FRAME, np.asarray(time, dtype="float64"), {"units": UNITS[TIME], "long_name": "time"})
     return coords
+
+
+#: Attributes of a latents store that carry the model's checks on to every store derived from it
+#: (dynamics, latent space), so that each figure of those latents can say whether they were earned.
+QUALITY_ATTRS = ("quality_r2", "quality_angle_follow", "quality_warning")
+
+
+def inherited_quality(attrs: dict) -> dict:
+    """The :data:`QUALITY_ATTRS` of a latents store's ``attrs`` (those present)."""
+    return {k: attrs[k] for k in QUALITY_ATTRS if k in attrs}

@@ -643,7 +643,7 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     extra = {"source_latents": str(latents), "source_latents_sha256": store.sha256_file(latents), "seed": seed}
     if segmentation:
         extra["source_segmentation"] = str(segmentation)
-    ds.attrs = {**store.provenance("dynamics", cfg, **extra), **ds.attrs}
+    ds.attrs = {**store.provenance("dynamics", cfg, **extra), **store.inherited_quality(lat.attrs), **ds.attrs}
     store.write_store(ds, out)
     _write_table(tab, table)
 

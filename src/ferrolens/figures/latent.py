@@ -136,6 +136,8 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                 ax.set_axis_off()
         fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)")
         fig.tight_layout()
+        failed = " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning"))
+        _quality_warning(fig, {"quality_warning": failed})
     return save(fig, out, cfg)
 
 
@@ -281,8 +283,9 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
                     ha="center", va="center", fontsize=9, transform=ax.transAxes)
         against = f"against {stim.name}" if stim.name != "frame" else "in frame order"
-        fig.suptitle(f"latent dynamics {against}, window n = {window}")
+        fig.suptitle(f"latent dynamics {against}, window n = {window}" + _quality_line(dyn.attrs))
         fig.tight_layout()
+        _quality_warning(fig, dyn.attrs)
     return save(fig, out, cfg)
 
 
@@ -335,8 +338,9 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
         for ax in axes:
             ax.set_xlabel(n2)
             ax.set_ylabel(n1)
-        fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model")
+        fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model" + _quality_line(ls.attrs))
         fig.tight_layout()
+        _quality_warning(fig, ls.attrs)
     return save(fig, out, cfg)
 
 
@@ -379,6 +383,8 @@ def nmf_maps(latent_space: str, out: str, cfg: dict) -> Path:
             ax.set_title(f"histogram NMF loading {c}")
             ax.set_xlabel(n2)
             ax.set_ylabel(n1)
-        fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}")
+        fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}"
+                     + _quality_line(ls.attrs))
         fig.tight_layout()
+        _quality_warning(fig, ls.attrs)
     return save(fig, out, cfg)

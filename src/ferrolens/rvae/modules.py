@@ -347,6 +347,10 @@ class ImageDecoder(nn.Module):
         self.size = window + 2 * math.ceil((extent - 1) * window / 2)
         self.net = nn.Sequential(nn.Linear(latent_dim, units), nn.Tanh(), nn.Linear(units, units), nn.Tanh(),
                                  nn.Linear(units, self.size * self.size))
+        # the image starts flat: a random output layer would draw pixel noise, which an undertrained model
+        # keeps where no window constrains it, and noise of unit contrast passes for a "physical" decoding
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def image(self, z: Tensor) -> Tensor:
         """``(N, L)`` → the canonical images ``(N, 1, m, m)`` (row 0 at ``y = -extent``, top)."""
