@@ -7,12 +7,14 @@ from the ground truth of 4 frames (0, 13, 26, 39):
   :func:`ferrolens.segment.train` under a wall-clock cap (default 5 min);
 * reports per-class IoU on the 36 frames that were never labelled
   (targets: mean IoU ≥ 0.90, wall IoU ≥ 0.80), the time per training step;
-* predicts with :func:`ferrolens.segment.predict` (end-to-end frames/s) and
-  times the fast inference path (batched, ``inference_mode``, batch-norm
-  folded, channels-last, tiled when larger than a tile) against a plain
-  reference (the model as trained, one frame at a time, ``no_grad``, whole
-  frames) at 256² and 1024² (4×4 mosaics of demo frames, tiled 512/128),
-  checks that they agree and prints the ratio (target ≥ 50 frames/s at 256²).
+* predicts with :func:`ferrolens.segment.predict` at the default precision (``auto``:
+  bfloat16 autocast on CPUs with AVX512-BF16/AMX; end-to-end frames/s, the IoU above) and
+  times the fast inference path (``inference_mode``, batch-norm folded, channels-last,
+  tiled when larger than a tile) in float32 and at the default precision against a plain
+  reference (the model as trained, one frame at a time, ``no_grad``, whole frames) at 256²
+  and 1024² (4×4 mosaics of demo frames, tiled 512/128), checks that float32 agrees with
+  it, that the default labels the same pixels (≥ 99 %) and scores the IoU of float32, and
+  prints the ratios (target ≥ 50 frames/s at 256², default precision).
 
 Usage::
 
@@ -34,7 +36,7 @@ import xarray as xr
 
 from ferrolens.segment import (fuse_for_inference, load, normalize_frames, predict, predict_frames, resolve_config,
                                train)
-from ferrolens.segment.infer import forward_probabilities
+from ferrolens.segment.infer import resolve_precision
 from ferrolens.store import FRAME, X, Y, frame_coords, provenance, write_store
 from ferrolens.synthetic import make_demo
 
@@ -135,14 +137,20 @@ def main() -> None:
     t_plain = best_time(lambda: plain_probabilities(model, frames), name="plain 256²")
     t_fast = best_time(lambda: predict_frames(fast, frames, p["tile"], p["overlap"], p["batch_size"], cpu),
                        name="fast 256²")
-    bf = forward_probabilities(fast, frames, p["batch_size"], cpu, bf16=True)
-    t_bf = best_time(lambda: forward_probabilities(fast, frames, p["batch_size"], cpu, bf16=True), name="bf16 256²")
+    bf16 = resolve_precision(p["precision"], cpu)
+    df = predict_frames(fast, frames, p["tile"], p["overlap"], p["batch_size"], cpu, bf16=bf16)
+    t_df = best_time(lambda: predict_frames(fast, frames, p["tile"], p["overlap"], p["batch_size"], cpu, bf16=bf16),
+                     name="default 256²")
     d = float(np.abs(fp - ref).max())
-    print(f"\n256²: fast {n / t_fast:.1f} frames/s, plain {n / t_plain:.1f} frames/s, ratio {t_plain / t_fast:.2f}×; "
-          f"max |Δp| {d:.1e} ({'agree' if d < 1e-4 else 'DISAGREE'}), labels equal "
+    iou32, iou_df = (iou(demo.class_map.values[held], q.argmax(1)[held], 3) for q in (fp, df))
+    same = float((df.argmax(1) == fp.argmax(1)).mean())
+    print(f"\n256² float32: fast {n / t_fast:.1f} frames/s, plain {n / t_plain:.1f} frames/s, ratio "
+          f"{t_plain / t_fast:.2f}×; max |Δp| {d:.1e} ({'agree' if d < 1e-4 else 'DISAGREE'}), labels equal "
           f"{(fp.argmax(1) == ref.argmax(1)).mean():.5f}")
-    print(f"256² bf16 autocast (predict.bf16): {n / t_bf:.1f} frames/s, max |Δp| {np.abs(bf - ref).max():.1e}, "
-          f"labels equal {(bf.argmax(1) == ref.argmax(1)).mean():.5f}")
+    print(f"256² default (precision {p['precision']} → {'bfloat16 autocast' if bf16 else 'float32'}): "
+          f"{n / t_df:.1f} frames/s, {t_plain / t_df:.2f}× plain; max |Δp| vs float32 {np.abs(df - fp).max():.1e}, "
+          f"labels equal {same:.5f}; held-out IoU wall {iou_df[1]:.4f} mean {iou_df.mean():.4f} "
+          f"(float32 {iou32[1]:.4f} / {iou32.mean():.4f})")
 
     # --- 1024²: tiled fast path vs plain whole frames ------------------------------------------------
     m = args.mosaics
@@ -164,12 +172,15 @@ def main() -> None:
         "seconds_per_step": t_train / max(steps, 1), "epochs": len(rows) - 1,
         "iou_heldout": dict(zip(names, map(float, ious))), "miou_heldout": float(ious.mean()),
         "predict_end_to_end_fps_256": n / t_pred, "fast_fps_256": n / t_fast, "plain_fps_256": n / t_plain,
-        "bf16_fps_256": n / t_bf, "fast_fps_1024": m / t_fast_big, "plain_fps_1024": m / t_plain_big,
+        "default_fps_256": n / t_df, "default_precision": "bf16" if bf16 else "float32",
+        "default_labels_equal_float32": same, "iou_heldout_float32": iou32.tolist(), "fast_fps_1024": m / t_fast_big, "plain_fps_1024": m / t_plain_big,
         "max_abs_diff_256": d, "max_abs_diff_1024": d_big, "cpu_per_wall": UTIL,
     }
     (out / "bench_segment.json").write_text(json.dumps(result, indent=2))
     ok = {"mean IoU ≥ 0.90": ious.mean() >= 0.90, "wall IoU ≥ 0.80": ious[names.index("wall")] >= 0.80,
-          "≥ 50 frames/s at 256² (fast path)": n / t_fast >= 50, "fast == plain": max(d, d_big) < 1e-4}
+          "≥ 50 frames/s at 256² (default precision)": n / t_df >= 50, "float32 fast == plain": max(d, d_big) < 1e-4,
+          "default ≈ float32 (labels ≥ 99 %, IoU within 0.005)":
+              same >= 0.99 and float(np.min(iou_df - iou32)) > -0.005}
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print("\ntargets: " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in ok.items()))
     print("CPU time / wall per timed block: " + ", ".join(f"{k} {v:.2f}" for k, v in UTIL.items()))

@@ -4,6 +4,7 @@ checkpoints, exact tiling, the stores, and every bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import xarray as xr
 import ferrolens.segment as seg
 from ferrolens.errors import InputError
 from ferrolens.segment import augment as aug
-from ferrolens.segment.infer import blend_weights, forward_probabilities, predict_frames, tile_starts
+from ferrolens.segment.infer import (bf16_is_native, blend_weights, forward_probabilities, predict_frames,
+                                     resolve_precision, tile_starts)
 from ferrolens.store import FRAME, X, Y, frame_coords, open_store, provenance, write_store
 
 torch.set_num_threads(2)
@@ -312,6 +314,58 @@ def test_blend_weights_sum_to_one():
 
 
 # --- train / predict / checkpoints ------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("low,high", [(1.0, 99.0), (0.0, 100.0), (10.0, 50.0), (2.5, 97.3)])
+def test_normalize_frames_equals_numpy_percentiles(dtype, low, high):
+    rng = np.random.default_rng(1)
+    frames = (rng.gamma(2.0, 300.0, (3, 37, 29)) + np.arange(3)[:, None, None] * 500).astype(dtype)
+    frames[1, :5] = frames[1, 5]  # ties
+    out, lo, hi = seg.normalize_frames(frames, low, high)
+    flat = frames.reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(lo, np.percentile(flat, low, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(hi, np.percentile(flat, high, axis=1), rtol=1e-6)
+    expect = (frames - lo[:, None, None]) / (hi - lo)[:, None, None]
+    assert out.dtype == np.float32 and out.shape == frames.shape
+    np.testing.assert_allclose(out, expect, atol=1e-5)
+    one, lo1, _ = seg.normalize_frames(frames[2], low, high)  # one frame: same values, no frame axis
+    np.testing.assert_array_equal(one, out[2])
+    assert lo1.shape == (1,) and lo1[0] == lo[2]
+
+
+def test_normalize_frames_flat_frame_is_only_shifted():
+    out, lo, hi = seg.normalize_frames(np.full((2, 4, 5), 7.0, np.float32))
+    assert np.all(out == 0) and np.all(lo == 7) and np.all(hi == 7)
+
+
+def test_precision_auto_follows_the_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) is False and resolve_precision("bf16", cpu) is True
+    assert resolve_precision("auto", cpu) == bf16_is_native(cpu)
+    info = Path("/proc/cpuinfo")
+    if info.exists():  # an independent reading of the same CPU flags
+        flags = set(info.read_text().split())
+        assert bf16_is_native(cpu) == bool({"avx512_bf16", "amx_bf16", "amx_tile"} & flags)
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("fp16", cpu)
+
+
+def test_inference_net_is_reused_until_the_weights_change():
+    from ferrolens.segment.api import _inference_net
+
+    model = random_model()
+    p = seg.resolve_config(TINY)["predict"]
+    net, _, _ = _inference_net(model, p)
+    assert _inference_net(model, p)[0] is net
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        before = net(x)
+        model.net.head.bias += 1.0  # in place, as an optimiser step changes weights
+    net2, _, _ = _inference_net(model, p)
+    assert net2 is not net
+    with torch.no_grad():
+        np.testing.assert_allclose(net2(x).numpy(), (before + 1.0).numpy(), atol=1e-5)
+
+
 def test_train_writes_outputs_and_is_reproducible(stores, trained, tmp_path):
     out, _ = trained
     for name in ("model.ckpt", "last.ckpt", "metrics.csv", "training.png"):
@@ -401,18 +455,23 @@ def test_prediction_store(stores, trained):
     np.testing.assert_array_equal(ds.label, ds.probability.argmax("class"))
     np.testing.assert_allclose(ds.bias, np.linspace(-1, 1, n))
     assert ds.attrs["norm_percentiles"] == [1.0, 99.0] and "percentile" in ds.attrs["normalisation"]
-    # the store equals the loaded model applied to the normalised frames
+    # float32: the array entry point equals the loaded model applied to the normalised frames
     model = seg.load(out / "model.ckpt")
     normed, lo, _ = seg.normalize_frames(stores["img"], 1.0, 99.0)
     direct = forward_probabilities(model, normed, 2, torch.device("cpu"))
-    np.testing.assert_allclose(ds.probability.values, direct, atol=1e-6)
     np.testing.assert_allclose(ds.norm_low, lo)
-    # the array entry point gives the same, for a movie and for one frame
     cfg = {**TINY, "predict": {**TINY["predict"], "batch_size": 4}}
+    f32 = {**cfg, "predict": {**cfg["predict"], "precision": "float32"}}
+    np.testing.assert_allclose(seg.probabilities(model, stores["img"], f32), direct, atol=1e-6)
+    np.testing.assert_allclose(seg.probabilities(model, stores["img"][2], f32), direct[2], atol=1e-6)
+    # the store was written at the default precision (auto), and says which; the array entry point agrees
+    bf16 = resolve_precision("auto", torch.device("cpu"))
+    assert ds.attrs["precision"] == ("bfloat16 autocast" if bf16 else "float32")
     np.testing.assert_allclose(seg.probabilities(model, stores["img"], cfg), ds.probability.values, atol=1e-6)
-    np.testing.assert_allclose(seg.probabilities(model, stores["img"][2], cfg), ds.probability.values[2], atol=1e-6)
-    fast = seg.probabilities(model, stores["img"], {**cfg, "predict": {**cfg["predict"], "bf16": True}})
-    assert 1e-6 < np.abs(fast - direct).max() < 0.1  # bfloat16 really ran, and is close
+    # bfloat16 really ran, is close, and labels the same pixels (bar a few near-ties)
+    fast = seg.probabilities(model, stores["img"], {**cfg, "predict": {**cfg["predict"], "precision": "bf16"}})
+    assert 1e-6 < np.abs(fast - direct).max() < 0.1
+    assert (fast.argmax(1) == direct.argmax(1)).mean() > 0.99
     with pytest.raises(InputError, match="frames"):
         seg.probabilities(model, np.zeros((2, 0, 5)), cfg)
 

@@ -59,3 +59,16 @@ def test_resolve_config_fills_nested_defaults_and_names_bad_keys():
         resolve_config({"augment": {"zoom": {"factor": 2}}})
     with pytest.raises(InputError, match="segment.normalize"):
         resolve_config({"normalize": {"low_percentile": 99, "high_percentile": 1}})
+
+
+def test_resolve_config_gives_a_fresh_dict_each_call_and_checks_every_call():
+    """Checked configs are remembered (schema validation costs ~30 ms a call): a caller
+    changing the returned dict must not change what the next call returns."""
+    a = resolve_config({"predict": {"tile": 256}})
+    a["predict"]["tile"] = 1
+    a["train"]["class_weights"] = "none"
+    b = resolve_config({"predict": {"tile": 256}})
+    assert b["predict"]["tile"] == 256 and b["train"]["class_weights"] == "auto"
+    for _ in range(2):  # a bad config raises every time, not only the first
+        with pytest.raises(InputError, match="segment.predict.precision"):
+            resolve_config({"predict": {"precision": "fp16"}})

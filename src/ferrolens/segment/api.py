@@ -27,7 +27,7 @@ from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_di
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
 from .data import SegmentationData, describe_split
-from .infer import device_for, normalize_frames, predict_frames
+from .infer import device_for, normalize_frames, predict_frames, resolve_precision
 from .model import MODEL_KIND, SegmentationModel
 from .unet import fuse_for_inference
 
@@ -384,15 +384,27 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
 
 
 # --- predict ---------------------------------------------------------------------------------
-def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, torch.device]:
-    """The fused eval copy of ``model.net`` on the ``predict:`` section's device; tiles checked."""
+def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, torch.device, bool]:
+    """The fused eval copy of ``model.net`` on the ``predict:`` section's device, and whether
+    to autocast to bfloat16 there (``predict.precision``); tiles checked.
+
+    The copy is kept on ``model`` and made again only when a weight or buffer has changed
+    (torch's in-place version counter, or a new tensor) or the device differs: repeated
+    calls on short movies would otherwise spend ~10 ms each on copying and fusing.
+    """
     mult = model.net.multiple
     for k in ("tile", "overlap"):
         if p[k] % mult:
             raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
                              f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
     device = device_for(p["accelerator"])
-    return fuse_for_inference(model.net).to(device), device
+    bf16 = resolve_precision(p["precision"], device)
+    key = (str(device), tuple((t.data_ptr(), t._version) for t in model.net.state_dict().values()))
+    cached = getattr(model, "_ferrolens_inference", None)
+    if cached is None or cached[0] != key:
+        cached = (key, fuse_for_inference(model.net).to(device))
+        model._ferrolens_inference = cached
+    return cached[1], device, bf16
 
 
 def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None = None,
@@ -405,8 +417,9 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
     frames : ``(n, H, W)`` or ``(H, W)`` raw intensities; each frame is normalised with the
         model's percentiles, as :func:`predict` does.
     cfg : the ``segment:`` config section; its ``predict:`` keys apply (batch size, tiling,
-        ``bf16``: bfloat16 autocast, about 2× faster on CPUs with AVX512-BF16/AMX, probabilities
-        within ~1e-2), missing keys take the defaults.
+        ``precision``: default ``auto`` = bfloat16 autocast on CPUs with AVX512-BF16/AMX and on
+        GPUs, ~2× faster, probabilities within ~1e-2; ``float32`` for exact float32), missing
+        keys take the defaults.
     threads : torch CPU threads (default: torch's current setting).
 
     Returns ``(n, K, H, W)`` float32 softmax probabilities (``(K, H, W)`` for one frame);
@@ -420,14 +433,16 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
     a = a[None] if single else a
     if a.ndim != 3 or 0 in a.shape:
         raise InputError("frames", f"shape {np.shape(frames)}", "(n, H, W) or (H, W) with every size ≥ 1")
-    net, device = _inference_net(model, p)
+    net, device, bf16 = _inference_net(model, p)
     hp, bs = model.hparams, int(p["batch_size"])
-    out = []
+    out = None
     for i in range(0, len(a), bs):  # normalised a batch at a time: a long movie is not copied whole
         normed, _, _ = normalize_frames(a[i:i + bs], hp.norm_low, hp.norm_high)
-        out.append(predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bool(p["bf16"])))
-    probs = np.concatenate(out)
-    return probs[0] if single else probs
+        probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bf16)
+        if out is None:
+            out = np.empty((len(a), *probs.shape[1:]), np.float32)
+        out[i:i + len(probs)] = probs
+    return out[0] if single else out
 
 
 def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
@@ -453,7 +468,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
     mov = open_store(movie, "movie", ["image"])
     image = _movie_image(mov, movie)
     model = load(checkpoint)
-    net, device = _inference_net(model, p)
+    net, device, bf16 = _inference_net(model, p)
     hp = model.hparams
     names = list(hp.class_names)
     n, h, w = image.shape
@@ -464,7 +479,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
         model_hparams=json.dumps(dict(hp), sort_keys=True, default=str), n_classes=int(hp.n_classes),
         class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
         tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
-        precision="bfloat16 autocast" if p["bf16"] else "float32",
+        precision="bfloat16 autocast" if bf16 else "float32",
         # the model's own quality, where a notebook user reads the results (see quality())
         **quality(metrics_table(model.history, names), cfg))
     encoding = {"probability": {"chunks": (1, len(names), h, w)}, "label": {"chunks": (1, h, w)}}
@@ -474,12 +489,13 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
             for i in range(0, n, bs):
                 sl = slice(i, min(i + bs, n))
                 normed, lo, hi = normalize_frames(image[sl].values, hp.norm_low, hp.norm_high)
-                probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device,
-                                       bf16=bool(p["bf16"]))
+                probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bf16)
+                # argmax in torch: threaded, where numpy's is not
+                label = torch.from_numpy(probs).argmax(1).to(torch.uint8).numpy()
                 ds = xr.Dataset(
                     {"probability": ((FRAME, CLASS, Y, X), probs,
                                      {"long_name": "class probability (softmax)", "units": "1"}),
-                     "label": ((FRAME, Y, X), probs.argmax(1).astype(np.uint8),
+                     "label": ((FRAME, Y, X), label,
                                {"long_name": "most probable class", "flag_values": list(range(len(names))),
                                 "flag_meanings": " ".join(names)}),
                      "norm_low": ((FRAME,), lo, {"long_name": f"per-frame {hp.norm_low} percentile",
