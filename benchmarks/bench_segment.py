@@ -184,7 +184,9 @@ def main() -> None:
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print("\ntargets: " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in ok.items()))
     print("CPU time / wall per timed block: " + ", ".join(f"{k} {v:.2f}" for k, v in UTIL.items()))
-    low = [k for k, v in UTIL.items() if v < 0.9 * args.threads]
+    # predict() end to end reads and writes zarr stores (I/O and single-threaded compression): its
+    # CPU/wall stays under the bar on quiet cores too (1.44 measured), so it cannot tell contention
+    low = [k for k, v in UTIL.items() if v < 0.9 * args.threads and k != "predict() end to end"]
     if low:  # another process shared the cores: these times are not the code's
         print(f"contended, rerun: {', '.join(low)} under {0.9 * args.threads:.1f} CPU/wall")
         raise SystemExit(3)
