@@ -51,12 +51,26 @@ def _quality_line(attrs: dict) -> str:
 
 
 def _quality_warning(fig, attrs: dict) -> None:
-    """The store's quality warning, in red under the panels, when the model did not pass its checks."""
+    """The store's quality warning, in red under the panels, when the model did not pass its checks.
+
+    Call after ``tight_layout``: the figure grows by the lines' height and every axes and text
+    keeps its size and place above them (squeezing the panels instead made rows overlap).
+    """
     text = str(attrs.get("quality_warning") or "")
-    if text:
-        fig.subplots_adjust(bottom=0.27)
-        fig.text(0.01, 0.01, "WARNING: " + text.replace(" | ", "\nWARNING: "), color="C3", fontsize=8,
-                 ha="left", va="bottom", wrap=True)
+    if not text:
+        return
+    lines = ["WARNING: " + t for t in text.split(" | ")]
+    extra = 0.17 * len(lines) + 0.15  # inches: one 8-pt line each, and a margin
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w, h + extra)
+    scale, lift = h / (h + extra), extra / (h + extra)
+    for ax in fig.axes:
+        x0, y0, aw, ah = ax.get_position().bounds
+        ax.set_position([x0, y0 * scale + lift, aw, ah * scale])
+    for t in fig.texts + ([fig._suptitle] if getattr(fig, "_suptitle", None) is not None else []):
+        x, y = t.get_position()
+        t.set_y(y * scale + lift)
+    fig.text(0.01, 0.06 / (h + extra), "\n".join(lines), color="C3", fontsize=8, ha="left", va="bottom")
 
 
 def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
