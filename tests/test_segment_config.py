@@ -24,12 +24,6 @@ def _walk(schema, path="segment"):
         yield from _walk(sub, f"{path}.{key}")
 
 
-def _defaults(schema):
-    if schema.get("type") == "object" and "properties" in schema:
-        return {k: _defaults(v) for k, v in schema["properties"].items()}
-    return schema["default"]
-
-
 def test_every_key_has_description_and_default_and_objects_are_closed():
     for path, sub in _walk(_schema()):
         assert sub.get("description"), f"{path} lacks a description"
@@ -38,9 +32,16 @@ def test_every_key_has_description_and_default_and_objects_are_closed():
             assert sub.get("additionalProperties") is False, f"{path} allows unknown keys"
 
 
-def test_schema_defaults_equal_package_defaults():
-    assert _defaults(_schema()) == DEFAULTS
+def test_schema_defaults_make_a_consistent_unet():
+    """The defaults are valid and fit together: the paper's 2- and 3-class models, patches and tiles
+    that the U-Net's pooling divides, an overlap smaller than a tile, percentiles in order."""
     jsonschema.Draft202012Validator(_schema()).validate(DEFAULTS)
+    assert DEFAULTS["n_classes"] == [2, 3]
+    step = 2 ** DEFAULTS["model"]["depth"]
+    assert DEFAULTS["train"]["patch_size"] % step == 0 and DEFAULTS["predict"]["tile"] % step == 0
+    assert 0 <= DEFAULTS["predict"]["overlap"] < DEFAULTS["predict"]["tile"] // 2
+    assert DEFAULTS["normalize"]["low_percentile"] < DEFAULTS["normalize"]["high_percentile"]
+    assert resolve_config(None) == DEFAULTS  # no config: the defaults, as the workflow passes them
 
 
 def test_schema_rejects_unknown_and_bad_values():
