@@ -67,9 +67,8 @@ def _quality_warning(fig, attrs: dict) -> None:
     for ax in fig.axes:
         x0, y0, aw, ah = ax.get_position().bounds
         ax.set_position([x0, y0 * scale + lift, aw, ah * scale])
-    for t in fig.texts + ([fig._suptitle] if getattr(fig, "_suptitle", None) is not None else []):
-        x, y = t.get_position()
-        t.set_y(y * scale + lift)
+    for t in fig.texts:  # the suptitle is one of them
+        t.set_y(t.get_position()[1] * scale + lift)
     fig.text(0.01, 0.06 / (h + extra), "\n".join(lines), color="C3", fontsize=8, ha="left", va="bottom")
 
 
