@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,20 @@ from .errors import InputError
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
+def _schema_state(schema_path: str | Path) -> tuple[Path, tuple]:
+    """The schema's resolved path and the modification times of its folder's YAML files: the key of
+    everything cached from it (an edited schema is read again)."""
+    schema_path = Path(schema_path).resolve()
+    return schema_path, tuple(sorted((str(p), p.stat().st_mtime_ns) for p in schema_path.parent.rglob("*.yaml")))
+
+
 def _validator(schema_path: Path):
     """The defaults-filling validator of a schema, built once per state of its folder's YAML files.
 
     Building it parses the root and ~30 fragments (0.5–0.8 s); every stage
-    entry and :func:`section` validates, so it is cached, keyed on the files'
-    modification times (an edited schema is read again).
+    entry and :func:`section` validates, so it is cached.
     """
-    schema_path = Path(schema_path).resolve()
-    stamp = tuple(sorted((str(p), p.stat().st_mtime_ns) for p in schema_path.parent.rglob("*.yaml")))
-    return _build_validator(schema_path, stamp)
+    return _build_validator(*_schema_state(schema_path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,10 +109,28 @@ def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> 
 
     For notebooks and tests that call a stage function with a partial dict:
     ``section("rvae", {"latent_dim": 3})`` gives the complete section exactly
-    as the workflow would pass it.
+    as the workflow would pass it. Returns a new dict each call (the caller may
+    change it); a section already checked is not validated again (validation is
+    ~20 ms of single-threaded work, paid by every stage call), a bad one raises
+    every time.
     """
+    try:
+        key = json.dumps(cfg or {}, sort_keys=True)
+    except (TypeError, ValueError):  # not plain JSON (numpy numbers, ...): checked afresh
+        return _section(name, cfg, schema)
+    if json.loads(key) != (cfg or {}):  # JSON would change it (tuples, integer keys): checked as given
+        return _section(name, cfg, schema)
+    return copy.deepcopy(_section_cached(name, key, *_schema_state(schema)))
+
+
+def _section(name: str, cfg: dict | None, schema: str | Path) -> dict:
     full = validate({name: copy.deepcopy(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema)
     return full[name]
+
+
+@functools.lru_cache(maxsize=128)
+def _section_cached(name: str, key: str, schema_path: Path, stamp: tuple) -> dict:
+    return _section(name, json.loads(key), schema_path)
 
 
 # --- checks the schema cannot express (cross-field rules), shared by the stages ----------

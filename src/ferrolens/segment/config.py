@@ -8,9 +8,7 @@ partial dict. A test keeps the two in step.
 
 from __future__ import annotations
 
-import copy
-import json
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 from ..config import require
@@ -27,27 +25,13 @@ def resolve_config(cfg: dict | None) -> dict:
     """``cfg`` (the ``segment:`` section, possibly partial) merged over :data:`DEFAULTS`.
 
     Unknown keys and out-of-range values raise :class:`InputError` naming the key.
-    Returns a new dict each call (the caller may change it).
+    Returns a new dict each call (the caller may change it; :func:`ferrolens.config.section`
+    remembers checked sections).
     """
-    try:
-        key = json.dumps(cfg or {}, sort_keys=True)
-    except (TypeError, ValueError):  # not plain JSON (numpy numbers, ...): checked afresh
-        return _resolve(cfg)
-    return copy.deepcopy(_resolve_cached(key))
-
-
-def _resolve(cfg: dict | None) -> dict:
     # the schema fills defaults and rejects unknown keys and wrong types; _check, what it cannot say
     out = config_section("segment", cfg)
     _check(out)
     return out
-
-
-@lru_cache(maxsize=64)
-def _resolve_cached(key: str) -> dict:
-    # schema validation takes ~30 ms, single-threaded: 8 % of predicting 20 frames of 256² through
-    # probabilities(); a config already checked is not checked again (errors are not cached)
-    return _resolve(json.loads(key))
 
 
 _need = partial(require, "segment")
