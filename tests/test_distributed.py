@@ -24,7 +24,7 @@ from ferrolens.config import section
 from ferrolens.errors import InputError
 from ferrolens.runlog import run_logged
 from ferrolens.segment.data import RegionDataset, ShardedEvalSampler
-from ferrolens.segment.model import SegmentationModel, iou_from_confusion
+from ferrolens.segment.model import SegmentationModel
 
 torch.set_num_threads(1)
 SCRIPT = Path(__file__).with_name("ddp_train.py")
@@ -142,32 +142,43 @@ def test_sharded_validation_sees_every_region_once():
             assert (regions[i][1] == -1).all() and regions[i][0].shape == regions[i - 5][0].shape
 
 
-class _OtherRank:
-    """A trainer whose strategy adds a second process's numbers (``reduce_op='sum'``)."""
-
-    def __init__(self, other):
-        self.world_size, self.other, self.calls = 2, np.asarray(other, np.float64), []
-        self.strategy = self
-
-    def reduce(self, tensor, reduce_op):
-        self.calls.append(reduce_op)
-        return tensor + torch.as_tensor(self.other, dtype=tensor.dtype)
+def _iou(conf: np.ndarray) -> np.ndarray:
+    """Plain per-class IoU ``tp / (tp + fp + fn)`` of a confusion matrix (rows truth): the reference."""
+    conf = np.asarray(conf, np.float64)
+    tp = np.diag(conf)
+    denom = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / denom, np.nan)
 
 
-def test_iou_comes_from_confusion_summed_over_processes():
-    model = SegmentationModel(n_classes=3, depth=1, base_filters=2)
+def _batch(conf: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions and labels (with unlabelled −1 pixels) whose confusion matrix is ``conf``."""
+    truth = np.repeat(np.repeat(np.arange(3), 3), conf.ravel())
+    pred = np.repeat(np.tile(np.arange(3), 3), conf.ravel())
+    order = np.random.default_rng(seed).permutation(len(truth))
+    truth, pred = np.r_[truth[order], [-1, -1]], np.r_[pred[order], [2, 0]]
+    return torch.from_numpy(pred), torch.from_numpy(truth)
+
+
+def test_held_out_iou_and_loss_are_summed_over_processes():
+    """Each process validates its own regions; the epoch's IoU and loss are of all of them."""
     mine = np.array([[50, 2, 0], [3, 10, 0], [1, 0, 0]])
     other = np.array([[40, 0, 1], [9, 2, 0], [0, 0, 6]])
-    model._val_conf, model._val_loss, model._val_w, model._train_sum, model._train_n = mine.copy(), 3.0, 2.0, 1.5, 3
-    alone = model.epoch_totals()
-    np.testing.assert_array_equal(alone[0], mine)
-    model._trainer = _OtherRank(np.concatenate([other.ravel(), [5.0, 6.0, 0.5, 2]]))
-    conf, val_loss, val_w, train_sum, train_n = model.epoch_totals()
-    assert model._trainer.calls == ["sum"]
-    np.testing.assert_array_equal(conf, mine + other)
-    assert (val_loss, val_w, train_sum, train_n) == (8.0, 8.0, 2.0, 5.0)
-    glob, local = iou_from_confusion(conf), iou_from_confusion(mine)
-    assert np.nanmean(glob) != pytest.approx(np.nanmean(local), abs=0.05)  # the sum matters here
+    a, b = (SegmentationModel(n_classes=3, depth=1, base_filters=2) for _ in range(2))
+    for model, conf, (loss, w) in ((a, mine, (0.5, 4.0)), (b, other, (2.0, 12.0))):
+        model.val_iou.update(*_batch(conf, 0))
+        model.val_loss.update(torch.tensor(loss), torch.tensor(w))
+    np.testing.assert_allclose(a.val_iou.compute().numpy(), _iou(mine), rtol=1e-6)  # one process: its own
+    for metric, theirs in ((a.val_iou, b.val_iou), (a.val_loss, b.val_loss)):
+        metric.reset_compute = True
+        metric._computed = None
+        queue = [getattr(theirs, name) for name in metric._reductions]  # the other process's states, in order
+        metric.dist_sync_fn = lambda t, group=None, q=queue: [t, q.pop(0)]
+        metric.distributed_available_fn = lambda: True
+    glob = a.val_iou.compute().numpy()
+    np.testing.assert_allclose(glob, _iou(mine + other), rtol=1e-6)
+    assert np.nanmean(glob) != pytest.approx(np.nanmean(_iou(mine)), abs=0.05)  # the sum matters here
+    assert float(a.val_loss.compute()) == pytest.approx((0.5 * 4 + 2.0 * 12) / 16)  # weighted by labelled pixels
 
 
 # --- real 2-process CPU training ------------------------------------------------------------------
@@ -272,7 +283,7 @@ def test_unet_trains_on_two_processes_with_global_iou(ddp_runs):
         idx = [held.index(f) for f in frames]
         conf = np.zeros((3, 3), np.int64)
         np.add.at(conf, (truth[frames].ravel(), pred[idx].ravel()), 1)
-        return float(np.nanmean(iou_from_confusion(conf)))
+        return float(np.nanmean(_iou(conf)))
 
     recorded = metrics["val_miou"].max()
     assert recorded == pytest.approx(miou(held), abs=2e-3)

@@ -147,14 +147,14 @@ class _Killed(Exception):
 
 def test_killed_cosine_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     """The default decaying learning rate: a run killed after its first epoch resumes bit for bit."""
-    from ferrolens.rvae import api
+    from ferrolens import training
 
     rng = np.random.default_rng(0)
     images = _frames(oriented_bars(7, rng.uniform(0, np.pi, 96)))
     cfg = {"count": 96, "min_std": 0.0, "batch_size": 32, "val_fraction": 0.25, "epochs": 2, "filters": 8}
     make_windows(images, str(tmp_path / "w.zarr"), 7, cfg, seed=0)
     train(str(tmp_path / "w.zarr"), str(tmp_path / "straight"), 7, cfg, seed=0, threads=1)
-    save_and_go_on = api._Resumable.on_train_epoch_end
+    save_and_go_on = training.LastCheckpoint.on_train_epoch_end
 
     def killed_after_first_epoch(self, trainer, pl_module):
         save_and_go_on(self, trainer, pl_module)
@@ -162,7 +162,7 @@ def test_killed_cosine_run_resumes_to_the_same_model(tmp_path, monkeypatch):
             raise _Killed
 
     with monkeypatch.context() as m:
-        m.setattr(api._Resumable, "on_train_epoch_end", killed_after_first_epoch)
+        m.setattr(training.LastCheckpoint, "on_train_epoch_end", killed_after_first_epoch)
         with pytest.raises(_Killed):
             train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, cfg, seed=0, threads=1)
     assert (tmp_path / "resumed" / "last.ckpt").exists() and not (tmp_path / "resumed" / "model.ckpt").exists()

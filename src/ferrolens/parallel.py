@@ -113,9 +113,7 @@ class Plan:
 
     def set_threads(self) -> None:
         """``torch.set_num_threads`` of this process."""
-        import torch
-
-        torch.set_num_threads(self.threads)
+        set_threads(self.threads)
 
     @contextlib.contextmanager
     def fit_threads(self) -> Iterator[None]:
@@ -179,6 +177,34 @@ def plan(accelerator: str, devices: int, strategy: str, threads: int, key: str) 
         log.info("training: accelerator %s, %d process(es), strategy %s, %d torch thread(s) each",
                  accelerator, devices, strategy, per_process)
     return Plan(accelerator=str(accelerator), devices=int(devices), strategy=str(strategy), threads=per_process)
+
+
+def set_threads(threads: int) -> None:
+    """torch intra-op threads of this process (at least 1): the rule's ``threads``."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def device_for(accelerator: str, where: str) -> torch.device:
+    """The torch device of an ``accelerator`` config value, for inference (training: :func:`plan`).
+
+    ``auto`` picks a CUDA GPU, else an Apple GPU (mps), else the CPU; ``gpu``/``cuda`` without a
+    CUDA device is an :class:`InputError` naming ``where`` (the config key).
+    """
+    import torch
+
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if accelerator in GPU_ACCELERATORS:
+        if not torch.cuda.is_available():
+            raise InputError(where, f"{accelerator!r} asked for but no CUDA device is available", "auto or cpu")
+        return torch.device("cuda")
+    return torch.device(accelerator)
 
 
 # --- inside fit ------------------------------------------------------------------------

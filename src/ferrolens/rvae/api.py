@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,14 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, Sampler
 
 from ..config import section as config_section
 from ..errors import InputError
-from ..parallel import plan, quiet_lightning, save_checkpoint_atomic
+from .. import training
+from ..parallel import device_for, plan, set_threads
 from ..store import (
     BIAS, FRAME, LATENT, SAMPLE, UNITS, WX, WY, X, Y,
-    check_checkpoint, config_digest, open_store, provenance, sha256_file, write_file_atomic, write_store, write_store_streamed,
+    check_checkpoint, config_digest, open_store, provenance, sha256_file, write_store, write_store_streamed,
 )
 from .data import WindowDataModule, read_windows
 from . import quality as _quality
@@ -203,87 +202,6 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
 
 
 # --- rvae_train -----------------------------------------------------------------------------
-class EpochShuffle(Sampler[int]):
-    """Shuffle whose order depends only on ``(seed, epoch)``; Lightning calls ``set_epoch``.
-
-    A resumed run therefore sees exactly the batches an uninterrupted run would.
-    """
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-class _EpochDataModule(WindowDataModule):
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed))
-
-
-class _Resumable(pl.Callback):
-    """Reseed the sampling noise per epoch and keep ``last.ckpt`` (atomic, written by rank 0) for resuming."""
-
-    def __init__(self, path: Path, seed: int, resume_key: str):
-        self.path, self.seed, self.resume_key = path, seed, resume_key
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        # at the first batch of every epoch (on_train_epoch_start is skipped right after a resume)
-        if batch_idx == 0:
-            # under DDP each process draws its own noise (one process: the same seeds as ever)
-            rank = [trainer.global_rank] if trainer.world_size > 1 else []
-            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 7, *rank]).integers(2**62)))
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        save_checkpoint_atomic(trainer, self.path, weights_only=False)
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint["ferrolens_resume_key"] = self.resume_key
-
-
-def _resumable(last: Path, resume_key: str) -> bool:
-    """Whether ``last.ckpt`` belongs to this very training (same data, hyper-parameters, seed)."""
-    try:
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a checkpoint cut short by a kill, or from an older version
-        warnings.warn(f"{last}: cannot be read ({type(exc).__name__}); training from scratch", stacklevel=3)
-        return False
-    if ck.get("ferrolens_resume_key") != resume_key:
-        warnings.warn(f"{last}: made with other windows, hyper-parameters or seed; training from scratch", stacklevel=3)
-        return False
-    return True
-
-
-def _merge_metrics(log_root: Path) -> pd.DataFrame:
-    """One row per epoch from every run's CSVLogger file (a later run wins, e.g. after a resume)."""
-    frames = []
-    versions = sorted(log_root.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
-    for i, f in enumerate(versions):
-        try:
-            df = pd.read_csv(f)
-        except (pd.errors.EmptyDataError, OSError):
-            continue
-        if "epoch" in df:
-            frames.append(df.assign(_run=i))
-    if not frames:
-        return pd.DataFrame(columns=["epoch"])
-    df = pd.concat(frames, ignore_index=True).dropna(subset=["epoch"])
-    df["epoch"] = df["epoch"].astype(int)
-    cols = [c for c in df.columns if c not in ("epoch", "_run")]
-    # within one run, train and val values of an epoch come on separate rows
-    rows = df.sort_values(["_run"]).groupby("epoch")[cols].last()
-    first = ["step"] if "step" in rows else []
-    ordered = first + sorted(c for c in rows.columns if c.startswith("train/")) + sorted(
-        c for c in rows.columns if c not in first and not c.startswith("train/"))
-    return rows[ordered].reset_index()
-
-
 def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads: int) -> None:
     """Train one rVAE on a windows store.
 
@@ -353,22 +271,14 @@ def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: in
 
 def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int, data_key: str, where: str,
          progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
-    """Train on ``(S, n, n)`` windows into ``out``; returns the model and its metrics (rank 0 writes)."""
+    """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
+    returns the model and its metrics (rank 0 writes)."""
     par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
-    par.set_threads()
-    if not progress:
-        quiet_lightning()
     if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
         raise InputError(where, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
                          "values in [0, 1] for rvae.reconstruction = 'bce'")
     hp = model_hparams(cfg, n)
     epochs = epochs_for(cfg, n)
-    for key in ("batch_size",):
-        if int(cfg[key]) < 1:
-            raise InputError(f"rvae.{key}", f"value {cfg[key]!r}", "an integer >= 1")
-    if not 0 <= float(cfg["val_fraction"]) < 1:
-        raise InputError("rvae.val_fraction", f"value {cfg['val_fraction']!r}", "a fraction in [0, 1)")
-    out.mkdir(parents=True, exist_ok=True)
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
     processes = {"devices": par.devices} if par.devices > 1 else {}
     # a decaying learning rate depends on the total number of steps: a longer run is another training
@@ -377,45 +287,29 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
                                 "seed": int(seed), "windows_sha256": data_key, **processes, **schedule,
                                 **({"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {})})
 
-    pl.seed_everything(int(seed), workers=True, verbose=False)
+    training.seed_everything(seed)
     model = RVAE(**hp)
-    dm = _EpochDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed))
-    last = out / "last.ckpt"
-    ckpt_path = str(last) if last.exists() and _resumable(last, resume_key) else None
+    dm = WindowDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed))
     n_train = arr.shape[0] - int(round(float(cfg["val_fraction"]) * arr.shape[0]))
     steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
     bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        max_steps=int(cfg["max_steps"]),
-        **par.trainer_kwargs(),
-        deterministic="warn",
-        logger=pl.loggers.CSVLogger(out, name="logs"),
-        callbacks=[_Resumable(last, int(seed), resume_key)] + ([bar] if progress else []),
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    trainer = training.fit(
+        model, dm, par=par, out=out, seed=seed, salt=7, resume_key=resume_key, kind=MODEL_KIND, max_epochs=epochs,
+        callbacks=[bar] if progress else [], progress=progress,
+        max_steps=int(cfg["max_steps"]), gradient_clip_val=float(cfg["gradient_clip"]) or None,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
-        gradient_clip_val=float(cfg["gradient_clip"]) or None,
-        log_every_n_steps=1,
-        default_root_dir=out,
     )
-    with warnings.catch_warnings(), par.fit_threads():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         model.quality = assess_model(model, dm, cfg, int(seed))
-    save_checkpoint_atomic(trainer, out / "model.ckpt", weights_only=True)
+    training.save_model(trainer, out / "model.ckpt")
     if not trainer.is_global_zero:
         return model, pd.DataFrame()
     _quality.warn(log, model.quality, *thresholds(cfg), what=f"rVAE n={n}")
-    metrics = _merge_metrics(out / "logs")
+    metrics = training.merge_csv_logs(out)
     if len(metrics):  # the final held-out checks on the last epoch's row
         metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
         metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
-    write_file_atomic(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False))
+    training.write_metrics(out / "metrics.csv", metrics)
     return model, metrics
 
 
@@ -466,16 +360,6 @@ def load(checkpoint: str | Path) -> RVAE:
 
 
 # --- rvae_encode --------------------------------------------------------------------------------
-def _device(accelerator: str) -> torch.device:
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise InputError("rvae.accelerator", f"value {accelerator!r} but no CUDA device is available", "'auto' or 'cpu'")
-        return torch.device("cuda")
-    if accelerator == "auto" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
     """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
 
@@ -495,7 +379,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     The store is written beside ``out`` and renamed into place when complete.
     """
     cfg = config(cfg)
-    torch.set_num_threads(max(1, int(threads)))
+    set_threads(threads)
     model = load(checkpoint)
     n = model.window
     check_images(images, n)
@@ -503,7 +387,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     if (wds.sizes.get(WY), wds.sizes.get(WX)) != (n, n):
         raise InputError(windows, f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
                          f"{n}×{n} windows to match the model {checkpoint}")
-    device = _device(str(cfg["accelerator"]))
+    device = device_for(str(cfg["accelerator"]), "config rvae.accelerator")
     model.to(device)
     labels = model.labels
     units = latent_units(int(model.hparams.latent_dim))

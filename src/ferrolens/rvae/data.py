@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import InputError
 from ..store import WX, WY, open_store
+from ..training import EpochSampler
 
 
 def read_windows(path: str | Path, window: int | None = None) -> np.ndarray:
@@ -41,7 +42,7 @@ class WindowDataModule(pl.LightningDataModule):
     windows : path of a windows store, or an ``(S, n, n)`` array.
     batch_size : windows per training step.
     val_fraction : fraction held out for validation (0: none).
-    seed : seed of the split and of the training shuffle.
+    seed : seed of the split and of the training shuffle (:class:`~ferrolens.training.EpochSampler`).
     window : expected window size (checked when reading a store).
     """
 
@@ -67,8 +68,10 @@ class WindowDataModule(pl.LightningDataModule):
         self.val_set = TensorDataset(x[np.sort(order[:n_val])]) if n_val > 0 else None
 
     def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=gen, num_workers=0)
+        # each epoch's order depends only on (seed, epoch): a resumed run sees the batches an
+        # uninterrupted one would
+        sampler = EpochSampler(len(self.train_set), self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=0)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

@@ -7,27 +7,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import textwrap
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
 import torch
 import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ..errors import InputError
-from ..parallel import plan, quiet_lightning, save_checkpoint_atomic
+from .. import training
+from ..parallel import device_for, plan, save_checkpoint_atomic, set_threads
 from ..store import (BIAS, CLASS, FRAME, TIME, X, Y, check_checkpoint, config_digest, open_store, provenance, sha256_file,
                      write_file_atomic, write_store_streamed)
 from .config import DEFAULTS, resolve_config
 from .data import SegmentationData, describe_split
-from .infer import device_for, normalize_frames, predict_frames, resolve_precision
+from .infer import normalize_frames, predict_frames, resolve_precision
 from .model import MODEL_KIND, SegmentationModel
 from .unet import fuse_for_inference
 
@@ -118,26 +116,6 @@ def _model_labels(label: np.ndarray | None, names: list[str], n_classes: int, wh
     return (np.where(label == 2, 0, label) if merge else label), model_names
 
 
-def _resumable(last: Path, key: str) -> bool:
-    """True when ``last`` is a checkpoint of this very training (same data and config)."""
-    if not last.exists():
-        return False
-    try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        same = ckpt.get("ferrolens_model") == MODEL_KIND and ckpt.get("ferrolens_train_key") == key
-    except Exception as exc:  # a checkpoint cut short by a kill
-        warnings.warn(f"{last}: unreadable ({type(exc).__name__}); training starts afresh", stacklevel=3)
-        same = False
-    else:
-        if not same:
-            warnings.warn(f"{last}: from a training with other data or settings; training starts afresh",
-                          stacklevel=3)
-    if not same:
-        for name in ("last.ckpt", "best.ckpt"):
-            (last.parent / name).unlink(missing_ok=True)
-    return same
-
-
 def _plot_history(history: list[dict], names: list[str], split: dict, path: Path, warning: str = "") -> None:
     import matplotlib
     import matplotlib.ticker
@@ -166,21 +144,6 @@ def _plot_history(history: list[dict], names: list[str], split: dict, path: Path
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-class _EpochSeed(pl.Callback):
-    """Reseed torch (dropout) at the first batch of every epoch from ``(seed, epoch)`` only, so that a
-    training resumed from ``last.ckpt`` is bit-identical to one that was never interrupted (the patches
-    are already seeded per index, see :class:`~ferrolens.segment.data.PatchDataset`)."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        # on_train_epoch_start is skipped right after a resume, the first batch is not
-        if batch_idx == 0:
-            rank = [trainer.global_rank] if trainer.world_size > 1 else []
-            torch.manual_seed(int(np.random.default_rng([self.seed, trainer.current_epoch, 11, *rank]).integers(2**62)))
 
 
 def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
@@ -253,33 +216,16 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
     return model, metrics
 
 
-class _no_fill:
-    """Within: torch does not fill new tensors with NaN under deterministic mode (a bug trap
-    that cost ~5 % of a CPU training step). Results are unchanged: no kernel reads memory it
-    has not written (the resume test checks bit-identical weights)."""
-
-    def __enter__(self):
-        self.was = torch.utils.deterministic.fill_uninitialized_memory
-        torch.utils.deterministic.fill_uninitialized_memory = False
-
-    def __exit__(self, *exc):
-        torch.utils.deterministic.fill_uninitialized_memory = self.was
-
-
 def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
          threads: int, out: Path, progress: bool = True, where: str = "labels"):
-    """Train on normalised-here frames; returns (best model in eval mode, metrics, (trainer, best, data)).
-    ``where`` names the labels in error messages (the store's path)."""
-    import pytorch_lightning as pl
+    """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`); returns
+    (best model in eval mode, metrics, (trainer, best, data)). ``where`` names the labels in error
+    messages (the store's path)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
 
     t, norm = cfg["train"], cfg["normalize"]
     n_classes = len(names)
     par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
-    par.set_threads()
-    if not progress:
-        quiet_lightning()
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
@@ -296,34 +242,18 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     processes = {"devices": par.devices} if par.devices > 1 else {}
     key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
                          "data": data_hash, "split": dm.split, **processes})
-    out.mkdir(parents=True, exist_ok=True)
-    resume = _resumable(out / "last.ckpt", key)
 
-    pl.seed_everything(seed, workers=True, verbose=False)
+    training.seed_everything(seed)
     model = SegmentationModel(**hparams)
-    model.train_key = key
-    on_cpu = t["accelerator"] == "cpu" or (t["accelerator"] == "auto" and not torch.cuda.is_available())
-    ckpt_cb = ModelCheckpoint(dirpath=out, filename="best", monitor="val/miou", mode="max", save_top_k=1,
+    best_cb = ModelCheckpoint(dirpath=out, filename="best", monitor="val/miou", mode="max", save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
-    # save_last=True would refresh last.ckpt only when a new best is saved; this one saves every epoch
-    last_cb = ModelCheckpoint(dirpath=out, filename="last", monitor=None, save_top_k=1,
-                              auto_insert_metric_name=False, enable_version_counter=False)
-    trainer = pl.Trainer(
-        max_epochs=int(t["max_epochs"]),
+    trainer = training.fit(
+        model, dm, par=par, out=out, seed=seed, salt=11, resume_key=key, kind=MODEL_KIND,
+        max_epochs=int(t["max_epochs"]), callbacks=[best_cb], stale=["best.ckpt"], progress=progress,
         max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
-        **par.trainer_kwargs(),
-        # CPU kernels are deterministic; some CUDA ones (weighted NLL) are not, so only warn there
-        deterministic=True if on_cpu else "warn",
-        logger=CSVLogger(out, name="csv_logs"), callbacks=[ckpt_cb, last_cb, _EpochSeed(seed)],
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))), default_root_dir=out)
-    with warnings.catch_warnings(), par.fit_threads(), _no_fill():
-        # the folder is ours: it holds the CSV logs (and last.ckpt when resuming) by design
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, datamodule=dm, ckpt_path=str(out / "last.ckpt") if resume else None, weights_only=True)
+        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))))
 
-    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
     # rank 0 decides (every process must take part in save_checkpoint, or none)
     if trainer.strategy.broadcast(best is None or not best.exists()):  # e.g. max_minutes hit before validating
         best = out / "best.ckpt"
@@ -348,7 +278,7 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
         config: bit-identical to an uninterrupted run on CPU), ``best.ckpt``,
         ``metrics.csv`` (per epoch: train loss, held-out loss, held-out per-class
         IoU and mean), ``training.png``, ``quality.json`` (held-out IoU of the model
-        kept, and a plain warning when below ``train.min_iou``), ``csv_logs/``.
+        kept, and a plain warning when below ``train.min_iou``), ``logs/`` (CSV logs).
     n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
     cfg : the ``segment:`` config section (missing keys take the defaults).
     seed : seeds weights, patch positions, augmentation, dropout; on CPU the same
@@ -371,8 +301,8 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out, where=str(labels))
     if not trainer.is_global_zero:
         return
-    write_file_atomic(out / "model.ckpt", lambda tmp: shutil.copyfile(best, tmp))
-    write_file_atomic(out / "metrics.csv", lambda tmp: metrics.to_csv(tmp, index=False))
+    training.save_model(trainer, out / "model.ckpt", source=best)
+    training.write_metrics(out / "metrics.csv", metrics)
     q = {**quality(metrics, cfg), "min_iou": float(cfg["train"]["min_iou"]), "split": dm.split,
          "held_out": describe_split(dm.split)}
     write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
@@ -397,7 +327,7 @@ def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, 
         if p[k] % mult:
             raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
                              f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
-    device = device_for(p["accelerator"])
+    device = device_for(p["accelerator"], "config segment.predict.accelerator")
     bf16 = resolve_precision(p["precision"], device)
     key = (str(device), tuple((t.data_ptr(), t._version) for t in model.net.state_dict().values()))
     cached = getattr(model, "_ferrolens_inference", None)
@@ -427,7 +357,7 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
     """
     p = resolve_config(cfg)["predict"]
     if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
+        set_threads(threads)
     a = np.asarray(frames)
     single = a.ndim == 2
     a = a[None] if single else a
@@ -464,7 +394,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
 
     cfg = resolve_config(cfg)
     p = cfg["predict"]
-    torch.set_num_threads(max(1, int(threads)))
+    set_threads(threads)
     mov = open_store(movie, "movie", ["image"])
     image = _movie_image(mov, movie)
     model = load(checkpoint)

@@ -78,21 +78,6 @@ def normalize_frames(frames: np.ndarray, low: float = 1.0, high: float = 99.0
     return (out[0] if single else out), lo.numpy(), hi.numpy()
 
 
-def device_for(accelerator: str, where: str = "config segment.predict.accelerator") -> torch.device:
-    """The torch device for an accelerator name (``auto`` picks a GPU when present)."""
-    if accelerator == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(where, f"{accelerator!r} asked for but no CUDA device is available", "auto or cpu")
-        return torch.device("cuda")
-    return torch.device(accelerator)
-
-
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of ``tile`` pixels with ``overlap`` covering ``n``.
 

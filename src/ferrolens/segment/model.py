@@ -1,4 +1,4 @@
-"""The segmentation LightningModule: loss, optimiser, per-class IoU, one shared step."""
+"""The segmentation LightningModule: loss, optimiser, per-class IoU (torchmetrics), one shared step."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassJaccardIndex
 
 from .. import __version__
-from ..parallel import sum_across_processes
 from .unet import UNet
 
 MODEL_KIND = "ferrolens.segment.unet"  # written into every checkpoint; checked by load()
@@ -76,16 +77,6 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.
     return ce + soft_dice_loss(logits, target, ignore_index), wsum
 
 
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU ``tp / (tp + fp + fn)`` from a ``(K, K)`` confusion matrix
-    (rows = truth, columns = prediction); NaN for a class neither present nor predicted."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(conf)
-    denom = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, tp / denom, np.nan)
-
-
 class SegmentationModel(pl.LightningModule):
     """U-Net segmentation of normalised frames into ``n_classes`` classes.
 
@@ -134,9 +125,15 @@ class SegmentationModel(pl.LightningModule):
         # per-epoch records (epoch, losses, IoUs); carried in checkpoints so a
         # resumed training keeps its earlier epochs
         self.history: list[dict[str, float]] = []
-        self.train_key: str | None = None  # digest of what was trained on (resume check)
-        self._reset_train()
-        self._reset_val()
+        # epoch accumulators; under DDP, compute() sums them over the processes (each validated its
+        # own regions), so every process logs, monitors and records the same global values. Not in
+        # the state dict.
+        self.val_iou = MulticlassJaccardIndex(n_classes, average="none", ignore_index=-1,
+                                              zero_division=float("nan"))
+        # weighted by labelled pixels ("disable" would drop the weights, torchmetrics 1.9)
+        self.val_loss = MeanMetric(nan_strategy="warn")
+        # mean over steps; "disable": no NaN check, so no host sync per step (it matters on a GPU)
+        self.train_loss = MeanMetric(nan_strategy="disable")
 
     # --- plain inference ---------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,45 +162,25 @@ class SegmentationModel(pl.LightningModule):
         out = self._step(batch)
         self.log("train/loss", out["loss"], on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch[0].shape[0])
-        # a tensor sum: no host sync per step (it matters on a GPU); read once per epoch
-        self._train_sum = self._train_sum + out["loss"].detach()
-        self._train_n += 1
+        self.train_loss.update(out["loss"].detach())
         return out["loss"]
 
     def validation_step(self, batch, batch_idx):
         out = self._step(batch)
-        self._val_loss += float(out["loss"]) * float(out["weight_sum"])
-        self._val_w += float(out["weight_sum"])
-        k = self.hparams.n_classes
-        label = out["label"]
-        valid = label >= 0
-        pred = out["logits"].argmax(1)
-        idx = label[valid] * k + pred[valid]
-        self._val_conf += torch.bincount(idx, minlength=k * k).reshape(k, k).cpu().numpy()
+        self.val_loss.update(out["loss"].detach(), out["weight_sum"].detach())
+        self.val_iou.update(out["logits"].argmax(1), out["label"])
 
     def on_train_epoch_start(self) -> None:
-        self._reset_train()
+        self.train_loss.reset()
 
     def on_validation_epoch_start(self) -> None:
-        self._reset_val()
-
-    def epoch_totals(self) -> tuple[np.ndarray, float, float, float, float]:
-        """This epoch's confusion matrix, held-out loss sum and weight, training loss sum and
-        step count, summed over the processes of a DDP run (each held part of the data), so
-        that every process logs, monitors and records the same global values."""
-        k = self.hparams.n_classes
-        local = np.concatenate([self._val_conf.ravel(),
-                                [self._val_loss, self._val_w, float(self._train_sum), self._train_n]])
-        trainer = self._trainer  # None outside a Trainer (unit tests)
-        total = sum_across_processes(trainer, local, self.device)
-        conf = np.rint(total[: k * k]).astype(np.int64).reshape(k, k)
-        val_loss, val_w, train_sum, train_n = (float(v) for v in total[k * k:])
-        return conf, val_loss, val_w, train_sum, train_n
+        self.val_loss.reset()
+        self.val_iou.reset()
 
     def on_validation_epoch_end(self) -> None:
-        conf, val_loss_sum, val_w, train_sum, train_n = self.epoch_totals()
-        iou = iou_from_confusion(conf)
-        val_loss = val_loss_sum / max(val_w, 1e-12)
+        iou = self.val_iou.compute().double().cpu().numpy()
+        val_loss = float(self.val_loss.compute()) if self.val_loss.update_called else 0.0
+        train_loss = float(self.train_loss.compute()) if self.train_loss.update_called else 0.0
         miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
         self.log("val/loss", val_loss, prog_bar=False)
         self.log("val/miou", miou, prog_bar=True)
@@ -211,8 +188,7 @@ class SegmentationModel(pl.LightningModule):
             self.log(f"val/iou_{name}", float(v))
         if self.trainer is not None and not self.trainer.sanity_checking:
             row = {"epoch": int(self.current_epoch), "step": int(self.global_step),
-                   "train_loss": train_sum / max(train_n, 1), "val_loss": val_loss,
-                   "val_miou": miou}
+                   "train_loss": train_loss, "val_loss": val_loss, "val_miou": miou}
             row.update({f"iou_{name}": float(v) for name, v in zip(self.class_names, iou)})
             self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
 
@@ -224,17 +200,6 @@ class SegmentationModel(pl.LightningModule):
         checkpoint["ferrolens_model"] = MODEL_KIND
         checkpoint["ferrolens_version"] = __version__
         checkpoint["ferrolens_history"] = [dict(r) for r in self.history]
-        checkpoint["ferrolens_train_key"] = self.train_key
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = [dict(r) for r in checkpoint.get("ferrolens_history", [])]
-        self.train_key = checkpoint.get("ferrolens_train_key")
-
-    # --- helpers -----------------------------------------------------------------------
-    def _reset_train(self) -> None:
-        self._train_sum, self._train_n = 0.0, 0
-
-    def _reset_val(self) -> None:
-        k = self.hparams.n_classes
-        self._val_conf = np.zeros((k, k), dtype=np.int64)
-        self._val_loss, self._val_w = 0.0, 0.0

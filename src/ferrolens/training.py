@@ -1,0 +1,238 @@
+"""The one training harness of both models (the U-Net and the rVAE).
+
+A training job of either model goes the same way, here:
+
+1. :func:`ferrolens.parallel.plan` decides devices, processes and torch threads;
+2. ``last.ckpt`` in the output folder is resumed only when its resume key — a
+   digest of everything that must be equal (data, hyper-parameters, seed,
+   process count, schedule) — equals this training's (:func:`resumable`);
+3. :func:`fit` seeds everything, builds the ``pl.Trainer`` (CSV logger in
+   ``out/logs``, :class:`EpochSeed`, :class:`LastCheckpoint`) and fits;
+4. :func:`save_model` puts ``model.ckpt`` in place and :func:`write_metrics`
+   ``metrics.csv``, each atomically and by global rank 0 only.
+
+Each epoch's randomness (shuffle, patches, dropout, sampling noise) depends
+only on ``(seed, epoch)``, so a run resumed from ``last.ckpt`` gives the same
+weights as one never interrupted (bit-identical on CPU; tests/test_segment.py
+and tests/test_rvae_train.py kill and resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import Sampler
+
+from .parallel import Plan, quiet_lightning, save_checkpoint_atomic
+from .store import write_file_atomic
+
+log = logging.getLogger(__name__)
+
+#: Key under which a checkpoint records the resume key of the training that wrote it.
+RESUME_KEY = "ferrolens_resume_key"
+#: Folder of the CSVLogger files inside a training's output folder.
+LOG_DIR = "logs"
+
+
+class EpochSampler(Sampler[int]):
+    """Training indices of one epoch that depend only on ``(seed, epoch)``; Lightning calls ``set_epoch``.
+
+    ``seed`` given: a permutation of ``0 … size − 1`` drawn from ``(seed, epoch)`` (rVAE windows).
+    ``seed=None``: ``epoch·size … epoch·size + size − 1``, indices unique over epochs, for a
+    dataset that draws each item from its index (the U-Net's random patches).
+    """
+
+    def __init__(self, size: int, seed: int | None = None) -> None:
+        self.size, self.seed, self.epoch = int(size), seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if self.seed is None:
+            return iter(range(self.epoch * self.size, (self.epoch + 1) * self.size))
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class EpochSeed(pl.Callback):
+    """Reseed torch at the first batch of every epoch from ``(seed, epoch, salt[, rank])`` only.
+
+    ``on_train_epoch_start`` is skipped right after a resume, the first batch is not. Under
+    DDP each process draws its own noise; a single process draws the same as ever. ``salt``
+    keeps the models' streams apart (7: rVAE, 11: U-Net).
+    """
+
+    def __init__(self, seed: int, salt: int) -> None:
+        self.seed, self.salt = int(seed), int(salt)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx == 0:
+            rank = [trainer.global_rank] if trainer.world_size > 1 else []
+            seed = np.random.default_rng([self.seed, trainer.current_epoch, self.salt, *rank]).integers(2**62)
+            torch.manual_seed(int(seed))
+
+
+class LastCheckpoint(pl.Callback):
+    """``last.ckpt`` (full state, atomic, renamed by rank 0) after every epoch; every checkpoint
+    written during the fit records the resume key (:data:`RESUME_KEY`)."""
+
+    def __init__(self, path: Path, resume_key: str) -> None:
+        self.path, self.resume_key = Path(path), resume_key
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        save_checkpoint_atomic(trainer, self.path, weights_only=False)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[RESUME_KEY] = self.resume_key
+
+
+def resumable(last: Path, resume_key: str, kind: str, stale: Sequence[str] = ()) -> bool:
+    """Whether ``last`` is a checkpoint of this very training: model ``kind`` and ``resume_key``.
+
+    A missing file is simply not resumable. An unreadable one (cut short by a kill) or one
+    of another training is said in a warning; then ``last`` and the files named in ``stale``
+    (e.g. ``best.ckpt``) beside it are removed, so nothing of the other training is kept.
+    """
+    last = Path(last)
+    if not last.exists():
+        return False
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        same = ck.get("ferrolens_model") == kind and ck.get(RESUME_KEY) == resume_key
+    except Exception as exc:  # a checkpoint cut short by a kill, or from an older version
+        warnings.warn(f"{last}: cannot be read ({type(exc).__name__}); training from scratch", stacklevel=3)
+        same = False
+    else:
+        if not same:
+            warnings.warn(f"{last}: made with other data, hyper-parameters or seed; training from scratch",
+                          stacklevel=3)
+    if not same:
+        for name in (last.name, *stale):
+            (last.parent / name).unlink(missing_ok=True)
+    return same
+
+
+class _no_fill:
+    """Within: torch does not fill new tensors with NaN under deterministic mode (a bug trap
+    that cost ~5 % of a CPU training step). Results are unchanged: no kernel reads memory it
+    has not written (the resume tests check bit-identical weights)."""
+
+    def __enter__(self):
+        self.was = torch.utils.deterministic.fill_uninitialized_memory
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+    def __exit__(self, *exc):
+        torch.utils.deterministic.fill_uninitialized_memory = self.was
+
+
+def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: Plan, out: Path, seed: int,
+        salt: int, resume_key: str, kind: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (),
+        stale: Sequence[str] = (), progress: bool = True, **trainer_kwargs: Any) -> pl.Trainer:
+    """Train ``model`` on ``datamodule`` into the folder ``out``; returns the fitted trainer.
+
+    Parameters
+    ----------
+    par : devices, strategy and threads (:func:`ferrolens.parallel.plan`).
+    out : output folder (created): ``last.ckpt``, the CSV logs in ``out/logs``.
+    seed : seeds weights (set before ``model`` is made by the caller: pass it made after
+        :func:`seed_everything`), data order and the per-epoch noise.
+    salt : :class:`EpochSeed`'s stream of this model.
+    resume_key : digest of what must be equal to resume ``last.ckpt`` (:func:`resumable`).
+    kind : the model kind its checkpoints record (``ferrolens_model``).
+    max_epochs : epochs to train.
+    callbacks : the model's own callbacks (the U-Net's best-model checkpoint, a progress bar).
+    stale : files beside ``last.ckpt`` to remove with it when it is not resumed.
+    progress : False: no progress bar and none of Lightning's info lines.
+    trainer_kwargs : further ``pl.Trainer`` arguments (``max_steps``, ``max_time``,
+        ``gradient_clip_val``, ``limit_val_batches``, ``log_every_n_steps``, ``deterministic``).
+
+    CPU kernels are deterministic (``deterministic=True`` there); some CUDA ones (weighted NLL)
+    are not, so a GPU run only warns, unless ``deterministic`` is given.
+    """
+    out = Path(out)
+    par.set_threads()
+    if not progress:
+        quiet_lightning()
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.ckpt"
+    ckpt_path = str(last) if resumable(last, resume_key, kind, stale) else None
+    on_cpu = par.accelerator == "cpu" or (par.accelerator == "auto" and not torch.cuda.is_available())
+    kwargs = {"deterministic": True if on_cpu else "warn", "log_every_n_steps": 1, **trainer_kwargs}
+    trainer = pl.Trainer(
+        max_epochs=int(max_epochs),
+        **par.trainer_kwargs(),
+        logger=pl.loggers.CSVLogger(out, name=LOG_DIR),
+        callbacks=[EpochSeed(seed, salt), LastCheckpoint(last, resume_key), *callbacks],
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=out,
+        **kwargs,
+    )
+    with warnings.catch_warnings(), par.fit_threads(), _no_fill():
+        # the folder is ours: it holds the CSV logs (and last.ckpt when resuming) by design
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    return trainer
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (and dataloader workers) before a model is made."""
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def save_model(trainer: pl.Trainer, path: Path, source: Path | None = None) -> None:
+    """``model.ckpt`` atomically: weights of the trainer's model, or a copy of ``source`` (a
+    checkpoint the fit kept, e.g. the best held-out one). Every process must call it."""
+    import shutil
+
+    if source is None:
+        save_checkpoint_atomic(trainer, path, weights_only=True)
+    elif trainer.is_global_zero:
+        write_file_atomic(path, lambda tmp: shutil.copyfile(source, tmp))
+
+
+def write_metrics(path: Path, metrics: pd.DataFrame) -> None:
+    """``metrics.csv`` (one row per epoch) written atomically."""
+    write_file_atomic(path, lambda tmp: metrics.to_csv(tmp, index=False))
+
+
+def merge_csv_logs(out: Path) -> pd.DataFrame:
+    """One row per epoch from every run's CSVLogger file in ``out/logs`` (a later run wins, e.g.
+    after a resume); columns ``epoch``, ``step``, ``train/…`` then the rest, sorted."""
+    frames = []
+    versions = sorted((Path(out) / LOG_DIR).glob("version_*/metrics.csv"),
+                      key=lambda p: int(p.parent.name.split("_")[-1]))
+    for i, f in enumerate(versions):
+        try:
+            df = pd.read_csv(f)
+        except (pd.errors.EmptyDataError, OSError):
+            continue
+        if "epoch" in df:
+            frames.append(df.assign(_run=i))
+    if not frames:
+        return pd.DataFrame(columns=["epoch"])
+    df = pd.concat(frames, ignore_index=True).dropna(subset=["epoch"])
+    df["epoch"] = df["epoch"].astype(int)
+    cols = [c for c in df.columns if c not in ("epoch", "_run")]
+    # within one run, train and val values of an epoch come on separate rows
+    rows = df.sort_values(["_run"]).groupby("epoch")[cols].last()
+    first = ["step"] if "step" in rows else []
+    ordered = first + sorted(c for c in rows.columns if c.startswith("train/")) + sorted(
+        c for c in rows.columns if c not in first and not c.startswith("train/"))
+    return rows[ordered].reset_index()
