@@ -12,33 +12,15 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import InputError
+from ..training import EpochSampler
 from .augment import augment_pair
 
 _MAX_INDEXED = 200_000  # labelled pixels kept per class and source for centred sampling
 MIN_PATCH = 16  # smallest training patch edge (pixels) worth training a U-Net on
 log = logging.getLogger(__name__)
-
-
-class EpochSampler(Sampler[int]):
-    """Yields ``epoch·n … epoch·n + n − 1``: every sample index (hence its RNG
-    seed) is unique across epochs and does not depend on workers or resumes.
-    Lightning calls :meth:`set_epoch` before each training epoch."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        return iter(range(self.epoch * self.n, (self.epoch + 1) * self.n))
-
-    def __len__(self) -> int:
-        return self.n
 
 
 class PatchDataset(Dataset):
@@ -247,6 +229,7 @@ class SegmentationData(pl.LightningDataModule):
         self.train_set = PatchDataset(self.train_sources, p, n_classes, augment_cfg, self.seed,
                                       train_cfg["rare_class_fraction"], n)
         self.val_set = RegionDataset(self.val_sources)
+        # indices unique over epochs: each patch is drawn from its index (see PatchDataset)
         self.sampler = EpochSampler(n)
 
     def _fit_patch(self, p: int) -> int:
