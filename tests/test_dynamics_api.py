@@ -58,8 +58,14 @@ def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True,
 def make_segmentation(path, n_frames=24, size=24):
     label = np.zeros((n_frames, size, size), np.uint8)
     label[:, : size // 2] = 1  # structure in the upper half
-    ds = xr.Dataset({"label": ((store.FRAME, store.Y, store.X), label)},
-                    coords=store.frame_coords(n_frames), attrs=store.provenance("segmentation", {}))
+    prob = np.stack([label == 0, label == 1], axis=1).astype(np.float32)
+    F = store.FRAME
+    ds = xr.Dataset({"label": ((F, store.Y, store.X), label),
+                     "probability": ((F, store.CLASS, store.Y, store.X), prob, {"units": "1"}),
+                     "norm_low": ((F,), np.zeros(n_frames)), "norm_high": ((F,), np.ones(n_frames))},
+                    coords={**store.frame_coords(n_frames), store.CLASS: ["domain", "wall"]},
+                    attrs=store.provenance("segmentation", {}, class_names=["domain", "wall"],
+                                           norm_percentiles=[1.0, 99.0]))
     store.write_store(ds, path)
 
 

@@ -94,17 +94,18 @@ def test_open_store_checks_kind_and_variables(demo_stores):
 
 
 def test_atomic_write_replaces_and_cleans_up(tmp_path):
-    ds = xr.Dataset({"a": (("frame",), np.arange(3.0))}, attrs=store.provenance("movie"))
+    ds = xr.Dataset({"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])}, coords=store.frame_coords(3),
+                    attrs=store.provenance("movie"))
     out = tmp_path / "s.zarr"
     store.write_store(ds, out)
     store.write_store(ds * 2, out)  # replacing an existing store works
-    np.testing.assert_array_equal(xr.open_zarr(out).a.values, [0, 2, 4])
+    np.testing.assert_array_equal(xr.open_zarr(out).image.values.ravel(), [0, 2, 4])
 
     bad = ds.copy()
-    bad["b"] = (("frame",), np.array([object(), object(), object()]))  # cannot be encoded
+    bad["source_frame"] = (("frame",), np.array([object(), object(), object()]))  # cannot be encoded
     with pytest.raises(Exception):
         store.write_store(bad, out)
-    np.testing.assert_array_equal(xr.open_zarr(out).a.values, [0, 2, 4])  # old store intact
+    np.testing.assert_array_equal(xr.open_zarr(out).image.values.ravel(), [0, 2, 4])  # old store intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no temporaries left
 
 

@@ -147,13 +147,14 @@ def test_more_latents_pair_and_held_medians():
     assert ds["z1_dense"].attrs["long_name"].startswith("latent z2")
 
 
-def make_latents(path, kind="latents", labels=("angle", "dx", "dy", "z1", "z2"), **attrs):
+def make_latents(path, labels=("angle", "dx", "dy", "z1", "z2"), **attrs):
     rng = np.random.default_rng(4)
     ds = xr.Dataset(
         {"code_mean": ((store.SAMPLE, store.LATENT), rng.normal(size=(200, len(labels)))),
-         "code_logsd": ((store.SAMPLE, store.LATENT), np.full((200, len(labels)), -1.0))},
+         "code_logsd": ((store.SAMPLE, store.LATENT), np.full((200, len(labels)), -1.0)),
+         "mean": ((store.FRAME, store.Y, store.X, store.LATENT), np.zeros((2, 3, 3, len(labels)), np.float32))},
         coords={store.LATENT: list(labels)},
-        attrs={**store.provenance(kind, {}), **attrs},
+        attrs={**store.provenance("latents", {}, window=8), **attrs},
     )
     store.write_store(ds, path)
 
@@ -200,8 +201,9 @@ def test_the_models_checks_travel_with_its_latent_space_and_fig6_warns(tmp_path,
 def test_bad_input(tmp_path):
     lat = tmp_path / "latents.zarr"
     make_latents(lat)
-    wrong = tmp_path / "wrong.zarr"
-    make_latents(wrong, kind="dynamics")
+    wrong = tmp_path / "wrong.zarr"  # a store of another kind
+    store.write_store(xr.Dataset({"image": ((store.FRAME, store.Y, store.X), np.zeros((2, 3, 3)))},
+                                 coords=store.frame_coords(2), attrs=store.provenance("movie", {})), wrong)
     out = str(tmp_path / "ls.zarr")
     with pytest.raises(InputError, match="kind"):
         latent_space_map(str(wrong), ramp_decoder, out, {}, 0, 8)

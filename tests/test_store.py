@@ -2,10 +2,12 @@
 removed by the next write of that store, checkpoints are read weights-only."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -18,18 +20,19 @@ from ferrolens.ingest import load_movie
 
 def _write(path, n=3, value=None):
     image = np.arange(n * 16, dtype=np.float32).reshape(n, 4, 4) if value is None else np.full((n, 4, 4), value, np.float32)
-    ds = xr.Dataset({"image": (("frame", "y", "x"), image),
-                     "label": (("frame", "y", "x"), np.zeros((n, 4, 4), np.int16))},
-                    coords={"bias": ("frame", np.arange(n, dtype=float))}, attrs=store.provenance("movie"))
-    return store.write_store(ds, path, encoding={"image": {"chunks": (1, 4, 4)}, "label": {"chunks": (1, 4, 4)}})
+    ds = xr.Dataset({"image": (("frame", "y", "x"), image)},
+                    coords=store.frame_coords(n, bias=np.arange(n, dtype=float)), attrs=store.provenance("movie"))
+    return store.write_store(ds, path, encoding={"image": {"chunks": (1, 4, 4)}})
 
 
 def test_chunks_equal_to_the_fill_value_are_written(tmp_path):
     """An all-zero integer frame equals zarr's fill value: it must still be on disk,
     or a missing chunk could not be told from it."""
-    out = _write(tmp_path / "s.zarr")
+    ds = xr.Dataset({"label": (("frame", "y", "x"), np.zeros((3, 4, 4), np.int16))}, coords=store.frame_coords(3),
+                    attrs=store.provenance("labels", class_names=["a", "b"]))
+    out = store.write_store(ds, tmp_path / "s.zarr", encoding={"label": {"chunks": (1, 4, 4)}})
     assert sorted(os.listdir(out / "label" / "c")) == ["0", "1", "2"]
-    np.testing.assert_array_equal(store.open_store(out, "movie", ["label"]).label.values, 0)
+    np.testing.assert_array_equal(store.open_store(out, "labels").label.values, 0)
 
 
 def test_missing_chunk_named_at_open(tmp_path):
@@ -79,7 +82,8 @@ def _kill_during_write(target, path):
         def die(tmp, path):
             os.kill(os.getpid(), signal.SIGKILL)  # dies after writing, before the rename
         store.replace_atomically = die
-        ds = xr.Dataset({{"a": (("frame",), np.arange(3.0))}}, attrs=store.provenance("movie"))
+        ds = xr.Dataset({{"image": (("frame", "y", "x"), np.zeros((3, 2, 2)))}}, coords={{"frame": np.arange(3)}},
+                        attrs=store.provenance("movie"))
         if {target!r} == "write_store":
             store.write_store(ds, r"{path}")
         else:
@@ -102,14 +106,15 @@ def test_next_write_removes_temporaries_of_killed_writers(tmp_path, target):
     live.mkdir()
     similar = tmp_path / ".movie.zarr.tmp-notapid"
     similar.mkdir()
-    ds = xr.Dataset({"a": (("frame",), np.arange(3.0))}, attrs=store.provenance("movie"))
+    ds = xr.Dataset({"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])}, coords=store.frame_coords(3),
+                    attrs=store.provenance("movie"))
     if target == "write_store":
         store.write_store(ds, path)
     else:
         store.write_store_streamed([ds], path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["movie.zarr", other.name, live.name, similar.name])
-    np.testing.assert_array_equal(xr.open_zarr(path).a.values, [0, 1, 2])
+    np.testing.assert_array_equal(xr.open_zarr(path).image.values.ravel(), [0, 1, 2])
 
 
 def test_write_file_atomic_removes_its_stale_temporaries(tmp_path):
@@ -142,3 +147,142 @@ def test_checkpoints_are_read_weights_only(tmp_path):
     good = tmp_path / "good.ckpt"
     torch.save({"ferrolens_model": "unet", "state_dict": {"w": torch.zeros(2)}}, good)
     assert store.check_checkpoint(good, "unet", "a U-Net checkpoint") == good
+
+
+# --- declared stores (issue 16): each kind states its dims, variables and attrs once -------------
+def _movie(n=3, dims=("frame", "y", "x"), **coords):
+    return xr.Dataset({"image": (dims, np.zeros((n, 2, 2), np.float32))},
+                      coords={**store.frame_coords(n), **coords}, attrs=store.provenance("movie", {}))
+
+
+def test_every_declared_dim_is_in_the_one_vocabulary():
+    assert store.KINDS == tuple(store.STORE_KINDS)
+    for name, kind in store.STORE_KINDS.items():
+        assert kind.name == name
+        assert kind.dims <= set(store.DIMS), (name, kind.dims - set(store.DIMS))
+        assert not set(kind.variables) & set(kind.optional_variables), name
+        assert set(kind.units) <= set(kind.variables) | set(kind.optional_variables) | set(kind.coords) | set(
+            kind.optional_coords), name  # a unit for something undeclared would never be checked
+    assert len(set(store.DIMS)) == len(store.DIMS)
+
+
+def test_no_other_module_names_a_dimension():
+    """The vocabulary lives in store.py: another module binding a dim's name to a constant of its own
+    (``FRAME = "frame"``) would split it again; they import it from ferrolens.store."""
+    from pathlib import Path
+
+    src = Path(store.__file__).parent
+    binding = re.compile(r'^\s*[A-Z][A-Z0-9_]*(?:\s*,\s*[A-Z][A-Z0-9_]*)*\s*=\s*("[^"]*"(?:\s*,\s*"[^"]*")*)\s*(#.*)?$')
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.name == "store.py":
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            m = binding.match(line)
+            if m and set(re.findall(r'"([^"]*)"', m.group(1))) & set(store.DIMS):
+                found.append(f"{path.relative_to(src)}:{i}: {line.strip()}")
+    assert not found, found
+
+
+@pytest.mark.parametrize("target", ["write_store", "write_store_streamed"])
+@pytest.mark.parametrize("case, message", [
+    ("missing", r"movie store .*m\.zarr not written: store lacks variable\(s\) \['image'\].*expected image\(frame, y, x\)"),
+    ("dims", r"movie store .*variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie"),
+    ("undeclared", (r"variable 'mask'\('frame', 'y', 'x'\) is not declared \(expected only the variables declared "
+                    r"for a movie store \(image\(frame, y, x\)\)")),
+    ("units", r"'bias' has units 'mV' \(expected units 'V' for bias\)"),
+    ("coord_dims", r"coordinate 'source_frame' has dims \('y',\)"),
+])
+def test_a_store_against_its_declaration_is_refused_on_write(tmp_path, target, case, message):
+    ds = _movie()
+    if case == "missing":
+        ds = ds.drop_vars("image")
+    elif case == "dims":
+        ds = _movie(dims=("frame", "x", "y"))
+    elif case == "undeclared":
+        ds["mask"] = ds.image > 0
+    elif case == "units":
+        ds = ds.assign_coords(bias=("frame", np.arange(3.0), {"units": "mV"}))
+    elif case == "coord_dims":
+        ds = ds.assign_coords(source_frame=("y", [0, 1]))
+    path = tmp_path / "m.zarr"
+    with pytest.raises(store.LayoutError, match=message):
+        if target == "write_store":
+            store.write_store(ds, path)
+        else:
+            store.write_store_streamed([ds], path)
+    assert list(tmp_path.iterdir()) == []  # nothing at the path, no temporary beside it
+
+
+def test_a_later_part_of_a_streamed_write_is_checked_too(tmp_path):
+    good = _movie()
+    bad = _movie().rename({"x": "wx"})  # the third part's image has dims (frame, y, wx)
+    path = tmp_path / "m.zarr"
+    with pytest.raises(store.LayoutError, match=r"variable 'image' has dims \('frame', 'y', 'wx'\)"):
+        store.write_store_streamed([good, good, bad], path)
+    assert list(tmp_path.iterdir()) == []
+    store.write_store_streamed([good, good], path)  # the same parts without the bad one are written
+    assert store.open_store(path, "movie").sizes["frame"] == 6
+
+
+def _write_unchecked(ds, path):
+    """What a store written by another program (or an older ferrolens) may look like."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # consolidated metadata is not in the v3 spec
+        ds.to_zarr(path, mode="w", zarr_format=3, consolidated=True, write_empty_chunks=True)
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", r"lacks variable\(s\) \['image'\]; it has \['picture'\] \(expected image\(frame, y, x\) in a movie store\)"),
+    ("dims", r"variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie store\)"),
+    ("units", r"'time' has units 'ms' \(expected units 's' for time\)"),
+    ("attr", r"attr 'class_names' is missing"),
+])
+def test_a_store_against_its_declaration_is_refused_on_read(tmp_path, case, message):
+    ds, kind = _movie(), "movie"
+    if case == "missing":
+        ds = ds.rename({"image": "picture"})
+    elif case == "dims":
+        ds = _movie(dims=("frame", "x", "y"))
+    elif case == "units":
+        ds = ds.assign_coords(time=("frame", np.arange(3.0), {"units": "ms"}))
+    elif case == "attr":
+        ds = xr.Dataset({"label": (("frame", "y", "x"), np.zeros((3, 2, 2), np.int16))}, coords=store.frame_coords(3),
+                        attrs=store.provenance("labels", {}))
+        kind = "labels"
+    path = _write_unchecked(ds, tmp_path / "bad.zarr")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: .*{message}"):
+        store.open_store(path, kind)
+
+
+def test_open_store_requires_the_declared_variables_and_the_callers(tmp_path):
+    path = _write_unchecked(_movie(), tmp_path / "m.zarr")
+    assert store.open_store(path, "movie").image.dims == ("frame", "y", "x")  # the declared ones by default
+    assert "image" in store.open_store(path, "movie", ["image"])  # a caller's list still works
+    with pytest.raises(InputError, match=r"lacks variable\(s\) \['logsd'\]"):
+        store.open_store(path, "movie", ["logsd"])
+    # a store without units keeps opening (units are checked where stated); the writer states them
+    assert "units" not in store.open_store(path, "movie").frame.attrs
+
+
+def test_the_writers_stores_pass_their_declarations(tmp_path, demo_small):
+    """synthetic, movie, labels and windows from their real writers, through the checked write and read;
+    segmentation, latents, dynamics, latent_space and sweep pass through the same checks in the tests
+    of their stages (tests/test_segment.py, test_rvae_train.py, test_dynamics_api.py, test_latent_space.py)
+    and in the workflow run (tests/test_workflow.py)."""
+    from ferrolens.ingest import ingest_labels, ingest_movie
+    from ferrolens.rvae.api import make_windows
+
+    syn = store.write_store(demo_small, tmp_path / "synthetic.zarr")
+    cfg = {"frames": {"start": 2}, "bin": 2, "labels": {"frames": [0, 3], "source": "truth"}}
+    movie = ingest_movie(cfg, tmp_path / "movie.zarr", source=str(syn))
+    labels = ingest_labels(cfg, ["domain", "wall", "contaminant"], movie, tmp_path / "labels.zarr", truth=syn)
+    mv = store.open_store(movie, "movie")
+    images = (mv.image - mv.image.min()) / (mv.image.max() - mv.image.min())
+    make_windows(images.astype(np.float32), str(tmp_path / "windows.zarr"), 8,
+                 {"sampling": "random", "count": 20}, seed=0)
+    for path, kind in ((syn, "synthetic"), (movie, "movie"), (labels, "labels"), (tmp_path / "windows.zarr", "windows")):
+        ds = store.open_store(path, kind)
+        assert store.STORE_KINDS[kind].problems(ds, writing=True) == [], kind  # as strict as a write
+        assert set(store.STORE_KINDS[kind].variables) <= set(ds.data_vars)

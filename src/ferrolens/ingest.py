@@ -281,7 +281,7 @@ def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out:
     if repeated:
         raise InputError(f"{where}.frames", f"frames {repeated} are listed more than once in {frames}",
                          "each labelled frame once")
-    mv = store.open_store(movie, "movie", ["image"])
+    mv = store.open_store(movie, "movie")
     n_frames, shape = mv.sizes[store.FRAME], (mv.sizes[store.Y], mv.sizes[store.X])
     bad = [f for f in frames if not 0 <= f < n_frames]
     if bad:
@@ -289,7 +289,7 @@ def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out:
     if lcfg.get("source", "files") == "truth":
         if truth is None:
             raise InputError(f"{where}.source", "is 'truth' but the dataset is not synthetic", "labels.path")
-        gt = store.open_store(truth, "synthetic", ["class_map"])
+        gt = store.open_store(truth, "synthetic")
         src_idx = mv["source_frame"].values[frames]
         arrays = list(crop_bin(gt["class_map"].values[src_idx].astype(np.int16), dataset_cfg.get("crop"),
                                dataset_cfg.get("bin", 1), where, labels=True))

@@ -28,75 +28,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from . import store
-from .config import is_int as _is_int
-from .config import is_number as _is_num
-from .config import require
 from .config import section as config_section
 from .dynamics.nmf import fit_nmf
 from .errors import InputError
+from .store import CHANNEL, HIST_BIN, HIST_COMPONENT, Z1D, Z2D
 
-Z1D, Z2D = "z1_dense", "z2_dense"
-HIST_COMPONENT, HIST_BIN, CHANNEL = "hist_component", "hist_bin", "channel"
 POSE_LATENTS = ("angle", "dx", "dy")
 
 #: Defaults of the ``latent_space:`` section, read from its schema fragment (the one source of them).
 DEFAULTS: dict[str, Any] = config_section("latent_space")
-RGB_SOURCES = ("image", "histogram")
-
-
-# --- config ------------------------------------------------------------------------
-_need = partial(require, "latent_space")
 
 
 def resolve_config(cfg: dict | None) -> dict:
-    """``cfg`` (the ``latent_space:`` section, possibly partial) over :data:`DEFAULTS`, checked.
+    """``cfg`` (the ``latent_space:`` section, possibly partial) with defaults filled, checked and
+    frozen (:func:`ferrolens.config.section`: the schema, then its cross-field rules).
 
-    Mirrors ``workflow/schemas/fragments/latent_space.yaml``; unknown keys and
-    out-of-range values raise :class:`InputError` naming the key.
+    Unknown keys and out-of-range values raise :class:`InputError` naming the key.
     """
-    # the schema fills defaults and rejects unknown keys and wrong types; below, what it cannot say
-    c = config_section("latent_space", cfg)
-    p = c["pair"]
-    _need(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) and p[0] != p[1],
-          "pair", p, "two distinct free-latent labels, e.g. [z1, z2]")
-    for k in ("coarse_grid", "dense_grid"):
-        _need(_is_int(c[k]) and c[k] >= 2, k, c[k], "an integer ≥ 2")
-    q = c["range_quantiles"]
-    _need(isinstance(q, list) and len(q) == 2 and all(_is_num(x) for x in q) and 0 <= q[0] < q[1] <= 1,
-          "range_quantiles", q, "[low, high] with 0 ≤ low < high ≤ 1")
-    r = c["ranges"]
-    _need(isinstance(r, dict) and all(isinstance(x, list) and len(x) == 2 and all(_is_num(y) for y in x)
-                                      and x[0] < x[1] for x in r.values()),
-          "ranges", r, "a mapping latent → [low, high] with low < high")
-    b = c["physical_bounds"]
-    _need(isinstance(b, list) and len(b) == 2 and all(_is_num(x) for x in b) and b[0] < b[1],
-          "physical_bounds", b, "[low, high] with low < high")
-    for k in ("image_components", "histogram_components"):
-        _need(_is_int(c[k]) and c[k] >= 1, k, c[k], "an integer ≥ 1")
-    _need(_is_int(c["histogram_bins"]) and c["histogram_bins"] >= 2, "histogram_bins", c["histogram_bins"],
-          "an integer ≥ 2")
-    hr = c["histogram_range"]
-    _need(isinstance(hr, list) and len(hr) == 2 and all(_is_num(x) for x in hr) and hr[0] < hr[1],
-          "histogram_range", hr, "[low, high] with low < high")
-    _need(c["rgb_source"] in RGB_SOURCES, "rgb_source", c["rgb_source"], " or ".join(RGB_SOURCES))
-    n_src = c["image_components"] if c["rgb_source"] == "image" else c["histogram_components"]
-    rc = c["rgb_components"]
-    _need(isinstance(rc, list) and len(rc) == 3 and all(_is_int(i) and 0 <= i < n_src for i in rc),
-          "rgb_components", rc, f"three component indices 0 … {n_src - 1} of the {c['rgb_source']} NMF")
-    _need(_is_int(c["nmf_max_iter"]) and c["nmf_max_iter"] >= 1, "nmf_max_iter", c["nmf_max_iter"],
-          "an integer ≥ 1")
-    _need(_is_num(c["nmf_tol"]) and c["nmf_tol"] > 0, "nmf_tol", c["nmf_tol"], "a positive number")
-    _need(_is_int(c["batch_size"]) and c["batch_size"] >= 1, "batch_size", c["batch_size"], "an integer ≥ 1")
-    _need(isinstance(c["store_dense_decoded"], bool), "store_dense_decoded", c["store_dense_decoded"],
-          "true or false")
-    return c
+    return config_section("latent_space", cfg)
 
 
 # --- pieces --------------------------------------------------------------------------
@@ -359,11 +314,8 @@ def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], o
     cfg : the ``latent_space:`` config section. seed : seeds the NMFs. window : n (pixels), recorded.
     """
     cfg = resolve_config(cfg)
-    lat = store.open_store(latents, "latents", ["code_mean"])
+    lat = store.open_store(latents, "latents")  # code_mean(sample, latent) and latent labels: declared
     cm = lat["code_mean"]
-    if store.LATENT not in cm.dims or store.LATENT not in lat.coords:
-        raise InputError(latents, f"code_mean has dims {cm.dims} and no latent labels",
-                         "code_mean(sample, latent) with latent labels")
     all_labels = [str(v) for v in lat[store.LATENT].values]
     free = [v for v in all_labels if v not in POSE_LATENTS]
     missing = [p for p in cfg["pair"] if p not in free]

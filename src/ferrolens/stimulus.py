@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME = "frame"
+from .store import FRAME
+
 # coordinates along frame that can drive a transformation, in order of preference, with default units
 CANDIDATES = (("bias", "V"), ("temperature", "K"), ("time", "s"))
 

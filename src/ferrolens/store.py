@@ -18,7 +18,9 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -34,31 +36,222 @@ from .errors import InputError
 warnings.filterwarnings("ignore", message=".*snakemake_timestamp")
 
 # --- one vocabulary of names (DESIGN.md: data model) -------------------------
+# Every dimension of every store is named here, and only here (the declarations
+# below use nothing else; tests/test_store.py checks it).
 FRAME, Y, X = "frame", "y", "x"
 CLASS, SAMPLE, WY, WX = "class", "sample", "wy", "wx"
 LATENT, WINDOW, VARIABLE, GRID, COMPONENT = "latent", "window", "variable", "grid", "component"
-Z1, Z2 = "z1", "z2"
-DIMS = (FRAME, Y, X, CLASS, SAMPLE, WY, WX, LATENT, WINDOW, VARIABLE, GRID, COMPONENT, Z1, Z2)
+Z1, Z2 = "z1", "z2"  # latent-space coarse grid: first / second latent of the mapped pair
+Z1D, Z2D = "z1_dense", "z2_dense"  # latent-space dense grid (same two latents)
+VARIANT = "variant"  # synthetic: polarisation variant of the needles
+VARIABLE_NMF, DIRECTION, STIM_POINT = "variable_nmf", "direction", "stimulus_point"  # dynamics: NMFs, loop branches
+HIST_COMPONENT, HIST_BIN, CHANNEL = "hist_component", "hist_bin", "channel"  # latent space: histogram NMF, RGB
+DIMS = (FRAME, Y, X, CLASS, SAMPLE, WY, WX, LATENT, WINDOW, VARIABLE, GRID, COMPONENT, Z1, Z2,
+        Z1D, Z2D, VARIANT, VARIABLE_NMF, DIRECTION, STIM_POINT, HIST_COMPONENT, HIST_BIN, CHANNEL)
 
 BIAS, TIME = "bias", "time"  # coordinates along `frame`
 UNITS = {BIAS: "V", TIME: "s"}
-
-KINDS = (
-    "synthetic",
-    "movie",
-    "labels",
-    "segmentation",
-    "windows",
-    "latents",
-    "dynamics",
-    "latent_space",
-    "sweep",
-)
 
 
 def latent_labels(n_free: int) -> list[str]:
     """Labels of the rVAE latent axis: ``angle, dx, dy, z1 … zL``."""
     return ["angle", "dx", "dy"] + [f"z{i + 1}" for i in range(n_free)]
+
+
+# --- declared stores: what each kind holds, stated once ------------------------------
+@dataclass(frozen=True)
+class StoreKind:
+    """What one kind of store holds, checked on every write and every read.
+
+    name : the ``ferrolens_kind`` attr.
+    variables : data variables always written, name → dims (in order).
+    optional_variables : data variables written only in some configurations.
+    coords : coordinates always written, name → dims (``()`` for a scalar).
+    optional_coords : coordinates written when known (e.g. ``bias``, ``time``).
+    attrs : attrs readers rely on, beyond the :func:`provenance` ones.
+    units : ``units`` attr of a variable or coordinate, where it is fixed.
+
+    A writer may add coordinates that are not declared (e.g. a stimulus such as
+    ``temperature`` along ``frame``), never undeclared data variables.
+    """
+
+    name: str
+    variables: Mapping[str, tuple[str, ...]]
+    optional_variables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    coords: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    optional_coords: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    attrs: tuple[str, ...] = ()
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for f in ("variables", "optional_variables", "coords", "optional_coords", "units"):
+            object.__setattr__(self, f, MappingProxyType({k: tuple(v) if f != "units" else v
+                                                          for k, v in getattr(self, f).items()}))
+
+    @property
+    def dims(self) -> set[str]:
+        """Every dimension a store of this kind may have."""
+        return {d for group in (self.variables, self.optional_variables, self.coords, self.optional_coords)
+                for dims in group.values() for d in dims}
+
+    def declared(self, name: str) -> tuple[str, ...] | None:
+        """Declared dims of variable or coordinate ``name`` (None: not declared)."""
+        for group in (self.variables, self.optional_variables, self.coords, self.optional_coords):
+            if name in group:
+                return group[name]
+        return None
+
+    def spec(self, name: str) -> str:
+        """``name(dim, …)`` as declared, for messages."""
+        return f"{name}({', '.join(self.declared(name) or ())})"
+
+    def problems(self, ds: xr.Dataset, required: Iterable[str] = (), writing: bool = False,
+                 part: bool = False) -> list[tuple[str, str]]:
+        """What in ``ds`` (metadata only) breaks this declaration: ``(problem, expected)`` pairs.
+
+        required : data variables needed beyond :attr:`variables`.
+        writing : a store being written: undeclared data variables and missing or
+            other units are refused too (on read only other units are).
+        part : a later part of a streamed write (variables along the appended
+            dimension only): nothing is required, what is there is checked.
+        """
+        out: list[tuple[str, str]] = []
+        if not part:
+            for a in ("ferrolens_kind", "ferrolens_version", *self.attrs):
+                if a not in ds.attrs:
+                    out.append((f"attr {a!r} is missing", (f"attrs {list(self.attrs)} of a {self.name} store "
+                                                           "and those of ferrolens.store.provenance()")))
+            need = [*self.variables, *(v for v in required if v not in self.variables)]
+            missing = [v for v in need if v not in ds.data_vars]
+            if missing:
+                out.append((f"store lacks variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}",
+                            (f"{', '.join(self.spec(v) if self.declared(v) is not None else v for v in need)} "
+                             f"in a {self.name} store")))
+            for c in self.coords:
+                if c not in ds.coords:
+                    out.append((f"store lacks coordinate {c!r}", f"coordinate {self.spec(c)} in a {self.name} store"))
+        for name, var in ds.variables.items():
+            name = str(name)
+            dims = self.declared(name)
+            if dims is None:
+                if writing and name in ds.data_vars:
+                    out.append((f"variable {name!r}{tuple(var.dims)} is not declared",
+                                (f"only the variables declared for a {self.name} store "
+                                 f"({', '.join(self.spec(v) for v in (*self.variables, *self.optional_variables))})")))
+                continue
+            if tuple(var.dims) != dims:
+                out.append((f"{'coordinate' if name in ds.coords else 'variable'} {name!r} has dims {tuple(var.dims)}",
+                            f"{self.spec(name)} in a {self.name} store"))
+            unit = self.units.get(name)
+            if unit is not None and var.attrs.get("units", None if writing else unit) != unit:
+                out.append((f"{name!r} has units {var.attrs.get('units')!r}", f"units {unit!r} for {name}"))
+        return out
+
+
+def _kind(name: str, variables: dict, optional_variables: dict | None = None, coords: dict | None = None,
+          optional_coords: dict | None = None, attrs: tuple = (), units: dict | None = None) -> StoreKind:
+    return StoreKind(name, variables, optional_variables or {}, coords or {}, optional_coords or {}, attrs,
+                     units or {})
+
+
+_FYX = (FRAME, Y, X)
+_ALONG_FRAME = {BIAS: (FRAME,), TIME: (FRAME,)}  # the stimulus coordinates, when the movie has them
+_SAMPLES = {"sample_frame": (SAMPLE,), "sample_y": (SAMPLE,), "sample_x": (SAMPLE,), "sample_bias": (SAMPLE,)}
+_SAMPLE_UNITS = {"sample_y": "px", "sample_x": "px", "sample_bias": UNITS[BIAS]}
+# dynamics variables; the sweep holds the per-frame ones of every window size along `window`
+_DYN = {
+    "kde": (VARIABLE, FRAME, GRID), "kde_mass": (VARIABLE, FRAME), "bandwidth": (VARIABLE, FRAME),
+    "n_values": (FRAME,), "components": (COMPONENT, VARIABLE, GRID),
+    "stacked_components": (COMPONENT, VARIABLE, GRID), "weights": (VARIABLE_NMF, COMPONENT, FRAME),
+    "weights_ci_low": (VARIABLE_NMF, COMPONENT, FRAME), "weights_ci_high": (VARIABLE_NMF, COMPONENT, FRAME),
+    "reconstruction_error": (VARIABLE_NMF,), "branch_weight": (VARIABLE_NMF, COMPONENT, DIRECTION, STIM_POINT),
+}
+_DYN_UNITS = {"kde": "1/unit of the variable", "kde_mass": "1", "bandwidth": "unit of the variable",
+              "components": "1/unit of the variable", "stacked_components": "1/unit of the variable",
+              "weights": "1", "weights_ci_low": "1", "weights_ci_high": "1", "reconstruction_error": "1",
+              "branch_weight": "1"}
+_DYN_COORDS = {VARIABLE: (VARIABLE,), GRID: (GRID,), COMPONENT: (COMPONENT,), VARIABLE_NMF: (VARIABLE_NMF,),
+               DIRECTION: (DIRECTION,), STIM_POINT: (STIM_POINT,), "variable_units": (VARIABLE,),
+               "period": (VARIABLE,), "branch_stimulus": (STIM_POINT,), "cycle": (FRAME,)}
+_DENSE = (Z1D, Z2D)
+
+#: The declaration of every store kind (see :class:`StoreKind`), in the order the workflow writes them.
+STORE_KINDS: Mapping[str, StoreKind] = MappingProxyType({k.name: k for k in (
+    _kind("synthetic",  # ferrolens.synthetic.make_demo: the demo movie with its ground truth
+          {"image": _FYX, "class_map": _FYX, "variant_map": _FYX, "orientation": _FYX, "fraction": (FRAME, VARIANT)},
+          coords={FRAME: (FRAME,), VARIANT: (VARIANT,)}, optional_coords=_ALONG_FRAME,
+          attrs=("class_names",), units={"orientation": "rad", "fraction": "1", **UNITS}),
+    _kind("movie",  # ferrolens.ingest.ingest_movie
+          {"image": _FYX}, coords={FRAME: (FRAME,)}, optional_coords={"source_frame": (FRAME,), **_ALONG_FRAME},
+          units=UNITS),
+    _kind("labels",  # ferrolens.ingest.ingest_labels: frame = the movie frame each label belongs to
+          {"label": _FYX}, coords={FRAME: (FRAME,)}, optional_coords=_ALONG_FRAME, attrs=("class_names",),
+          units=UNITS),
+    _kind("segmentation",  # ferrolens.segment.predict
+          {"probability": (FRAME, CLASS, Y, X), "label": _FYX, "norm_low": (FRAME,), "norm_high": (FRAME,)},
+          coords={FRAME: (FRAME,), CLASS: (CLASS,)}, optional_coords={Y: (Y,), X: (X,), **_ALONG_FRAME},
+          attrs=("class_names", "norm_percentiles"), units={"probability": "1", **UNITS}),
+    _kind("windows",  # ferrolens.rvae.make_windows: window centres in sample_y/sample_x
+          {"windows": (SAMPLE, WY, WX)}, coords={SAMPLE: (SAMPLE,), **_SAMPLES}, attrs=("window", "origin"),
+          units=_SAMPLE_UNITS),
+    _kind("latents",  # ferrolens.rvae.encode: codes of the sampled windows, per-pixel maps
+          {"code_mean": (SAMPLE, LATENT), "code_logsd": (SAMPLE, LATENT), "mean": (FRAME, Y, X, LATENT)},
+          optional_variables={"logsd": (FRAME, Y, X, LATENT)},
+          coords={LATENT: (LATENT,)},
+          optional_coords={SAMPLE: (SAMPLE,), **_SAMPLES, "latent_units": (LATENT,), FRAME: (FRAME,), Y: (Y,),
+                           X: (X,), WINDOW: (), **_ALONG_FRAME},
+          attrs=("window",), units={**_SAMPLE_UNITS, **UNITS}),
+    _kind("dynamics",  # ferrolens.dynamics.kde_nmf
+          {**_DYN, "nmf_n_iter": (VARIABLE_NMF,), "nmf_converged": (VARIABLE_NMF,)},
+          coords={FRAME: (FRAME,), **_DYN_COORDS, "grid_value": (VARIABLE, GRID), "branch": (FRAME,),
+                  "segment": (FRAME,)},
+          optional_coords=_ALONG_FRAME,
+          attrs=("stimulus", "stimulus_units"), units={**_DYN_UNITS, "period": "rad", **UNITS}),
+    _kind("latent_space",  # ferrolens.latent_space.latent_space_map
+          {"decoded": (Z1, Z2, WY, WX), "contrast_coarse": (Z1, Z2), "physical_coarse": (Z1, Z2),
+           "contrast": _DENSE, "contrast_reference": (), "physical": _DENSE, "density": _DENSE,
+           "code_count": _DENSE, "image_components": (COMPONENT, WY, WX), "image_loadings": (COMPONENT, *_DENSE),
+           "image_nmf_error": (), "histogram_components": (HIST_COMPONENT, HIST_BIN),
+           "histogram_loadings": (HIST_COMPONENT, *_DENSE), "histogram_nmf_error": (), "rgb": (*_DENSE, CHANNEL)},
+          optional_variables={"decoded_dense": (*_DENSE, WY, WX)},
+          coords={Z1: (Z1,), Z2: (Z2,), Z1D: (Z1D,), Z2D: (Z2D,), CHANNEL: (CHANNEL,)},
+          optional_coords={WY: (WY,), WX: (WX,), COMPONENT: (COMPONENT,), HIST_COMPONENT: (HIST_COMPONENT,),
+                           HIST_BIN: (HIST_BIN,), "hist_bin_low": (HIST_BIN,), "hist_bin_high": (HIST_BIN,)},
+          attrs=("mapped_latents", "window"), units={"density": "1/latent unit²"}),
+    _kind("sweep",  # ferrolens.dynamics.sweep_merge: every window size's dynamics along `window`
+          {**{k: (WINDOW, *d) for k, d in _DYN.items()},
+           "latent_mean": (WINDOW, FRAME, LATENT), "latent_sd": (WINDOW, FRAME, LATENT)},
+          coords={WINDOW: (WINDOW,), FRAME: (FRAME,), **_DYN_COORDS, "grid_value": (WINDOW, VARIABLE, GRID),
+                  "branch": (FRAME,), "segment": (FRAME,), LATENT: (LATENT,)},
+          optional_coords=_ALONG_FRAME,
+          units={**_DYN_UNITS, "period": "rad", WINDOW: "px", **UNITS}),
+)})
+
+KINDS = tuple(STORE_KINDS)
+
+
+class LayoutError(ValueError):
+    """A writer made a store that its kind's declaration (:data:`STORE_KINDS`) does not allow: a bug."""
+
+
+def check_layout(ds: xr.Dataset, path: str | Path, part: bool = False) -> StoreKind:
+    """Refuse to write ``ds`` to ``path`` unless it matches the declaration of its ``ferrolens_kind``.
+
+    Raises :class:`LayoutError` naming the kind, the variable and what was
+    expected. ``part``: a later part of a streamed write (see
+    :meth:`StoreKind.problems`). Metadata only: no data is computed.
+    """
+    kind = ds.attrs.get("ferrolens_kind")
+    if kind not in STORE_KINDS:
+        raise ValueError("a store needs attrs from ferrolens.store.provenance()"
+                         + (f" (unknown kind {kind!r}; known: {', '.join(KINDS)})" if kind is not None else ""))
+    decl = STORE_KINDS[kind]
+    found = decl.problems(ds, writing=True, part=part)
+    if found:
+        listed = "; ".join(f"{p} (expected {e})" for p, e in found)
+        raise LayoutError(f"{kind} store {path} not written: {listed}. The declaration is "
+                          f"ferrolens.store.STORE_KINDS[{kind!r}]")
+    return decl
 
 
 # --- provenance ---------------------------------------------------------------
@@ -160,13 +353,14 @@ def replace_atomically(tmp: Path, path: Path) -> None:
 def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = None) -> Path:
     """Write ``ds`` to a zarr (v3) store at ``path`` atomically.
 
-    The store is written beside the target under a hidden temporary name and
+    ``ds`` is first checked against the declaration of its kind
+    (:data:`STORE_KINDS`, :func:`check_layout`): a store the declaration does
+    not allow raises :class:`LayoutError` before anything is written. The store is written beside the target under a hidden temporary name and
     renamed into place only when complete; on any error the temporary is
     removed and an existing target is left untouched.
     """
     path = Path(path)
-    if "ferrolens_kind" not in ds.attrs:
-        raise ValueError("a store needs attrs from ferrolens.store.provenance()")
+    check_layout(ds, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     # fixed-width numpy strings have no zarr v3 spec yet; variable-length ones do
@@ -198,8 +392,9 @@ def write_store_streamed(
     """Write a store part by part (e.g. batches of frames) with bounded memory, atomically.
 
     The first part creates the store (with ``encoding``; it must carry the
-    provenance attrs and any variables without ``append_dim``); every later
+    provenance attrs and every variable the kind declares); every later
     part holds only variables along ``append_dim`` and is appended along it.
+    Each part is checked against the kind's declaration before it is written.
     The finished store is consolidated and renamed into place; on any error
     nothing is left behind.
     """
@@ -213,8 +408,7 @@ def write_store_streamed(
         attrs = None
         for part in parts:
             if attrs is None:
-                if "ferrolens_kind" not in part.attrs:
-                    raise ValueError("a store needs attrs from ferrolens.store.provenance()")
+                check_layout(part, path)
                 attrs = dict(part.attrs)
                 part = part.assign_coords({k: v.astype(object) for k, v in part.coords.items() if v.dtype.kind == "U"})
                 part.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}),
@@ -223,6 +417,7 @@ def write_store_streamed(
                 # an append rewrites the group's attrs with the part's: keep the store's
                 part = part.copy()
                 part.attrs = attrs
+                check_layout(part, path, part=True)
                 part.to_zarr(tmp, append_dim=append_dim, zarr_format=3, consolidated=False, write_empty_chunks=True)
         if attrs is None:
             raise ValueError(f"nothing to write to {path}: no parts")
@@ -383,19 +578,23 @@ def open_zarr_checked(path: str | Path, expected: str, variables: Iterable[str] 
 def open_store(
     path: str | Path,
     kind: str | Iterable[str],
-    variables: Iterable[str] = (),
+    variables: Iterable[str] | None = None,
 ) -> xr.Dataset:
-    """Open a ferrolens store lazily and check that it is what the caller expects.
+    """Open a ferrolens store lazily and check it against its kind's declaration.
 
     Parameters
     ----------
     path : the ``.zarr`` folder.
     kind : expected ``ferrolens_kind`` (or several accepted kinds).
-    variables : data variables that must be present.
+    variables : data variables that must be present besides the declared ones
+        (default: just those, :attr:`StoreKind.variables`).
 
-    Raises :class:`~ferrolens.errors.InputError` naming the store, what it holds
-    and what was expected; also for a missing chunk (at once) and for a chunk
-    that cannot be decoded (when it is read), naming the chunk.
+    Checked, from metadata only (:meth:`StoreKind.problems`): the kind, the
+    declared variables and coordinates and their dims, the declared attrs,
+    and declared units where the store states units. Raises
+    :class:`~ferrolens.errors.InputError` naming the store, what it holds and
+    what was expected; also for a missing chunk (at once) and for a chunk that
+    cannot be decoded (when it is read), naming the chunk.
     """
     path = Path(path)
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
@@ -404,12 +603,13 @@ def open_store(
         raise InputError(path, "store does not exist", expected)
     ds = open_zarr_checked(path, expected)
     found = ds.attrs.get("ferrolens_kind")
-    if found not in kinds:
+    if found not in kinds or found not in STORE_KINDS:
         raise InputError(path, f"store kind is {found!r}", f"kind {' or '.join(map(repr, kinds))}")
-    missing = [v for v in variables if v not in ds.variables]
-    if missing:
-        raise InputError(path, f"store lacks variable(s) {missing}; it has {sorted(ds.data_vars)}",
-                         f"variables {list(variables)}")
+    problems = STORE_KINDS[found].problems(ds, variables or ())
+    if problems:
+        problem, want = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise InputError(path, problem + more, want)
     return ds
 
 

@@ -200,7 +200,7 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
         image[f] = counts + rng.normal(0.0, spec.read_noise, size=clean.shape)
 
     coords = store.frame_coords(n_frames, bias=bias, time=np.arange(n_frames) * spec.frame_time)
-    coords["variant"] = list(VARIANTS)
+    coords[store.VARIANT] = list(VARIANTS)
     ds = xr.Dataset(
         {
             "image": ((store.FRAME, store.Y, store.X), image, {"units": "arb. units"}),
@@ -210,7 +210,7 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
                             {"flag_values": [0, 1, 2], "flag_meanings": " ".join(VARIANTS)}),
             "orientation": ((store.FRAME, store.Y, store.X), orientation,
                             {"units": "rad", "long_name": "wall direction (mod pi)"}),
-            "fraction": ((store.FRAME, "variant"), fraction, {"units": "1"}),
+            "fraction": ((store.FRAME, store.VARIANT), fraction, {"units": "1"}),
         },
         coords=coords,
         attrs=store.provenance("synthetic", {k: list(v) if isinstance(v, tuple) else v

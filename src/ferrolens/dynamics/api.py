@@ -37,8 +37,7 @@ from .kde import Grid, KDEPlan, circular_grid, kde_frames, linear_grid, rule_ban
 from .nmf import fit_nmf, nnls_weights, refit_nmf
 
 STACKED = "stacked"
-VARIABLE_NMF = "variable_nmf"
-DIRECTION, STIM_POINT = "direction", "stimulus_point"
+VARIABLE_NMF, DIRECTION, STIM_POINT = store.VARIABLE_NMF, store.DIRECTION, store.STIM_POINT  # dims: store's vocabulary
 ANGLE = "angle"
 BOOT_CHUNK = 1 << 22  # atom counts held per bootstrap pass (bounds temporaries to ~100 MB)
 DEFAULT_BLOCK = 16  # spatial block (px) when the latents store does not record its window
@@ -82,17 +81,9 @@ TABLE_COLUMNS = {
 
 
 # --- reading the inputs -----------------------------------------------------------
-def _latent_labels(ds: xr.Dataset, path: Any) -> list[str]:
-    if store.LATENT not in ds["mean"].dims:
-        raise InputError(path, f"variable 'mean' has dims {ds['mean'].dims}", "mean(frame, y, x, latent)")
-    if store.LATENT in ds.coords:
-        return [str(v) for v in ds[store.LATENT].values]
-    raise InputError(path, "has no latent coordinate labels", "labels such as angle, dx, dy, z1, z2")
-
-
 def _structure_mask(seg_path: str, lat: xr.Dataset, structure_class: int) -> np.ndarray:
     """(frame, y, x) bool: pixels the segmentation labels ``structure_class``, aligned to the latents."""
-    seg = store.open_store(seg_path, "segmentation", ["label"])
+    seg = store.open_store(seg_path, "segmentation")
     label = seg["label"]
     mean = lat["mean"]
     if label.sizes[store.FRAME] != mean.sizes[store.FRAME]:
@@ -609,8 +600,8 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     cfg : the ``dynamics:`` config section. seed : NMF initialisation, resampling and subsample seed.
     """
     cfg = resolve_config(cfg)
-    lat = store.open_store(latents, "latents", ["mean"])
-    labels = _latent_labels(lat, latents)
+    lat = store.open_store(latents, "latents")  # mean(frame, y, x, latent) and latent labels: declared
+    labels = [str(v) for v in lat[store.LATENT].values]
     unknown = [v for v in cfg["variables"] if v not in labels]
     if unknown:
         raise InputError("config dynamics.variables", f"{unknown} not among the latents' labels {labels}",
@@ -703,8 +694,8 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
     parts = []
     ref_bias = None
     for dyn_path, lat_path, w in zip(dynamics, latents, windows):
-        dyn = store.open_store(dyn_path, "dynamics", ["kde", "weights"])
-        lat = store.open_store(lat_path, "latents", ["mean"])
+        dyn = store.open_store(dyn_path, "dynamics")
+        lat = store.open_store(lat_path, "latents")
         if lat.sizes[store.FRAME] != dyn.sizes[store.FRAME]:
             raise InputError(lat_path, f"has {lat.sizes[store.FRAME]} frames, {dyn_path} {dyn.sizes[store.FRAME]}",
                              "the latents the dynamics store was made from")
@@ -717,8 +708,8 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
                              "every window size computed from the same movie")
         keep = ["kde", "kde_mass", "bandwidth", "n_values", "components", "stacked_components", "weights",
                 "weights_ci_low", "weights_ci_high", "reconstruction_error", "branch_weight"]
-        part = dyn[[k for k in keep if k in dyn.data_vars]].load()
-        part = part.reset_coords([c for c in ("grid_value", "branch", "segment") if c in part.coords])
+        part = dyn[keep].load()  # the dynamics declaration (store.STORE_KINDS) guarantees these and the coords
+        part = part.reset_coords(["grid_value", "branch", "segment"])
         part = xr.merge([part, _frame_stats(lat, float(dyn.attrs.get("angle_period", math.pi)))],
                         compat="override", join="outer")
         part.attrs = {}
@@ -726,9 +717,8 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
     merged = xr.concat(parts, dim=store.WINDOW, join="outer", coords="minimal", compat="override",
                        data_vars="all")
     merged = merged.set_coords(["grid_value"])
-    for name in ("branch", "segment"):
-        if name in merged:  # identical across windows (same bias): a frame coordinate again
-            merged = merged.assign_coords({name: merged[name].isel({store.WINDOW: 0}, drop=True)})
+    for name in ("branch", "segment"):  # identical across windows (same bias): a frame coordinate again
+        merged = merged.assign_coords({name: merged[name].isel({store.WINDOW: 0}, drop=True)})
     merged[store.WINDOW].attrs = {"units": "px", "long_name": "rVAE window size n"}
     merged.attrs = store.provenance("sweep", {"windows": [int(w) for w in windows]},
                                     sources=json.dumps([str(p) for p in dynamics]),

@@ -74,8 +74,8 @@ def _quality_warning(fig, attrs: dict) -> None:
 
 def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
     """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram."""
-    lat = store.open_store(latents, "latents", ["code_mean"])
-    ls = store.open_store(latent_space, "latent_space", ["decoded"])
+    lat = store.open_store(latents, "latents")
+    ls = store.open_store(latent_space, "latent_space")
     n1, n2 = _latent_names(ls)
     codes = lat.code_mean.load()
     window = lat.attrs.get("window", "?")
@@ -111,9 +111,9 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
 
 def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: dict) -> Path:
     """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes."""
-    mv = store.open_store(movie, "movie", ["image"])
+    mv = store.open_store(movie, "movie")
     f = default_frame(mv, cfg)
-    lats = [store.open_store(p, "latents", ["mean"]) for p in latents]
+    lats = [store.open_store(p, "latents") for p in latents]
     names = [str(v) for v in lats[0].latent.values]
     with style():
         ncols = 1 + len(names)
@@ -195,13 +195,13 @@ def _value(v: float, lo: float = np.nan, hi: float = np.nan) -> str:
 def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
     """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
     with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
-    dyn = store.open_store(dynamics_store, "dynamics", ["kde", "components", "weights"]).load()
+    dyn = store.open_store(dynamics_store, "dynamics").load()
     tab = pd.read_csv(table, dtype={"cycle": str})
     variables = [str(v) for v in dyn.variable.values]
     stim = _dynamics_stimulus(dyn)
     loop = "cycle" in tab.columns and (tab["cycle"] != "none").any()
     pooled = tab[tab["cycle"] == "all"] if loop else tab.iloc[0:0]
-    virgin = (dyn["cycle"].values == 0) if "cycle" in dyn.coords else np.zeros(dyn.sizes["frame"], bool)
+    virgin = dyn["cycle"].values == 0  # cycle(frame), variable_units(variable): declared dynamics coordinates
     window = dyn.attrs.get("window", "?")
     what = stim.label if stim.name != "frame" else "frame index"
     with style():
@@ -211,7 +211,7 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
         for r, v in enumerate(variables):
             d = dyn.sel(variable=v)
             gv = d.grid_value.values
-            unit = str(d.variable_units.values) if "variable_units" in d.coords else ""
+            unit = str(d.variable_units.values)
             deg = v == "angle"
             y = np.degrees(gv) if deg else gv
             ylab = f"{v} (deg)" if deg else (f"{v} ({unit})" if unit and unit != "1" else v)
@@ -304,7 +304,7 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
 
 def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
     """Fig. 6: dense manifold, density overlay, max contrast, physical mask, RGB composite."""
-    ls = store.open_store(latent_space, "latent_space", ["contrast", "physical", "density", "rgb"]).load()
+    ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
     ext = _extent(ls, "z1_dense", "z2_dense")
     bounds = ls.attrs.get("physical_bounds", [0.95, 1.05])
@@ -359,7 +359,7 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
 
 def nmf_maps(latent_space: str, out: str, cfg: dict) -> Path:
     """Fig. 7: image-NMF loading maps with components as insets; histogram-NMF components and maps."""
-    ls = store.open_store(latent_space, "latent_space", ["image_loadings", "histogram_loadings"]).load()
+    ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
     ext = _extent(ls, "z1_dense", "z2_dense")
     ci = ls.component.values

@@ -29,7 +29,7 @@ def pick_frames(ds, biases: list[float] | None, n: int = 6) -> list[int]:
 def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
     """Fig. 1: raw frames across the stimulus (bias, temperature, time or frame order), its value
     in each title, and the stimulus against frame when it is an applied one (bias, temperature)."""
-    ds = store.open_store(movie, "movie", ["image"])
+    ds = store.open_store(movie, "movie")
     frames = pick_frames(ds, cfg.get("biases"))
     stim = stimulus(ds)
     panel = stim.applied
@@ -59,8 +59,8 @@ def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
 
 def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: dict) -> Path:
     """Fig. 2: raw frame, each model's class map, and its wall-probability channel."""
-    ds = store.open_store(movie, "movie", ["image"])
-    segs = [store.open_store(s, "segmentation", ["probability", "label"]) for s in segmentations]
+    ds = store.open_store(movie, "movie")
+    segs = [store.open_store(s, "segmentation") for s in segmentations]
     f = default_frame(ds, cfg)
     with style():
         n = 1 + 2 * len(segs)
