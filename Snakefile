@@ -40,19 +40,14 @@ report: "workflow/report/workflow.rst"
 
 rule all:
     input:
-        movies=expand(f"{RESULTS}/{{dataset}}/movie.zarr", dataset=DATASETS),
-        labels=expand(f"{RESULTS}/{{dataset}}/labels.zarr", dataset=LABELLED),
-        segmentation=expand(
-            f"{RESULTS}/{{dataset}}/segment/c{{classes}}/segmentation.zarr",
-            dataset=LABELLED,
-            classes=SEG_VARIANTS,
-        ),
+        movies=expand(rules.ingest_movie.output[0], dataset=DATASETS),
+        labels=expand(rules.ingest_labels.output[0], dataset=LABELLED),
+        segmentation=expand(rules.segment_predict.output[0], dataset=LABELLED, classes=SEG_VARIANTS),
         dynamics=expand(
-            f"{RESULTS}/{{dataset}}/rvae/n{{window}}/{{store}}",
+            [*rules.dynamics_kde_nmf.output, rules.latent_space_map.output[0]],
             dataset=RVAE_DATASETS,
             window=WINDOWS,
-            store=["dynamics.zarr", "hysteresis.csv", "latent_space.zarr"],
         ),
-        sweep=expand(f"{RESULTS}/{{dataset}}/sweep.zarr", dataset=RVAE_DATASETS),
+        sweep=expand(rules.sweep_merge.output[0], dataset=RVAE_DATASETS),
         figures=all_figures,
     default_target: True

@@ -52,7 +52,7 @@ Usage::
 
 ``--trained default=results/demo`` scores the models the demo run itself
 trained (the issue's targets are on that run) instead of training them again;
-their time comes from the run's ``benchmarks/workflow/demo/rvae_train_n{n}.tsv``
+their time comes from the run's ``benchmarks/workflow/demo/rvae/n{n}/model.ckpt.tsv``
 (one thread per job, as rule ``rvae_train`` asks).
 """
 
@@ -140,7 +140,7 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     else:  # a workflow run's own model: its rule's benchmark has the time (the job had `threads` of rule rvae_train)
         out = trained / "rvae" / f"n{n}"
-        bench = trained.parents[1] / "benchmarks" / "workflow" / trained.name / f"rvae_train_n{n}.tsv"
+        bench = trained.parents[1] / "benchmarks" / "workflow" / trained.name / "rvae" / f"n{n}" / "model.ckpt.tsv"
         row = dict(zip(*[line.split("\t") for line in bench.read_text().splitlines()[:2]]))
         wall, cpu = float(row["s"]), float(row["cpu_time"])
     model = load(out / "model.ckpt")

@@ -128,7 +128,7 @@ def test_png_frame_folder_with_label_folder_and_no_bias(user_run):
     assert list(labels.frame.values) == [0, 6]
     np.testing.assert_array_equal(labels.label.values[1], truth)
     assert {"fig1_frames", "fig2_segmentation", "fig5_dynamics_n8"} <= figures(wd, "scan")
-    log = (wd / "logs/scan/segment_train_c3.log").read_text()
+    log = (wd / "logs/scan/segment/c3/model.ckpt.log").read_text()
     assert "held out" in log
     # a time series: the hysteresis table names time as its stimulus
     table = pd.read_csv(wd / "results/scan/rvae/n8/hysteresis.csv")

@@ -48,8 +48,10 @@ def test_outputs_open_with_named_dims(tiny_run):
     assert plain.image.shape == (4, 32, 32)
     assert sorted(p.name for p in (tiny_run / "results/plain").iterdir()) == ["figures", "movie.zarr", "synthetic.zarr"]
     assert [p.name for p in (tiny_run / "results/plain/figures").glob("*.png")] == ["fig1_frames.png"]
-    assert (tiny_run / "logs/demo/ingest_movie.log").exists()
-    assert (tiny_run / "benchmarks/workflow/demo/ingest_movie.tsv").exists()
+    # each job's log and timing mirror its main output's path under results/
+    assert (tiny_run / "logs/demo/movie.zarr.log").exists()
+    assert (tiny_run / "logs/demo/figures/fig1_frames.png.log").exists()
+    assert (tiny_run / "benchmarks/workflow/demo/rvae/n8/model.ckpt.tsv").exists()
     seg = xr.open_zarr(tiny_run / "results/demo/segment/c3/segmentation.zarr")
     assert seg.probability.dims == ("frame", "class", "y", "x") and seg.probability.shape == (8, 3, 48, 48)
     np.testing.assert_allclose(seg.probability.sum("class"), 1.0, atol=1e-5)
@@ -71,7 +73,7 @@ def test_every_figure_is_a_nonempty_image_and_the_report_builds(tiny_run):
     figs = sorted((tiny_run / "results/demo/figures").glob("*.png"))
     names = {p.stem for p in figs}
     assert {"fig1_frames", "fig2_segmentation", "fig3_latent_codes_n8", "fig4_latent_maps", "fig5_dynamics_n8",
-            "fig6_latent_space_n8", "fig7_nmf_maps_n8", "rvae_training"} <= names
+            "fig6_latent_space_n8", "fig7_nmf_maps_n8", "rvae_training", "segment_training"} <= names
     for p in figs:
         with Image.open(p) as im:
             arr = np.asarray(im.convert("L"))

@@ -1,4 +1,6 @@
-# Named helpers shared by the rules: paths, wildcards, seeds, input functions.
+# Named helpers shared by the rules: store paths, log/benchmark paths, wildcards, input functions.
+# The config is validated, with the schema's defaults filled in, before this file is read (Snakefile):
+# every key read here is present.
 from pathlib import Path
 
 from ferrolens.config import stage_seed
@@ -6,13 +8,54 @@ from ferrolens.errors import InputError
 from ferrolens.io import expand_paths
 
 RESULTS = "results"
-LOGS = "logs"
-BENCH = "benchmarks/workflow"
-CONDA_ENV = "../../envs/ferrolens.yaml"  # relative to workflow/rules/
+CONDA_ENV = "../../envs/ferrolens.yaml"  # every rule's environment; relative to workflow/rules/
+
+# --- store paths: each pattern written once, as the output of the rule that makes it; the rules
+# that read a store take it from that rule (rules.<name>.output)
+DATASET = f"{RESULTS}/{{dataset}}"
+SYNTHETIC = f"{DATASET}/synthetic.zarr"
+MOVIE = f"{DATASET}/movie.zarr"
+LABELS = f"{DATASET}/labels.zarr"
+SEGMENT = f"{DATASET}/segment/c{{classes}}"  # one U-Net per class count
+SEGMENT_MODEL = f"{SEGMENT}/model.ckpt"
+SEGMENTATION = f"{SEGMENT}/segmentation.zarr"
+RVAE = f"{DATASET}/rvae/n{{window}}"  # one rVAE per window size
+WINDOW_STORE = f"{RVAE}/windows.zarr"
+RVAE_MODEL = f"{RVAE}/model.ckpt"
+LATENTS = f"{RVAE}/latents.zarr"
+DYNAMICS = f"{RVAE}/dynamics.zarr"
+LATENT_SPACE = f"{RVAE}/latent_space.zarr"
+SWEEP = f"{DATASET}/sweep.zarr"
+
+
+def figure_path(name):
+    """A figure's PNG (the figures have no store: their rule outputs it)."""
+    return f"{DATASET}/figures/{name}.png"
+
+
+def log_of(output):
+    """A job's log: logs/ + its main output's path under results/ + .log"""
+    return f"logs/{Path(output).relative_to(RESULTS)}.log"
+
+
+def benchmark_of(output):
+    """A job's timing: benchmarks/workflow/ + its main output's path under results/ + .tsv"""
+    return f"benchmarks/workflow/{Path(output).relative_to(RESULTS)}.tsv"
+
 
 DATASETS = sorted(config["datasets"])
 LABELLED = [d for d in DATASETS if config["datasets"][d]["labels"]["frames"]]
 WINDOWS = sorted(config["windows"])
+SEG_VARIANTS = sorted(config["segment"]["n_classes"])
+RVAE_INPUT = config["rvae"]["input"]  # walls | classes | raw
+RVAE_SEG = config["rvae"]["segmentation"]  # class count of the model feeding the rVAE
+if RVAE_INPUT != "raw" and RVAE_SEG not in SEG_VARIANTS:
+    raise ValueError(
+        f"config: rvae.segmentation = {RVAE_SEG} names a segmentation that is not trained "
+        f"(expected one of segment.n_classes = {SEG_VARIANTS}, or rvae.input: raw)"
+    )
+# the rVAE stages run on every dataset whose input exists: segmented (labelled) ones, or all with raw input
+RVAE_DATASETS = DATASETS if RVAE_INPUT == "raw" else LABELLED
 
 
 wildcard_constraints:
@@ -22,6 +65,11 @@ wildcard_constraints:
 
 def dataset_cfg(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+def synthetic_spec(wildcards):
+    """The demo generator's settings of a synthetic dataset."""
+    return dataset_cfg(wildcards)["synthetic"]
 
 
 def is_synthetic(dataset):
@@ -50,14 +98,14 @@ def config_files(path):
 def movie_source(wildcards):
     """The file(s) ingest_movie reads: the dataset's path, or the demo generator's store."""
     if is_synthetic(wildcards.dataset):
-        return f"{RESULTS}/{wildcards.dataset}/synthetic.zarr"
+        return rules.ingest_synthetic.output[0].format(dataset=wildcards.dataset)
     return config_files(dataset_cfg(wildcards)["path"])
 
 
 def bias_table(wildcards):
     """The bias CSV (bias.source: csv), an input so that editing it reruns the ingest."""
     bias = dataset_cfg(wildcards)["bias"]
-    return config_files(bias.get("csv")) if bias.get("source") == "csv" else []
+    return config_files(bias["csv"]) if bias["source"] == "csv" else []
 
 
 def truth_source(wildcards):
@@ -68,54 +116,27 @@ def truth_source(wildcards):
 def label_files(wildcards):
     """The label images a person made (labels.source: files)."""
     labels = dataset_cfg(wildcards)["labels"]
-    return config_files(labels.get("path")) if labels.get("source", "files") == "files" else []
+    return config_files(labels["path"]) if labels["source"] == "files" else []
 
 
-def seed(*names):
-    return stage_seed(config["seed"], *names)
+def seed_of(stage, wildcard):
+    """The params function giving each job of ``stage`` its seed, from the master seed, the dataset
+    and the job's ``wildcard`` (its window size or class count)."""
 
+    def job_seed(wildcards):
+        return stage_seed(config["seed"], stage, wildcards.dataset, getattr(wildcards, wildcard))
 
-SEG_VARIANTS = sorted(config["segment"].get("n_classes", [2, 3]))
-RVAE_INPUT = config["rvae"].get("input", "walls")  # walls | classes | raw
-RVAE_SEG = config["rvae"].get("segmentation", max(SEG_VARIANTS))  # class count of the model feeding the rVAE
-if RVAE_INPUT != "raw" and RVAE_SEG not in SEG_VARIANTS:
-    raise ValueError(
-        f"config: rvae.segmentation = {RVAE_SEG} names a segmentation that is not trained "
-        f"(expected one of segment.n_classes = {SEG_VARIANTS}, or rvae.input: raw)"
-    )
+    job_seed.__name__ = f"seed_of_{stage}"
+    return job_seed
 
 
 def rvae_segmentation(wildcards):
     """The segmentation store the rVAE input comes from ([] for raw frames)."""
     if RVAE_INPUT == "raw":
         return []
-    return f"{RESULTS}/{wildcards.dataset}/segment/c{RVAE_SEG}/segmentation.zarr"
-
-
-# the rVAE stages run on every dataset whose input exists: segmented (labelled) ones, or all with raw input
-RVAE_DATASETS = DATASETS if RVAE_INPUT == "raw" else LABELLED
+    return rules.segment_predict.output[0].format(dataset=wildcards.dataset, classes=RVAE_SEG)
 
 
 def rvae_windows(wildcards):
     """The window sizes a dataset's frames must hold (none when the rVAE does not run on it)."""
     return WINDOWS if wildcards.dataset in RVAE_DATASETS else []
-
-
-# --- figures ---------------------------------------------------------------------
-FIG = f"{RESULTS}/{{dataset}}/figures"
-PER_WINDOW_FIGURES = ["fig3_latent_codes", "fig5_dynamics", "fig6_latent_space", "fig7_nmf_maps"]
-
-
-def all_figures(wildcards):
-    """Every figure of every dataset: Fig. 1 for all, the rest where the rVAE runs."""
-    figs = expand(f"{RESULTS}/{{dataset}}/figures/fig1_frames.png", dataset=DATASETS)
-    figs += expand(f"{RESULTS}/{{dataset}}/figures/fig2_segmentation.png", dataset=LABELLED)
-    for d in RVAE_DATASETS:
-        figs += [f"{RESULTS}/{d}/figures/{name}.png" for name in ("fig4_latent_maps", "rvae_training")]
-        figs += expand(f"{RESULTS}/{d}/figures/{{name}}_n{{window}}.png", name=PER_WINDOW_FIGURES, window=WINDOWS)
-    return figs
-
-
-def fig_output(name, caption, category, **labels):
-    return report(f"{FIG}/{name}.png", caption=f"../report/{caption}.rst", category=category,
-                  labels={"figure": caption.replace("_", " "), **labels})

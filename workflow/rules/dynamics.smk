@@ -6,19 +6,18 @@
 rule dynamics_kde_nmf:
     """KDE(variable, frame, grid), NMF components/weights and the hysteresis table."""
     input:
-        latents=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latents.zarr",
+        latents=rules.rvae_encode.output[0],
         segmentation=rvae_segmentation,
     output:
-        store=directory(f"{RESULTS}/{{dataset}}/rvae/n{{window}}/dynamics.zarr"),
-        table=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/hysteresis.csv",
+        store=directory(DYNAMICS),
+        table=f"{RVAE}/hysteresis.csv",
     params:
         cfg=config["dynamics"],
-        seed=lambda wc: seed("dynamics", wc.dataset, wc.window),
+        seed=seed_of("dynamics", "window"),
     log:
-        f"{LOGS}/{{dataset}}/dynamics_kde_nmf_n{{window}}.log",
+        log_of(DYNAMICS),
     benchmark:
-        f"{BENCH}/{{dataset}}/dynamics_kde_nmf_n{{window}}.tsv"
-    threads: 1
+        benchmark_of(DYNAMICS)
     conda:
         CONDA_ENV
     resources:
@@ -31,18 +30,17 @@ rule dynamics_kde_nmf:
 rule latent_space_map:
     """Decoded latent grids, max contrast, physical mask, image/histogram NMF maps."""
     input:
-        latents=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latents.zarr",
-        model=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/model.ckpt",
+        latents=rules.rvae_encode.output[0],
+        model=rules.rvae_train.output.model,
     output:
-        directory(f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latent_space.zarr"),
+        directory(LATENT_SPACE),
     params:
         cfg=config["latent_space"],
-        seed=lambda wc: seed("latent_space", wc.dataset, wc.window),
+        seed=seed_of("latent_space", "window"),
     log:
-        f"{LOGS}/{{dataset}}/latent_space_map_n{{window}}.log",
+        log_of(LATENT_SPACE),
     benchmark:
-        f"{BENCH}/{{dataset}}/latent_space_map_n{{window}}.tsv"
-    threads: 1
+        benchmark_of(LATENT_SPACE)
     conda:
         CONDA_ENV
     resources:
@@ -55,17 +53,16 @@ rule latent_space_map:
 rule sweep_merge:
     """Every window size's per-frame outputs in one dataset indexed by window, frame and bias."""
     input:
-        dynamics=expand(f"{RESULTS}/{{{{dataset}}}}/rvae/n{{window}}/dynamics.zarr", window=WINDOWS),
-        latents=expand(f"{RESULTS}/{{{{dataset}}}}/rvae/n{{window}}/latents.zarr", window=WINDOWS),
+        dynamics=expand(rules.dynamics_kde_nmf.output.store, window=WINDOWS, allow_missing=True),
+        latents=expand(rules.rvae_encode.output[0], window=WINDOWS, allow_missing=True),
     output:
-        directory(f"{RESULTS}/{{dataset}}/sweep.zarr"),
+        directory(SWEEP),
     params:
         windows=WINDOWS,
     log:
-        f"{LOGS}/{{dataset}}/sweep_merge.log",
+        log_of(SWEEP),
     benchmark:
-        f"{BENCH}/{{dataset}}/sweep_merge.tsv"
-    threads: 1
+        benchmark_of(SWEEP)
     conda:
         CONDA_ENV
     resources:

@@ -1,194 +1,109 @@
-# The paper's figures, one rule per figure kind; each is a report() item.
-# All call workflow/scripts/figure.py, which calls ferrolens.figures.<kind>
-# with the rule's named inputs as keyword arguments.
-
-rule figure_frames:
-    """Fig. 1: frames at chosen biases."""
-    input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
-    output:
-        fig_output("fig1_frames", "frames", "1 movie"),
-    params:
-        kind="frames_at_bias",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_frames.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_frames.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_segmentation:
-    """Fig. 2: raw frame, 2- and 3-class segmentation, wall channel."""
-    input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
-        segmentations=expand(
-            f"{RESULTS}/{{{{dataset}}}}/segment/c{{classes}}/segmentation.zarr", classes=SEG_VARIANTS
+# The paper's figures and the training curves, one rule per figure (figure_<name>), all made by
+# the loop below from the table FIGURES. Each calls workflow/scripts/figure.py, which calls
+# ferrolens.figures.<kind> with the rule's named inputs as keyword arguments (and params.extra),
+# and is a report() item with the caption workflow/report/<name>.rst.
+# Per table entry: doc (the rule's docstring), file (PNG name under results/{dataset}/figures/;
+# with {window}: one figure per window size), kind, category (report), datasets (those that get
+# it), input, and optionally extra (keyword arguments) and resources (above profiles/default's).
+FIGURES = {
+    "frames": dict(
+        doc="Fig. 1: frames at chosen biases.",
+        file="fig1_frames", kind="frames_at_bias", category="1 movie", datasets=DATASETS,
+        input=dict(movie=rules.ingest_movie.output[0]),
+    ),
+    "segmentation": dict(
+        doc="Fig. 2: raw frame, 2- and 3-class segmentation, wall channel.",
+        file="fig2_segmentation", kind="segmentation_overview", category="2 segmentation", datasets=LABELLED,
+        input=dict(
+            movie=rules.ingest_movie.output[0],
+            segmentations=expand(rules.segment_predict.output[0], classes=SEG_VARIANTS, allow_missing=True),
         ),
-    output:
-        fig_output("fig2_segmentation", "segmentation", "2 segmentation"),
-    params:
-        kind="segmentation_overview",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_segmentation.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_segmentation.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_latent_codes:
-    """Fig. 3: decoded manifold, latent points by frame, angle histogram (per window size)."""
-    input:
-        latents=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latents.zarr",
-        latent_space=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latent_space.zarr",
-    output:
-        fig_output("fig3_latent_codes_n{window}", "latent_codes", "3 latent codes", window="n = {window}"),
-    params:
-        kind="latent_codes",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_latent_codes_n{{window}}.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_latent_codes_n{{window}}.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_latent_maps:
-    """Fig. 4: per-pixel latent maps of one frame for every window size."""
-    input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
-        latents=expand(f"{RESULTS}/{{{{dataset}}}}/rvae/n{{window}}/latents.zarr", window=WINDOWS),
-    output:
-        fig_output("fig4_latent_maps", "latent_maps", "4 latent maps"),
-    params:
-        kind="latent_maps",
-        cfg=config["figures"],
-        extra={"windows": WINDOWS},
-    log:
-        f"{LOGS}/{{dataset}}/figure_latent_maps.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_latent_maps.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_dynamics:
-    """Fig. 5: KDE images, NMF components, hysteresis loops and table (per window size)."""
-    input:
-        dynamics_store=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/dynamics.zarr",
-        table=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/hysteresis.csv",
-    output:
-        fig_output("fig5_dynamics_n{window}", "dynamics", "5 dynamics", window="n = {window}"),
-    params:
-        kind="dynamics",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_dynamics_n{{window}}.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_dynamics_n{{window}}.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_latent_space:
-    """Fig. 6: dense manifold, density, max contrast, physical mask, RGB composite (per window size)."""
-    input:
-        latent_space=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latent_space.zarr",
-    output:
-        fig_output("fig6_latent_space_n{window}", "latent_space", "6 latent space", window="n = {window}"),
-    params:
-        kind="latent_space_maps",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_latent_space_n{{window}}.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_latent_space_n{{window}}.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_nmf_maps:
-    """Fig. 7: image- and histogram-NMF loading maps of the latent space (per window size)."""
-    input:
-        latent_space=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latent_space.zarr",
-    output:
-        fig_output("fig7_nmf_maps_n{window}", "nmf_maps", "7 NMF maps", window="n = {window}"),
-    params:
-        kind="nmf_maps",
-        cfg=config["figures"],
-    log:
-        f"{LOGS}/{{dataset}}/figure_nmf_maps_n{{window}}.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_nmf_maps_n{{window}}.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
-
-
-rule figure_rvae_training:
-    """rVAE loss curves (reconstruction and each KL term) of every window size."""
-    input:
-        metrics=expand(f"{RESULTS}/{{{{dataset}}}}/rvae/n{{window}}/metrics.csv", window=WINDOWS),
-    output:
-        fig_output("rvae_training", "rvae_training", "3 latent codes"),
-    params:
-        kind="training_curves",
-        cfg=config["figures"],
+    ),
+    "segment_training": dict(
+        doc="U-Net training curves (losses, held-out IoU per class) of every class count.",
+        file="segment_training", kind="segment_training", category="2 segmentation", datasets=LABELLED,
+        input=dict(
+            metrics=expand(rules.segment_train.output.metrics, classes=SEG_VARIANTS, allow_missing=True),
+            quality=expand(rules.segment_train.output.quality, classes=SEG_VARIANTS, allow_missing=True),
+        ),
+    ),
+    "latent_codes": dict(
+        doc="Fig. 3: decoded manifold, latent points by frame, angle histogram (per window size).",
+        file="fig3_latent_codes_n{window}", kind="latent_codes", category="3 latent codes", datasets=RVAE_DATASETS,
+        input=dict(latents=rules.rvae_encode.output[0], latent_space=rules.latent_space_map.output[0]),
+    ),
+    "rvae_training": dict(
+        doc="rVAE loss curves (reconstruction and each KL term) of every window size.",
+        file="rvae_training", kind="training_curves", category="3 latent codes", datasets=RVAE_DATASETS,
+        input=dict(metrics=expand(rules.rvae_train.output.metrics, window=WINDOWS, allow_missing=True)),
         extra={"labels": [f"n={w}" for w in WINDOWS], "title": "rVAE training"},
-    log:
-        f"{LOGS}/{{dataset}}/figure_rvae_training.log",
-    benchmark:
-        f"{BENCH}/{{dataset}}/figure_rvae_training.tsv"
-    threads: 1
-    conda:
-        CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/figure.py"
+    ),
+    "latent_maps": dict(
+        doc="Fig. 4: per-pixel latent maps of one frame for every window size.",
+        file="fig4_latent_maps", kind="latent_maps", category="4 latent maps", datasets=RVAE_DATASETS,
+        input=dict(
+            movie=rules.ingest_movie.output[0],
+            latents=expand(rules.rvae_encode.output[0], window=WINDOWS, allow_missing=True),
+        ),
+        extra={"windows": WINDOWS},
+        resources={"mem_mb": 4000},
+    ),
+    "dynamics": dict(
+        doc="Fig. 5: KDE images, NMF components, hysteresis loops and table (per window size).",
+        file="fig5_dynamics_n{window}", kind="dynamics", category="5 dynamics", datasets=RVAE_DATASETS,
+        input=dict(dynamics_store=rules.dynamics_kde_nmf.output.store, table=rules.dynamics_kde_nmf.output.table),
+    ),
+    "latent_space": dict(
+        doc="Fig. 6: dense manifold, density, max contrast, physical mask, RGB composite (per window size).",
+        file="fig6_latent_space_n{window}", kind="latent_space_maps", category="6 latent space",
+        datasets=RVAE_DATASETS, input=dict(latent_space=rules.latent_space_map.output[0]),
+    ),
+    "nmf_maps": dict(
+        doc="Fig. 7: image- and histogram-NMF loading maps of the latent space (per window size).",
+        file="fig7_nmf_maps_n{window}", kind="nmf_maps", category="7 NMF maps", datasets=RVAE_DATASETS,
+        input=dict(latent_space=rules.latent_space_map.output[0]),
+    ),
+}
+
+
+for fig_name, fig in FIGURES.items():
+
+    rule:
+        name:
+            f"figure_{fig_name}"
+        input:
+            **fig["input"],
+        output:
+            report(
+                figure_path(fig["file"]),
+                caption=f"../report/{fig_name}.rst",
+                category=fig["category"],
+                labels={"figure": fig_name.replace("_", " "),
+                        **({"window": "n = {window}"} if "{window}" in fig["file"] else {})},
+            ),
+        params:
+            kind=fig["kind"],
+            cfg=config["figures"],
+            **({"extra": fig["extra"]} if "extra" in fig else {}),
+        log:
+            log_of(figure_path(fig["file"])),
+        benchmark:
+            benchmark_of(figure_path(fig["file"]))
+        conda:
+            CONDA_ENV
+        resources:
+            **fig.get("resources", {}),
+        script:
+            "../scripts/figure.py"
+
+    getattr(rules, f"figure_{fig_name}").rule.docstring = fig["doc"]  # `snakemake --list-rules` shows it
+
+
+def all_figures(wildcards):
+    """Every figure of every dataset that gets it (FIGURES' datasets), per window size where drawn per window."""
+    return [
+        path
+        for name, fig in FIGURES.items()
+        for path in expand(getattr(rules, f"figure_{name}").output[0], dataset=fig["datasets"],
+                           **({"window": WINDOWS} if "{window}" in fig["file"] else {}))
+    ]

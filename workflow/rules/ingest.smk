@@ -1,22 +1,19 @@
 # Ingest: source movie (or demo generator) → movie.zarr; human labels → labels.zarr.
+# Resources, threads: rules state only what exceeds profiles/default (see there).
 
 
 rule ingest_synthetic:
     """Generate the demo movie and its ground truth (synthetic datasets)."""
     output:
-        directory(f"{RESULTS}/{{dataset}}/synthetic.zarr"),
+        directory(SYNTHETIC),
     params:
-        spec=lambda wc: dataset_cfg(wc)["synthetic"],
+        spec=synthetic_spec,
     log:
-        f"{LOGS}/{{dataset}}/ingest_synthetic.log",
+        log_of(SYNTHETIC),
     benchmark:
-        f"{BENCH}/{{dataset}}/ingest_synthetic.tsv"
-    threads: 1
+        benchmark_of(SYNTHETIC)
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/ingest_synthetic.py"
 
@@ -27,15 +24,14 @@ rule ingest_movie:
         movie=movie_source,
         bias=bias_table,
     output:
-        directory(f"{RESULTS}/{{dataset}}/movie.zarr"),
+        directory(MOVIE),
     params:
         cfg=dataset_cfg,
         windows=rvae_windows,
     log:
-        f"{LOGS}/{{dataset}}/ingest_movie.log",
+        log_of(MOVIE),
     benchmark:
-        f"{BENCH}/{{dataset}}/ingest_movie.tsv"
-    threads: 1
+        benchmark_of(MOVIE)
     conda:
         CONDA_ENV
     resources:
@@ -48,23 +44,19 @@ rule ingest_movie:
 rule ingest_labels:
     """Human labels of a few frames (or the demo's ground truth) → labels.zarr."""
     input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
+        movie=rules.ingest_movie.output[0],
         truth=truth_source,
         files=label_files,
     output:
-        directory(f"{RESULTS}/{{dataset}}/labels.zarr"),
+        directory(LABELS),
     params:
         cfg=dataset_cfg,
         classes=config["classes"],
     log:
-        f"{LOGS}/{{dataset}}/ingest_labels.log",
+        log_of(LABELS),
     benchmark:
-        f"{BENCH}/{{dataset}}/ingest_labels.tsv"
-    threads: 1
+        benchmark_of(LABELS)
     conda:
         CONDA_ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/ingest_labels.py"

@@ -4,18 +4,17 @@
 rule rvae_windows:
     """n×n windows of the rVAE input (random, or dense with a stride: rvae.sampling), with frame/y/x/bias."""
     input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
+        movie=rules.ingest_movie.output[0],
         segmentation=rvae_segmentation,
     output:
-        directory(f"{RESULTS}/{{dataset}}/rvae/n{{window}}/windows.zarr"),
+        directory(WINDOW_STORE),
     params:
         cfg=config["rvae"],
-        seed=lambda wc: seed("rvae_windows", wc.dataset, wc.window),
+        seed=seed_of("rvae_windows", "window"),
     log:
-        f"{LOGS}/{{dataset}}/rvae_windows_n{{window}}.log",
+        log_of(WINDOW_STORE),
     benchmark:
-        f"{BENCH}/{{dataset}}/rvae_windows_n{{window}}.tsv"
-    threads: 1
+        benchmark_of(WINDOW_STORE)
     conda:
         CONDA_ENV
     resources:
@@ -28,18 +27,17 @@ rule rvae_windows:
 rule rvae_train:
     """Train one rVAE per window size (one job each: parallel locally, one GPU each on a cluster)."""
     input:
-        f"{RESULTS}/{{dataset}}/rvae/n{{window}}/windows.zarr",
+        rules.rvae_windows.output[0],
     output:
-        model=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/model.ckpt",
-        metrics=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/metrics.csv",
+        model=RVAE_MODEL,
+        metrics=f"{RVAE}/metrics.csv",
     params:
         cfg=config["rvae"],
-        seed=lambda wc: seed("rvae_train", wc.dataset, wc.window),
+        seed=seed_of("rvae_train", "window"),
     log:
-        f"{LOGS}/{{dataset}}/rvae_train_n{{window}}.log",
+        log_of(RVAE_MODEL),
     benchmark:
-        f"{BENCH}/{{dataset}}/rvae_train_n{{window}}.tsv"
-    threads: 1
+        benchmark_of(RVAE_MODEL)
     conda:
         CONDA_ENV
     resources:
@@ -52,18 +50,18 @@ rule rvae_train:
 rule rvae_encode:
     """Codes of the sampled windows and per-pixel latent maps of every frame."""
     input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
+        movie=rules.ingest_movie.output[0],
         segmentation=rvae_segmentation,
-        windows=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/windows.zarr",
-        model=f"{RESULTS}/{{dataset}}/rvae/n{{window}}/model.ckpt",
+        windows=rules.rvae_windows.output[0],
+        model=rules.rvae_train.output.model,
     output:
-        directory(f"{RESULTS}/{{dataset}}/rvae/n{{window}}/latents.zarr"),
+        directory(LATENTS),
     params:
         cfg=config["rvae"],
     log:
-        f"{LOGS}/{{dataset}}/rvae_encode_n{{window}}.log",
+        log_of(LATENTS),
     benchmark:
-        f"{BENCH}/{{dataset}}/rvae_encode_n{{window}}.tsv"
+        benchmark_of(LATENTS)
     threads: 2
     conda:
         CONDA_ENV

@@ -1,29 +1,24 @@
 # Segmentation: a U-Net per class count (2: wall vs rest; 3: background, wall,
 # contaminant) trained on the labelled frames, then applied to every frame.
+# Training curves: rule figure_segment_training (figures.smk).
 
 
 rule segment_train:
     """Train the U-Net on the labelled frames (resumes from last.ckpt when rerun)."""
     input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
-        labels=f"{RESULTS}/{{dataset}}/labels.zarr",
+        movie=rules.ingest_movie.output[0],
+        labels=rules.ingest_labels.output[0],
     output:
-        model=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/model.ckpt",
-        metrics=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/metrics.csv",
-        quality=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/quality.json",
-        curves=report(
-            f"{RESULTS}/{{dataset}}/segment/c{{classes}}/training.png",
-            caption="../report/segment_training.rst",
-            category="Segmentation",
-            labels={"figure": "training curves", "classes": "{classes}"},
-        ),
+        model=SEGMENT_MODEL,
+        metrics=f"{SEGMENT}/metrics.csv",
+        quality=f"{SEGMENT}/quality.json",
     params:
         cfg=config["segment"],
-        seed=lambda wc: seed("segment", wc.dataset, wc.classes),
+        seed=seed_of("segment", "classes"),
     log:
-        f"{LOGS}/{{dataset}}/segment_train_c{{classes}}.log",
+        log_of(SEGMENT_MODEL),
     benchmark:
-        f"{BENCH}/{{dataset}}/segment_train_c{{classes}}.tsv"
+        benchmark_of(SEGMENT_MODEL)
     threads: 2
     conda:
         CONDA_ENV
@@ -37,16 +32,16 @@ rule segment_train:
 rule segment_predict:
     """Class probabilities and labels of every frame, streamed in batches."""
     input:
-        movie=f"{RESULTS}/{{dataset}}/movie.zarr",
-        model=f"{RESULTS}/{{dataset}}/segment/c{{classes}}/model.ckpt",
+        movie=rules.ingest_movie.output[0],
+        model=rules.segment_train.output.model,
     output:
-        directory(f"{RESULTS}/{{dataset}}/segment/c{{classes}}/segmentation.zarr"),
+        directory(SEGMENTATION),
     params:
         cfg=config["segment"],
     log:
-        f"{LOGS}/{{dataset}}/segment_predict_c{{classes}}.log",
+        log_of(SEGMENTATION),
     benchmark:
-        f"{BENCH}/{{dataset}}/segment_predict_c{{classes}}.tsv"
+        benchmark_of(SEGMENTATION)
     threads: 2
     conda:
         CONDA_ENV

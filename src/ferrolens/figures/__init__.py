@@ -9,6 +9,7 @@ stores keep radians; figures convert), positions in pixels.
 from .common import save, style
 from .latent import dynamics, latent_codes, latent_maps, latent_space_maps, nmf_maps
 from .movie import frames_at_bias, segmentation_overview, training_curves
+from .segment import segment_training
 
 __all__ = [
     "dynamics",
@@ -18,6 +19,7 @@ __all__ = [
     "latent_space_maps",
     "nmf_maps",
     "save",
+    "segment_training",
     "segmentation_overview",
     "style",
     "training_curves",
