@@ -1,5 +1,6 @@
 """The config validator: built once per state of the schema files, rebuilt when one changes."""
 
+import copy
 import shutil
 import time
 from pathlib import Path
@@ -25,14 +26,26 @@ def test_validator_is_cached_and_an_edited_fragment_is_read_again(tmp_path):
     assert cfgmod.section("rvae", schema=schema)["latent_dim"] == 3
 
 
-def test_a_checked_section_is_remembered_but_handed_out_fresh_and_exactly_as_given():
+def test_a_checked_section_is_remembered_frozen_and_exactly_as_given():
+    import json
+    import pickle
+
     import pytest
 
     from ferrolens.errors import InputError
 
     a = cfgmod.section("rvae", {"latent_dim": 3})
-    a["latent_dim"] = 7
+    for change in (lambda: a.__setitem__("latent_dim", 7), lambda: a["quality"].update(min_r2=0),
+                   lambda: a.pop("lr"), lambda: cfgmod.section("segment")["n_classes"].append(4)):
+        with pytest.raises(TypeError, match="read-only"):
+            change()
     assert cfgmod.section("rvae", {"latent_dim": 3})["latent_dim"] == 3
+    assert cfgmod.section("rvae", a) is a  # a checked section is trusted as it is
+    # a frozen section reads, dumps, pickles and merges as the plain dict it was made from
+    plain = cfgmod.thaw(a)
+    assert type(plain) is dict and plain == a and json.dumps(a, sort_keys=True) == json.dumps(plain, sort_keys=True)
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert {**a, "latent_dim": 5}["latent_dim"] == 5 and cfgmod.section("segment")["n_classes"] + [4] == [2, 3, 4]
     # integer keys and tuples would not survive a JSON round trip: such sections are checked as given
     assert cfgmod.section("rvae", {"epochs": {8: 3}})["epochs"] == {8: 3}
     for _ in range(2):
@@ -40,3 +53,29 @@ def test_a_checked_section_is_remembered_but_handed_out_fresh_and_exactly_as_giv
             cfgmod.section("rvae", {"latent_dim": (2,)})
         with pytest.raises(InputError, match="latent_dim"):
             cfgmod.section("rvae", {"latent_dim": 0})
+
+
+def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
+    """Rules between fields (low < high, a bandwidth per variable, component indices, an epoch count per
+    window, a trained segmentation) fail the config itself, naming the key, before any job runs."""
+    import pytest
+
+    from ferrolens.errors import InputError
+
+    base = {"datasets": {"d": {"path": "m.tif"}}}
+    bad = [
+        ({"dynamics": {"ranges": {"z1": [1.0, -1.0]}}}, r"dynamics\.ranges\.z1.*\[1\.0, -1\.0\]"),
+        ({"dynamics": {"bandwidth": "fixed", "variables": ["angle", "z1"], "fixed_bandwidth": {"angle": 0.1}}},
+         r"dynamics\.fixed_bandwidth.*missing \['z1'\]"),
+        ({"latent_space": {"rgb_components": [0, 1, 7]}}, r"latent_space\.rgb_components.*0 … 2 of the image NMF"),
+        ({"latent_space": {"physical_bounds": [1.05, 0.95]}}, r"latent_space\.physical_bounds"),
+        ({"windows": [8, 12], "rvae": {"epochs": {8: 3}}}, r"rvae\.epochs.*missing \[12\]"),
+        ({"segment": {"n_classes": [2]}, "rvae": {"segmentation": 3}}, r"rvae\.segmentation.*n_classes = \[2\]"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(InputError, match=message):
+            cfgmod.validate({**copy.deepcopy(base), **copy.deepcopy(extra)})
+    # the same configs are fine where the rule holds
+    cfgmod.validate({**copy.deepcopy(base), "windows": [8, 12], "rvae": {"epochs": {8: 3, 12: 2}}})
+    cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"segmentation": 2}})
+    cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"input": "raw"}})

@@ -62,14 +62,17 @@ def test_resolve_config_fills_nested_defaults_and_names_bad_keys():
         resolve_config({"normalize": {"low_percentile": 99, "high_percentile": 1}})
 
 
-def test_resolve_config_gives_a_fresh_dict_each_call_and_checks_every_call():
-    """Checked configs are remembered (schema validation costs ~30 ms a call): a caller
-    changing the returned dict must not change what the next call returns."""
+def test_resolve_config_is_read_only_and_checks_every_call():
+    """Checked configs are remembered (schema validation costs ~30 ms a call) and frozen: a
+    caller cannot change what the next call returns; cross-field rules are the config's."""
     a = resolve_config({"predict": {"tile": 256}})
-    a["predict"]["tile"] = 1
-    a["train"]["class_weights"] = "none"
-    b = resolve_config({"predict": {"tile": 256}})
-    assert b["predict"]["tile"] == 256 and b["train"]["class_weights"] == "auto"
+    with pytest.raises(TypeError, match="read-only"):
+        a["predict"]["tile"] = 1
+    assert resolve_config({"predict": {"tile": 256}})["predict"]["tile"] == 256
+    with pytest.raises(InputError, match=r"segment\.predict\.overlap.*overlap < tile \(128\)"):
+        resolve_config({"predict": {"tile": 128, "overlap": 128}})
+    with pytest.raises(InputError, match=r"segment\.normalize.*\[50, 50\]"):
+        resolve_config({"normalize": {"low_percentile": 50, "high_percentile": 50}})
     for _ in range(2):  # a bad config raises every time, not only the first
         with pytest.raises(InputError, match="segment.predict.precision"):
             resolve_config({"predict": {"precision": "fp16"}})

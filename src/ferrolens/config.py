@@ -66,8 +66,10 @@ def _build_validator(schema_path: Path, stamp: tuple):
     return cls(schema, registry=Registry(retrieve=retrieve))
 
 
-def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config") -> dict:
-    """Validate ``config`` in place (defaults filled) and return it.
+def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", whole: bool = True) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it: the schema, then the
+    cross-field rules it cannot express (:data:`CROSS_CHECKS`, and with ``whole`` the rules
+    between sections, :func:`check_workflow`).
 
     A violation raises :class:`InputError` naming the key path and the value.
     Defaults of objects that are filled in are themselves validated, so a run
@@ -85,6 +87,11 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config") -
                              described or "a config matching workflow/schemas/config.schema.yaml")
     for name, dataset in (config.get("datasets") or {}).items():
         check_dataset(f"datasets.{name}", dataset)
+    for name, check in CROSS_CHECKS.items():
+        if isinstance(config.get(name), dict):
+            check(config[name])
+    if whole:
+        check_workflow(config)
     return config
 
 
@@ -104,33 +111,101 @@ def stage_seed(seed: int, *names: Any) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> dict:
-    """One stage's config section (``segment``, ``rvae`` …), validated with defaults filled.
+def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> Frozen:
+    """One stage's config section (``segment``, ``rvae`` …), validated with defaults filled and
+    frozen: the code trusts it and cannot change it by mistake.
 
-    For notebooks and tests that call a stage function with a partial dict:
-    ``section("rvae", {"latent_dim": 3})`` gives the complete section exactly
-    as the workflow would pass it. Returns a new dict each call (the caller may
-    change it); a section already checked is not validated again (validation is
-    ~20 ms of single-threaded work, paid by every stage call), a bad one raises
-    every time.
+    ``section("rvae", {"latent_dim": 3})`` gives the complete section exactly as the
+    workflow passes it (the workflow's config is validated once, in the Snakefile;
+    a stage given the section checks it again here, which costs ~1 ms once seen: a
+    section already checked is not validated again, a bad one raises every time).
     """
+    if isinstance(cfg, Frozen) and cfg.checked_as == name:
+        return cfg
     try:
         key = json.dumps(cfg or {}, sort_keys=True)
     except (TypeError, ValueError):  # not plain JSON (numpy numbers, ...): checked afresh
         return _section(name, cfg, schema)
     if json.loads(key) != (cfg or {}):  # JSON would change it (tuples, integer keys): checked as given
         return _section(name, cfg, schema)
-    return copy.deepcopy(_section_cached(name, key, *_schema_state(schema)))
+    return _section_cached(name, key, *_schema_state(schema))
 
 
-def _section(name: str, cfg: dict | None, schema: str | Path) -> dict:
-    full = validate({name: copy.deepcopy(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema)
-    return full[name]
+def _section(name: str, cfg: dict | None, schema: str | Path) -> Frozen:
+    full = validate({name: thaw(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema, whole=False)
+    return freeze(full[name], checked_as=name)
 
 
 @functools.lru_cache(maxsize=128)
-def _section_cached(name: str, key: str, schema_path: Path, stamp: tuple) -> dict:
+def _section_cached(name: str, key: str, schema_path: Path, stamp: tuple) -> Frozen:
     return _section(name, json.loads(key), schema_path)
+
+
+class Frozen(dict):
+    """A config mapping that cannot be changed (nested mappings and lists frozen too). A plain
+    ``dict`` to everything that reads it (``json.dumps``, ``**``, pickling);
+    ``{**cfg, "key": value}`` or :func:`thaw` make a changeable copy."""
+
+    checked_as: str | None = None
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a checked config section is read-only: build a new dict, e.g. {**cfg, 'key': value}")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _refuse
+
+    def __deepcopy__(self, memo):
+        return self  # immutable
+
+    def __copy__(self):
+        return self
+
+    def __reduce__(self):
+        return freeze, (thaw(self), self.checked_as)
+
+    def __hash__(self):
+        return hash(json.dumps(self, sort_keys=True, default=str))
+
+
+class FrozenList(list):
+    """A config list that cannot be changed; ``list + list`` and slices give plain lists."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a checked config section is read-only: build a new list, e.g. [*items, value]")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+    def __reduce__(self):
+        return FrozenList, (list(self),)
+
+    def __hash__(self):
+        return hash(json.dumps(self, default=str))
+
+
+def freeze(value: Any, checked_as: str | None = None) -> Any:
+    """``value`` with every mapping a :class:`Frozen` and every list a :class:`FrozenList`."""
+    if isinstance(value, dict):
+        out = Frozen((k, freeze(v)) for k, v in value.items())
+        out.checked_as = checked_as
+        return out
+    if isinstance(value, (list, tuple)):
+        return FrozenList(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A changeable copy: plain dicts and lists (the inverse of :func:`freeze`)."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
 
 
 # --- checks the schema cannot express (cross-field rules), shared by the stages ----------
@@ -167,3 +242,65 @@ def check_dataset(key: str, cfg: dict) -> None:
     if bias.get("source") == "list":
         require(key, bool(bias.get("values")), "bias.values", bias.get("values"),
                 "one bias value per kept frame when bias.source is 'list'")
+
+
+def _ordered(section_name: str, key: str, pair: Any, what: str = "[low, high] with low < high") -> None:
+    require(section_name, pair[0] < pair[1], key, thaw(pair), what)
+
+
+def _check_segment(c: dict) -> None:
+    """``segment:`` rules between fields (types and ranges are the schema's)."""
+    lo, hi = c["normalize"]["low_percentile"], c["normalize"]["high_percentile"]
+    require("segment", lo < hi, "normalize", [lo, hi], "0 ≤ low_percentile < high_percentile ≤ 100")
+    p = c["predict"]
+    require("segment", p["overlap"] < p["tile"], "predict.overlap", p["overlap"],
+            f"an integer 0 ≤ overlap < tile ({p['tile']})")
+    a = c["augment"]
+    for k, rng in (("contrast.scale_range", a["contrast"]["scale_range"]),
+                   ("contrast.gamma_range", a["contrast"]["gamma_range"]),
+                   ("poisson_noise.peak_range", a["poisson_noise"]["peak_range"])):
+        require("segment", rng[0] <= rng[1], f"augment.{k}", thaw(rng), "[low, high] with 0 < low ≤ high")
+
+
+def _check_dynamics(c: dict) -> None:
+    """``dynamics:`` rules between fields."""
+    _ordered("dynamics", "range_quantiles", c["range_quantiles"], "[low, high] with 0 ≤ low < high ≤ 1")
+    for name, r in c["ranges"].items():
+        _ordered("dynamics", f"ranges.{name}", r)
+    if c["bandwidth"] == "fixed":
+        missing = [v for v in c["variables"] if v not in c["fixed_bandwidth"]]
+        require("dynamics", not missing, "fixed_bandwidth", thaw(c["fixed_bandwidth"]),
+                f"a bandwidth for every variable (missing {missing})")
+
+
+def _check_latent_space(c: dict) -> None:
+    """``latent_space:`` rules between fields."""
+    _ordered("latent_space", "range_quantiles", c["range_quantiles"], "[low, high] with 0 ≤ low < high ≤ 1")
+    for name, r in c["ranges"].items():
+        _ordered("latent_space", f"ranges.{name}", r)
+    _ordered("latent_space", "physical_bounds", c["physical_bounds"])
+    _ordered("latent_space", "histogram_range", c["histogram_range"])
+    n_src = c["image_components"] if c["rgb_source"] == "image" else c["histogram_components"]
+    require("latent_space", all(i < n_src for i in c["rgb_components"]), "rgb_components",
+            thaw(c["rgb_components"]), f"three component indices 0 … {n_src - 1} of the {c['rgb_source']} NMF")
+
+
+#: Rules between the fields of one section, run by :func:`validate` (so once, in the Snakefile,
+#: for the workflow) after the schema: each section's checks live here, beside its schema.
+CROSS_CHECKS = {"segment": _check_segment, "dynamics": _check_dynamics, "latent_space": _check_latent_space}
+
+
+def check_workflow(config: dict) -> None:
+    """Rules between sections of a whole config: every window size has its rVAE epochs, and the
+    rVAE reads a segmentation that is trained."""
+    rvae, windows = config.get("rvae") or {}, config.get("windows") or []
+    epochs = rvae.get("epochs")
+    if isinstance(epochs, dict):
+        given = {int(k) for k in epochs}
+        missing = [w for w in windows if int(w) not in given]
+        require("rvae", not missing, "epochs", thaw(epochs),
+                f"an entry for every window size (windows {list(windows)}; missing {missing})")
+    n_classes = (config.get("segment") or {}).get("n_classes")
+    if rvae.get("input", "walls") != "raw" and n_classes is not None:
+        require("rvae", rvae.get("segmentation") in n_classes, "segmentation", rvae.get("segmentation"),
+                f"one of segment.n_classes = {list(n_classes)} (a trained segmentation), or rvae.input: raw")
