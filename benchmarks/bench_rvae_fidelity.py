@@ -146,9 +146,9 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     model = load(out / "model.ckpt")
     torch.set_num_threads(threads)
     n_windows = xr.open_zarr(out / "windows.zarr")["windows"].shape[0]
-    from ferrolens.rvae.api import config as rvae_config
+    from ferrolens.rvae.config import resolve_config as rvae_config
 
-    from ferrolens.rvae.api import epochs_for
+    from ferrolens.rvae.config import epochs_for
 
     full = rvae_config(cfg)
     epochs = epochs_for(full, n)

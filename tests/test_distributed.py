@@ -266,7 +266,7 @@ def test_unet_trains_on_two_processes_with_global_iou(ddp_runs):
     root, img, truth = ddp_runs["root"], ddp_runs["img"], ddp_runs["truth"]
     _check_log(root / "segment.log", "segment")
     out = root / "seg"
-    for name in ("model.ckpt", "metrics.csv", "training.png"):
+    for name in ("model.ckpt", "metrics.csv", "quality.json"):
         assert (out / name).stat().st_size > 0
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1]

@@ -10,7 +10,8 @@ import yaml
 
 from ferrolens.errors import InputError
 from ferrolens.rvae import DEFAULTS, RVAE, load, make_windows, sample_windows
-from ferrolens.rvae.api import check_images, config
+from ferrolens.rvae.config import resolve_config as config
+from ferrolens.rvae.inputs import check_images
 from ferrolens.rvae.toy import oriented_bars
 from ferrolens.rvae.windows import window_std
 from ferrolens.store import open_store
@@ -38,7 +39,7 @@ def test_schema_fragment_defaults_build_the_documented_model():
     assert schema["type"] == "object" and schema["additionalProperties"] is False
     props = schema["properties"]
     # the defaults make a model: the paper's two free latents, the equivariant encoder, the image decoder
-    from ferrolens.rvae.api import model_hparams
+    from ferrolens.rvae.config import model_hparams
     from ferrolens.rvae.modules import ImageDecoder, RotationEncoder
 
     model = RVAE(**model_hparams(DEFAULTS, 12))

@@ -350,7 +350,7 @@ def test_precision_auto_follows_the_cpu():
 
 
 def test_inference_net_is_reused_until_the_weights_change():
-    from ferrolens.segment.api import _inference_net
+    from ferrolens.segment.apply import _inference_net
 
     model = random_model()
     p = seg.resolve_config(TINY)["predict"]
@@ -368,7 +368,7 @@ def test_inference_net_is_reused_until_the_weights_change():
 
 def test_train_writes_outputs_and_is_reproducible(stores, trained, tmp_path):
     out, _ = trained
-    for name in ("model.ckpt", "last.ckpt", "metrics.csv", "training.png"):
+    for name in ("model.ckpt", "last.ckpt", "metrics.csv", "quality.json"):
         assert (out / name).stat().st_size > 0
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "epoch,step,train_loss,val_loss,val_miou,iou_background,iou_wall,iou_contaminant"
@@ -496,7 +496,7 @@ def test_input_images(stores, trained):
 def test_raw_input_is_clipped_to_the_unit_range_the_rvae_accepts(stores):
     """Real frames (PFM phase) have ~1 % of pixels beyond the 1–99 % percentiles: the rVAE's
     input check wants 0…1, so the normalised frame saturates there instead of failing."""
-    from ferrolens.rvae.api import check_images
+    from ferrolens.rvae.inputs import check_images
 
     movie = open_store(stores["movie"], "movie", ["image"])
     unclipped = seg.normalize_frames(stores["img"])[0]

@@ -272,7 +272,7 @@ def test_the_writers_stores_pass_their_declarations(tmp_path, demo_small):
     of their stages (tests/test_segment.py, test_rvae_train.py, test_dynamics_api.py, test_latent_space.py)
     and in the workflow run (tests/test_workflow.py)."""
     from ferrolens.ingest import ingest_labels, ingest_movie
-    from ferrolens.rvae.api import make_windows
+    from ferrolens.rvae.inputs import make_windows
 
     syn = store.write_store(demo_small, tmp_path / "synthetic.zarr")
     cfg = {"frames": {"start": 2}, "bin": 2, "labels": {"frames": [0, 3], "source": "truth"}}

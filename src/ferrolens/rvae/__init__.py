@@ -5,13 +5,21 @@ paper): each window is encoded into an angle, a shift (dx, dy) and L free
 latents; a spatial decoder regenerates the window from its rotated, shifted
 pixel-coordinate grid and z.
 
-Entry functions (one per Snakemake rule): :func:`make_windows`, :func:`train`,
-:func:`encode`; :func:`load` returns a trained :class:`RVAE` whose
+Entry functions (one per Snakemake rule): :func:`make_windows` (:mod:`.inputs`), :func:`train`
+(:mod:`.learn`), :func:`encode` (:mod:`.apply`); the config section in :mod:`.config`; :func:`load` returns a trained :class:`RVAE` whose
 ``encode``/``decode``/``latent_maps`` methods are the notebook API.
 """
 
-from .api import DEFAULTS, encode, fit, load, make_windows, train
-from .geometry import circular_agreement, circular_correlation, coordinate_grid, rotate_translate
+from .apply import encode
+from .config import DEFAULTS
+from .geometry import (
+    circular_agreement,
+    circular_correlation,
+    coordinate_grid,
+    rotate_translate,
+)
+from .inputs import make_windows
+from .learn import fit, load, train
 from .maps import centred_windows, iter_latent_maps, latent_maps
 from .model import RVAE, LossParts, kl_normal
 from .modules import Encoder, SpatialDecoder

@@ -20,10 +20,7 @@ def read_windows(path: str | Path, window: int | None = None) -> np.ndarray:
     Raises :class:`InputError` for a store of another kind, a window size
     other than ``window``, no windows, or values that are not finite.
     """
-    ds = open_store(path, "windows", ["windows"])
-    da = ds["windows"]
-    if da.dims[1:] != (WY, WX):
-        raise InputError(path, f"windows have dims {da.dims}", f"(sample, {WY}, {WX})")
+    da = open_store(path, "windows")["windows"]  # kind, variable and dims checked against the declaration
     if window is not None and (da.sizes[WY], da.sizes[WX]) != (window, window):
         raise InputError(path, f"windows are {da.sizes[WY]}×{da.sizes[WX]} pixels", f"{window}×{window} windows (window={window})")
     arr = np.asarray(da.values, dtype=np.float32)

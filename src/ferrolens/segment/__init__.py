@@ -3,17 +3,26 @@
 Layers (DESIGN.md): :class:`UNet` (plain ``nn.Module``), :class:`SegmentationModel`
 (LightningModule), :class:`SegmentationData` (LightningDataModule), pure seeded
 augmentation in :mod:`.augment`, normalisation and exact tiled inference in
-:mod:`.infer`; entry functions :func:`train`, :func:`predict`,
-:func:`input_image`, :func:`load`; :func:`fit` trains on arrays and
+:mod:`.infer`; entry functions :func:`train` (:mod:`.learn`), :func:`predict`,
+:func:`input_image`, :func:`load` (:mod:`.apply`); :func:`fit` trains on arrays and
 :func:`probabilities` predicts them (notebooks).
 """
 
-from .api import INPUT_KINDS, fit, input_image, load, metrics_table, predict, probabilities, quality, train
+from .apply import INPUT_KINDS, input_image, load, predict, probabilities
 from .config import DEFAULTS, resolve_config
 from .data import SegmentationData, auto_class_weights, describe_split
 from .infer import normalize_frames, predict_frames
-from .model import (CLASS_NAMES, MODEL_KIND, SegmentationModel, segmentation_loss, soft_dice_loss,
-                    weighted_cross_entropy)
+from .learn import fit, train
+from .model import (
+                    CLASS_NAMES,
+                    MODEL_KIND,
+                    SegmentationModel,
+                    metrics_table,
+                    quality,
+                    segmentation_loss,
+                    soft_dice_loss,
+                    weighted_cross_entropy,
+)
 from .unet import UNet, context_margin, fuse_for_inference
 
 __all__ = [

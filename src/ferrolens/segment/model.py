@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -203,3 +204,31 @@ class SegmentationModel(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = [dict(r) for r in checkpoint.get("ferrolens_history", [])]
+
+
+# --- the model's record ------------------------------------------------------------------
+def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
+    """One row per epoch: epoch, step, train_loss, val_loss, val_miou, iou_<class> (held out)."""
+    cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]
+    return pd.DataFrame([{c: r[c] for c in cols} for r in history], columns=cols)
+
+
+def quality(metrics: pd.DataFrame, cfg: dict) -> dict[str, Any]:
+    """The held-out IoU of the model kept (best mean IoU) and whether it is below ``train.min_iou``.
+
+    Returns ``{"heldout_miou", "heldout_iou_wall", "quality_ok", "quality_warning"}``; the
+    warning is a plain sentence (empty when the model is good enough).
+    """
+    if metrics.empty:
+        return {"heldout_miou": float("nan"), "heldout_iou_wall": float("nan"), "quality_ok": False,
+                "quality_warning": "the U-Net was never validated (no epoch finished)"}
+    best = metrics.loc[metrics["val_miou"].fillna(-1).idxmax()]
+    miou = float(best["val_miou"])
+    wall = float(best["iou_wall"]) if "iou_wall" in best else float("nan")
+    floor = float(cfg["train"]["min_iou"])
+    ok = bool(np.isfinite(wall) and wall >= floor and miou >= floor)
+    warning = "" if ok else (
+        f"POOR SEGMENTATION: held-out IoU wall {wall:.2f}, mean {miou:.2f} is below segment.train.min_iou = "
+        f"{floor:.2f}; walls and everything downstream (rVAE input, dynamics) may follow the model's errors "
+        "rather than the sample: label more frames, train longer, or check the labels")
+    return {"heldout_miou": miou, "heldout_iou_wall": wall, "quality_ok": ok, "quality_warning": warning}

@@ -1,0 +1,151 @@
+"""Applying a trained rVAE: :func:`encode` (``rvae_encode``: images, windows, model →
+``latents.zarr``, the codes of the sampled windows and the per-pixel latent maps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from ..parallel import device_for, set_threads
+from ..store import (
+    BIAS,
+    FRAME,
+    LATENT,
+    SAMPLE,
+    UNITS,
+    WX,
+    WY,
+    X,
+    Y,
+    open_store,
+    provenance,
+    sha256_file,
+    write_store_streamed,
+)
+from . import quality as _quality
+from .config import resolve_config, thresholds
+from .inputs import CENTRE, _bias, _frame_values, _source_attrs, check_images
+from .learn import load
+from .maps import iter_latent_maps
+
+log = logging.getLogger(__name__)
+
+
+PADDING = ("reflect (numpy.pad mode='reflect', mirror without repeating the edge pixel): "
+           "n//2 pixels before and n - 1 - n//2 after on each axis, so every pixel has a centred window")
+
+
+ANGLE_DOC = ("angle: radians, rotation of the decoded content counter-clockwise as displayed (row 0 at top); "
+             "the decoder samples its template at R(angle)·p + (dx, dy) for pixel coordinates p in [-1, 1]^2. "
+             "Line-like content (walls) is pi-periodic: compare angles modulo pi, circularly. "
+             "dx, dy: grid units, 1 = (n - 1)/2 pixels; the content appears moved by -(dx, dy). z: dimensionless.")
+
+
+def latent_units(latent_dim: int) -> list[str]:
+    """Units along the latent axis: ``rad, grid, grid, 1, 1 …``."""
+    return ["rad", "grid", "grid"] + ["1"] * latent_dim
+
+
+# --- rvae_encode --------------------------------------------------------------------------------
+def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
+    """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
+
+    The store holds (``L`` = latent_dim, labels ``angle, dx, dy, z1 … zL``,
+    ``latent_units`` ``rad, grid, grid, 1 …``):
+
+    * ``code_mean(sample, latent)``, ``code_logsd(sample, latent)``: the windows
+      of ``windows`` with ``sample_frame``, ``sample_y``, ``sample_x``,
+      ``sample_bias`` as in the windows store;
+    * ``mean(frame, y, x, latent)`` (and ``logsd`` when ``cfg["maps_logsd"]``):
+      the code of the window centred on each pixel, reflect padding (attrs
+      ``padding``, ``origin``), computed fully convolutionally and streamed to
+      disk in frame batches (memory bounded by ``cfg["maps_chunk_mb"]``), with
+      a progress bar over frames; ``bias`` (and ``time``) along ``frame``.
+
+    Log-sd of dx, dy is NaN and their mean 0 for a model without translation.
+    The store is written beside ``out`` and renamed into place when complete.
+    """
+    cfg = resolve_config(cfg)
+    set_threads(threads)
+    model = load(checkpoint)
+    n = model.window
+    check_images(images, n)
+    wds = open_store(windows, "windows")
+    if (wds.sizes.get(WY), wds.sizes.get(WX)) != (n, n):
+        raise InputError(windows, f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
+                         f"{n}×{n} windows to match the model {checkpoint}")
+    device = device_for(str(cfg["accelerator"]), "config rvae.accelerator")
+    model.to(device)
+    labels = model.labels
+    units = latent_units(int(model.hparams.latent_dim))
+    batch = max(1, int(cfg["encode_batch"]))
+    quality = model.quality or {}
+    warnings_ = _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}") if quality else [
+        f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"]
+    if not quality:
+        log.warning("%s", warnings_[0])
+
+    # (a) sampled windows' codes
+    s_total = wds.sizes[SAMPLE]
+    code_mean = np.empty((s_total, len(labels)), np.float32)
+    code_logsd = np.empty_like(code_mean)
+    for a in range(0, s_total, batch):
+        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(np.asarray(wds["windows"][a : a + batch].values))
+
+    n_frames, height, width = (int(v) for v in images.shape)
+    frames = _frame_values(images)
+    along_frame = {k: (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
+                   for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
+    along_frame.setdefault(BIAS, (FRAME, _bias(images), {}))
+    along_frame[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
+    latent_attrs = {"long_name": "latent variable", "doc": ANGLE_DOC}
+    attrs = provenance(
+        "latents", cfg, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
+        windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
+        hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
+        quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
+        quality_angle_follow=float(quality.get("angle_follow", np.nan)),
+        quality_warning=" | ".join(warnings_), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
+    )
+    head = xr.Dataset(
+        {
+            "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
+            "code_logsd": ((SAMPLE, LATENT), code_logsd, {"long_name": "posterior log standard deviation of the sampled windows"}),
+        },
+        coords={
+            SAMPLE: wds[SAMPLE].values,
+            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
+            LATENT: (LATENT, np.array(labels, dtype=object), latent_attrs),
+            "latent_units": (LATENT, np.array(units, dtype=object)),
+            Y: np.arange(height),
+            X: np.arange(width),
+            "window": n,
+        },
+        attrs=attrs,
+    )
+    map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},
+                 "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
+    chunks = (1, min(height, 1024), min(width, 1024), len(labels))
+
+    logsd = bool(cfg["maps_logsd"])
+    variables = ["mean", "logsd"] if logsd else ["mean"]
+
+    def parts():
+        """The codes with the first frame batch, then one batch of maps after another."""
+        for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(cfg["maps_chunk_mb"]),
+                                           device=device, progress=True):
+            m, s = model._finish(m, s)
+            data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
+            if logsd:
+                data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
+            part = xr.Dataset(data, coords={FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}},
+                              attrs=attrs)
+            yield head.merge(part, combine_attrs="override") if a == 0 else part
+
+    write_store_streamed(parts(), out, encoding={k: {"chunks": chunks} for k in variables})
+    log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)

@@ -1,0 +1,170 @@
+"""Training the rVAE through the shared harness (:mod:`ferrolens.training`): :func:`train`
+(``rvae_train``: ``windows.zarr`` → ``model.ckpt``, ``last.ckpt``, ``metrics.csv``), :func:`fit`
+(arrays, for notebooks), :func:`load`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from .. import training
+from ..errors import InputError
+from ..parallel import plan
+from ..store import (
+    check_checkpoint,
+    config_digest,
+    sha256_file,
+)
+from . import quality as _quality
+from .config import epochs_for, model_hparams, resolve_config, thresholds
+from .data import WindowDataModule, read_windows
+from .inputs import check_window
+from .model import MODEL_KIND, RVAE
+
+log = logging.getLogger(__name__)
+
+
+# --- rvae_train -----------------------------------------------------------------------------
+def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads: int) -> None:
+    """Train one rVAE on a windows store.
+
+    Writes ``out_dir/model.ckpt`` (weights-only Lightning checkpoint, atomic
+    final name), ``out_dir/last.ckpt`` (full state after every epoch, also
+    atomic: rerunning a killed job resumes from it when data, hyper-parameters
+    and seed are unchanged) and ``out_dir/metrics.csv`` (one row per epoch:
+    ``train/loss``, ``train/reconstruction``, ``train/kl_angle``,
+    ``train/kl_shift``, ``train/kl_z`` and the same for ``val/``). Raw
+    CSVLogger files stay in ``out_dir/logs/``.
+
+    Parameters
+    ----------
+    windows : path of ``windows.zarr``.
+    out_dir : output folder (created).
+    window : window size ``n``; must match the store.
+    cfg : the ``rvae`` config section.
+    seed : seed of weights, split, shuffles and sampling noise (CPU runs are
+        bit-reproducible; each epoch's randomness depends only on seed and epoch).
+    threads : torch CPU threads, shared by the ``devices`` processes.
+
+    With ``cfg["devices"] > 1`` Lightning trains data-parallel (DDP): it re-runs
+    the calling script once per extra device, each process calls this function,
+    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
+    """
+    cfg = resolve_config(cfg)
+    n = check_window(window)
+    arr = read_windows(windows, n)
+    _fit(arr, Path(out_dir), n, cfg, int(seed), threads, data_key=sha256_file(windows), where=str(windows))
+
+
+def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: int | None = None,
+        out_dir: str | Path | None = None, progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+    """Train an rVAE on windows given as an array: the notebook entry point.
+
+    Parameters
+    ----------
+    windows : ``(S, n, n)`` float32 windows (values in 0…1 for ``reconstruction: bce``).
+    cfg : the ``rvae:`` config section (missing keys take the defaults).
+    seed : seed of weights, split, shuffles and sampling noise.
+    threads : torch CPU threads (default: torch's current setting).
+    out_dir : where ``last.ckpt``, ``model.ckpt`` and the CSV logs go (default: a
+        temporary folder, removed afterwards).
+    progress : False switches off the progress bar and Lightning's info lines and tips.
+
+    Returns the trained model (eval mode; ``model.quality`` holds its held-out R² and
+    rotation check) and its metrics, one row per epoch, as :func:`train` writes them.
+    """
+    import hashlib
+    import tempfile
+
+    arr = np.asarray(windows, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.shape[0] == 0:
+        raise InputError("windows", f"an array of shape {arr.shape}", "(S, n, n) windows, S ≥ 1")
+    if not np.isfinite(arr).all():
+        raise InputError("windows", "contain NaN or infinite values", "finite values")
+    n = check_window(arr.shape[1])
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ferrolens-rvae-") as tmp:
+            return fit(arr, cfg, seed, threads, tmp, progress)
+    model, metrics = _fit(arr, Path(out_dir), n, resolve_config(cfg), int(seed),
+                          threads if threads is not None else torch.get_num_threads(),
+                          data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)",
+                          progress=progress)
+    return model.eval(), metrics
+
+
+def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int, data_key: str, where: str,
+         progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+    """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
+    returns the model and its metrics (rank 0 writes)."""
+    par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
+    if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
+        raise InputError(where, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
+                         "values in [0, 1] for rvae.reconstruction = 'bce'")
+    hp = model_hparams(cfg, n)
+    epochs = epochs_for(cfg, n)
+    # several processes train with a larger total batch: another training (the key of one process is unchanged)
+    processes = {"devices": par.devices} if par.devices > 1 else {}
+    # a decaying learning rate depends on the total number of steps: a longer run is another training
+    schedule = {"epochs": epochs, "max_steps": int(cfg["max_steps"])} if hp["lr_schedule"] != "constant" else {}
+    resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
+                                "seed": int(seed), "windows_sha256": data_key, **processes, **schedule,
+                                **({"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {})})
+
+    training.seed_everything(seed)
+    model = RVAE(**hp)
+    dm = WindowDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed))
+    n_train = arr.shape[0] - int(round(float(cfg["val_fraction"]) * arr.shape[0]))
+    steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
+    bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
+    trainer = training.fit(
+        model, dm, par=par, out=out, seed=seed, salt=7, resume_key=resume_key, kind=MODEL_KIND, max_epochs=epochs,
+        callbacks=[bar] if progress else [], progress=progress,
+        max_steps=int(cfg["max_steps"]), gradient_clip_val=float(cfg["gradient_clip"]) or None,
+        limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
+    )
+    if trainer.is_global_zero:
+        model.quality = assess_model(model, dm, cfg, int(seed))
+    training.save_model(trainer, out / "model.ckpt")
+    if not trainer.is_global_zero:
+        return model, pd.DataFrame()
+    _quality.warn(log, model.quality, *thresholds(cfg), what=f"rVAE n={n}")
+    metrics = training.merge_csv_logs(out)
+    if len(metrics):  # the final held-out checks on the last epoch's row
+        metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
+        metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
+    training.write_metrics(out / "metrics.csv", metrics)
+    return model, metrics
+
+
+def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int) -> dict[str, Any]:
+    """Held-out R² and the rotation check (:mod:`ferrolens.rvae.quality`) of a trained model.
+
+    On the validation windows, or, with ``val_fraction = 0``, on training
+    windows (then ``held_out`` is false).
+    """
+    held_out = dm.val_set is not None and len(dm.val_set) > 0
+    windows = (dm.val_set if held_out else dm.train_set).tensors[0].numpy()
+    model.eval()
+    q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed)
+    q["held_out"] = bool(held_out)
+    q["min_r2"], q["min_angle_follow"] = thresholds(cfg)
+    return q
+
+
+# --- load ------------------------------------------------------------------------------------
+def load(checkpoint: str | Path) -> RVAE:
+    """The trained :class:`RVAE` of a checkpoint (weights only, on CPU, eval mode).
+
+    Raises :class:`InputError` naming the file when it is missing, unreadable
+    or holds another kind of model.
+    """
+    path = check_checkpoint(checkpoint, MODEL_KIND, "an rVAE checkpoint written by ferrolens.rvae.train (model.ckpt)")
+    model = RVAE.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return model.eval()

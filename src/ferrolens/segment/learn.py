@@ -1,0 +1,220 @@
+"""Training the U-Net: :func:`train` (movie and labels stores → ``model.ckpt``, ``metrics.csv``,
+``quality.json``) and :func:`fit` (arrays, for notebooks), both through the shared harness
+(:mod:`ferrolens.training`); :func:`quality` judges the held-out IoU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import training
+from ..errors import InputError
+from ..parallel import plan, save_checkpoint_atomic
+from ..store import (
+    FRAME,
+    X,
+    Y,
+    config_digest,
+    open_store,
+    write_file_atomic,
+)
+from .apply import _movie_image
+from .config import resolve_config
+from .data import SegmentationData, describe_split
+from .infer import normalize_frames
+from .model import MODEL_KIND, SegmentationModel, metrics_table, quality
+
+log = logging.getLogger(__name__)
+
+
+# --- train --------------------------------------------------------------------------------
+def _training_inputs(movie: str, labels: str, n_classes: int, cfg: dict):
+    """Normalised labelled frames, labels in the model's classes and class names; checks first."""
+    mov = open_store(movie, "movie")
+    image = _movie_image(mov, movie)
+    lab = open_store(labels, "labels")
+    names = [str(n) for n in lab.attrs.get("class_names", [])]
+    _model_labels(None, names, n_classes, labels)
+    if lab.sizes[FRAME] == 0:
+        raise InputError(labels, "no labelled frames (the label store has 0 frames)", "at least one labelled frame")
+    if (lab.sizes[Y], lab.sizes[X]) != (image.sizes[Y], image.sizes[X]):
+        raise InputError(labels, f"label frames are {lab.sizes[Y]}×{lab.sizes[X]}",
+                         f"the movie's frame size {image.sizes[Y]}×{image.sizes[X]}")
+    movie_frames = {int(f): i for i, f in enumerate(mov[FRAME].values)}
+    frames = [int(f) for f in lab[FRAME].values]
+    missing = [f for f in frames if f not in movie_frames]
+    if missing:
+        raise InputError(labels, f"label frames {missing} are not frames of the movie {movie}",
+                         f"frame indices among 0…{len(movie_frames) - 1}")
+    label, model_names = _model_labels(lab["label"].values, names, n_classes, labels)
+    raw = image.isel({FRAME: [movie_frames[f] for f in frames]}).values
+    return mov, label, raw, frames, model_names
+
+
+def _model_labels(label: np.ndarray | None, names: list[str], n_classes: int, where: Any):
+    """Labels (int64) in the model's classes and their names: 3-class labels serve a 2-class model
+    with contaminant (2) merged into background (0), wall vs the rest."""
+    if n_classes not in (2, 3):
+        raise InputError("n_classes", f"value {n_classes!r}",
+                         "2 (wall vs the rest) or 3 (background, wall, contaminant)")
+    if len(names) < 2:
+        raise InputError(where, f"class_names {names} name {len(names)} class(es)",
+                         "at least 2 classes, e.g. ['background', 'wall', 'contaminant']")
+    if len(names) == n_classes:
+        model_names, merge = names, False
+    elif len(names) == 3 and n_classes == 2:
+        model_names, merge = names[:2], True
+    else:
+        raise InputError(where, f"labels have {len(names)} classes {names}",
+                         f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
+                         "serve the 2-class model, contaminant merged into background)")
+    if label is None:
+        return None, model_names
+    label = np.asarray(label).astype(np.int64)
+    return (np.where(label == 2, 0, label) if merge else label), model_names
+
+
+def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None, n_classes: int = 3,
+        cfg: dict | None = None, seed: int = 0, threads: int | None = None, out_dir: str | Path | None = None,
+        class_names: list[str] | None = None, progress: bool = True) -> tuple[SegmentationModel, pd.DataFrame]:
+    """Train the U-Net on labelled frames given as arrays: the notebook entry point.
+
+    Parameters
+    ----------
+    images : ``(n, H, W)`` raw intensities of the labelled frames (normalised here per frame,
+        with the config's percentiles, exactly as :func:`predict` normalises).
+    labels : ``(n, H, W)`` int class indices into ``class_names``, −1 = unlabelled.
+        3-class labels (background, wall, contaminant) also train a 2-class model
+        (contaminant merged into background).
+    frames : movie frame index of each labelled frame (default ``0 … n − 1``), for the split's record.
+    n_classes : 2 or 3 (default 3).
+    cfg : the ``segment:`` config section (missing keys take the defaults).
+    seed : seeds weights, patch positions, augmentation and dropout.
+    threads : torch CPU threads (default: torch's current setting).
+    out_dir : where checkpoints and CSV logs go (default: a temporary folder, removed).
+    class_names : names of the label classes (default background, wall[, contaminant]).
+    progress : False switches off the progress bar and Lightning's info lines and tips.
+
+    Returns the trained model (eval mode, best held-out mean IoU) and its metrics,
+    one row per epoch (:func:`metrics_table`); ``model.split`` says what was held out.
+    """
+    import tempfile
+
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or labels.shape != images.shape:
+        raise InputError("images, labels", f"shapes {images.shape} and {labels.shape}",
+                         "the same (n, H, W) for both")
+    frames = list(range(len(images))) if frames is None else [int(f) for f in frames]
+    names = list(class_names) if class_names is not None else ["background", "wall", "contaminant"][:max(n_classes, 2)]
+    label, model_names = _model_labels(labels, names, n_classes, "labels")
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ferrolens-unet-") as tmp:
+            return fit(images, labels, frames, n_classes, cfg, seed, threads, tmp, class_names, progress)
+    cfg = resolve_config(cfg)
+    model, metrics, _ = _fit(images, label, frames, model_names, cfg, seed,
+                             threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress,
+                             where="labels (array)")
+    return model, metrics
+
+
+def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
+         threads: int, out: Path, progress: bool = True, where: str = "labels"):
+    """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`); returns
+    (best model in eval mode, metrics, (trainer, best, data)). ``where`` names the labels in error
+    messages (the store's path)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    t, norm = cfg["train"], cfg["normalize"]
+    n_classes = len(names)
+    par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
+    images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
+    dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
+    log.info("%s", describe_split(dm.split))
+    weights = dm.class_weights()
+    hparams = dict(n_classes=n_classes, class_names=names, **cfg["model"], learning_rate=float(t["learning_rate"]),
+                   class_weights=weights, norm_low=float(norm["low_percentile"]),
+                   norm_high=float(norm["high_percentile"]))
+    # what must be equal for last.ckpt to be resumed (max_epochs may grow)
+    data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
+    fixed = {k: v for k, v in t.items()
+             if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy",
+                          "min_iou")}
+    # several processes train with a larger total batch: another training (the key of one process is unchanged)
+    processes = {"devices": par.devices} if par.devices > 1 else {}
+    key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
+                         "data": data_hash, "split": dm.split, **processes})
+
+    training.seed_everything(seed)
+    model = SegmentationModel(**hparams)
+    best_cb = ModelCheckpoint(dirpath=out, filename="best", monitor="val/miou", mode="max", save_top_k=1,
+                              auto_insert_metric_name=False, enable_version_counter=False)
+    trainer = training.fit(
+        model, dm, par=par, out=out, seed=seed, salt=11, resume_key=key, kind=MODEL_KIND,
+        max_epochs=int(t["max_epochs"]), callbacks=[best_cb], stale=["best.ckpt"], progress=progress,
+        max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
+        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))))
+
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
+    # rank 0 decides (every process must take part in save_checkpoint, or none)
+    if trainer.strategy.broadcast(best is None or not best.exists()):  # e.g. max_minutes hit before validating
+        best = out / "best.ckpt"
+        save_checkpoint_atomic(trainer, best, weights_only=False)
+    metrics = metrics_table(trainer.lightning_module.history, names)
+    trained = SegmentationModel.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
+    trained.split = dm.split
+    return trained, metrics, (trainer, best, dm)
+
+
+def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
+    """Train the U-Net on the labelled frames of the stores; write the model and its training record.
+
+    Parameters
+    ----------
+    movie : movie store (``image(frame, y, x)``, raw intensities).
+    labels : labels store (``label(frame, y, x)``: class indices, −1 unlabelled;
+        ``frame`` = movie frame index; ``attrs['class_names']``).
+    out_dir : folder ``results/{dataset}/segment/c{n_classes}/``; receives
+        ``model.ckpt`` (best held-out mean IoU, renamed into place when complete),
+        ``last.ckpt`` (resumes a killed training when rerun with the same data and
+        config: bit-identical to an uninterrupted run on CPU), ``best.ckpt``,
+        ``metrics.csv`` (per epoch: train loss, held-out loss, held-out per-class
+        IoU and mean), ``quality.json`` (held-out IoU of the model
+        kept, and a plain warning when below ``train.min_iou``), ``logs/`` (CSV logs).
+    n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
+    cfg : the ``segment:`` config section (missing keys take the defaults).
+    seed : seeds weights, patch positions, augmentation, dropout; on CPU the same
+        inputs give the same weights (unless ``train.max_minutes`` cuts training short).
+    threads : torch intra-op threads, shared by the ``train.devices`` processes.
+
+    What is held out (``train.holdout``) is logged and recorded in ``quality.json`` (the
+    ``figure_segment_training`` rule draws the curves and says it).
+    With ``train.devices > 1`` Lightning trains data-parallel (DDP): it re-runs
+    the calling script once per extra device, each process calls this function,
+    and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
+    The held-out IoU is computed from confusion counts summed over the processes (torchmetrics).
+
+    Bad input (labels with one class, a class count the model cannot take, no
+    labelled frame, a patch larger than the frame, an empty movie) raises
+    :class:`InputError` before training starts. :func:`fit` is the same training on arrays.
+    """
+    cfg = resolve_config(cfg)
+    _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
+    out = Path(out_dir)
+    _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out, where=str(labels))
+    if not trainer.is_global_zero:
+        return
+    training.save_model(trainer, out / "model.ckpt", source=best)
+    training.write_metrics(out / "metrics.csv", metrics)
+    q = {**quality(metrics, cfg), "min_iou": float(cfg["train"]["min_iou"]), "split": dm.split,
+         "held_out": describe_split(dm.split)}
+    write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
+    log.info("held-out IoU of the model kept: wall %.3f, mean %.3f", q["heldout_iou_wall"], q["heldout_miou"])
+    if q["quality_warning"]:
+        log.warning("%s", q["quality_warning"])
