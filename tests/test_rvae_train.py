@@ -245,3 +245,15 @@ def test_fit_on_an_array_equals_train_on_the_store(tmp_path):
     assert all(torch.equal(v, stored[k]) for k, v in model.state_dict().items())
     with pytest.raises(InputError, match=r"windows: an array of shape \(5, 9, 8\)"):
         fit(np.zeros((5, 9, 8), np.float32), cfg)
+
+
+def test_train_takes_the_window_size_from_the_store_it_was_cut_into(tmp_path):
+    """The windows store owns the window size: the workflow passes None; a size given must agree."""
+
+    images = _frames(oriented_bars(7, np.linspace(0, np.pi, 32, endpoint=False)))
+    cfg = {"count": 32, "min_std": 0.0, "batch_size": 16, "val_fraction": 0.25, "epochs": 1, "filters": 4}
+    make_windows(images, str(tmp_path / "w.zarr"), 7, cfg, seed=0)
+    with pytest.raises(InputError, match=r"w\.zarr.*7×7.*9×9"):
+        train(str(tmp_path / "w.zarr"), str(tmp_path / "m"), 9, cfg, seed=0, threads=1)
+    train(str(tmp_path / "w.zarr"), str(tmp_path / "m"), None, cfg, seed=0, threads=1)
+    assert load(tmp_path / "m" / "model.ckpt").window == 7

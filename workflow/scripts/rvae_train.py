@@ -5,5 +5,6 @@ from ferrolens.runlog import run_logged
 from ferrolens.rvae import train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-run_logged(sm, train, sm.input[0], str(Path(sm.output.model).parent), int(sm.wildcards.window),
-           sm.params.cfg, sm.params.seed, sm.threads)
+# the window size is the windows store's (it was cut there): None
+run_logged(sm, train, sm.input[0], str(Path(sm.output.model).parent), None, sm.params.cfg, sm.params.seed,
+           sm.threads)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 # --- rvae_train -----------------------------------------------------------------------------
-def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads: int) -> None:
+def train(windows: str, out_dir: str, window: int | None, cfg: dict, seed: int, threads: int) -> None:
     """Train one rVAE on a windows store.
 
     Writes ``out_dir/model.ckpt`` (weights-only Lightning checkpoint, atomic
@@ -47,7 +47,8 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     ----------
     windows : path of ``windows.zarr``.
     out_dir : output folder (created).
-    window : window size ``n``; must match the store.
+    window : the window size ``n`` expected (checked against the store's), or None: the store's
+        (the windows store owns it; the workflow passes None).
     cfg : the ``rvae`` config section.
     seed : seed of weights, split, shuffles and sampling noise (CPU runs are
         bit-reproducible; each epoch's randomness depends only on seed and epoch).
@@ -58,8 +59,8 @@ def train(windows: str, out_dir: str, window: int, cfg: dict, seed: int, threads
     and only global rank 0 writes the files above (see :mod:`ferrolens.parallel`).
     """
     cfg = resolve_config(cfg)
-    n = check_window(window)
-    arr = read_windows(windows, n)
+    arr = read_windows(windows, None if window is None else check_window(window))
+    n = check_window(arr.shape[1], where=str(windows))
     _fit(arr, Path(out_dir), n, cfg, int(seed), threads, data_key=sha256_file(windows), where=str(windows))
 
 
