@@ -143,6 +143,68 @@ def intensity_histograms(images: np.ndarray, bins: int, value_range: tuple[float
 
 
 # --- core ----------------------------------------------------------------------------
+def _check_codes(codes: np.ndarray, labels: list[str], cfg: dict) -> None:
+    """The codes fit the labels, the pair is among them, and the NMF sizes fit the grid."""
+    if codes.ndim != 2 or codes.shape[1] != len(labels) or codes.shape[0] == 0:
+        raise InputError("latents code_mean", f"codes of shape {codes.shape} for labels {labels}",
+                         "(samples ≥ 1, one column per free latent)")
+    missing = [p for p in cfg["pair"] if p not in labels]
+    if missing:
+        raise InputError("config latent_space.pair", f"{missing} not among the free latents {labels}",
+                         "two labels of the model's free latents")
+    G, n_bins = cfg["dense_grid"], cfg["histogram_bins"]
+    for key, n in (("image_components", cfg["image_components"]),
+                   ("histogram_components", cfg["histogram_components"])):
+        if n > G * G:
+            raise InputError(f"config latent_space.{key}", f"value {n}", f"at most dense_grid² = {G * G}")
+    if cfg["histogram_components"] > n_bins:
+        raise InputError("config latent_space.histogram_components", f"value {cfg['histogram_components']}",
+                         f"at most histogram_bins = {n_bins}")
+
+
+def contrast_reference(codes: np.ndarray, held: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
+                       kind: str, seed: int) -> float:
+    """What the physical bounds are relative to: 1 (``absolute``), or with ``observed`` the median
+    contrast of the decodings at (up to 2000 of) the observed codes ``(N, L)`` — how contrasted the
+    model draws real windows; a missing latent takes its ``held`` value."""
+    if kind != "observed":
+        return 1.0
+    pick = np.random.default_rng(seed).permutation(codes.shape[0])[:2000]
+    z = np.where(np.isfinite(codes[pick]), codes[pick], held)
+    reference = float(np.median(np.asarray(decode(z), dtype=float).max(axis=(1, 2))))
+    if not reference > 0:
+        raise InputError("config latent_space.contrast_reference",
+                         f"'observed', but the decodings at the observed codes have median contrast {reference:.3g}",
+                         "a decoder that draws the observed windows with positive contrast, or 'absolute'")
+    return reference
+
+
+def grid_nmfs(dense: np.ndarray, cfg: dict, seed: int):
+    """Image NMF and intensity-histogram NMF of the decoded dense grid ``(G, G, wy, wx)``.
+
+    Returns ``(image_nmf, histogram_nmf, rgb (G, G, 3) in [0, 1], negative_fraction)``: NMF needs
+    non-negative data, and intensities below 0 carry no meaning for segmented images, so they are
+    clipped (``negative_fraction`` of the pixels were).
+    """
+    G, _, wy, wx = dense.shape
+    flat = dense.reshape(G * G, wy * wx)
+    negative_fraction = float((flat < 0).mean())
+    X_img = np.clip(flat, 0.0, None)
+    if not (X_img > 0).any():
+        raise InputError("decoder", "decoded no positive intensity anywhere on the grid",
+                         "images with some positive intensity")
+    img = fit_nmf(X_img, cfg["image_components"], seed, 1.0 / (wy * wx), cfg["nmf_max_iter"], cfg["nmf_tol"],
+                  order="total_weight")
+    X_hist = intensity_histograms(dense.reshape(G * G, wy, wx), cfg["histogram_bins"], tuple(cfg["histogram_range"]))
+    hist = fit_nmf(X_hist, cfg["histogram_components"], seed, 1.0, cfg["nmf_max_iter"], cfg["nmf_tol"],
+                   order="total_weight")
+    src = img if cfg["rgb_source"] == "image" else hist
+    rgb = np.stack([src.weights[:, i] for i in cfg["rgb_components"]], axis=-1).reshape(G, G, 3)
+    peak = rgb.max(axis=(0, 1))
+    rgb = np.where(peak > 0, rgb / np.where(peak > 0, peak, 1.0), 0.0)
+    return img, hist, rgb, negative_fraction
+
+
 def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np.ndarray], np.ndarray],
                       cfg: dict | None, seed: int) -> xr.Dataset:
     """Latent-space maps from observed codes and a decoder (no I/O).
@@ -176,22 +238,9 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     cfg = resolve_config(cfg)
     codes = np.asarray(codes, dtype=float)
     labels = list(labels)
-    if codes.ndim != 2 or codes.shape[1] != len(labels) or codes.shape[0] == 0:
-        raise InputError("latents code_mean", f"codes of shape {codes.shape} for labels {labels}",
-                         "(samples ≥ 1, one column per free latent)")
-    missing = [p for p in cfg["pair"] if p not in labels]
-    if missing:
-        raise InputError("config latent_space.pair", f"{missing} not among the free latents {labels}",
-                         "two labels of the model's free latents")
+    _check_codes(codes, labels, cfg)
     G = cfg["dense_grid"]
     n_bins = cfg["histogram_bins"]
-    for key, n in (("image_components", cfg["image_components"]),
-                   ("histogram_components", cfg["histogram_components"])):
-        if n > G * G:
-            raise InputError(f"config latent_space.{key}", f"value {n}", f"at most dense_grid² = {G * G}")
-    if cfg["histogram_components"] > n_bins:
-        raise InputError("config latent_space.histogram_components", f"value {cfg['histogram_components']}",
-                         f"at most histogram_bins = {n_bins}")
     pair_index = (labels.index(cfg["pair"][0]), labels.index(cfg["pair"][1]))
     ranges, range_source = grid_ranges(codes, labels, cfg["pair"], cfg["range_quantiles"], cfg["ranges"])
     (lo1, hi1), (lo2, hi2) = ranges
@@ -212,36 +261,12 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     lo_b, hi_b = cfg["physical_bounds"]
     contrast = dense.max(axis=(2, 3))
     contrast_c = coarse.max(axis=(2, 3))
-    reference = 1.0
-    if cfg["contrast_reference"] == "observed":
-        # decodings at (up to 2000 of) the observed codes: how contrasted the model draws real windows
-        pick = np.random.default_rng(seed).permutation(codes.shape[0])[:2000]
-        z = np.where(np.isfinite(codes[pick]), codes[pick], held)
-        reference = float(np.median(np.asarray(decode(z), dtype=float).max(axis=(1, 2))))
-        if not reference > 0:
-            raise InputError("config latent_space.contrast_reference",
-                             f"'observed', but the decodings at the observed codes have median contrast {reference:.3g}",
-                             "a decoder that draws the observed windows with positive contrast, or 'absolute'")
+    reference = contrast_reference(codes, held, decode, cfg["contrast_reference"], seed)
     physical = (contrast > lo_b * reference) & (contrast < hi_b * reference)
     physical_c = (contrast_c > lo_b * reference) & (contrast_c < hi_b * reference)
     counts, density = code_density(codes[:, list(pair_index)], dense1, dense2)
 
-    # NMF needs non-negative data: intensities below 0 carry no meaning for segmented images
-    flat = dense.reshape(G * G, wy * wx)
-    negative_fraction = float((flat < 0).mean())
-    X_img = np.clip(flat, 0.0, None)
-    if not (X_img > 0).any():
-        raise InputError("decoder", "decoded no positive intensity anywhere on the grid",
-                         "images with some positive intensity")
-    img = fit_nmf(X_img, cfg["image_components"], seed, 1.0 / (wy * wx), cfg["nmf_max_iter"], cfg["nmf_tol"],
-                  order="total_weight")
-    X_hist = intensity_histograms(dense.reshape(G * G, wy, wx), n_bins, tuple(cfg["histogram_range"]))
-    hist = fit_nmf(X_hist, cfg["histogram_components"], seed, 1.0, cfg["nmf_max_iter"], cfg["nmf_tol"],
-                   order="total_weight")
-    src = img if cfg["rgb_source"] == "image" else hist
-    rgb = np.stack([src.weights[:, i] for i in cfg["rgb_components"]], axis=-1).reshape(G, G, 3)
-    peak = rgb.max(axis=(0, 1))
-    rgb = np.where(peak > 0, rgb / np.where(peak > 0, peak, 1.0), 0.0)
+    img, hist, rgb, negative_fraction = grid_nmfs(dense, cfg, seed)
 
     edges = np.linspace(*cfg["histogram_range"], n_bins + 1)
     Z1, Z2, WY, WX, C = store.Z1, store.Z2, store.WY, store.WX, store.COMPONENT
@@ -302,7 +327,7 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
 
 
 def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], out: str, cfg: dict,
-                     seed: int, window: int) -> None:
+                     seed: int, window: int | None = None) -> None:
     """Latent-space maps of one window size → ``out`` (latent_space.zarr, kind "latent_space").
 
     Parameters
@@ -311,11 +336,16 @@ def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], o
     decode : ``decode(z (N, L) float64) -> (N, n, n)`` images at angle 0 and zero shift, L the
         number of free latents (labels after angle, dx, dy) in the store's order.
     out : the store; layout in :func:`latent_space_core`.
-    cfg : the ``latent_space:`` config section. seed : seeds the NMFs. window : n (pixels), recorded.
+    cfg : the ``latent_space:`` config section. seed : seeds the NMFs.
+    window : n (pixels) expected; the latents store's ``window`` is recorded (it owns the fact), and
+        a value given must equal it.
     """
     cfg = resolve_config(cfg)
     lat = store.open_store(latents, "latents")  # code_mean(sample, latent) and latent labels: declared
     cm = lat["code_mean"]
+    if window is not None and int(window) != int(lat.attrs["window"]):
+        raise InputError(latents, f"latents of window size {lat.attrs['window']}", f"window size {window}")
+    window = int(lat.attrs["window"])
     all_labels = [str(v) for v in lat[store.LATENT].values]
     free = [v for v in all_labels if v not in POSE_LATENTS]
     missing = [p for p in cfg["pair"] if p not in free]

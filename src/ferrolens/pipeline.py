@@ -34,8 +34,8 @@ def rvae_encode(movie: str, segmentation: str | None, windows: str, checkpoint: 
     encode(rvae_images(movie, segmentation, cfg), windows, checkpoint, out, cfg, threads)
 
 
-def latent_space_map(latents: str, checkpoint: str, out: str, cfg: dict, seed: int, window: int) -> None:
-    """Decode the latent plane with the trained rVAE → ``latent_space.zarr``."""
+def latent_space_map(latents: str, checkpoint: str, out: str, cfg: dict, seed: int) -> None:
+    """Decode the latent plane with the trained rVAE → ``latent_space.zarr`` (window size: the model's)."""
     import numpy as np
 
     from . import latent_space
@@ -44,6 +44,6 @@ def latent_space_map(latents: str, checkpoint: str, out: str, cfg: dict, seed: i
     model = load(checkpoint)
 
     def decode(z: np.ndarray) -> np.ndarray:
-        return np.asarray(model.decode(z, angle=0.0, shift=(0.0, 0.0), grid=window))
+        return np.asarray(model.decode(z, angle=0.0, shift=(0.0, 0.0), grid=model.window))
 
-    latent_space.latent_space_map(latents, decode, out, cfg, seed, window)
+    latent_space.latent_space_map(latents, decode, out, cfg, seed, model.window)

@@ -4,4 +4,4 @@ from ferrolens.runlog import run_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_logged(sm, latent_space_map, sm.input.latents, sm.input.model, sm.output[0], sm.params.cfg,
-           sm.params.seed, int(sm.wildcards.window))
+           sm.params.seed)
