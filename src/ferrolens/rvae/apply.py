@@ -32,6 +32,7 @@ from .config import resolve_config, thresholds
 from .inputs import CENTRE, _bias, _frame_values, _source_attrs, check_images
 from .learn import load
 from .maps import iter_latent_maps
+from .model import RVAE
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,58 @@ def latent_units(latent_dim: int) -> list[str]:
 
 
 # --- rvae_encode --------------------------------------------------------------------------------
+def _model_checks(model: RVAE, cfg: dict) -> tuple[dict, list[str]]:
+    """The model's recorded quality checks and the warnings they give (logged here)."""
+    n, quality = model.window, model.quality or {}
+    if quality:
+        return quality, _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}")
+    text = f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"
+    log.warning("%s", text)
+    return quality, [text]
+
+
+def _window_codes(model: RVAE, wds: xr.Dataset, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-sds ``(S, 3 + L)`` float32 of a windows store's windows, ``batch`` at a time."""
+    s_total = wds.sizes[SAMPLE]
+    code_mean = np.empty((s_total, len(model.labels)), np.float32)
+    code_logsd = np.empty_like(code_mean)
+    for a in range(0, s_total, batch):
+        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(np.asarray(wds["windows"][a : a + batch].values))
+    return code_mean, code_logsd
+
+
+def _along_frame(images: xr.DataArray) -> dict[str, tuple]:
+    """The coordinates along ``frame`` to carry into the latents store, bias (V) always."""
+    along = {k: (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
+             for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
+    along.setdefault(BIAS, (FRAME, _bias(images), {}))
+    along[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
+    return along
+
+
+def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Dataset, model: RVAE, height: int,
+                   width: int, attrs: dict) -> xr.Dataset:
+    """The latents store's first part: the sampled windows' codes with their sample coordinates, the
+    latent axis (labels, units) and the frame grid."""
+    latent_attrs = {"long_name": "latent variable", "doc": ANGLE_DOC}
+    return xr.Dataset(
+        {
+            "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
+            "code_logsd": ((SAMPLE, LATENT), code_logsd, {"long_name": "posterior log standard deviation of the sampled windows"}),
+        },
+        coords={
+            SAMPLE: wds[SAMPLE].values,
+            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
+            LATENT: (LATENT, np.array(model.labels, dtype=object), latent_attrs),
+            "latent_units": (LATENT, np.array(latent_units(int(model.hparams.latent_dim)), dtype=object)),
+            Y: np.arange(height),
+            X: np.arange(width),
+            "window": model.window,
+        },
+        attrs=attrs,
+    )
+
+
 def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
     """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
 
@@ -82,28 +135,13 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     device = device_for(str(cfg["accelerator"]), "config rvae.accelerator")
     model.to(device)
     labels = model.labels
-    units = latent_units(int(model.hparams.latent_dim))
     batch = max(1, int(cfg["encode_batch"]))
-    quality = model.quality or {}
-    warnings_ = _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}") if quality else [
-        f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"]
-    if not quality:
-        log.warning("%s", warnings_[0])
-
-    # (a) sampled windows' codes
-    s_total = wds.sizes[SAMPLE]
-    code_mean = np.empty((s_total, len(labels)), np.float32)
-    code_logsd = np.empty_like(code_mean)
-    for a in range(0, s_total, batch):
-        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(np.asarray(wds["windows"][a : a + batch].values))
-
+    quality, warnings_ = _model_checks(model, cfg)
+    code_mean, code_logsd = _window_codes(model, wds, batch)  # (a) the sampled windows' codes
+    s_total = len(code_mean)
     n_frames, height, width = (int(v) for v in images.shape)
     frames = _frame_values(images)
-    along_frame = {k: (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
-                   for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
-    along_frame.setdefault(BIAS, (FRAME, _bias(images), {}))
-    along_frame[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
-    latent_attrs = {"long_name": "latent variable", "doc": ANGLE_DOC}
+    along_frame = _along_frame(images)
     attrs = provenance(
         "latents", cfg, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
         windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
@@ -112,22 +150,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
         quality_angle_follow=float(quality.get("angle_follow", np.nan)),
         quality_warning=" | ".join(warnings_), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
     )
-    head = xr.Dataset(
-        {
-            "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
-            "code_logsd": ((SAMPLE, LATENT), code_logsd, {"long_name": "posterior log standard deviation of the sampled windows"}),
-        },
-        coords={
-            SAMPLE: wds[SAMPLE].values,
-            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
-            LATENT: (LATENT, np.array(labels, dtype=object), latent_attrs),
-            "latent_units": (LATENT, np.array(units, dtype=object)),
-            Y: np.arange(height),
-            X: np.arange(width),
-            "window": n,
-        },
-        attrs=attrs,
-    )
+    head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
     map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},
                  "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
     chunks = (1, min(height, 1024), min(width, 1024), len(labels))
