@@ -79,3 +79,4 @@ def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
     cfgmod.validate({**copy.deepcopy(base), "windows": [8, 12], "rvae": {"epochs": {8: 3, 12: 2}}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"segmentation": 2}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"input": "raw"}})
+

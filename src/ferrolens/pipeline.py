@@ -12,7 +12,7 @@ from . import store
 
 def rvae_images(movie: str, segmentation: str | None, cfg: dict):
     """The rVAE input images(frame, y, x) in [0, 1], lazily, as ``rvae.input`` chooses."""
-    from .segment import input_image
+    from .segment.images import input_image
 
     mv = store.open_store(movie, "movie", ["image"])
     seg = store.open_store(segmentation, "segmentation", ["probability", "label"]) if segmentation else None
@@ -21,7 +21,7 @@ def rvae_images(movie: str, segmentation: str | None, cfg: dict):
 
 def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cfg: dict, seed: int) -> None:
     """Windows of one size from the chosen rVAE input → ``windows.zarr``."""
-    from .rvae import make_windows
+    from .rvae.inputs import make_windows
 
     make_windows(rvae_images(movie, segmentation, cfg), out, window, cfg, seed)
 

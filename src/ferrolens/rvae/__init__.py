@@ -5,44 +5,22 @@ paper): each window is encoded into an angle, a shift (dx, dy) and L free
 latents; a spatial decoder regenerates the window from its rotated, shifted
 pixel-coordinate grid and z.
 
-Entry functions (one per Snakemake rule): :func:`make_windows` (:mod:`.inputs`), :func:`train`
-(:mod:`.learn`), :func:`encode` (:mod:`.apply`); the config section in :mod:`.config`; :func:`load` returns a trained :class:`RVAE` whose
+Entry functions (one per Snakemake rule): :func:`make_windows` (:mod:`.inputs`),
+:func:`train` (:mod:`.learn`), :func:`encode` (:mod:`.apply`); the config section in
+:mod:`.config`; :func:`load` returns a trained :class:`RVAE` whose
 ``encode``/``decode``/``latent_maps`` methods are the notebook API.
+
+Names are imported on first use (PEP 562): cutting windows does not import Lightning.
 """
 
-from .apply import encode
-from .config import DEFAULTS
-from .geometry import (
-    circular_agreement,
-    circular_correlation,
-    coordinate_grid,
-    rotate_translate,
-)
-from .inputs import make_windows
-from .learn import fit, load, train
-from .maps import centred_windows, iter_latent_maps, latent_maps
-from .model import RVAE, LossParts, kl_normal
-from .modules import Encoder, SpatialDecoder
-from .windows import sample_windows
+from ..lazy import lazy_names
 
-__all__ = [
-    "DEFAULTS",
-    "RVAE",
-    "Encoder",
-    "LossParts",
-    "SpatialDecoder",
-    "centred_windows",
-    "circular_agreement",
-    "circular_correlation",
-    "coordinate_grid",
-    "encode",
-    "fit",
-    "iter_latent_maps",
-    "kl_normal",
-    "latent_maps",
-    "load",
-    "make_windows",
-    "rotate_translate",
-    "sample_windows",
-    "train",
-]
+#: Where each public name lives.
+_WHERE = {
+    "encode": "apply", "DEFAULTS": "config", "make_windows": "inputs", "fit": "learn", "load": "learn",
+    "train": "learn", "circular_agreement": "geometry", "circular_correlation": "geometry",
+    "coordinate_grid": "geometry", "rotate_translate": "geometry", "centred_windows": "maps",
+    "iter_latent_maps": "maps", "latent_maps": "maps", "RVAE": "model", "LossParts": "model",
+    "kl_normal": "model", "Encoder": "modules", "SpatialDecoder": "modules", "sample_windows": "windows",
+}
+__getattr__, __dir__, __all__ = lazy_names(__name__, _WHERE)

@@ -4,30 +4,25 @@ Layers (DESIGN.md): :class:`UNet` (plain ``nn.Module``), :class:`SegmentationMod
 (LightningModule), :class:`SegmentationData` (LightningDataModule), pure seeded
 augmentation in :mod:`.augment`, normalisation and exact tiled inference in
 :mod:`.infer`; entry functions :func:`train` (:mod:`.learn`), :func:`predict`,
-:func:`input_image`, :func:`load` (:mod:`.apply`); :func:`fit` trains on arrays and
-:func:`probabilities` predicts them (notebooks).
+:func:`load` (:mod:`.apply`), :func:`input_image` (:mod:`.images`); :func:`fit` trains on
+arrays and :func:`probabilities` predicts them (notebooks).
+
+Names are imported on first use (PEP 562): a job that needs only :func:`input_image`
+does not pay for importing Lightning.
 """
 
-from .apply import INPUT_KINDS, input_image, load, predict, probabilities
-from .config import DEFAULTS, resolve_config
-from .data import SegmentationData, auto_class_weights, describe_split
-from .infer import normalize_frames, predict_frames
-from .learn import fit, train
-from .model import (
-                    CLASS_NAMES,
-                    MODEL_KIND,
-                    SegmentationModel,
-                    metrics_table,
-                    quality,
-                    segmentation_loss,
-                    soft_dice_loss,
-                    weighted_cross_entropy,
-)
-from .unet import UNet, context_margin, fuse_for_inference
+from ..lazy import lazy_names
 
-__all__ = [
-    "CLASS_NAMES", "DEFAULTS", "INPUT_KINDS", "MODEL_KIND", "SegmentationData", "SegmentationModel", "UNet",
-    "auto_class_weights", "context_margin", "describe_split", "fit", "fuse_for_inference", "input_image", "load",
-    "metrics_table", "normalize_frames", "predict", "probabilities", "quality",
-    "predict_frames", "resolve_config", "segmentation_loss", "soft_dice_loss", "train", "weighted_cross_entropy",
-]
+#: Where each public name lives.
+_WHERE = {
+    "INPUT_KINDS": "images", "input_image": "images",
+    "load": "apply", "predict": "apply", "probabilities": "apply",
+    "DEFAULTS": "config", "resolve_config": "config",
+    "SegmentationData": "data", "auto_class_weights": "data", "describe_split": "data",
+    "normalize_frames": "infer", "predict_frames": "infer",
+    "fit": "learn", "train": "learn",
+    "CLASS_NAMES": "model", "MODEL_KIND": "model", "SegmentationModel": "model", "metrics_table": "model",
+    "quality": "model", "segmentation_loss": "model", "soft_dice_loss": "model", "weighted_cross_entropy": "model",
+    "UNet": "unet", "context_margin": "unet", "fuse_for_inference": "unet",
+}
+__getattr__, __dir__, __all__ = lazy_names(__name__, _WHERE)

@@ -25,9 +25,9 @@ from ..store import (
     open_store,
     write_file_atomic,
 )
-from .apply import _movie_image
 from .config import resolve_config
 from .data import SegmentationData, describe_split
+from .images import _movie_image
 from .infer import normalize_frames
 from .model import MODEL_KIND, SegmentationModel, metrics_table, quality
 
