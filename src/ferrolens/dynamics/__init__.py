@@ -6,8 +6,13 @@ Modules: :mod:`.kde` (fast linear-binning + FFT KDE, circular for the angle),
 :mod:`.nmf` (seeded NMF with a deterministic component order),
 :mod:`.hysteresis` (branches, virgin curve and cycles of a cycling stimulus, loop
 metrics, intervals from what varies and a test against no loop),
-:mod:`.config` (defaults of the ``dynamics:`` section), :mod:`.api` (entry
-functions called by the workflow).
+:mod:`.pixels` (the pixels used per frame and their spatial blocks),
+:mod:`.densities` (grids, bandwidths and KDEs of the frames), :mod:`.bootstrap`
+(resampled KDEs and NMF weights), :mod:`.table` (the hysteresis table and its
+text), :mod:`.layout` (the dynamics and sweep stores as Datasets), :mod:`.core`
+(the array core: values in, dataset and table out), :mod:`.config` (defaults of
+the ``dynamics:`` section), :mod:`.api` (entry functions called by the
+workflow: paths in, paths out). Only :mod:`.api` reads or writes files.
 """
 
 from .api import dynamics_core, kde_nmf, select_pixels, select_values, sweep_merge
