@@ -194,6 +194,104 @@ def _value(v: float, lo: float = np.nan, hi: float = np.nan) -> str:
     return "—" if not np.isfinite(v) else f"{v:.3g} {_ci(lo, hi)}".strip()
 
 
+def _kde_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str, unit: str, virgin: np.ndarray) -> None:
+    """KDE(variable, frame) as an image, the end of the virgin curve dashed."""
+    ax = fig.add_subplot(cell)
+    # square-root colour scale: one dominant peak would otherwise hide the changing minor modes
+    im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma", norm=PowerNorm(0.5, vmin=0),
+                   extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
+    if virgin.any():
+        ax.axvline(dyn.frame.values[np.flatnonzero(virgin)[-1]], color="w", lw=0.8, ls="--")
+    deg = v == "angle"
+    per = "1/rad, " if deg else (f"1/{unit}, " if unit and unit != "1" else "")
+    fig.colorbar(im, ax=ax, label=f"density ({per}√ scale)")
+    ax.set_xlabel("frame" + (" (dashed: end of the virgin curve)" if virgin.any() else ""))
+    ax.set_ylabel(ylab)
+    ax.set_title(f"KDE({v}, frame)")
+
+
+def _components_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str) -> None:
+    """The NMF components of one variable over its grid."""
+    ax = fig.add_subplot(cell)
+    for c in dyn.component.values:
+        ax.plot(y, d.components.sel(component=c).values, color=f"C{c}", label=f"component {c}")
+    ax.set_xlabel(ylab)
+    ax.set_ylabel("density")
+    ax.set_title(f"NMF components of {v}")
+    ax.legend(frameon=False)
+
+
+def _weights_panel(fig, cell, dyn, v: str, stim, pooled: pd.DataFrame, loop: bool, virgin: np.ndarray,
+                   what: str) -> None:
+    """The NMF weights against the stimulus (a loop with sweep arrows when it cycles), their intervals,
+    each component's p-value in the legend."""
+    ax = fig.add_subplot(cell)
+    w = dyn.weights.sel(variable_nmf=v)
+    for c in dyn.component.values:
+        label = f"component {c}"
+        row = pooled[(pooled.variable == v) & (pooled.component == c)]
+        if len(row) and np.isfinite(row.p_value.iloc[0]):
+            label += f": p = {row.p_value.iloc[0]:.2g}" + (" (significant)" if row.significant.iloc[0] else "")
+        wc = w.sel(component=c).values
+        if loop:
+            _loop(ax, stim.values, wc, f"C{c}", label, virgin)
+        else:
+            ax.plot(stim.values, wc, "-o", color=f"C{c}", ms=2, lw=1.2, label=label)
+        if "weights_ci_low" in dyn and np.isfinite(dyn.weights_ci_low.values).any():
+            lo = dyn.weights_ci_low.sel(variable_nmf=v, component=c).values
+            hi = dyn.weights_ci_high.sel(variable_nmf=v, component=c).values
+            if loop:  # per frame, as vertical bars: a band would join frames across branches
+                ax.vlines(stim.values, lo, hi, color=f"C{c}", alpha=0.3, lw=1.5)
+            else:
+                ax.fill_between(stim.values, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
+    ax.set_xlabel(what)
+    ax.set_ylabel("NMF weight")
+    extra = "\n(arrows: sweep direction; dashed: virgin curve)" if loop and virgin.any() else (
+        "\n(arrows: sweep direction)" if loop else "")
+    ax.set_title(f"weights of {v} vs {stim.name if stim.name != 'frame' else 'frame index'}{extra}")
+    ax.legend(frameon=False)
+
+
+def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None:
+    """The pooled hysteresis table with its notes, or the sentence saying why there is none."""
+    ax.set_axis_off()
+    if not len(pooled):
+        why = tab.note.dropna().iloc[0] if "note" in tab.columns and tab.note.notna().any() else ""
+        ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return
+    level = int(round(100 * float(pooled.ci_level.iloc[0])))
+    u = stim.units
+    rows = []
+    for rr in pooled.itertuples():
+        rows.append([rr.variable, rr.component,
+                     _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
+                     f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
+                     f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
+                     "yes" if rr.significant else "no",
+                     _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
+                     _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high)])
+    cols = ["variable", "component", f"loop area [{level}% CI]", "p", "p (Holm)",
+            f"significant (α = {pooled.alpha.iloc[0]:g})", f"rising coercive ({u}) [CI]",
+            f"falling coercive ({u}) [CI]"]
+    t = ax.table(cellText=rows, colLabels=cols, cellLoc="center", bbox=[0, 0.22, 1, 0.68])
+    t.auto_set_font_size(False)
+    t.set_fontsize(7)
+    r0 = pooled.iloc[0]
+    head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
+            f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
+            f"p: exchanging rising/falling labels of {int(r0.n_units)} matched time blocks)")
+    ax.set_title(head)
+    notes = sorted({n for n in pooled.note.dropna() if n})
+    floor = pooled.p_floor.iloc[0]
+    if np.isfinite(floor) and floor >= float(r0.alpha) / max(len(pooled), 1):
+        blocks = f"{int(r0.n_units)} matched time block{'s' if r0.n_units != 1 else ''}"
+        notes.append(f"With {blocks} p cannot go below {floor:.2g}: "
+                     "no loop can be significant in this movie (more cycles would allow it).")
+    ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top",
+            transform=ax.transAxes)
+
+
 def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
     """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
     with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
@@ -214,89 +312,12 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             d = dyn.sel(variable=v)
             gv = d.grid_value.values
             unit = str(d.variable_units.values)
-            deg = v == "angle"
-            y = np.degrees(gv) if deg else gv
-            ylab = f"{v} (deg)" if deg else (f"{v} ({unit})" if unit and unit != "1" else v)
-            ax = fig.add_subplot(gs[r, 0])
-            # square-root colour scale: one dominant peak would otherwise hide the changing minor modes
-            im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma", norm=PowerNorm(0.5, vmin=0),
-                           extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
-            if virgin.any():
-                ax.axvline(dyn.frame.values[np.flatnonzero(virgin)[-1]], color="w", lw=0.8, ls="--")
-            per = "1/rad, " if deg else (f"1/{unit}, " if unit and unit != "1" else "")
-            fig.colorbar(im, ax=ax, label=f"density ({per}√ scale)")
-            ax.set_xlabel("frame" + (" (dashed: end of the virgin curve)" if virgin.any() else ""))
-            ax.set_ylabel(ylab)
-            ax.set_title(f"KDE({v}, frame)")
-            ax = fig.add_subplot(gs[r, 1])
-            for c in dyn.component.values:
-                ax.plot(y, d.components.sel(component=c).values, color=f"C{c}", label=f"component {c}")
-            ax.set_xlabel(ylab)
-            ax.set_ylabel("density")
-            ax.set_title(f"NMF components of {v}")
-            ax.legend(frameon=False)
-            ax = fig.add_subplot(gs[r, 2])
-            w = dyn.weights.sel(variable_nmf=v)
-            for c in dyn.component.values:
-                label = f"component {c}"
-                row = pooled[(pooled.variable == v) & (pooled.component == c)]
-                if len(row) and np.isfinite(row.p_value.iloc[0]):
-                    label += f": p = {row.p_value.iloc[0]:.2g}" + (" (significant)" if row.significant.iloc[0] else "")
-                wc = w.sel(component=c).values
-                if loop:
-                    _loop(ax, stim.values, wc, f"C{c}", label, virgin)
-                else:
-                    ax.plot(stim.values, wc, "-o", color=f"C{c}", ms=2, lw=1.2, label=label)
-                if "weights_ci_low" in dyn and np.isfinite(dyn.weights_ci_low.values).any():
-                    lo = dyn.weights_ci_low.sel(variable_nmf=v, component=c).values
-                    hi = dyn.weights_ci_high.sel(variable_nmf=v, component=c).values
-                    if loop:  # per frame, as vertical bars: a band would join frames across branches
-                        ax.vlines(stim.values, lo, hi, color=f"C{c}", alpha=0.3, lw=1.5)
-                    else:
-                        ax.fill_between(stim.values, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
-            ax.set_xlabel(what)
-            ax.set_ylabel("NMF weight")
-            extra = "\n(arrows: sweep direction; dashed: virgin curve)" if loop and virgin.any() else (
-                "\n(arrows: sweep direction)" if loop else "")
-            ax.set_title(f"weights of {v} vs {stim.name if stim.name != 'frame' else 'frame index'}{extra}")
-            ax.legend(frameon=False)
-        ax = fig.add_subplot(gs[-1, :])
-        ax.set_axis_off()
-        if len(pooled):
-            level = int(round(100 * float(pooled.ci_level.iloc[0])))
-            u = stim.units
-            rows = []
-            for rr in pooled.itertuples():
-                rows.append([rr.variable, rr.component,
-                             _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
-                             f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
-                             f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
-                             "yes" if rr.significant else "no",
-                             _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
-                             _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high)])
-            cols = ["variable", "component", f"loop area [{level}% CI]", "p", "p (Holm)",
-                    f"significant (α = {pooled.alpha.iloc[0]:g})", f"rising coercive ({u}) [CI]",
-                    f"falling coercive ({u}) [CI]"]
-            t = ax.table(cellText=rows, colLabels=cols, cellLoc="center", bbox=[0, 0.22, 1, 0.68])
-            t.auto_set_font_size(False)
-            t.set_fontsize(7)
-            r0 = pooled.iloc[0]
-            head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
-                    f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
-                    f"p: exchanging rising/falling labels of {int(r0.n_units)} matched time blocks)")
-            ax.set_title(head)
-            notes = sorted({n for n in pooled.note.dropna() if n})
-            floor = pooled.p_floor.iloc[0]
-            if np.isfinite(floor) and floor >= float(r0.alpha) / max(len(pooled), 1):
-                blocks = f"{int(r0.n_units)} matched time block{'s' if r0.n_units != 1 else ''}"
-                notes.append(f"With {blocks} p cannot go below {floor:.2g}: "
-                             "no loop can be significant in this movie (more cycles would allow it).")
-            ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top",
-                    transform=ax.transAxes)
-        else:
-            why = tab.note.dropna().iloc[0] if "note" in tab.columns and tab.note.notna().any() else ""
-            ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
-                    ha="center", va="center", fontsize=9, transform=ax.transAxes)
+            y = np.degrees(gv) if v == "angle" else gv
+            ylab = f"{v} (deg)" if v == "angle" else (f"{v} ({unit})" if unit and unit != "1" else v)
+            _kde_panel(fig, gs[r, 0], dyn, d, v, y, ylab, unit, virgin)
+            _components_panel(fig, gs[r, 1], dyn, d, v, y, ylab)
+            _weights_panel(fig, gs[r, 2], dyn, v, stim, pooled, loop, virgin, what)
+        _hysteresis_table(fig.add_subplot(gs[-1, :]), pooled, tab, stim)
         against = f"against {stim.name}" if stim.name != "frame" else "in frame order"
         fig.suptitle(f"latent dynamics {against}, window n = {window}" + _quality_line(dyn.attrs))
         fig.tight_layout()
