@@ -398,48 +398,15 @@ class LoopOperator:
                                                          frame_weight, cycle_weight)
         # each branch over its own range, for saturated and coercive values
         closed = np.unique(np.concatenate([frames[RISING], frames[FALLING]]))
-        # a branch "spans" the sweep when it comes within the reversal tolerance, or one stimulus step
-        # (a recorded sweep stops one step short of its start), of both ends
-        steps = np.abs(np.diff(x[closed]))
-        tol = max(sweep.tolerance * (x.max() - x.min()), float(np.median(steps[steps > 0])) if (steps > 0).any()
-                  else 0.0)
-        smin, smax = x[closed].min(), x[closed].max()
-        og, own, spans = {}, {}, {}
-        for d in segs:
-            g = own_grid[d] if own_grid is not None else np.linspace(x[frames[d]].min(), x[frames[d]].max(), n_points)
-            og[d] = g
-            own[d], _, _ = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], g, frame_weight,
-                                   cycle_weight)
-            spans[d] = bool(g[0] <= smin + tol and g[-1] >= smax - tol)
+        og, own, spans = _own_branches(sweep, segs, frames, closed, n_points, own_grid, frame_weight, cycle_weight)
         # loop area: at each stimulus value, the mean over the cycles that have both branches there of
         # falling − rising (the pooled branches' difference where no cycle has both); matched units are
         # (cycle, stimulus block) pieces of it
         trap = _trapezoid(grid)
-        pairs = []
-        for k in ks:
-            r = [i for i, (_, kk) in enumerate(segs[RISING]) if kk == k]
-            f = [i for i, (_, kk) in enumerate(segs[FALLING]) if kk == k]
-            if r and f:
-                pairs.append((k, r[0], f[0], seg_covs[RISING][r[0]] & seg_covs[FALLING][f[0]]))
+        pairs = _matched_pairs(ks, segs, seg_covs)
         matched = sum((p[3].astype(float) for p in pairs), np.zeros(grid.size))
         area = trap[matched == 0] @ (pooled[FALLING] - pooled[RISING])[matched == 0]
-        per_branch = []
-        for k in ks:
-            counts = []
-            for d in segs:
-                fr = [s.frames for s, kk in segs[d] if kk == k]
-                if fr:
-                    f = fr[0]
-                    counts.append(int(((x[f] >= grid[0]) & (x[f] <= grid[-1])).sum()))
-            if len(counts) == 2:
-                per_branch.append(min(counts))
-        n_blocks = max(1, max(per_branch, default=0) // max(1, time_block))
-        # block edges half a stimulus step off the frames' values, so that frames of the two branches at
-        # the same stimulus value (up to round-off) always fall in the same block
-        inside = np.unique(x[closed][(x[closed] >= grid[0]) & (x[closed] <= grid[-1])])
-        half = 0.5 * float(np.median(np.diff(inside))) if inside.size > 1 else 0.0
-        edges = np.linspace(grid[0], grid[-1], n_blocks + 1)
-        edges[1:-1] += half
+        n_blocks, edges = _time_blocks(x, ks, segs, closed, grid, time_block)
         rows, ucyc, ublk = [], [], []
         for k, ri, fi, both in pairs:
             scale = np.where(both, trap * 2 / np.maximum(matched, 1), 0.0)
@@ -499,6 +466,61 @@ def _first_crossing(values: np.ndarray, level: np.ndarray, x: np.ndarray, revers
         frac = sa / (sa - sb)
     out = x[i] + frac * (x[i + 1] - x[i])
     return np.where(has, out, np.nan)
+
+
+def _own_branches(sweep: Sweep, segs: dict, frames: dict, closed: np.ndarray, n_points: int, own_grid: dict | None,
+                  frame_weight: np.ndarray | None, cycle_weight: np.ndarray | None) -> tuple[dict, dict, dict]:
+    """Per direction: the branch's own stimulus grid (``own_grid[d]`` when given), the pooled branch
+    (P, F) there, and whether it spans the sweep: it comes within the reversal tolerance, or one
+    stimulus step (a recorded sweep stops one step short of its start), of both ends of ``closed``."""
+    x = sweep.values
+    steps = np.abs(np.diff(x[closed]))
+    tol = max(sweep.tolerance * (x.max() - x.min()), float(np.median(steps[steps > 0])) if (steps > 0).any()
+              else 0.0)
+    smin, smax = x[closed].min(), x[closed].max()
+    og, own, spans = {}, {}, {}
+    for d in segs:
+        g = own_grid[d] if own_grid is not None else np.linspace(x[frames[d]].min(), x[frames[d]].max(), n_points)
+        og[d] = g
+        own[d], _, _ = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], g, frame_weight,
+                               cycle_weight)
+        spans[d] = bool(g[0] <= smin + tol and g[-1] >= smax - tol)
+    return og, own, spans
+
+
+def _matched_pairs(ks: tuple[int, ...], segs: dict, seg_covs: dict) -> list[tuple[int, int, int, np.ndarray]]:
+    """``(cycle, rising index, falling index, grid points both cover)`` of each cycle of ``ks`` with both
+    branches (indices into ``segs[RISING]``/``segs[FALLING]``)."""
+    pairs = []
+    for k in ks:
+        r = [i for i, (_, kk) in enumerate(segs[RISING]) if kk == k]
+        f = [i for i, (_, kk) in enumerate(segs[FALLING]) if kk == k]
+        if r and f:
+            pairs.append((k, r[0], f[0], seg_covs[RISING][r[0]] & seg_covs[FALLING][f[0]]))
+    return pairs
+
+
+def _time_blocks(x: np.ndarray, ks: tuple[int, ...], segs: dict, closed: np.ndarray, grid: np.ndarray,
+                 time_block: int) -> tuple[int, np.ndarray]:
+    """Number of stimulus blocks (about ``time_block`` frames of a branch each) and their edges over
+    ``grid``: edges half a stimulus step off the frames' values, so that frames of the two branches
+    at the same stimulus value (up to round-off) always fall in the same block."""
+    per_branch = []
+    for k in ks:
+        counts = []
+        for d in segs:
+            fr = [s.frames for s, kk in segs[d] if kk == k]
+            if fr:
+                f = fr[0]
+                counts.append(int(((x[f] >= grid[0]) & (x[f] <= grid[-1])).sum()))
+        if len(counts) == 2:
+            per_branch.append(min(counts))
+    n_blocks = max(1, max(per_branch, default=0) // max(1, time_block))
+    inside = np.unique(x[closed][(x[closed] >= grid[0]) & (x[closed] <= grid[-1])])
+    half = 0.5 * float(np.median(np.diff(inside))) if inside.size > 1 else 0.0
+    edges = np.linspace(grid[0], grid[-1], n_blocks + 1)
+    edges[1:-1] += half
+    return n_blocks, edges
 
 
 def loop_metrics(curves: np.ndarray, op: LoopOperator) -> dict[str, np.ndarray]:
