@@ -83,18 +83,15 @@ def wrap(values: np.ndarray, period: float, origin: float | None = None) -> np.n
 
 
 def circular_sd(values: np.ndarray, period: float) -> float:
-    """Circular standard deviation in the variable's units: ``sqrt(-2 ln R) · period / 2π``.
+    """Circular standard deviation in the variable's units, ``sqrt(-2 ln R) · period / 2π``
+    (:func:`scipy.stats.circstd`), capped at the standard deviation of a uniform distribution over
+    one period, which it would exceed for nearly uniform data."""
+    from scipy.stats import circstd
 
-    ``R`` is the mean resultant length of ``exp(2πi·x/period)``. Capped at the
-    standard deviation of a uniform distribution over one period, which it
-    would exceed for nearly uniform data.
-    """
-    theta = (2 * np.pi / period) * np.asarray(values, dtype=float)
-    r = math.hypot(float(np.mean(np.cos(theta))), float(np.mean(np.sin(theta))))
     cap = period / math.sqrt(12.0)
-    if r <= 0:
-        return cap
-    return min(math.sqrt(max(-2.0 * math.log(min(r, 1.0)), 0.0)) * period / (2 * np.pi), cap)
+    with np.errstate(divide="ignore"):
+        sd = float(circstd(np.asarray(values, dtype=float), high=period, low=0.0))
+    return min(sd, cap) if np.isfinite(sd) else cap
 
 
 def rule_bandwidth(values: np.ndarray, method: str, period: float | None = None) -> float:

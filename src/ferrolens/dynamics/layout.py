@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
@@ -164,17 +166,16 @@ def dynamics_dataset(dens: Densities, nmf: Factorisation, counts: np.ndarray, st
 
 # --- the sweep of all window sizes --------------------------------------------------------
 def circular_stats(arr: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:
-    """Circular mean and standard deviation (sqrt(-2 ln R)) per row of ``arr`` (rows, values), NaN ignored;
-    values and results in the variable's units with the given period."""
-    finite = np.isfinite(arr)
-    n = finite.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        theta = np.where(finite, arr, 0.0) * (2 * np.pi / period)
-        c = np.where(finite, np.cos(theta), 0.0).sum(axis=1) / n
-        s = np.where(finite, np.sin(theta), 0.0).sum(axis=1) / n
-        mu = np.arctan2(s, c) * period / (2 * np.pi)
-        r = np.clip(np.hypot(c, s), 1e-300, 1.0)
-        sd = np.sqrt(-2 * np.log(r)) * period / (2 * np.pi)
+    """Circular mean (in ``[-period/2, period/2)``) and standard deviation (``sqrt(-2 ln R)``) per row of
+    ``arr`` (rows, values), NaN ignored (a row with no value: NaN); values and results in the variable's
+    units with the given period. :func:`scipy.stats.circmean` and :func:`scipy.stats.circstd`."""
+    from scipy.stats import circmean, circstd
+
+    half = period / 2
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN row is NaN, as said
+        mu = np.asarray(circmean(arr, high=half, low=-half, axis=1, nan_policy="omit"), dtype=float)
+        sd = np.asarray(circstd(arr, high=half, low=-half, axis=1, nan_policy="omit"), dtype=float)
     return mu, sd
 
 
