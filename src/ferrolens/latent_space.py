@@ -205,69 +205,16 @@ def grid_nmfs(dense: np.ndarray, cfg: dict, seed: int):
     return img, hist, rgb, negative_fraction
 
 
-def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np.ndarray], np.ndarray],
-                      cfg: dict | None, seed: int) -> xr.Dataset:
-    """Latent-space maps from observed codes and a decoder (no I/O).
-
-    Parameters
-    ----------
-    codes : (N, L) observed codes of the free latents (no angle/shift), columns ``labels``.
-    labels : free-latent labels, e.g. ``["z1", "z2"]``.
-    decode : ``decode(z (N, L) float64) -> (N, wy, wx)`` images at angle 0 and zero shift.
-    cfg : the ``latent_space:`` section (partial is fine). seed : seeds the NMFs.
-
-    Returns
-    -------
-    xr.Dataset with dims z1, z2 (coarse), z1_dense, z2_dense, wy, wx, component,
-    hist_component, hist_bin, channel:
-
-    * decoded(z1, z2, wy, wx); contrast_coarse, physical_coarse(z1, z2);
-    * contrast(z1_dense, z2_dense) = max pixel of the decoded image; contrast_reference
-      (1, or with ``contrast_reference = observed`` the median contrast of the decodings at
-      the observed codes); physical = ``low < contrast / contrast_reference < high``;
-      density [1/latent unit²] and code_count;
-    * image_components(component, wy, wx) (mean intensity 1) with
-      image_loadings(component, z1_dense, z2_dense) [intensity];
-    * histogram_components(hist_component, hist_bin) (fractions, sum 1) with
-      histogram_loadings(hist_component, z1_dense, z2_dense) [fraction];
-    * rgb(z1_dense, z2_dense, channel) in [0, 1]: three loading maps, each over its max;
-    * decoded_dense(z1_dense, z2_dense, wy, wx) when ``store_dense_decoded``.
-
-    NMF components are ordered by decreasing total loading (dominant first).
-    """
-    cfg = resolve_config(cfg)
-    codes = np.asarray(codes, dtype=float)
-    labels = list(labels)
-    _check_codes(codes, labels, cfg)
-    G = cfg["dense_grid"]
-    n_bins = cfg["histogram_bins"]
-    pair_index = (labels.index(cfg["pair"][0]), labels.index(cfg["pair"][1]))
-    ranges, range_source = grid_ranges(codes, labels, cfg["pair"], cfg["range_quantiles"], cfg["ranges"])
-    (lo1, hi1), (lo2, hi2) = ranges
-    held = np.nanmedian(codes, axis=0)
-    held = np.where(np.isfinite(held), held, 0.0)
-    held_named = {name: float(held[i]) for i, name in enumerate(labels) if i not in pair_index}
-
-    coarse1, coarse2 = np.linspace(lo1, hi1, cfg["coarse_grid"]), np.linspace(lo2, hi2, cfg["coarse_grid"])
-    dense1, dense2 = np.linspace(lo1, hi1, G), np.linspace(lo2, hi2, G)
-    bs = cfg["batch_size"]
-    coarse = decode_grid(decode, coarse1, coarse2, pair_index, held, bs)
-    dense = decode_grid(decode, dense1, dense2, pair_index, held, bs)
-    wy, wx = dense.shape[2:]
-    if coarse.shape[2:] != (wy, wx):
-        raise InputError("decoder", f"image shape {coarse.shape[2:]} on the coarse grid, {(wy, wx)} on the dense",
-                         "one image shape")
-
+def _dataset(cfg: dict, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarray, dense: np.ndarray,
+             contrast_c: np.ndarray, physical_c: np.ndarray, contrast: np.ndarray, physical: np.ndarray,
+             reference: float, density: np.ndarray, counts: np.ndarray, img, hist, rgb: np.ndarray,
+             found: dict) -> xr.Dataset:
+    """The latent_space store's layout (see :func:`latent_space_core`) from its computed parts; ``found``:
+    the attrs that record what the computation found (held latents, range sources, clipping, codes)."""
+    coarse1, coarse2 = coarse_axes
+    dense1, dense2 = dense_axes
+    G, n_bins, (wy, wx) = len(dense1), cfg["histogram_bins"], dense.shape[2:]
     lo_b, hi_b = cfg["physical_bounds"]
-    contrast = dense.max(axis=(2, 3))
-    contrast_c = coarse.max(axis=(2, 3))
-    reference = contrast_reference(codes, held, decode, cfg["contrast_reference"], seed)
-    physical = (contrast > lo_b * reference) & (contrast < hi_b * reference)
-    physical_c = (contrast_c > lo_b * reference) & (contrast_c < hi_b * reference)
-    counts, density = code_density(codes[:, list(pair_index)], dense1, dense2)
-
-    img, hist, rgb, negative_fraction = grid_nmfs(dense, cfg, seed)
-
     edges = np.linspace(*cfg["histogram_range"], n_bins + 1)
     Z1, Z2, WY, WX, C = store.Z1, store.Z2, store.WY, store.WX, store.COMPONENT
     p1, p2 = cfg["pair"]
@@ -314,16 +261,85 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
                                  {"long_name": "decoded image at angle 0, zero shift"})
     attrs = {
         "mapped_latents": json.dumps(cfg["pair"]),
-        "held_latents": json.dumps(held_named),
-        "range_source": json.dumps(dict(zip(cfg["pair"], range_source))),
+        "held_latents": found["held_latents"],
+        "range_source": found["range_source"],
         "physical_bounds": json.dumps(cfg["physical_bounds"]),
         "contrast_reference_kind": cfg["contrast_reference"],
-        "negative_fraction_clipped": negative_fraction,
-        "n_codes": int(codes.shape[0]),
+        "negative_fraction_clipped": found["negative_fraction_clipped"],
+        "n_codes": found["n_codes"],
         "dims": ("z1, z2: coarse grid (manifold figure); z1_dense, z2_dense: dense grid (maps). Both mean the "
                  "first / second latent of mapped_latents. NMF components ordered by decreasing total loading."),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np.ndarray], np.ndarray],
+                      cfg: dict | None, seed: int) -> xr.Dataset:
+    """Latent-space maps from observed codes and a decoder (no I/O).
+
+    Parameters
+    ----------
+    codes : (N, L) observed codes of the free latents (no angle/shift), columns ``labels``.
+    labels : free-latent labels, e.g. ``["z1", "z2"]``.
+    decode : ``decode(z (N, L) float64) -> (N, wy, wx)`` images at angle 0 and zero shift.
+    cfg : the ``latent_space:`` section (partial is fine). seed : seeds the NMFs.
+
+    Returns
+    -------
+    xr.Dataset with dims z1, z2 (coarse), z1_dense, z2_dense, wy, wx, component,
+    hist_component, hist_bin, channel:
+
+    * decoded(z1, z2, wy, wx); contrast_coarse, physical_coarse(z1, z2);
+    * contrast(z1_dense, z2_dense) = max pixel of the decoded image; contrast_reference
+      (1, or with ``contrast_reference = observed`` the median contrast of the decodings at
+      the observed codes); physical = ``low < contrast / contrast_reference < high``;
+      density [1/latent unit²] and code_count;
+    * image_components(component, wy, wx) (mean intensity 1) with
+      image_loadings(component, z1_dense, z2_dense) [intensity];
+    * histogram_components(hist_component, hist_bin) (fractions, sum 1) with
+      histogram_loadings(hist_component, z1_dense, z2_dense) [fraction];
+    * rgb(z1_dense, z2_dense, channel) in [0, 1]: three loading maps, each over its max;
+    * decoded_dense(z1_dense, z2_dense, wy, wx) when ``store_dense_decoded``.
+
+    NMF components are ordered by decreasing total loading (dominant first).
+    """
+    cfg = resolve_config(cfg)
+    codes = np.asarray(codes, dtype=float)
+    labels = list(labels)
+    _check_codes(codes, labels, cfg)
+    G = cfg["dense_grid"]
+    pair_index = (labels.index(cfg["pair"][0]), labels.index(cfg["pair"][1]))
+    ranges, range_source = grid_ranges(codes, labels, cfg["pair"], cfg["range_quantiles"], cfg["ranges"])
+    (lo1, hi1), (lo2, hi2) = ranges
+    held = np.nanmedian(codes, axis=0)
+    held = np.where(np.isfinite(held), held, 0.0)
+    held_named = {name: float(held[i]) for i, name in enumerate(labels) if i not in pair_index}
+
+    coarse1, coarse2 = np.linspace(lo1, hi1, cfg["coarse_grid"]), np.linspace(lo2, hi2, cfg["coarse_grid"])
+    dense1, dense2 = np.linspace(lo1, hi1, G), np.linspace(lo2, hi2, G)
+    bs = cfg["batch_size"]
+    coarse = decode_grid(decode, coarse1, coarse2, pair_index, held, bs)
+    dense = decode_grid(decode, dense1, dense2, pair_index, held, bs)
+    wy, wx = dense.shape[2:]
+    if coarse.shape[2:] != (wy, wx):
+        raise InputError("decoder", f"image shape {coarse.shape[2:]} on the coarse grid, {(wy, wx)} on the dense",
+                         "one image shape")
+
+    lo_b, hi_b = cfg["physical_bounds"]
+    contrast = dense.max(axis=(2, 3))
+    contrast_c = coarse.max(axis=(2, 3))
+    reference = contrast_reference(codes, held, decode, cfg["contrast_reference"], seed)
+    physical = (contrast > lo_b * reference) & (contrast < hi_b * reference)
+    physical_c = (contrast_c > lo_b * reference) & (contrast_c < hi_b * reference)
+    counts, density = code_density(codes[:, list(pair_index)], dense1, dense2)
+
+    img, hist, rgb, negative_fraction = grid_nmfs(dense, cfg, seed)
+
+    return _dataset(cfg, (coarse1, coarse2), (dense1, dense2), coarse, dense, contrast_c, physical_c, contrast,
+                    physical, reference, density, counts, img, hist, rgb,
+                    {"held_latents": json.dumps(held_named),
+                     "range_source": json.dumps(dict(zip(cfg["pair"], range_source))),
+                     "negative_fraction_clipped": negative_fraction, "n_codes": int(codes.shape[0])})
 
 
 def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], out: str, cfg: dict,
