@@ -45,8 +45,12 @@ def segment_training_figure(metrics: list[str], quality: list[str]):
                     else f"frames {split['val_frames']}")
             b.set(xlabel="epoch", ylabel="IoU", ylim=(0, 1.02), title=f"{k}-class U-Net: held-out IoU ({held})")
             b.legend(loc="lower right")
+            # a log axis over less than a decade labels its minor ticks as 1.2×10⁰: plain numbers instead
+            for fmt in (a.yaxis.set_major_formatter, a.yaxis.set_minor_formatter):
+                fmt(matplotlib.ticker.FormatStrFormatter("%.4g"))
             for ax in (a, b):
-                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+                ax.set_xlim(0.5, float(ep.max()) + 0.5)  # whole epochs, also for a single one
         held_out = dict.fromkeys(q["held_out"] for _, q, _ in runs)  # once when every model holds out the same
         fig.suptitle("\n".join(textwrap.fill(h, 130) for h in held_out), fontsize="small")
         fig.tight_layout()
