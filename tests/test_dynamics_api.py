@@ -17,7 +17,8 @@ from ferrolens.errors import InputError
 LABELS = ["angle", "dx", "dy", "z1", "z2"]
 
 
-def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True, cycles=1.0, window=8):
+def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True, cycles=1.0, window=8,
+                 angle_period=None):
     """A latents store in the rVAE layout: a region of state A (z1 ≈ -2, angle ≈ 0.4) whose
     area follows a hysteretic function of a triangular bias (from 0 V: the first quarter-cycle
     is the virgin curve); state B elsewhere (z1 ≈ 2, angle near the π/2 wrap). Structure
@@ -49,7 +50,7 @@ def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True,
             "code_logsd": ((store.SAMPLE, store.LATENT), np.full((n_samples, len(LABELS)), -2.0)),
         },
         coords=coords,
-        attrs=store.provenance("latents", {"test": True}, window=window),
+        attrs=store.provenance("latents", {"test": True}, window=window, angle_period=angle_period),
     )
     store.write_store(ds, path)
     return frac
@@ -285,3 +286,24 @@ def test_figure_names_its_stimulus_and_says_what_is_left_out(tmp_path, monkeypat
         else:
             assert shown["tables"] == 0 and "against bias" not in text
             assert "time (s)" in text and "which never turns back" in text
+
+
+def test_the_angle_period_is_the_one_the_rvae_recorded(tmp_path):
+    """The latents store owns the angle's period (2π / rvae.angle_symmetry): dynamics takes it, a config
+    value that contradicts it is refused before any computation, and π is taken when neither says."""
+    import math
+
+    cfg = {"variables": ["angle"], "n_components": 2, "bootstrap": 0, "permutations": 99}
+    for recorded, given, expected in ((2 * math.pi, None, 2 * math.pi), (None, None, math.pi), (None, 2.0, 2.0)):
+        lat = tmp_path / f"lat_{recorded}_{given}.zarr"
+        make_latents(lat, n_frames=12, size=16, angle_period=recorded)
+        out = tmp_path / f"dyn_{recorded}_{given}.zarr"
+        kde_nmf(str(lat), None, str(out), str(tmp_path / f"t_{recorded}_{given}.csv"), {**cfg, "angle_period": given}, 0)
+        ds = store.open_store(out, "dynamics")
+        assert ds.attrs["angle_period"] == pytest.approx(expected)
+        grid = ds["grid_value"].sel(variable="angle").values
+        assert grid[-1] - grid[0] == pytest.approx(expected * (1 - 1 / grid.size))  # one period, circular
+    with pytest.raises(InputError, match=r"dynamics\.angle_period.*recorded an angle period of 6\.28319"):
+        kde_nmf(str(tmp_path / f"lat_{2 * math.pi}_None.zarr"), None, str(tmp_path / "x.zarr"),
+                str(tmp_path / "x.csv"), {**cfg, "angle_period": math.pi}, 0)
+    assert not (tmp_path / "x.zarr").exists()

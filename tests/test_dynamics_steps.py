@@ -102,12 +102,14 @@ def test_bandwidths_per_frame_fall_back_on_the_shared_median_where_a_frame_has_n
 
 def test_variable_grid_fixed_range_circular_angle_and_a_widened_degenerate_range():
     cfg = resolve_config({"variables": ["angle", "z1"], "bandwidth": "fixed", "fixed_bandwidth": {"z1": 0.5, "angle": 0.1},
-                          "ranges": {"z1": [-1.0, 3.0]}, "grid_points": 9})
+                          "ranges": {"z1": [-1.0, 3.0]}, "grid_points": 9, "angle_period": 2.5})
     grid, h = variable_grid("z1", [np.zeros(3), np.ones(3)], cfg)
     assert h.tolist() == [0.5, 0.5]
     assert (grid.values[0], grid.values[-1], grid.size) == (-1.0, 3.0, 9)
     grid, _ = variable_grid("angle", [np.zeros(3)], cfg)
-    assert grid.circular and grid.period == pytest.approx(cfg["angle_period"])
+    assert grid.circular and grid.period == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="not resolved"):  # the entry functions resolve it; a step does not guess
+        variable_grid("angle", [np.zeros(3)], {**cfg, "angle_period": None})
     # every value equal: the quantile range is a point, widened by one bandwidth each side
     cfg = resolve_config({"variables": ["z2"], "bandwidth": "fixed", "fixed_bandwidth": {"z2": 0.25}, "range_padding": 0.0,
                           "grid_points": 9})

@@ -116,6 +116,20 @@ def _write_table(table: pd.DataFrame, path: str | Path) -> None:
 
 
 # --- entry functions ----------------------------------------------------------------
+def _angle_period(lat: xr.Dataset, cfg: dict, where: str) -> float:
+    """The angle's period (rad): the one the rVAE recorded with its latents (``angle_period``, made from
+    ``rvae.angle_symmetry``); ``dynamics.angle_period`` must agree with it, and applies alone only to
+    latents that record none (π when it is null too)."""
+    recorded, given = lat.attrs.get("angle_period"), cfg["angle_period"]
+    if recorded is None:
+        return float(given) if given is not None else math.pi
+    if given is not None and not math.isclose(float(given), float(recorded), rel_tol=1e-9):
+        raise InputError("config dynamics.angle_period", f"value {given} but the rVAE of {where} recorded an angle "
+                         f"period of {float(recorded):.6g} rad (2π / rvae.angle_symmetry)",
+                         "null (the rVAE's period), or the same value")
+    return float(recorded)
+
+
 def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: dict, seed: int) -> None:
     """Dynamics of one window size: KDE(L, t), NMF and hysteresis → ``out`` (dynamics.zarr) and ``table``.
 
@@ -145,6 +159,7 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     """
     cfg = resolve_config(cfg)
     lat = store.open_store(latents, "latents")  # mean(frame, y, x, latent) and latent labels: declared
+    cfg = resolve_config({**cfg, "angle_period": _angle_period(lat, cfg, latents)})
     labels = _check_request(lat, segmentation, cfg)
     structure = (_structure_mask(segmentation, lat, cfg["structure_class"])
                  if cfg["pixels"] == "structure" else None)

@@ -5,6 +5,8 @@ the stimulus → the dynamics dataset and the hysteresis table.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -100,7 +102,8 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     ----------
     frames : ``{variable: [values of frame 0, …]}``, the same pixels for every variable
         of a frame (see :func:`~ferrolens.dynamics.pixels.select_pixels`). ``angle`` is circular
-        with period ``cfg['angle_period']`` (rad); other variables are linear (latent units).
+        with period ``cfg['angle_period']`` (rad; None: π, lines and walls); other variables are
+        linear (latent units).
     bias : (F,) bias per frame in V, or None.
     cfg : the ``dynamics:`` section (partial is fine; defaults filled).
     seed : seeds the NMF initialisation and every resample.
@@ -116,6 +119,8 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     (variable or 'stacked', component, cycle), columns :data:`~ferrolens.dynamics.table.TABLE_COLUMNS`.
     """
     cfg = resolve_config(cfg)
+    if cfg["angle_period"] is None:  # no latents store to ask (kde_nmf passes the one it records)
+        cfg = resolve_config({**cfg, "angle_period": math.pi})
     counts = check_frames(frames, cfg, blocks)
     stim, bias = checked_stimulus(stimulus, bias, time, counts.size)
     boot_seed, _, stat_seed = np.random.SeedSequence(seed).spawn(3)

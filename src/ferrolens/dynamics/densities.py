@@ -38,6 +38,8 @@ def variable_grid(name: str, frames: list[np.ndarray], cfg: dict) -> tuple[Grid,
     ``range_quantiles`` of all frames' values padded by ``range_padding`` median bandwidths.
     """
     period = cfg["angle_period"] if name == ANGLE else None
+    if name == ANGLE and period is None:
+        raise ValueError("the angle's period is not resolved (null): kde_nmf takes the rVAE's, dynamics_core π")
     h = bandwidths(name, frames, cfg, period)
     if period:
         return circular_grid(period, cfg["grid_points"]), h
