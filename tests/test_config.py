@@ -75,6 +75,9 @@ def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
     for extra, message in bad:
         with pytest.raises(InputError, match=message):
             cfgmod.validate({**copy.deepcopy(base), **copy.deepcopy(extra)})
+    # named as the schema's errors are: the user's file, then the key
+    with pytest.raises(InputError, match=r"^my\.yaml: key rvae\.epochs: "):
+        cfgmod.validate({**copy.deepcopy(base), "windows": [8, 12], "rvae": {"epochs": {8: 3}}}, where="my.yaml")
     # the same configs are fine where the rule holds
     cfgmod.validate({**copy.deepcopy(base), "windows": [8, 12], "rvae": {"epochs": {8: 3, 12: 2}}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"segmentation": 2}})

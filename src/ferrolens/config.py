@@ -87,11 +87,15 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", w
                              described or "a config matching workflow/schemas/config.schema.yaml")
     for name, dataset in (config.get("datasets") or {}).items():
         check_dataset(f"datasets.{name}", dataset)
-    for name, check in CROSS_CHECKS.items():
-        if isinstance(config.get(name), dict):
-            check(config[name])
-    if whole:
-        check_workflow(config)
+    try:
+        for name, check in CROSS_CHECKS.items():
+            if isinstance(config.get(name), dict):
+                check(config[name])
+        if whole:
+            check_workflow(config)
+    except InputError as exc:  # name the user's file, as the schema's messages do
+        key = (exc.where or "").removeprefix("config ")
+        raise InputError(where, f"key {key}: {exc.problem}", exc.expected) from None
     return config
 
 

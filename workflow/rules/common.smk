@@ -48,12 +48,7 @@ LABELLED = [d for d in DATASETS if config["datasets"][d]["labels"]["frames"]]
 WINDOWS = sorted(config["windows"])
 SEG_VARIANTS = sorted(config["segment"]["n_classes"])
 RVAE_INPUT = config["rvae"]["input"]  # walls | classes | raw
-RVAE_SEG = config["rvae"]["segmentation"]  # class count of the model feeding the rVAE
-if RVAE_INPUT != "raw" and RVAE_SEG not in SEG_VARIANTS:
-    raise ValueError(
-        f"config: rvae.segmentation = {RVAE_SEG} names a segmentation that is not trained "
-        f"(expected one of segment.n_classes = {SEG_VARIANTS}, or rvae.input: raw)"
-    )
+RVAE_SEG = config["rvae"]["segmentation"]  # class count of the model feeding the rVAE (trained: checked in validate)
 # the rVAE stages run on every dataset whose input exists: segmented (labelled) ones, or all with raw input
 RVAE_DATASETS = DATASETS if RVAE_INPUT == "raw" else LABELLED
 
