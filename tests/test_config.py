@@ -83,3 +83,27 @@ def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"segmentation": 2}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"input": "raw"}})
 
+
+
+def test_the_typed_sections_are_generated_from_the_current_schema_and_cover_every_key():
+    """ferrolens/sections.py (TypedDicts of the checked sections) is what the schema gives today, and
+    each section's type names exactly the keys the checked section holds, nested ones too."""
+    import typing
+    from pathlib import Path
+
+    from ferrolens import sections
+
+    current = Path(sections.__file__).read_text()
+    assert current == cfgmod.typed_sections(), "regenerate: python -m ferrolens.config > src/ferrolens/sections.py"
+
+    def keys_match(cls, value, where):
+        hints = typing.get_type_hints(cls)
+        assert set(hints) == set(value), where
+        for key, hint in hints.items():
+            if typing.is_typeddict(hint):
+                keys_match(hint, value[key], f"{where}.{key}")
+
+    for name in cfgmod.SECTIONS:
+        cls = getattr(sections, cfgmod._camel(name) + "Config")
+        keys_match(cls, cfgmod.section(name), name)
+    assert typing.get_type_hints(sections.DynamicsConfig)["angle_period"] == float | None

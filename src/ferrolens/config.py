@@ -308,3 +308,65 @@ def check_workflow(config: dict) -> None:
     if rvae.get("input", "walls") != "raw" and n_classes is not None:
         require("rvae", rvae.get("segmentation") in n_classes, "segmentation", rvae.get("segmentation"),
                 f"one of segment.n_classes = {list(n_classes)} (a trained segmentation), or rvae.input: raw")
+
+
+# --- typed sections: ferrolens/sections.py is generated from the schema fragments -------------
+SECTIONS = ("segment", "rvae", "dynamics", "latent_space", "figures")
+
+
+def _camel(*parts: str) -> str:
+    return "".join(p.replace("_", " ").title().replace(" ", "") for p in parts)
+
+
+def _python_type(schema: dict, name: tuple[str, ...], classes: list[str]) -> str:
+    """The Python annotation of a schema node; nested objects with properties become TypedDicts
+    (their source appended to ``classes``)."""
+    if "oneOf" in schema or "anyOf" in schema:
+        kinds = [_python_type(s, name, classes) for s in schema.get("oneOf", schema.get("anyOf"))]
+        return " | ".join(dict.fromkeys(kinds))
+    if "enum" in schema:
+        return "Literal[" + ", ".join(repr(v) for v in schema["enum"]) + "]"
+    types = schema.get("type", "object")
+    if isinstance(types, list):
+        return " | ".join(_python_type({**schema, "type": t}, name, classes) for t in types)
+    if types == "object" and schema.get("properties"):
+        return _typed_dict(schema, name, classes)
+    if types == "object":
+        extra = schema.get("additionalProperties")
+        return f"dict[str, {_python_type(extra, name, classes)}]" if isinstance(extra, dict) else "dict[str, Any]"
+    if types == "array":
+        return f"list[{_python_type(schema.get('items', {}), name, classes)}]"
+    return {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "None"}[types]
+
+
+def _typed_dict(schema: dict, name: tuple[str, ...], classes: list[str]) -> str:
+    cls = _camel(*name) + "Config"
+    lines = []
+    for key, sub in schema["properties"].items():
+        lines.append(f"    {key}: {_python_type(sub, (*name, key), classes)}")
+        doc = " ".join(str(sub.get("description", "")).split())
+        if doc:
+            lines.append(f'    """{doc.replace(chr(92), chr(92) * 2)}"""')
+    classes.append(f"class {cls}(TypedDict):\n" + f'    """``{".".join(name)}:`` (checked, defaults filled, read-only)."""\n\n'
+                   + "\n".join(lines))
+    return cls
+
+
+def typed_sections(schema: str | Path = SCHEMA) -> str:
+    """The source of ``ferrolens/sections.py``: one ``TypedDict`` per config section (and nested
+    object) with each key's type and description, from the schema fragments."""
+    folder = Path(schema).resolve().parent / "fragments"
+    classes: list[str] = []
+    for name in SECTIONS:
+        _typed_dict(yaml.safe_load((folder / f"{name}.yaml").read_text()), (name,), classes)
+    head = ('"""Types of the checked config sections, generated from the schema fragments by\n'
+            "``python -m ferrolens.config > src/ferrolens/sections.py``; ``tests/test_config.py`` checks it\n"
+            'is current. :func:`ferrolens.config.section` hands these out, frozen."""\n\n'
+            "from __future__ import annotations\n\nfrom typing import "
+            + ("Any, " if any("Any]" in c for c in classes) else "") + "Literal, TypedDict\n\n__all__ = "
+            + repr([c.split("(")[0].removeprefix("class ") for c in classes]).replace("'", '"') + "\n")
+    return head + "\n\n" + "\n\n\n".join(classes) + "\n"
+
+
+if __name__ == "__main__":
+    print(typed_sections(), end="")

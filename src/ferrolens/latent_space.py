@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
 
 from . import store
 from .config import section as config_section
+from .sections import LatentSpaceConfig
 from .dynamics.nmf import fit_nmf
 from .errors import InputError
 from .store import CHANNEL, HIST_BIN, HIST_COMPONENT, Z1D, Z2D
@@ -45,13 +46,13 @@ POSE_LATENTS = ("angle", "dx", "dy")
 DEFAULTS: dict[str, Any] = config_section("latent_space")
 
 
-def resolve_config(cfg: dict | None) -> dict:
+def resolve_config(cfg: dict | None) -> LatentSpaceConfig:
     """``cfg`` (the ``latent_space:`` section, possibly partial) with defaults filled, checked and
     frozen (:func:`ferrolens.config.section`: the schema, then its cross-field rules).
 
     Unknown keys and out-of-range values raise :class:`InputError` naming the key.
     """
-    return config_section("latent_space", cfg)
+    return cast(LatentSpaceConfig, config_section("latent_space", cfg))
 
 
 # --- pieces --------------------------------------------------------------------------

@@ -6,17 +6,19 @@ Both come from ``workflow/schemas/fragments/dynamics.yaml`` and the cross-field 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..config import section as config_section
+from ..sections import DynamicsConfig
 
 #: Defaults of the ``dynamics:`` section, read from its schema fragment (the one source of them).
 DEFAULTS: dict[str, Any] = config_section("dynamics")
 
-def resolve_config(cfg: dict | None) -> dict:
+
+def resolve_config(cfg: dict | None) -> DynamicsConfig:
     """``cfg`` (the ``dynamics:`` section, possibly partial) with defaults filled, checked and
     frozen (:func:`ferrolens.config.section`: the schema, then its cross-field rules).
 
     Unknown keys and out-of-range values raise :class:`InputError` naming the key.
     """
-    return config_section("dynamics", cfg)
+    return cast(DynamicsConfig, config_section("dynamics", cfg))

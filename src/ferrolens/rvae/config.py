@@ -6,20 +6,21 @@ All from ``workflow/schemas/fragments/rvae.yaml`` and the cross-field rules in :
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..config import section as config_section
 from ..errors import InputError
+from ..sections import RvaeConfig
 
 #: Defaults of the ``rvae:`` config section, read from its schema fragment (the one source of them).
 DEFAULTS: dict[str, Any] = config_section("rvae")
 
 
-def resolve_config(cfg: dict | None) -> dict:
+def resolve_config(cfg: dict | None) -> RvaeConfig:
     """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`."""
-    return config_section("rvae", cfg)
+    return cast(RvaeConfig, config_section("rvae", cfg))
 
 
 def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
