@@ -26,7 +26,7 @@ below hold for both:
   by every process (``Trainer.save_checkpoint`` ends with a barrier) and
   renamed into place by rank 0 (:func:`save_checkpoint_atomic`). Values that
   a process computes from its share of the data and that decide something
-  (the monitored metric) are summed over processes (:func:`sum_across_processes`).
+  (the monitored metric) are summed over processes (torchmetrics metrics of the model).
 * **Strategies.** ``auto`` (one process for one device; Lightning's choice,
   ``ddp``, for several when run as a script) and ``ddp``. ``ddp_spawn`` is not
   offered: its children re-import the main script, and a workflow script has
@@ -43,12 +43,11 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from .errors import InputError
 
@@ -208,22 +207,6 @@ def device_for(accelerator: str, where: str) -> torch.device:
 
 
 # --- inside fit ------------------------------------------------------------------------
-def sum_across_processes(trainer: Any, values: np.ndarray | Sequence[float], device: torch.device | str) -> np.ndarray:
-    """``values`` (float64) summed over the processes of a DDP run; unchanged in a single process.
-
-    Every process must call this at the same point (it is a collective).
-    ``device``: where the reduction runs (the module's device: NCCL needs CUDA tensors).
-    Counts stay exact up to 2**53.
-    """
-    vec = np.asarray(values, dtype=np.float64).ravel()
-    if trainer is None or int(getattr(trainer, "world_size", 1)) <= 1:
-        return vec
-    import torch
-
-    total = trainer.strategy.reduce(torch.as_tensor(vec, device=device), reduce_op="sum")
-    return total.detach().cpu().numpy().astype(np.float64)
-
-
 def save_checkpoint_atomic(trainer: Any, path: str | Path, weights_only: bool) -> None:
     """``trainer.save_checkpoint`` on every process, renamed onto ``path`` by global rank 0 only.
 

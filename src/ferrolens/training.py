@@ -144,10 +144,11 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
 
     Parameters
     ----------
-    par : devices, strategy and threads (:func:`ferrolens.parallel.plan`).
+    par : devices, strategy and threads (:func:`ferrolens.parallel.plan`; its threads apply while
+        fitting, :meth:`~ferrolens.parallel.Plan.fit_threads`).
     out : output folder (created): ``last.ckpt``, the CSV logs in ``out/logs``.
-    seed : seeds weights (set before ``model`` is made by the caller: pass it made after
-        :func:`seed_everything`), data order and the per-epoch noise.
+    seed : seeds the data order and the per-epoch noise (:class:`EpochSeed`); the caller seeds
+        the weights with :func:`seed_everything` before it makes ``model``.
     salt : :class:`EpochSeed`'s stream of this model.
     resume_key : digest of what must be equal to resume ``last.ckpt`` (:func:`resumable`).
     kind : the model kind its checkpoints record (``ferrolens_model``).
@@ -162,7 +163,6 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
     are not, so a GPU run only warns, unless ``deterministic`` is given.
     """
     out = Path(out)
-    par.set_threads()
     if not progress:
         quiet_lightning()
     out.mkdir(parents=True, exist_ok=True)

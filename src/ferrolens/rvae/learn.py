@@ -105,6 +105,7 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
     """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
     returns the model and its metrics (rank 0 writes)."""
     par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
+    par.set_threads()  # the rule's threads from here on (fit_threads keeps them while fitting)
     if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
         raise InputError(where, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
                          "values in [0, 1] for rvae.reconstruction = 'bce'")

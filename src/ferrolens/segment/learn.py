@@ -134,6 +134,7 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     t, norm = cfg["train"], cfg["normalize"]
     n_classes = len(names)
     par = plan(t["accelerator"], t["devices"], t["strategy"], threads, "segment.train")
+    par.set_threads()  # before the normalisation, which runs on torch threads too
     images, _, _ = normalize_frames(raw, norm["low_percentile"], norm["high_percentile"])
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
