@@ -166,9 +166,6 @@ class Frozen(dict):
     def __reduce__(self):
         return freeze, (thaw(self), self.checked_as)
 
-    def __hash__(self):
-        return hash(json.dumps(self, sort_keys=True, default=str))
-
 
 class FrozenList(list):
     """A config list that cannot be changed; ``list + list`` and slices give plain lists."""
@@ -187,9 +184,6 @@ class FrozenList(list):
 
     def __reduce__(self):
         return FrozenList, (list(self),)
-
-    def __hash__(self):
-        return hash(json.dumps(self, default=str))
 
 
 def freeze(value: Any, checked_as: str | None = None) -> Any:
@@ -295,18 +289,17 @@ CROSS_CHECKS = {"segment": _check_segment, "dynamics": _check_dynamics, "latent_
 
 
 def check_workflow(config: dict) -> None:
-    """Rules between sections of a whole config: every window size has its rVAE epochs, and the
-    rVAE reads a segmentation that is trained."""
-    rvae, windows = config.get("rvae") or {}, config.get("windows") or []
-    epochs = rvae.get("epochs")
+    """Rules between sections of a whole config (validated by the schema, defaults filled): every
+    window size has its rVAE epochs, and the rVAE reads a segmentation that is trained."""
+    rvae, windows, n_classes = config["rvae"], config["windows"], config["segment"]["n_classes"]
+    epochs = rvae["epochs"]
     if isinstance(epochs, dict):
         given = {int(k) for k in epochs}
         missing = [w for w in windows if int(w) not in given]
         require("rvae", not missing, "epochs", thaw(epochs),
                 f"an entry for every window size (windows {list(windows)}; missing {missing})")
-    n_classes = (config.get("segment") or {}).get("n_classes")
-    if rvae.get("input", "walls") != "raw" and n_classes is not None:
-        require("rvae", rvae.get("segmentation") in n_classes, "segmentation", rvae.get("segmentation"),
+    if rvae["input"] != "raw":
+        require("rvae", rvae["segmentation"] in n_classes, "segmentation", rvae["segmentation"],
                 f"one of segment.n_classes = {list(n_classes)} (a trained segmentation), or rvae.input: raw")
 
 

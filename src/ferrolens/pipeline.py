@@ -12,11 +12,12 @@ from . import store
 
 def rvae_images(movie: str, segmentation: str | None, cfg: dict):
     """The rVAE input images(frame, y, x) in [0, 1], lazily, as ``rvae.input`` chooses."""
+    from .rvae.config import resolve_config
     from .segment.images import input_image
 
-    mv = store.open_store(movie, "movie", ["image"])
-    seg = store.open_store(segmentation, "segmentation", ["probability", "label"]) if segmentation else None
-    return input_image(mv, seg, cfg.get("input", "walls"))
+    mv = store.open_store(movie, "movie")  # variables and dims: the declarations'
+    seg = store.open_store(segmentation, "segmentation") if segmentation else None
+    return input_image(mv, seg, resolve_config(cfg)["input"])
 
 
 def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cfg: dict, seed: int) -> None:
