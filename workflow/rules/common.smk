@@ -25,6 +25,7 @@ RVAE_MODEL = f"{RVAE}/model.ckpt"
 LATENTS = f"{RVAE}/latents.zarr"
 DYNAMICS = f"{RVAE}/dynamics.zarr"
 LATENT_SPACE = f"{RVAE}/latent_space.zarr"
+SWITCHING = f"{RVAE}/switching.zarr"
 SWEEP = f"{DATASET}/sweep.zarr"
 
 
@@ -58,8 +59,44 @@ wildcard_constraints:
     window=r"\d+",
 
 
+def canonical(value):
+    """``value`` with every mapping's keys sorted: Snakemake compares params by their repr, so the
+    order of keys in a user's YAML must not rerun anything."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+def pick(mapping, *keys, drop=()):
+    """The settings a rule's outputs depend on: entries ``keys`` of a config mapping (every entry
+    when none is named) less the dotted paths ``drop``, canonical. A rule's params carry only these,
+    so that editing another key reruns nothing of it (src/ferrolens/schemas/dependencies.yaml)."""
+    out = canonical({k: mapping[k] for k in (keys or mapping)})
+    for path in drop:
+        *parents, leaf = path.split(".")
+        inner = out
+        for p in parents:
+            inner = inner.get(p, {})
+        inner.pop(leaf, None)
+    return out
+
+
 def dataset_cfg(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+def movie_settings(wildcards):
+    """What the movie store depends on: the dataset's section less its labels and the generator's
+    settings (a synthetic dataset's movie depends on those through the generator's store)."""
+    return pick(dataset_cfg(wildcards), drop=["labels", "synthetic"])
+
+
+def label_settings(wildcards):
+    """What the labels store depends on: the labels and the movie's crop and binning (its frame
+    selection comes with the movie store)."""
+    return pick(dataset_cfg(wildcards), "labels", "crop", "bin")
 
 
 def synthetic_spec(wildcards):
@@ -125,13 +162,24 @@ def seed_of(stage, wildcard):
     return job_seed
 
 
+# rvae keys of cutting windows, and of encoding; every other rvae key is training's
+RVAE_WINDOW_KEYS = ["input", "segmentation", "sampling", "count", "stride", "min_std"]
+RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "quality"]
+
+
+def rvae_train_settings(wildcards):
+    """What one window size's model depends on: the training keys of ``rvae``, with ``epochs`` its
+    own number (editing another size's entry retrains only that one)."""
+    epochs = config["rvae"]["epochs"]
+    if isinstance(epochs, dict):  # keys: int or str (a mapping merged from YAML); every size has one (validate)
+        epochs = {int(k): v for k, v in epochs.items()}[int(wildcards.window)]
+    drop = [k for k in RVAE_WINDOW_KEYS + RVAE_ENCODE_KEYS if k not in ("accelerator", "quality")]
+    return {**pick(config["rvae"], drop=drop), "epochs": epochs}
+
+
 def rvae_segmentation(wildcards):
     """The segmentation store the rVAE input comes from ([] for raw frames)."""
     if RVAE_INPUT == "raw":
         return []
     return rules.segment_predict.output[0].format(dataset=wildcards.dataset, classes=RVAE_SEG)
 
-
-def rvae_windows(wildcards):
-    """The window sizes a dataset's frames must hold (none when the rVAE does not run on it)."""
-    return WINDOWS if wildcards.dataset in RVAE_DATASETS else []

@@ -12,7 +12,7 @@ rule dynamics_kde_nmf:
         store=directory(DYNAMICS),
         table=f"{RVAE}/hysteresis.csv",
     params:
-        cfg=config["dynamics"],
+        cfg=pick(config["dynamics"]),
         seed=seed_of("dynamics", "window"),
     log:
         log_of(DYNAMICS),
@@ -35,7 +35,7 @@ rule latent_space_map:
     output:
         directory(LATENT_SPACE),
     params:
-        cfg=config["latent_space"],
+        cfg=pick(config["latent_space"]),
         seed=seed_of("latent_space", "window"),
     log:
         log_of(LATENT_SPACE),

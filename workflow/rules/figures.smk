@@ -4,12 +4,13 @@
 # and is a report() item with the caption workflow/report/<name>.rst.
 # Per table entry: doc (the rule's docstring), file (PNG name under results/{dataset}/figures/;
 # with {window}: one figure per window size), kind, category (report), datasets (those that get
-# it), input, and optionally extra (keyword arguments) and resources (above profiles/default's).
+# it), input, and optionally extra (keyword arguments), settings (the figures: keys it reads besides dpi
+# and vector) and resources (above profiles/default's).
 FIGURES = {
     "frames": dict(
         doc="Fig. 1: frames at chosen biases.",
         file="fig1_frames", kind="frames_at_bias", category="1 movie", datasets=DATASETS,
-        input=dict(movie=rules.ingest_movie.output[0]),
+        input=dict(movie=rules.ingest_movie.output[0]), settings=["biases"],
     ),
     "segmentation": dict(
         doc="Fig. 2: raw frame, 2- and 3-class segmentation, wall channel.",
@@ -18,6 +19,7 @@ FIGURES = {
             movie=rules.ingest_movie.output[0],
             segmentations=expand(rules.segment_predict.output[0], classes=SEG_VARIANTS, allow_missing=True),
         ),
+        settings=["frame"],
     ),
     "segment_training": dict(
         doc="U-Net training curves (losses, held-out IoU per class) of every class count.",
@@ -26,6 +28,7 @@ FIGURES = {
             metrics=expand(rules.segment_train.output.metrics, classes=SEG_VARIANTS, allow_missing=True),
             quality=expand(rules.segment_train.output.quality, classes=SEG_VARIANTS, allow_missing=True),
         ),
+        extra={"min_iou": config["segment"]["train"]["min_iou"]},  # judged here, not in training
     ),
     "latent_codes": dict(
         doc="Fig. 3: decoded manifold, latent points by frame, angle histogram (per window size).",
@@ -46,6 +49,7 @@ FIGURES = {
             latents=expand(rules.rvae_encode.output[0], window=WINDOWS, allow_missing=True),
         ),
         extra={"windows": WINDOWS},
+        settings=["frame"],
         resources={"mem_mb": 4000},
     ),
     "dynamics": dict(
@@ -83,7 +87,7 @@ for fig_name, fig in FIGURES.items():
             ),
         params:
             kind=fig["kind"],
-            cfg=config["figures"],
+            cfg=pick(config["figures"], "dpi", "vector", *fig.get("settings", [])),
             **({"extra": fig["extra"]} if "extra" in fig else {}),
         log:
             log_of(figure_path(fig["file"])),

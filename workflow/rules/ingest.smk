@@ -26,8 +26,7 @@ rule ingest_movie:
     output:
         directory(MOVIE),
     params:
-        cfg=dataset_cfg,
-        windows=rvae_windows,
+        cfg=movie_settings,
     log:
         log_of(MOVIE),
     benchmark:
@@ -50,7 +49,7 @@ rule ingest_labels:
     output:
         directory(LABELS),
     params:
-        cfg=dataset_cfg,
+        cfg=label_settings,
         classes=config["classes"],
     log:
         log_of(LABELS),

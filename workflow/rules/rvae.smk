@@ -9,7 +9,7 @@ rule rvae_windows:
     output:
         directory(WINDOW_STORE),
     params:
-        cfg=config["rvae"],
+        cfg=pick(config["rvae"], *RVAE_WINDOW_KEYS),
         seed=seed_of("rvae_windows", "window"),
     log:
         log_of(WINDOW_STORE),
@@ -32,7 +32,7 @@ rule rvae_train:
         model=RVAE_MODEL,
         metrics=f"{RVAE}/metrics.csv",
     params:
-        cfg=config["rvae"],
+        cfg=rvae_train_settings,
         seed=seed_of("rvae_train", "window"),
     log:
         log_of(RVAE_MODEL),
@@ -57,7 +57,7 @@ rule rvae_encode:
     output:
         directory(LATENTS),
     params:
-        cfg=config["rvae"],
+        cfg=pick(config["rvae"], *RVAE_ENCODE_KEYS),
     log:
         log_of(LATENTS),
     benchmark:

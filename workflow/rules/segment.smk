@@ -13,7 +13,8 @@ rule segment_train:
         metrics=f"{SEGMENT}/metrics.csv",
         quality=f"{SEGMENT}/quality.json",
     params:
-        cfg=config["segment"],
+        # the quality floor is applied where the quality is drawn (figure_segment_training), not in training
+        cfg=pick(config["segment"], "model", "normalize", "train", "augment", drop=["train.min_iou"]),
         seed=seed_of("segment", "classes"),
     log:
         log_of(SEGMENT_MODEL),
@@ -37,7 +38,7 @@ rule segment_predict:
     output:
         directory(SEGMENTATION),
     params:
-        cfg=config["segment"],
+        cfg=pick(config["segment"], "predict"),
     log:
         log_of(SEGMENTATION),
     benchmark:

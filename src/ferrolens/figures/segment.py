@@ -25,9 +25,13 @@ def _read(metrics: str, quality: str) -> tuple[pd.DataFrame, dict, list[str]]:
     return df, json.loads(Path(quality).read_text()), names
 
 
-def segment_training_figure(metrics: list[str], quality: list[str]):
+def segment_training_figure(metrics: list[str], quality: list[str], min_iou: float = 0.6):
     """The figure of :func:`segment_training`, not saved (one row per model)."""
-    runs = [_read(m, q) for m, q in zip(metrics, quality, strict=True)]
+    from ..segment.model import judge
+
+    # the floor is applied here, where the quality is reported: training records the measurement only
+    runs = [(df, {**q, **judge(q, min_iou)}, names) for df, q, names in
+            (_read(m, q) for m, q in zip(metrics, quality, strict=True))]
     with style():
         fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)
         for (df, q, names), (a, b) in zip(runs, axes):
@@ -39,7 +43,7 @@ def segment_training_figure(metrics: list[str], quality: list[str]):
             for n in names:
                 b.plot(ep, df[f"iou_{n}"], "o-", label=n)
             b.plot(ep, df["val_miou"], "k--", label="mean")
-            b.axhline(q["min_iou"], color="C3", ls=":", lw=1, label="train.min_iou")
+            b.axhline(min_iou, color="C3", ls=":", lw=1, label="train.min_iou")
             split = q["split"]
             held = ("a strip of each labelled frame" if split["holdout"] == "regions"
                     else f"frames {split['val_frames']}")
@@ -59,13 +63,13 @@ def segment_training_figure(metrics: list[str], quality: list[str]):
     return fig
 
 
-def segment_training(metrics: list[str], quality: list[str], out: str, cfg: dict) -> Path:
+def segment_training(metrics: list[str], quality: list[str], out: str, cfg: dict, min_iou: float = 0.6) -> Path:
     """U-Net training curves, one row per model (class count): train and held-out loss per epoch,
     and the held-out IoU of each class and their mean against ``train.min_iou``.
 
     ``metrics`` are the models' ``metrics.csv`` (epoch, step, train_loss, val_loss, val_miou,
-    iou_<class>) and ``quality`` their ``quality.json`` (split, held_out, quality_warning,
-    min_iou, ...), in the same order. What was held out is the title; a model whose held-out
-    IoU is below ``min_iou`` gets its warning in red under the panels.
+    iou_<class>) and ``quality`` their ``quality.json`` (heldout_miou, heldout_iou_wall, split,
+    held_out, ...), in the same order. What was held out is the title; a model whose held-out
+    IoU is below ``min_iou`` (``segment.train.min_iou``, default 0.6) gets its warning in red under the panels.
     """
-    return save(segment_training_figure(metrics, quality), out, cfg)
+    return save(segment_training_figure(metrics, quality, min_iou), out, cfg)

@@ -30,7 +30,7 @@ from ..store import (
 from .config import resolve_config
 from .images import NORMALISATION, _movie_image
 from .infer import normalize_frames, predict_frames, resolve_precision
-from .model import MODEL_KIND, SegmentationModel, metrics_table, quality
+from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
 from .unet import fuse_for_inference
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,9 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
         class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
         tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
         precision="bfloat16 autocast" if bf16 else "float32",
-        # the model's own quality, where a notebook user reads the results (see quality())
-        **quality(metrics_table(model.history, names), cfg))
+        # the model's held-out IoU, where a notebook user reads the results (judged against train.min_iou
+        # where it is reported: segment.quality(), the training figure)
+        **measure(metrics_table(model.history, names)))
     encoding = {"probability": {"chunks": (1, len(names), h, w)}, "label": {"chunks": (1, h, w)}}
 
     def parts():

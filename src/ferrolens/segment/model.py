@@ -213,22 +213,33 @@ def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
     return pd.DataFrame([{c: r[c] for c in cols} for r in history], columns=cols)
 
 
-def quality(metrics: pd.DataFrame, cfg: dict) -> dict[str, Any]:
-    """The held-out IoU of the model kept (best mean IoU) and whether it is below ``train.min_iou``.
-
-    Returns ``{"heldout_miou", "heldout_iou_wall", "quality_ok", "quality_warning"}``; the
-    warning is a plain sentence (empty when the model is good enough).
-    """
+def measure(metrics: pd.DataFrame) -> dict[str, float]:
+    """The held-out IoU of the model kept (best mean IoU): ``{"heldout_miou", "heldout_iou_wall"}``
+    (NaN when no epoch was validated). Training records it; :func:`judge` applies the floor where it is
+    reported, so a changed ``train.min_iou`` retrains nothing."""
     if metrics.empty:
-        return {"heldout_miou": float("nan"), "heldout_iou_wall": float("nan"), "quality_ok": False,
-                "quality_warning": "the U-Net was never validated (no epoch finished)"}
+        return {"heldout_miou": float("nan"), "heldout_iou_wall": float("nan")}
     best = metrics.loc[metrics["val_miou"].fillna(-1).idxmax()]
-    miou = float(best["val_miou"])
-    wall = float(best["iou_wall"]) if "iou_wall" in best else float("nan")
-    floor = float(cfg["train"]["min_iou"])
+    return {"heldout_miou": float(best["val_miou"]),
+            "heldout_iou_wall": float(best["iou_wall"]) if "iou_wall" in best else float("nan")}
+
+
+def judge(measured: dict[str, Any], min_iou: float) -> dict[str, Any]:
+    """Whether the held-out IoU (:func:`measure`) reaches ``min_iou``: ``{"quality_ok", "quality_warning"}``,
+    the warning a plain sentence (empty when the model is good enough)."""
+    miou, wall, floor = float(measured["heldout_miou"]), float(measured["heldout_iou_wall"]), float(min_iou)
+    if not np.isfinite(miou):
+        return {"quality_ok": False, "quality_warning": "the U-Net was never validated (no epoch finished)"}
     ok = bool(np.isfinite(wall) and wall >= floor and miou >= floor)
     warning = "" if ok else (
         f"POOR SEGMENTATION: held-out IoU wall {wall:.2f}, mean {miou:.2f} is below segment.train.min_iou = "
         f"{floor:.2f}; walls and everything downstream (rVAE input, dynamics) may follow the model's errors "
         "rather than the sample: label more frames, train longer, or check the labels")
-    return {"heldout_miou": miou, "heldout_iou_wall": wall, "quality_ok": ok, "quality_warning": warning}
+    return {"quality_ok": ok, "quality_warning": warning}
+
+
+def quality(metrics: pd.DataFrame, cfg: dict) -> dict[str, Any]:
+    """:func:`measure` and :func:`judge` against ``train.min_iou`` of a ``segment`` section:
+    ``{"heldout_miou", "heldout_iou_wall", "quality_ok", "quality_warning"}``."""
+    measured = measure(metrics)
+    return {**measured, **judge(measured, cfg["train"]["min_iou"])}
