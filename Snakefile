@@ -32,6 +32,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/rvae.smk"
 include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/switching.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -49,5 +50,6 @@ rule all:
             window=WINDOWS,
         ),
         sweep=expand(rules.sweep_merge.output[0], dataset=RVAE_DATASETS),
+        switching=expand(rules.switching.output[0], dataset=RVAE_DATASETS, window=WINDOWS),
         figures=all_figures,
     default_target: True

@@ -304,7 +304,7 @@ def check_workflow(config: dict) -> None:
 
 
 # --- typed sections: ferrolens/sections.py is generated from the schema fragments -------------
-SECTIONS = ("segment", "rvae", "dynamics", "latent_space", "figures")
+SECTIONS = ("segment", "rvae", "dynamics", "latent_space", "switching", "figures")
 
 
 def _camel(*parts: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-__all__ = ["SegmentModelConfig", "SegmentNormalizeConfig", "SegmentTrainConfig", "SegmentAugmentZoomConfig", "SegmentAugmentContrastConfig", "SegmentAugmentGaussianNoiseConfig", "SegmentAugmentPoissonNoiseConfig", "SegmentAugmentBlurConfig", "SegmentAugmentConfig", "SegmentPredictConfig", "SegmentConfig", "RvaeQualityConfig", "RvaeConfig", "DynamicsConfig", "LatentSpaceConfig", "FiguresConfig"]
+__all__ = ["SegmentModelConfig", "SegmentNormalizeConfig", "SegmentTrainConfig", "SegmentAugmentZoomConfig", "SegmentAugmentContrastConfig", "SegmentAugmentGaussianNoiseConfig", "SegmentAugmentPoissonNoiseConfig", "SegmentAugmentBlurConfig", "SegmentAugmentConfig", "SegmentPredictConfig", "SegmentConfig", "RvaeQualityConfig", "RvaeConfig", "DynamicsConfig", "LatentSpaceConfig", "SwitchingConfig", "FiguresConfig"]
 
 
 class SegmentModelConfig(TypedDict):
@@ -366,6 +366,21 @@ class LatentSpaceConfig(TypedDict):
     """Latent points decoded per decoder call."""
     store_dense_decoded: bool
     """Also store the dense grid's decoded images (dense_grid² images; large) as decoded_dense."""
+
+
+class SwitchingConfig(TypedDict):
+    """``switching:`` (checked, defaults filled, read-only)."""
+
+    variables: list[str]
+    """Latent labels that describe a pixel's state ([]: every latent). The angle enters as a point on the circle (it wraps with the rVAE's period); each latent is weighted by its own frame-to-frame noise."""
+    block: int
+    """Edge (pixels) of the square blocks whose latents are averaged before the analysis; 1 = every pixel."""
+    level_margin: float
+    """Frames within this fraction of the stimulus range of its maximum (minimum) hold a pixel's top (bottom) level: the two saturated states its state is measured between."""
+    alpha: float
+    """Level of each pixel's tests: two equal levels (never switches), a switch within a branch against none, the state settling; and 1 − alpha is the level of the switching-bias and loop-area intervals."""
+    virgin: Literal['include', 'exclude']
+    """include: crossings on the virgin curve (the first quarter-cycle from the initial state, see dynamics.virgin_branch) count as switches of their direction (a first switch); exclude: only the closed loop's branches."""
 
 
 class FiguresConfig(TypedDict):

@@ -67,6 +67,11 @@ FIGURES = {
         file="fig7_nmf_maps_n{window}", kind="nmf_maps", category="7 NMF maps", datasets=RVAE_DATASETS,
         input=dict(latent_space=rules.latent_space_map.output[0]),
     ),
+    "switching": dict(
+        doc="Switching maps: rising/falling switching bias beside a frame, switching-field histogram, nucleation order (per window size).",
+        file="fig8_switching_n{window}", kind="switching_maps", category="8 switching", datasets=RVAE_DATASETS,
+        input=dict(movie=rules.ingest_movie.output[0], switching=rules.switching.output[0]),
+    ),
 }
 
 

@@ -10,6 +10,7 @@ from .common import save, style
 from .latent import dynamics, latent_codes, latent_maps, latent_space_maps, nmf_maps
 from .movie import frames_at_bias, segmentation_overview, training_curves
 from .segment import segment_training
+from .switching import switching_maps
 
 __all__ = [
     "dynamics",
@@ -22,5 +23,6 @@ __all__ = [
     "segment_training",
     "segmentation_overview",
     "style",
+    "switching_maps",
     "training_curves",
 ]

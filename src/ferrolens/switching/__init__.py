@@ -1,0 +1,13 @@
+"""Switching stage: where, and at what bias, each pixel (or block) of the sample switches.
+
+From the per-pixel latent maps: each pixel's state between its two saturated levels against the
+stimulus (:mod:`.core`), per branch its switching bias with an interval, its loop area and
+imprint, pixels that never switch or never settle marked; :mod:`.truth` holds the demo
+generator's true switching biases and the map's error against them, :mod:`.loopfit` a classical
+per-pixel parametric fit of a measured loop (piezoresponse), :mod:`.api` the entry function.
+"""
+
+from .api import switching
+from .config import DEFAULTS, resolve_config
+
+__all__ = ["DEFAULTS", "resolve_config", "switching"]

@@ -1,0 +1,99 @@
+"""Switching stage on small arrays: a known step at a known bias, a pixel that never switches,
+noise (level and power), the demo generator's truth, and the store and figure end to end."""
+
+import numpy as np
+import pytest
+
+from ferrolens.bias import triangular_waveform
+from ferrolens.dynamics.hysteresis import analyse_sweep
+from ferrolens.switching.core import (NEVER, NO_SWITCH, SWITCHED, UNSETTLED, branch_switching, latent_state,
+                                      segment_switching)
+
+BIAS = triangular_waveform(40, 10.0, 1.0, 0.0)  # 0 → +10 → −10 → −1 V, 1 V steps
+SWEEP = analyse_sweep(BIAS)
+
+
+def hysteron(up: float, down: float) -> np.ndarray:
+    """(F,) 0/1 state of a square loop switching up at ``up`` V and down at ``down`` V, from 0."""
+    s, out = 0.0, []
+    for v in BIAS:
+        s = 1.0 if v >= up else (0.0 if v <= down else s)
+        out.append(s)
+    return np.array(out)
+
+
+def test_known_step_at_known_bias():
+    # up at +3.5 V (between the frames at 3 and 4 V), down at −2.5 V: exact state, no noise
+    s = hysteron(3.5, -2.5)[:, None]
+    r = branch_switching(s, np.zeros(1), SWEEP)
+    assert r["rising"].status[0] == SWITCHED and r["falling"].status[0] == SWITCHED
+    assert r["rising"].bias[0] == pytest.approx(3.5)  # midway between the last old and first new frame
+    assert r["falling"].bias[0] == pytest.approx(-2.5)
+    assert (r["rising"].low[0], r["rising"].high[0]) == pytest.approx((3.0, 4.0))
+    assert (r["falling"].low[0], r["falling"].high[0]) == pytest.approx((-3.0, -2.0))
+
+
+def test_virgin_curve_excluded_leaves_the_rising_switch_unseen():
+    # the loop's rising branch (−10 → −1 V) never reaches +3.5 V: no switch there, not a guess
+    r = branch_switching(hysteron(3.5, -2.5)[:, None], np.zeros(1), SWEEP, virgin=False)
+    assert r["rising"].status[0] == NO_SWITCH and np.isnan(r["rising"].bias[0])
+
+
+def test_noisy_steps_found_and_flat_pixels_never_switch():
+    rng = np.random.default_rng(0)
+    n = 400
+    step = np.stack([hysteron(3.5, -2.5)] * n, axis=1)
+    # two latents per pixel: the step in one, noise in both; then n pixels with no step
+    x = np.concatenate([np.stack([step, np.zeros_like(step)], -1), np.zeros((40, n, 2))], axis=1)
+    x += rng.normal(0, 0.2, x.shape)
+    st = latent_state(x, BIAS)
+    assert st.bistable[:n].mean() > 0.99  # power: a step of 5 noise sd is found
+    assert st.bistable[n:].mean() <= 0.05  # level: flat pixels are called two-level at most alpha
+    r = branch_switching(st.s[:, :n], st.sigma[:n], SWEEP)
+    for d, true in (("rising", 3.5), ("falling", -2.5)):
+        ok = r[d].status == SWITCHED
+        assert ok.mean() > 0.9
+        assert np.median(np.abs(r[d].bias[ok] - true)) < 0.5
+        assert ((r[d].low[ok] <= true) & (true <= r[d].high[ok])).mean() > 0.9  # intervals hold the truth
+
+
+def test_level_under_correlated_noise():
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(40, 4000, 3))
+    x = e.copy()
+    for t in range(1, 40):
+        x[t] = 0.5 * x[t - 1] + np.sqrt(0.75) * e[t]
+    st = latent_state(x, BIAS)
+    assert 0.35 < st.rho.mean() < 0.65
+    assert st.bistable.mean() <= 0.05
+
+
+def test_state_that_returns_is_not_called_switched():
+    # the state leaves its old level for a while and comes back: no switch is called, no bias given
+    u = np.r_[np.zeros(6), np.ones(6), np.zeros(8)][:, None]
+    r = segment_switching(u + np.random.default_rng(2).normal(0, 0.05, u.shape), np.arange(20.0), np.array([0.05]))
+    assert r.status[0] in (UNSETTLED, NO_SWITCH) and np.isnan(r.bias[0])
+    # a state that wanders about 1/2 is undecided: unsettled, not switched
+    w = (0.5 + np.random.default_rng(3).normal(0, 0.3, (20, 200)))
+    r = segment_switching(w, np.arange(20.0), np.full(200, 0.3))
+    assert (r.status == SWITCHED).mean() < 0.1
+
+
+def test_demo_truth_from_its_variants():
+    """The map from noisy one-hot variants of the generator's movie against its true switching biases:
+    median error under a quarter step, > 90 % within one step, few false calls (issue 26 item 3)."""
+    from ferrolens.synthetic import make_demo
+    from ferrolens.switching.truth import switching_errors, true_switching
+
+    ds = make_demo(n_frames=40, size=48, needles_per_family=3, n_contaminants=1)
+    var = ds.variant_map.values.reshape(40, -1)
+    true = true_switching(var, SWEEP, 0.05, True)
+    x = np.stack([var == 1, var == 2], -1) + np.random.default_rng(0).normal(0, 0.1, (*var.shape, 2))
+    st = latent_state(x, BIAS)
+    est = branch_switching(st.s, st.sigma, SWEEP)
+    for d in est:
+        est[d].status[~st.bistable] = NEVER
+        e = switching_errors(est[d], true[d], SWEEP.step)
+        assert e["n_true"] > 100
+        assert e["median_abs_error"] < 0.25 and e["within_one_step"] > 0.9, e
+        assert e["recall"] > 0.9 and e["false_calls"] < 0.06, e
