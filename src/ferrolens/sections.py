@@ -54,6 +54,8 @@ class SegmentTrainConfig(TypedDict):
     """Fraction of patches placed over a labelled pixel of a class drawn uniformly among the classes present, so a rare class (contaminant) keeps appearing; the rest are placed uniformly."""
     min_iou: float
     """Held-out IoU (of the wall class and the mean over classes) below which the log, the model's quality.json, the segmentation store and the report warn plainly that the segmentation is poor. A warning, not a filter: nothing is dropped or hidden."""
+    decision: Literal['calibrated', 'argmax']
+    """How prediction turns logits into labels. "calibrated": after training, a logit bias per class (background fixed at 0) is chosen on the held-out pixels to maximise their mean IoU (-4 ... 4 in steps of 0.02; a class with under 100 held-out pixels keeps 0); prediction labels argmax(logits + bias) and stores softmax(logits + bias). It undoes the push of the class weights and the Dice term towards rare classes (the plain argmax over-marks walls). "argmax": no bias. The bias is saved in model.ckpt, quality.json (with the held-out class fractions and IoU with and without it) and the segmentation store's attrs."""
     holdout: Literal['regions', 'frames']
     """What the held-out IoU is measured on. "regions": every labelled frame holds out a strip of val_fraction of its height (or width) at one edge - bottom, right, top, left in turn - and trains on the rest, so a few labelled frames all train the model (the paper's premise). "frames": val_fraction of the labelled frames are held out whole (a single labelled frame still holds out a strip). The log and the training figure say what was held out."""
     val_frames: list[int] | None

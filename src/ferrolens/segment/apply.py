@@ -75,10 +75,11 @@ def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, 
                              f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
     device = device_for(p["accelerator"], "config segment.predict.accelerator")
     bf16 = resolve_precision(p["precision"], device)
-    key = (str(device), tuple((t.data_ptr(), t._version) for t in model.net.state_dict().values()))
+    key = (str(device), tuple((t.data_ptr(), t._version)
+                              for t in [*model.net.state_dict().values(), model.logit_bias]))
     cached = getattr(model, "_ferrolens_inference", None)
     if cached is None or cached[0] != key:
-        cached = (key, fuse_for_inference(model.net).to(device))
+        cached = (key, fuse_for_inference(model.net, model.logit_bias).to(device))
         model._ferrolens_inference = cached
     return cached[1], device, bf16
 
@@ -98,8 +99,8 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
         keys take the defaults.
     threads : torch CPU threads (default: torch's current setting).
 
-    Returns ``(n, K, H, W)`` float32 softmax probabilities (``(K, H, W)`` for one frame);
-    ``argmax(1)`` is the label image.
+    Returns ``(n, K, H, W)`` float32 softmax probabilities of the logits plus the model's
+    ``logit_bias`` (``(K, H, W)`` for one frame); ``argmax(1)`` is the label image.
     """
     p = resolve_config(cfg)["predict"]
     if threads is not None:
@@ -130,11 +131,13 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
     ``predict.overlap`` and blended seamlessly (exactly, see
     :mod:`ferrolens.segment.infer`). The store is renamed into place when complete.
 
-    Store: ``probability(frame, class, y, x)`` float32 (softmax, sums to 1 over
-    class), ``label(frame, y, x)`` uint8 (argmax), ``norm_low/norm_high(frame)``
+    Store: ``probability(frame, class, y, x)`` float32 (softmax of the logits plus the
+    model's ``logit_bias``, sums to 1 over class), ``label(frame, y, x)`` uint8 (argmax of it),
+    ``norm_low/norm_high(frame)``
     (the percentiles, raw units); coords ``frame``, ``class`` (names), and
     ``bias`` (V) / ``time`` (s) copied from the movie; attrs record the
-    normalisation, the checkpoint (path, sha256, hyper-parameters) and tiling.
+    normalisation, the checkpoint (path, sha256, hyper-parameters), tiling, and the decision
+    rule (``decision``, ``logit_bias``: see ``segment.train.decision``).
     """
     from tqdm.auto import tqdm
 
@@ -156,6 +159,10 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
         class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
         tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
         precision="bfloat16 autocast" if bf16 else "float32",
+        # the decision rule (segment.train.decision): label = argmax(logits + logit_bias), probability
+        # = softmax(logits + logit_bias); the bias was chosen on the model's held-out pixels
+        decision=str(model.decision.get("rule", "argmax")),
+        logit_bias=[float(b) for b in model.logit_bias],
         # the model's held-out IoU, where a notebook user reads the results (judged against train.min_iou
         # where it is reported: segment.quality(), the training figure)
         **measure(metrics_table(model.history, names)))

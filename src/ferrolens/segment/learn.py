@@ -26,10 +26,11 @@ from ..store import (
     open_store,
     write_file_atomic,
 )
+from .calibrate import decision_record, tune_logit_bias
 from .config import resolve_config
 from .data import SegmentationData, describe_split
 from .images import _movie_image
-from .infer import normalize_frames
+from .infer import normalize_frames, predict_frames
 from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,10 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
     class_names : names of the label classes (default background, wall[, contaminant]).
     progress : False switches off the progress bar and Lightning's info lines and tips.
 
-    Returns the trained model (eval mode, best held-out mean IoU) and its metrics,
-    one row per epoch (:func:`metrics_table`); ``model.split`` says what was held out.
+    Returns the trained model (eval mode, best held-out mean IoU, its ``logit_bias`` chosen per
+    ``train.decision``) and its metrics, one row per epoch (:func:`metrics_table`); ``model.split``
+    says what was held out, ``model.decision`` the decision rule and what it does on the held-out
+    pixels (:func:`calibrate_decision`).
     """
     import tempfile
 
@@ -147,7 +150,7 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
     fixed = {k: v for k, v in t.items()
              if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy",
-                          "min_iou")}
+                          "min_iou", "decision")}  # the decision is chosen after training
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
     processes = {"devices": par.devices} if par.devices > 1 else {}
     key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
@@ -171,7 +174,49 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     metrics = metrics_table(trainer.lightning_module.history, names)
     trained = SegmentationModel.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
     trained.split = dm.split
+    trained.decision = calibrate_decision(trained, dm.val_sources, cfg)
     return trained, metrics, (trainer, best, dm)
+
+
+def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
+                       cfg: dict) -> dict[str, Any]:
+    """Choose ``model.logit_bias`` on the held-out ``sources`` (normalised image, labels) per
+    ``train.decision`` and return its record (for ``quality.json``).
+
+    ``calibrated``: :func:`~ferrolens.segment.calibrate.tune_logit_bias` on the logits the
+    prediction path gives (fused net, tiling, float32), so the bias applies to what
+    :func:`~ferrolens.segment.predict` computes; ``argmax``: the bias stays 0. Either way the
+    record gives the held-out class fractions and IoU with and without it.
+    """
+    from .apply import _inference_net
+
+    p = {**cfg["predict"], "precision": "float32"}
+    net, device, _ = _inference_net(model, p)
+    logits, truth = [], []
+    for im, lab in sources:
+        # log-probabilities: the logits up to a per-pixel constant, which no argmax sees
+        prob = predict_frames(net, im[None], int(p["tile"]), int(p["overlap"]), 1, device)[0]
+        logits.append(np.log(np.maximum(prob, 1e-30)).reshape(prob.shape[0], -1).T)
+        truth.append(lab.ravel())
+    logits, truth = np.concatenate(logits), np.concatenate(truth)
+    rule = cfg["train"]["decision"]
+    bias = tune_logit_bias(logits, truth) if rule == "calibrated" else np.zeros(logits.shape[1])
+    with torch.no_grad():
+        model.logit_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    record = {"rule": rule, "logit_bias": [float(b) for b in bias],
+              **decision_record(logits, truth, bias, model.class_names)}
+    log.info("decision (%s): logit bias %s; held-out %s fraction true %.4f, argmax %.4f, calibrated %.4f",
+             rule, np.round(bias, 3).tolist(), model.class_names[1], record["fraction_true"][1],
+             record["fraction_argmax"][1], record["fraction_calibrated"][1])
+    return record
+
+
+def _save_model(best: Path, path: Path, model: SegmentationModel) -> None:
+    """``model.ckpt``: the checkpoint ``best`` with the model's calibrated ``logit_bias`` and its record."""
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    ckpt["state_dict"]["logit_bias"] = model.logit_bias.detach().clone()
+    ckpt["ferrolens_decision"] = model.decision
+    write_file_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
@@ -188,7 +233,9 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
         config: bit-identical to an uninterrupted run on CPU), ``best.ckpt``,
         ``metrics.csv`` (per epoch: train loss, held-out loss, held-out per-class
         IoU and mean), ``quality.json`` (held-out IoU of the model
-        kept, judged against ``train.min_iou`` by the figure that reports it), ``logs/`` (CSV logs).
+        kept, judged against ``train.min_iou`` by the figure that reports it; ``decision``: the logit bias
+        prediction adds and the held-out class fractions and IoU with and without it, see
+        :func:`calibrate_decision`), ``logs/`` (CSV logs).
     n_classes : 2 (wall vs the rest; contaminant merged into background) or 3.
     cfg : the ``segment:`` config section (missing keys take the defaults).
     seed : seeds weights, patch positions, augmentation, dropout; on CPU the same
@@ -209,14 +256,15 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     cfg = resolve_config(cfg)
     _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
     out = Path(out_dir)
-    _, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out, where=str(labels))
+    model, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out,
+                                               where=str(labels))
     if not trainer.is_global_zero:
         return
-    training.save_model(trainer, out / "model.ckpt", source=best)
+    _save_model(best, out / "model.ckpt", model)
     training.write_metrics(out / "metrics.csv", metrics)
     # the measurement only: train.min_iou is applied where the quality is reported (the figure), so a
     # changed floor retrains nothing
-    q = {**measure(metrics), "split": dm.split, "held_out": describe_split(dm.split)}
+    q = {**measure(metrics), "split": dm.split, "held_out": describe_split(dm.split), "decision": model.decision}
     write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
     log.info("held-out IoU of the model kept: wall %.3f, mean %.3f (judged against segment.train.min_iou by "
              "figure_segment_training)", q["heldout_iou_wall"], q["heldout_miou"])

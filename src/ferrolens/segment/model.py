@@ -123,9 +123,14 @@ class SegmentationModel(pl.LightningModule):
         self.net = UNet(1, n_classes, depth, base_filters, convs_per_block, batchnorm, dropout)
         self.register_buffer("class_weight", torch.tensor(class_weights or [1.0] * n_classes,
                                                           dtype=torch.float32), persistent=False)
+        # the decision rule: prediction labels argmax(logits + logit_bias) (see .calibrate); zero
+        # while training, chosen on the held-out pixels after it, saved in the state dict
+        self.register_buffer("logit_bias", torch.zeros(n_classes, dtype=torch.float32))
         # per-epoch records (epoch, losses, IoUs); carried in checkpoints so a
         # resumed training keeps its earlier epochs
         self.history: list[dict[str, float]] = []
+        # the decision rule and its held-out record (learn.calibrate_decision; model.ckpt's ferrolens_decision)
+        self.decision: dict[str, Any] = {"rule": "argmax"}
         # epoch accumulators; under DDP, compute() sums them over the processes (each validated its
         # own regions), so every process logs, monitors and records the same global values. Not in
         # the state dict.
@@ -138,7 +143,8 @@ class SegmentationModel(pl.LightningModule):
 
     # --- plain inference ---------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, K, H, W)`` of normalised images ``(B, 1, H, W)``."""
+        """Logits ``(B, K, H, W)`` of normalised images ``(B, 1, H, W)``, as trained (without
+        ``logit_bias``, which prediction adds: :func:`~ferrolens.segment.unet.fuse_for_inference`)."""
         return self.net(x)
 
     def context_margin(self) -> int:
@@ -204,6 +210,9 @@ class SegmentationModel(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = [dict(r) for r in checkpoint.get("ferrolens_history", [])]
+        # a checkpoint from before the calibrated decision: plain argmax
+        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams.n_classes))
+        self.decision = dict(checkpoint.get("ferrolens_decision") or {"rule": "argmax"})
 
 
 # --- the model's record ------------------------------------------------------------------

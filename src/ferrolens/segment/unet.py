@@ -126,12 +126,18 @@ def context_margin(depth: int, convs_per_block: int) -> int:
     return size // 2 + 2**depth
 
 
-def fuse_for_inference(net: UNet) -> UNet:
+def fuse_for_inference(net: UNet, logit_bias: torch.Tensor | None = None) -> UNet:
     """An eval-mode copy of ``net`` for fast inference: every batch-norm folded
     into the convolution before it (equal outputs to float rounding, one
     pass less over each activation) and weights in channels-last layout,
-    which oneDNN/cuDNN convolutions prefer. ``net`` itself is left unchanged."""
+    which oneDNN/cuDNN convolutions prefer. ``net`` itself is left unchanged.
+
+    ``logit_bias`` ``(K,)`` (the model's calibrated decision, :mod:`.calibrate`) is added to the
+    head's bias: the copy's logits are ``net(x) + logit_bias``."""
     net = copy.deepcopy(net).eval()
+    if logit_bias is not None:
+        with torch.no_grad():
+            net.head.bias += logit_bias.to(net.head.bias)
     for block in net.modules():
         if isinstance(block, nn.Sequential):
             layers = list(block)
