@@ -25,13 +25,29 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The workflow run to the end on ``.test/tiny.yaml`` + ``.test/workflow.yaml`` in a temporary
+    folder: tests/test_workflow.py reads its outputs, tests/test_dependencies.py dry-runs changes on it
+    (neither changes it)."""
+    import subprocess
+    import sys
+
+    wd = tmp_path_factory.mktemp("wf")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd), "--configfile",
+           str(ROOT / ".test" / "tiny.yaml"), str(ROOT / ".test" / "workflow.yaml"), "--cores", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wd
+
+
 # The fast tier, for everyday work: `python -m pytest -m "not slow"` (under a minute on 2 cores).
 # Slow: Snakemake runs end to end, multi-process training, and tests whose fixture trains a model
 # for more than a few seconds. README's `python -m pytest` runs everything, as CI does.
 SLOW_MODULES = {"test_distributed.py", "test_own_movie.py", "test_workflow.py"}
 # fixtures that train for more than a few seconds (the rVAE on bars of tests/test_rvae_train.py:
-# ~12 s on 2 quiet cores); every test that uses one is slow
-SLOW_FIXTURES = {"bars_run"}
+# ~12 s on 2 quiet cores; the workflow's tiny run); every test that uses one is slow
+SLOW_FIXTURES = {"bars_run", "tiny_run"}
 
 
 def pytest_collection_modifyitems(config, items):

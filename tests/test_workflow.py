@@ -28,12 +28,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subproce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("wf")
-    proc = snakemake(wd)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return wd
+# tiny_run (tests/conftest.py): the workflow run on TINY once per session, shared with test_dependencies.py
 
 
 @pytest.mark.workflow

@@ -87,6 +87,22 @@ def dataset_cfg(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def code_digest(package):
+    """A digest of the sources of ``package`` (its own .py files). Snakemake reruns a rule when its
+    script is newer than its outputs, but sees no package code: a figure rule carries the digest of
+    ``ferrolens.figures`` as a param, so that editing a figure function redraws the figures and
+    nothing else. Stages that compute are not tied to their code (an edit, even a comment, would
+    retrain models): rerun them with ``snakemake -R <rule>``."""
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for folder in importlib.util.find_spec(package).submodule_search_locations:
+        for f in sorted(Path(folder).glob("*.py")):
+            digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def movie_settings(wildcards):
     """What the movie store depends on: the dataset's section less its labels and the generator's
     settings (a synthetic dataset's movie depends on those through the generator's store)."""
@@ -101,7 +117,7 @@ def label_settings(wildcards):
 
 def synthetic_spec(wildcards):
     """The demo generator's settings of a synthetic dataset."""
-    return dataset_cfg(wildcards)["synthetic"]
+    return canonical(dataset_cfg(wildcards)["synthetic"])
 
 
 def is_synthetic(dataset):

@@ -75,6 +75,8 @@ FIGURES = {
 }
 
 
+FIGURE_CODE = code_digest("ferrolens.figures")
+
 for fig_name, fig in FIGURES.items():
 
     rule:
@@ -93,6 +95,7 @@ for fig_name, fig in FIGURES.items():
         params:
             kind=fig["kind"],
             cfg=pick(config["figures"], "dpi", "vector", *fig.get("settings", [])),
+            code=FIGURE_CODE,  # editing a figure function redraws the figures (common.smk: code_digest)
             **({"extra": fig["extra"]} if "extra" in fig else {}),
         log:
             log_of(figure_path(fig["file"])),

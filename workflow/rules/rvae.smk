@@ -57,7 +57,7 @@ rule rvae_encode:
     output:
         directory(LATENTS),
     params:
-        cfg=pick(config["rvae"], *RVAE_ENCODE_KEYS),
+        cfg=pick(config["rvae"], *RVAE_ENCODE_KEYS, drop=["quality.windows"]),  # thresholds only
     log:
         log_of(LATENTS),
     benchmark:
