@@ -97,3 +97,62 @@ def test_demo_truth_from_its_variants():
         assert e["n_true"] > 100
         assert e["median_abs_error"] < 0.25 and e["within_one_step"] > 0.9, e
         assert e["recall"] > 0.9 and e["false_calls"] < 0.06, e
+
+
+def test_loop_fit_recovers_known_coercive_biases():
+    from ferrolens.switching.loopfit import fit_loops
+
+    rng = np.random.default_rng(4)
+    rising = (SWEEP.branches.direction == 1)[:, None]
+    vr, vf = rng.uniform(1, 6, 12), rng.uniform(-6, -1, 12)
+    y = 2.0 * np.tanh((BIAS[:, None] - np.where(rising, vr, vf)) / 1.0) + 0.1 * BIAS[:, None]
+    y = y + rng.normal(0, 0.1, y.shape)
+    y[7, 0] = 80.0  # a single-frame glitch
+    fit = fit_loops(y, SWEEP)
+    assert np.abs(fit["rising_coercive"] - vr).max() < 0.5
+    assert np.abs(fit["falling_coercive"] - vf).max() < 0.5
+    assert fit["r2"].min() > 0.9
+
+
+def test_stage_writes_its_store_and_figure(tmp_path):
+    """switching() end to end on a latents store made from the generator's variants (plus noise and an
+    uninformative angle), with the generator's store as truth; then the figure."""
+    import xarray as xr
+
+    from ferrolens import store
+    from ferrolens.figures import switching_maps
+    from ferrolens.switching import switching
+    from ferrolens.synthetic import make_demo
+
+    syn = make_demo(n_frames=40, size=32, needles_per_family=2, n_contaminants=1)
+    store.write_store(syn, tmp_path / "synthetic.zarr")
+    var = syn.variant_map.values
+    rng = np.random.default_rng(5)
+    mean = np.stack([rng.uniform(0, np.pi, var.shape), var == 1, var == 2], -1).astype(np.float32)
+    mean[..., 1:] += rng.normal(0, 0.1, mean[..., 1:].shape)
+    lat = xr.Dataset(
+        {"code_mean": (("sample", "latent"), np.zeros((2, 3), np.float32)),
+         "code_logsd": (("sample", "latent"), np.zeros((2, 3), np.float32)),
+         "mean": (("frame", "y", "x", "latent"), mean)},
+        coords={"latent": ["angle", "z1", "z2"], "frame": np.arange(40), "bias": ("frame", BIAS, {"units": "V"})},
+        attrs=store.provenance("latents", window=8, angle_period=np.pi))
+    store.write_store(lat, tmp_path / "latents.zarr")
+    movie = xr.Dataset({"image": syn["image"]}, coords={"frame": np.arange(40), "bias": ("frame", BIAS, {"units": "V"})},
+                       attrs=store.provenance("movie"))
+    store.write_store(movie, tmp_path / "movie.zarr")
+    dyn = {"stimulus": "auto", "virgin_branch": "auto"}
+    errors = switching(str(tmp_path / "latents.zarr"), str(tmp_path / "sw.zarr"), {}, dyn,
+                       truth=str(tmp_path / "synthetic.zarr"))
+    ds = store.open_store(tmp_path / "sw.zarr", "switching")
+    assert ds["switching_bias"].shape == (2, 32, 32) and ds["state"].shape == (40, 32, 32)
+    assert ds.attrs["truth_falling_median_abs_error"] == errors["falling"]["median_abs_error"]
+    for d in ("rising", "falling"):
+        assert errors[d]["within_one_step"] > 0.9 and errors[d]["recall"] > 0.8, errors
+        sw = ds["status"].sel(direction=d).values == SWITCHED
+        b = ds["switching_bias"].sel(direction=d).values
+        assert np.isfinite(b[sw]).all() and np.isnan(b[~sw]).all()  # no bias where none was found
+        lo, hi = ds["switching_bias_low"].sel(direction=d).values, ds["switching_bias_high"].sel(direction=d).values
+        assert (lo[sw] <= b[sw]).all() and (b[sw] <= hi[sw]).all()
+    assert (ds["status"].values == NEVER).any()  # the matrix far from any needle never switches
+    out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 40})
+    assert out.stat().st_size > 1000

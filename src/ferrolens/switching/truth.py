@@ -27,9 +27,31 @@ def true_state(variant: np.ndarray, values: np.ndarray, margin: float) -> tuple[
     return s, top_variant != bottom_variant
 
 
-def true_switching(variant: np.ndarray, sweep: Sweep, margin: float, virgin: bool) -> dict[str, BranchResult]:
-    """True switching per direction of P pixels from their variant (F, P) (see the module doc)."""
-    s, switches = true_state(variant, sweep.values, margin)
+def window_state(variant: np.ndarray, values: np.ndarray, margin: float, window: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """What a descriptor of the n × n window around each pixel can see: (F, Y·X) the fraction of
+    switching pixels in the window that hold their top level (1/2 for a third variant), and (Y·X,)
+    whether the window holds any switching pixel. ``variant`` (F, Y, X)."""
+    from scipy.ndimage import uniform_filter
+
+    f, h, w = variant.shape
+    s, switches = true_state(variant.reshape(f, -1), values, margin)
+    mask = switches.reshape(h, w).astype(float)
+    num = uniform_filter(np.where(switches, s, 0.0).reshape(f, h, w), size=(1, window, window), mode="constant")
+    den = uniform_filter(mask, size=window, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(den > 1e-9, num / den, np.nan)
+    return frac.reshape(f, -1), (den > 1e-9).ravel()
+
+
+def true_switching(variant: np.ndarray, sweep: Sweep, margin: float, virgin: bool,
+                   window: int | None = None) -> dict[str, BranchResult]:
+    """True switching per direction of P pixels from their variant (F, P) (see the module doc);
+    with ``window`` (variant (F, Y, X)): that of the window around each pixel (:func:`window_state`)."""
+    if window is None:
+        s, switches = true_state(variant, sweep.values, margin)
+    else:
+        s, switches = window_state(variant, sweep.values, margin, window)
     out = branch_switching(s, np.zeros(s.shape[1]), sweep, alpha=0.05, virgin=virgin)
     for r in out.values():
         r.status[~switches] = NEVER
