@@ -12,6 +12,7 @@ import xarray as xr
 
 from ferrolens.errors import InputError
 from ferrolens.rvae import RVAE, circular_agreement, circular_correlation, encode, load, make_windows, train
+from ferrolens.rvae.confidence import determined_in
 from ferrolens.rvae.toy import oriented_bars
 from ferrolens.store import open_store
 
@@ -88,6 +89,10 @@ def test_latents_store(bars_run):
     # every 9×9 frame is one window, centred at (4, 4): the map there is the window's code
     centre = lat["mean"].isel(y=4, x=4).values[lat["sample_frame"].values]
     np.testing.assert_allclose(centre, lat["code_mean"].values, atol=1e-5)
+    # each frame's window holds one bar: its angle is determined (rvae.angle_confidence, the rule in attrs)
+    conf = lat["angle_confidence"]
+    assert conf.dims == ("frame", "y", "x") and conf.attrs["units"] == "1" and "coherence" in conf.attrs["rule"]
+    assert determined_in(conf.isel(y=4, x=4)).all()
 
 
 def test_quality_is_recorded_where_results_are_read(bars_run):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-__all__ = ["SegmentModelConfig", "SegmentNormalizeConfig", "SegmentTrainConfig", "SegmentAugmentZoomConfig", "SegmentAugmentContrastConfig", "SegmentAugmentGaussianNoiseConfig", "SegmentAugmentPoissonNoiseConfig", "SegmentAugmentBlurConfig", "SegmentAugmentConfig", "SegmentPredictConfig", "SegmentConfig", "RvaeQualityConfig", "RvaeConfig", "DynamicsConfig", "LatentSpaceConfig", "SwitchingConfig", "FiguresConfig"]
+__all__ = ["SegmentModelConfig", "SegmentNormalizeConfig", "SegmentTrainConfig", "SegmentAugmentZoomConfig", "SegmentAugmentContrastConfig", "SegmentAugmentGaussianNoiseConfig", "SegmentAugmentPoissonNoiseConfig", "SegmentAugmentBlurConfig", "SegmentAugmentConfig", "SegmentPredictConfig", "SegmentConfig", "RvaeQualityConfig", "RvaeAngleConfidenceConfig", "RvaeConfig", "DynamicsConfig", "LatentSpaceConfig", "SwitchingConfig", "FiguresConfig"]
 
 
 class SegmentModelConfig(TypedDict):
@@ -193,6 +193,15 @@ class RvaeQualityConfig(TypedDict):
     """Held-out windows (at most) used by the checks."""
 
 
+class RvaeAngleConfidenceConfig(TypedDict):
+    """``rvae.angle_confidence:`` (checked, defaults filled, read-only)."""
+
+    min_contrast: float
+    """Input contrast (the rVAE input's units, 0..1) of the straight step whose gradient energy a window needs: below it the window is flat (background, noise) and its angle noise."""
+    min_coherence: float
+    """Structure-tensor coherence a window needs: 1 for parallel walls, about 0 for isotropic noise, crossings and corners, where no single angle describes the window."""
+
+
 class RvaeConfig(TypedDict):
     """``rvae:`` (checked, defaults filled, read-only)."""
 
@@ -272,6 +281,8 @@ class RvaeConfig(TypedDict):
     """Also write per-pixel log-sd maps (doubles the size of latents.zarr)."""
     maps_chunk_mb: float
     """Memory budget (MiB) of the convolution activations while computing per-pixel maps; frames are batched, or cut into strips of rows, to stay under it."""
+    angle_confidence: RvaeAngleConfidenceConfig
+    """Where the per-pixel latent angle is determined (ferrolens.rvae.confidence): where the pixel's n x n window of the rVAE input holds one dominant orientation. Structure tensor of the input (gradients of a 1-px Gaussian, averaged over exactly the window the angle is read from): the window needs at least the gradient energy of one straight step of contrast `min_contrast` across it and a coherence (lambda1 - lambda2) / (lambda1 + lambda2) of at least `min_coherence`. The latents store holds angle_confidence(frame, y, x) (the coherence, 0 below the energy floor) and this rule in its attributes; Fig. 4 greys the angle out and the dynamics' angle KDE leaves it out elsewhere. 0 and 0 keep every pixel with any gradient. Calibrated on the demo's truth (benchmarks/bench_angle_confidence.py; wall probability and raw frames): 0.3 is the smallest contrast of 0.1 ... 0.5 whose energy floor alone keeps at most 5 % of flat pixels (no wall within the window) at n = 8, 12 and 24 on both inputs (raw n = 24: 61 % at 0.25, 0 % at 0.3) and still 99.8 % of wall pixels; below coherence 0.4 the rVAE's angle on side walls is within 15 degrees of the truth on fewer than half the pixels of some coherence bin, from 0.4 up on at least 56 % in every bin. Together, at n = 8 and 12: 0 % of flat and 78-88 % of wall pixels kept, the kept walls' median angle error 0.4-4.7 degrees against 31-42 degrees for the dropped (junctions, needle tips)."""
 
 
 class DynamicsConfig(TypedDict):

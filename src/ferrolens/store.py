@@ -196,11 +196,11 @@ STORE_KINDS: Mapping[str, StoreKind] = MappingProxyType({k.name: k for k in (
           units=_SAMPLE_UNITS),
     _kind("latents",  # ferrolens.rvae.encode: codes of the sampled windows, per-pixel maps
           {"code_mean": (SAMPLE, LATENT), "code_logsd": (SAMPLE, LATENT), "mean": (FRAME, Y, X, LATENT)},
-          optional_variables={"logsd": (FRAME, Y, X, LATENT)},
+          optional_variables={"logsd": (FRAME, Y, X, LATENT), "angle_confidence": _FYX},
           coords={LATENT: (LATENT,)},
           optional_coords={SAMPLE: (SAMPLE,), **_SAMPLES, "latent_units": (LATENT,), FRAME: (FRAME,), Y: (Y,),
                            X: (X,), WINDOW: (), **_ALONG_FRAME},
-          attrs=("window",), units={**_SAMPLE_UNITS, **UNITS}),
+          attrs=("window",), units={**_SAMPLE_UNITS, "angle_confidence": "1", **UNITS}),
     _kind("dynamics",  # ferrolens.dynamics.kde_nmf
           {**_DYN, "nmf_n_iter": (VARIABLE_NMF,), "nmf_converged": (VARIABLE_NMF,)},
           coords={FRAME: (FRAME,), **_DYN_COORDS, "grid_value": (VARIABLE, GRID), "branch": (FRAME,),

@@ -180,7 +180,7 @@ def seed_of(stage, wildcard):
 
 # rvae keys of cutting windows, and of encoding; every other rvae key is training's
 RVAE_WINDOW_KEYS = ["input", "segmentation", "sampling", "count", "stride", "min_std"]
-RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "quality"]
+RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "quality", "angle_confidence"]
 
 
 def rvae_train_settings(wildcards):

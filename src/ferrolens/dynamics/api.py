@@ -30,6 +30,7 @@ import xarray as xr
 
 from .. import store
 from ..errors import InputError
+from ..rvae.confidence import determined_in, rule_text
 from ..stimulus import CANDIDATES, Stimulus
 from ..stimulus import stimulus as pick_stimulus
 from .bootstrap import BOOT_CHUNK  # noqa: F401 (re-exported)
@@ -100,6 +101,14 @@ def _block_size(cfg: dict, window: Any) -> int:
     return size
 
 
+def _angle_determined(lat: xr.Dataset) -> np.ndarray | None:
+    """(frame, y, x) bool: where the latents store's ``angle_confidence`` says the angle is determined
+    (by the rule and threshold it records); None for latents written before it existed: every angle counts."""
+    if "angle_confidence" not in lat:
+        return None
+    return determined_in(lat["angle_confidence"].transpose(store.FRAME, store.Y, store.X))
+
+
 def _frame_coord(lat: xr.Dataset, name: str) -> np.ndarray | None:
     return lat[name].values if name in lat.coords else None
 
@@ -151,7 +160,9 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
         * branch_weight(variable_nmf, component, direction, stimulus_point) at branch_stimulus
           (the closed loop's branches); branch(frame), segment(frame), cycle(frame: 0 virgin
           curve, -1 none) coordinates; bias/time (and temperature) on frame; attrs stimulus,
-          stimulus_units, spatial_block, resampling.
+          stimulus_units, spatial_block, resampling, and angle_counted when the latents record
+          ``angle_confidence``: the angle's KDE counts only the pixels where it is determined
+          (the rule and the share of the selected pixels, in words); the other latents count every pixel.
     table : CSV of the hysteresis per (variable, component, cycle) (columns in
         :data:`TABLE_COLUMNS`, metrics with ``_ci_low``/``_ci_high``, p-values, a verdict in
         words), and a JSON beside it (same stem, ``.json``) ``{"columns": {name: description}, "rows": [...]}``.
@@ -164,7 +175,13 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     structure = (_structure_mask(segmentation, lat, cfg["structure_class"])
                  if cfg["pixels"] == "structure" else None)
     pixel_seed, _ = np.random.SeedSequence(seed).spawn(2)
-    frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure)
+    determined = _angle_determined(lat) if ANGLE in cfg["variables"] else None
+    frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
+                                  determined)
+    if determined is not None and not any(np.isfinite(a).any() for a in frames[ANGLE]):
+        raise InputError(latents, "the angle is determined at none of the selected pixels "
+                         f"({rule_text(lat['angle_confidence'])})", "oriented structure in the rVAE input, lower "
+                         "rvae.angle_confidence thresholds, or dynamics.variables without angle")
     window = lat.attrs.get("window")
     size = _block_size(cfg, window)
     blocks = pixel_blocks(where, (lat.sizes[store.Y], lat.sizes[store.X]), size)
@@ -175,6 +192,10 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     stim = _chosen_stimulus(lat, cfg["stimulus"], latents)
     ds, tab = dynamics_core(frames, bias, cfg, seed, time=time, window=window, blocks=blocks, stimulus=stim)
     ds.attrs["spatial_block"] = int(size)
+    if determined is not None:
+        counted = np.concatenate(frames[ANGLE])
+        ds.attrs["angle_counted"] = (f"{rule_text(lat['angle_confidence'])}: "
+                                     f"{np.isfinite(counted).mean():.1%} of the selected pixels")
     if "latent_units" in lat.coords:  # the rVAE records units per latent (rad, grid, 1 …)
         units = dict(zip(labels, (str(u) for u in lat["latent_units"].values)))
         ds = ds.assign_coords(variable_units=(store.VARIABLE, [units[v] for v in cfg["variables"]]))
@@ -188,13 +209,15 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
 
 # --- sweep ----------------------------------------------------------------------------
 def _frame_stats(lat: xr.Dataset, angle_period: float) -> xr.Dataset:
-    """Per-frame mean and standard deviation of every latent over the pixels (circular for the angle):
-    one latent map read at a time."""
+    """Per-frame mean and standard deviation of every latent over the pixels (circular for the angle, over
+    the pixels where it is determined): one latent map read at a time."""
     mean = lat["mean"]
     labels = [str(v) for v in mean[store.LATENT].values]
     stats = []
     for name in labels:
         arr = mean.sel({store.LATENT: name}).transpose(store.FRAME, store.Y, store.X).values
+        if name == ANGLE and (determined := _angle_determined(lat)) is not None:
+            arr = np.where(determined, arr, np.nan)
         arr = arr.reshape(arr.shape[0], -1).astype(np.float64)
         stats.append(latent_stats(arr, angle_period if name == ANGLE else None))
     return frame_stats(labels, stats)
@@ -240,7 +263,8 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
     stacked_components, weights(window, variable_nmf, component, frame) with
     CIs, reconstruction_error, branch_weight, and latent_mean/latent_sd(window,
     frame, latent) (circular mean/sd for the angle, period from the dynamics
-    store). All windows must describe the same frames and bias.
+    store, over the pixels where the angle is determined when the latents
+    record ``angle_confidence``). All windows must describe the same frames and bias.
     """
     _check_windows(dynamics, latents, windows)
     parts, ref = [], {}

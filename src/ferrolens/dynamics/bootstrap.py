@@ -49,24 +49,27 @@ def _resample_frame(f: int, frames: dict[str, list[np.ndarray]], plans: dict[str
     atoms, correction = {}, {}
     for v in names:
         atoms[v], correction[v] = frame_atoms(plans[v], frames[v][f])
+    # a NaN value (an undetermined angle) is drawn with its pixel but not counted, as kde_frames does
+    counted = {v: np.isfinite(frames[v][f]) for v in names}
+    n_counted = {v: max(int(counted[v].sum()), 1) for v in names}
     per_pass = max(1, BOOT_CHUNK // max(plans[v].n_atoms for v in names))
     for b0 in range(0, n_boot, per_pass):
         nb_ = min(per_pass, n_boot - b0)
         counts = {v: np.empty((nb_, plans[v].n_atoms)) for v in names}
-        total = np.empty(nb_)
+        total = {v: np.empty(nb_) for v in names}
         for r in range(nb_):
             if block_mult is not None:
                 mult = block_mult[b0 + r][blocks[f]]
             else:
                 mult = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-            total[r] = mult.sum()
             for v in names:
+                total[v][r] = mult[counted[v]].sum()
                 counts[v][r] = np.bincount(atoms[v], weights=mult, minlength=plans[v].n_atoms + 1)[:-1]
         for v in names:
-            binned = plans[v].bin_atoms(counts[v]) + correction[v] * (total / n)[:, None]
+            binned = plans[v].bin_atoms(counts[v]) + correction[v] * (total[v] / n_counted[v])[:, None]
             dens = plans[v].smooth(binned, bws[v][f])
-            good = total > 0  # a frame whose blocks were all left out keeps its own estimate
-            out[v][b0:b0 + nb_, f] = np.where(good[:, None], dens / np.maximum(total, 1)[:, None], np.nan)
+            good = total[v] > 0  # a frame whose blocks were all left out keeps its own estimate
+            out[v][b0:b0 + nb_, f] = np.where(good[:, None], dens / np.maximum(total[v], 1)[:, None], np.nan)
 
 
 def resample_kdes(frames: dict[str, list[np.ndarray]], grids: dict[str, Grid], bws: dict[str, np.ndarray],

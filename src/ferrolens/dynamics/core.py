@@ -101,7 +101,8 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     Parameters
     ----------
     frames : ``{variable: [values of frame 0, …]}``, the same pixels for every variable
-        of a frame (see :func:`~ferrolens.dynamics.pixels.select_pixels`). ``angle`` is circular
+        of a frame (see :func:`~ferrolens.dynamics.pixels.select_pixels`); a NaN value is not counted
+        (an angle where it is not determined: its pixel counts for the other variables). ``angle`` is circular
         with period ``cfg['angle_period']`` (rad; None: π, lines and walls); other variables are
         linear (latent units).
     bias : (F,) bias per frame in V, or None.

@@ -20,7 +20,8 @@ def bandwidths(name: str, frames: list[np.ndarray], cfg: dict, period: float | N
     median over frames (``bandwidth_scope: shared``) or per frame, the median where a frame has none."""
     if cfg["bandwidth"] == "fixed":
         return np.full(len(frames), float(cfg["fixed_bandwidth"][name]))
-    per_frame = np.array([rule_bandwidth(v, cfg["bandwidth"], period) for v in frames])
+    # NaN: a value not counted (an undetermined angle); the rule sees the counted ones
+    per_frame = np.array([rule_bandwidth(v[np.isfinite(v)], cfg["bandwidth"], period) for v in frames])
     good = per_frame[np.isfinite(per_frame) & (per_frame > 0)]
     if good.size == 0:
         raise InputError(f"latents variable {name}", "values have no spread in any frame (or < 2 values)",
@@ -47,6 +48,7 @@ def variable_grid(name: str, frames: list[np.ndarray], cfg: dict) -> tuple[Grid,
         lo, hi = cfg["ranges"][name]
     else:
         pooled = np.concatenate(frames)
+        pooled = pooled[np.isfinite(pooled)]
         if pooled.size == 0:
             raise InputError(f"latents variable {name}", "no finite values at the selected pixels",
                              "some pixels with finite latent values")

@@ -11,6 +11,7 @@ import xarray as xr
 
 from .. import store
 from ..errors import InputError
+from .densities import ANGLE
 
 
 def structure_mask(label: xr.DataArray, mean: xr.DataArray, structure_class: int, where: str) -> np.ndarray:
@@ -38,7 +39,8 @@ def structure_mask(label: xr.DataArray, mean: xr.DataArray, structure_class: int
 
 
 def select_from_maps(block: np.ndarray, variables: list[str], cfg: dict, rng: np.random.Generator,
-                     structure: np.ndarray | None = None) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+                     structure: np.ndarray | None = None, determined: np.ndarray | None = None
+                     ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """:func:`select_pixels` on the maps as one array ``block`` (frame, y, x, variable)."""
     maps = {v: block[..., i] for i, v in enumerate(variables)}
     ok = np.isfinite(block).all(axis=-1)
@@ -52,24 +54,32 @@ def select_from_maps(block: np.ndarray, variables: list[str], cfg: dict, rng: np
             idx = np.sort(rng.choice(idx, size=cfg["subsample_size"], replace=False))
         where.append(idx)
         for v in variables:
-            out[v].append(maps[v][f].ravel()[idx])
+            values = maps[v][f].ravel()[idx]
+            if v == ANGLE and determined is not None:  # the pixel stays (its other latents count), its angle not
+                values = np.where(determined[f].ravel()[idx], values, np.float32(np.nan))
+            out[v].append(values)
     return out, where
 
 
 def select_pixels(lat: xr.Dataset, variables: list[str], cfg: dict, rng: np.random.Generator,
-                  structure: np.ndarray | None = None) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+                  structure: np.ndarray | None = None, determined: np.ndarray | None = None
+                  ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """Per-frame values of each variable at the selected pixels, and those pixels' flat indices.
 
     Pixels: those finite in every variable, and (``pixels: structure``) where
     ``structure`` is True; ``pixels: subsample`` then keeps a seeded random
     ``subsample_size`` of them per frame. The same pixels serve every variable,
-    so a resample draws pixels (blocks) jointly.
+    so a resample draws pixels (blocks) jointly. ``determined`` (frame, y, x)
+    bool, optional: where the angle is determined (the latents store's
+    ``angle_confidence``, :func:`ferrolens.rvae.confidence.determined_in`);
+    elsewhere the angle's value is NaN, which the angle's KDE and bandwidth
+    do not count.
 
     Returns ``({variable: [values of frame 0 (n_0,), …]}`` (float32), ``[flat index y·X + x of frame 0, …]``).
     """
     # one read of the maps: the rVAE store chunks all latents of a frame together
     block = lat["mean"].sel({store.LATENT: variables}).transpose(store.FRAME, store.Y, store.X, store.LATENT).values
-    return select_from_maps(block, variables, cfg, rng, structure)
+    return select_from_maps(block, variables, cfg, rng, structure, determined)
 
 
 def select_values(lat: xr.Dataset, variables: list[str], cfg: dict, rng: np.random.Generator,

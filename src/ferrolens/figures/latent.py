@@ -15,6 +15,7 @@ from mpl_toolkits.axes_grid1.inset_locator import inset_axes
 from scipy.ndimage import gaussian_filter
 
 from .. import store
+from ..rvae.confidence import determined_in, rule_text
 from ..stimulus import Stimulus, stimulus
 from .common import default_frame, frame_title, grid, robust_limits, save, style
 
@@ -135,8 +136,15 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                 ax = axes[r, c + 1]
                 v = m.sel(latent=name).values
                 if name == "angle":
-                    im = ax.imshow(np.degrees(v) % 180.0, cmap="twilight", vmin=0, vmax=180)
-                    label = "angle (deg, mod 180)"
+                    label, keep = "angle (deg, mod 180)", None
+                    if "angle_confidence" in lat:  # grey where the window holds no one orientation
+                        keep = determined_in(lat["angle_confidence"].sel(frame=f).transpose(store.Y, store.X))
+                        label += "\ngrey: undetermined"
+                        ax.text(0.02, 0.02, f"determined {keep.mean():.0%}", transform=ax.transAxes, fontsize=7,
+                                color="k", bbox={"facecolor": "w", "alpha": 0.7, "lw": 0, "pad": 1})
+                    cmap = plt.get_cmap("twilight").with_extremes(bad="0.6")
+                    shown = np.degrees(v) % 180.0 if keep is None else np.ma.masked_where(~keep, np.degrees(v) % 180.0)
+                    im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=180, interpolation="nearest")
                 elif name in ("dx", "dy"):  # a shift: white at zero, the same reach both ways
                     reach = max(abs(x) for x in robust_limits(v)) or 1e-6
                     im = ax.imshow(v, cmap="RdBu_r", vmin=-reach, vmax=reach)
@@ -149,7 +157,9 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                 if r == 0:
                     ax.set_title(label)
                 ax.set_axis_off()
-        fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)")
+        rules = sorted({rule_text(lat["angle_confidence"]) for lat in lats if "angle_confidence" in lat})
+        fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)"
+                     + "".join(f"\n{t} (grey elsewhere)" for t in rules))
         fig.tight_layout()
         failed = " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning"))
         _quality_warning(fig, {"quality_warning": failed})
@@ -207,7 +217,9 @@ def _kde_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str, unit: str, v
     fig.colorbar(im, ax=ax, label=f"density ({per}√ scale)")
     ax.set_xlabel("frame" + (" (dashed: end of the virgin curve)" if virgin.any() else ""))
     ax.set_ylabel(ylab)
-    ax.set_title(f"KDE({v}, frame)")
+    # the dynamics store says when the angle was counted only where determined (rvae.angle_confidence)
+    ax.set_title(f"KDE({v}, frame)" + ("\n(pixels where the angle is determined)"
+                                       if deg and dyn.attrs.get("angle_counted") else ""))
 
 
 def _components_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str) -> None:

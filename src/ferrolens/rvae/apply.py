@@ -28,6 +28,7 @@ from ..store import (
     write_store_streamed,
 )
 from . import quality as _quality
+from .confidence import angle_confidence, store_attrs
 from .config import resolve_config, thresholds
 from .inputs import CENTRE, _bias, _frame_values, _source_attrs, check_images
 from .learn import load
@@ -118,7 +119,10 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
       the code of the window centred on each pixel, reflect padding (attrs
       ``padding``, ``origin``), computed fully convolutionally and streamed to
       disk in frame batches (memory bounded by ``cfg["maps_chunk_mb"]``), with
-      a progress bar over frames; ``bias`` (and ``time``) along ``frame``.
+      a progress bar over frames; ``bias`` (and ``time``) along ``frame``;
+    * ``angle_confidence(frame, y, x)`` in [0, 1]: where the angle is
+      determined (:mod:`ferrolens.rvae.confidence`, ``cfg["angle_confidence"]``;
+      the rule and thresholds in its attrs), from the same input windows.
 
     Log-sd of dx, dy is NaN and their mean 0 for a model without translation.
     The store is written beside ``out`` and renamed into place when complete.
@@ -157,6 +161,8 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
 
     logsd = bool(cfg["maps_logsd"])
     variables = ["mean", "logsd"] if logsd else ["mean"]
+    rule = cfg["angle_confidence"]
+    conf_attrs = store_attrs(n, rule["min_contrast"], rule["min_coherence"])
 
     def parts():
         """The codes with the first frame batch, then one batch of maps after another."""
@@ -166,9 +172,13 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
             data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
             if logsd:
                 data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
+            conf = angle_confidence(np.asarray(images[a:b].values, np.float32), n, rule["min_contrast"])
+            data["angle_confidence"] = ((FRAME, Y, X), conf, conf_attrs)
             part = xr.Dataset(data, coords={FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}},
                               attrs=attrs)
             yield head.merge(part, combine_attrs="override") if a == 0 else part
 
-    write_store_streamed(parts(), out, encoding={k: {"chunks": chunks} for k in variables})
+    encoding = {k: {"chunks": chunks} for k in variables}
+    encoding["angle_confidence"] = {"chunks": chunks[:3]}
+    write_store_streamed(parts(), out, encoding=encoding)
     log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)
