@@ -366,3 +366,31 @@ def test_code_a_figure_function_redraws_the_figures_only(tiny_run, tmp_path):
                           env={**os.environ, "PYTHONPATH": str(wf / "src")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == figures
+
+
+@pytest.mark.slow
+def test_editing_a_frame_of_a_folder_reruns_its_ingest_only(tmp_path):
+    """Data (item 3): every frame of a folder is an input of the ingest; the bias CSV and label images
+    are tested in tests/test_own_movie.py. A folder dataset without labels runs two jobs."""
+    import numpy as np
+    from PIL import Image
+
+    data = shutil.copytree(ROOT / ".test/png_frames/frames", tmp_path / "frames")
+    cfg = tmp_path / "folder.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": {"scan": {"path": str(data), "frame_interval": 2.0}}}))
+    files = [TINY[0], cfg]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                           str(tmp_path), "--configfile", *map(str, files), "--cores", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Decision(tmp_path, configfiles=files).run == {}
+    frame = sorted(data.iterdir())[3]
+    original = frame.read_bytes()
+    img = np.asarray(Image.open(frame)).copy()
+    img[0, 0] = 255 - img[0, 0]  # a person corrects one pixel of one frame
+    Image.fromarray(img).save(frame)
+    run = Decision(tmp_path, configfiles=files).run
+    assert {r for (r, _), why in run.items() if why == "own"} == {"ingest_movie"}
+    assert {r for r, _ in run} == {"ingest_movie", "figure_frames"}
+    frame.write_bytes(original)  # the content the movie was made from: nothing to do (Snakemake compares checksums)
+    assert Decision(tmp_path, configfiles=files).run == {}
