@@ -156,3 +156,15 @@ def test_stage_writes_its_store_and_figure(tmp_path):
     assert (ds["status"].values == NEVER).any()  # the matrix far from any needle never switches
     out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 40})
     assert out.stat().st_size > 1000
+
+
+def test_drift_is_not_a_switch():
+    # latents that drift steadily with time (the image moving under the window), no switching: the
+    # two levels differ, but along each branch a line fits better than a step
+    rng = np.random.default_rng(6)
+    x = 0.05 * np.arange(40)[:, None, None] + rng.normal(0, 0.05, (40, 300, 2))
+    st = latent_state(x, BIAS)
+    assert st.bistable.mean() > 0.9
+    r = branch_switching(st.s, st.sigma, SWEEP)
+    for d in r:
+        assert (r[d].status == SWITCHED).mean() < 0.1, d

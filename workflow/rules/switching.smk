@@ -3,7 +3,7 @@
 # demo also the generator's true switching biases and the map's error against them.
 
 # the sweep's settings are the dynamics section's (one owner); only these reach this rule
-SWITCHING_SWEEP_KEYS = ["stimulus", "reversal_tolerance", "virgin_branch", "bias_points", "time_block", "angle_period"]
+SWITCHING_SWEEP_KEYS = ["stimulus", "reversal_tolerance", "virgin_branch", "bias_points", "angle_period"]
 
 
 rule switching:
@@ -22,5 +22,8 @@ rule switching:
         benchmark_of(SWITCHING)
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=4000,  # 0.86 GB peak at the demo's 256² × 40 frames (5 latents); grows with pixels × frames
+        runtime=20,
     script:
         "../scripts/switching.py"

@@ -72,7 +72,7 @@ def switching_maps(movie: str, switching: str, out: str, cfg: dict) -> Path:
             fig.colorbar(im, ax=ax, shrink=0.8, label=f"switching {stim} ({units})")
         handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="0.5") for c, _ in _STATUS_COLOURS.values()]
         axes[0, 2].legend(handles, [t for _, t in _STATUS_COLOURS.values()], loc="upper left",
-                          bbox_to_anchor=(0.0, -0.12), ncol=2, fontsize=7, frameon=False)
+                          bbox_to_anchor=(0.0, -0.2), ncol=2, fontsize=7, frameon=False)
 
         ax = axes[1, 0]
         edges = np.linspace(lo, hi, 41)

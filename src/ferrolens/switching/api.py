@@ -104,7 +104,7 @@ def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | No
         r.status[~st.bistable & (r.status != NO_DATA)] = NEVER
         for a in (r.bias, r.low, r.high):
             a[r.status != SWITCHED] = np.nan
-    op = LoopOperator.build(sweep, dyn["bias_points"], dyn["time_block"])
+    op = LoopOperator.build(sweep, dyn["bias_points"])  # the area's weights do not depend on time blocks
     # a frame missing in a pixel counts as midway (it adds no area); a pixel with no data has none
     area = loop_area(np.nan_to_num(st.s, nan=0.5), st.sigma, op, cfg["alpha"])
     for a in area:
@@ -157,7 +157,7 @@ def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | No
             coords[c] = (store.FRAME, lat[c].values, dict(lat[c].attrs))
     attrs = store.provenance(
         "switching", {"switching": dict(cfg), "dynamics": {k: dyn[k] for k in
-                      ("stimulus", "reversal_tolerance", "virgin_branch", "bias_points", "time_block")}},
+                      ("stimulus", "reversal_tolerance", "virgin_branch", "bias_points")}},
         window=lat.attrs.get("window"), stimulus=stim.name, stimulus_units=units, block=size,
         status_meanings=list(STATUS_MEANINGS), stimulus_step=sweep.step, seconds=round(seconds, 3),
         loop_note=op.note, noise_rho=[float(r) for r in st.rho],

@@ -9,13 +9,13 @@ differ beyond the noise the pixel *never switches* (a test per pixel at level ``
 noise correlated between neighbouring frames allowed for, see :func:`noise_model`).
 
 Per branch (monotone segment of the stimulus, :func:`ferrolens.dynamics.hysteresis.analyse_sweep`),
-:func:`branch_switching` scans the state in the sweep's direction: the pixel is *switched* where
-it leaves the old side (``s`` confidently below/above 1/2, beyond ``z`` times its noise with ``z``
-Bonferroni-corrected over the branch's frames) and settles on the new side for the rest of the
-branch. The switching bias is where ``s`` crosses 1/2 (linear between frames); its interval runs
-from the last frame confidently on the old side to the first confidently on the new one (at least
-one stimulus step: the data do not resolve more). A state that comes back is *unsettled*; a branch
-that ends on the old side holds *no switch* (within its range); neither is guessed.
+:func:`branch_switching` fits the state in the sweep's direction with a step from the old level to
+the new one (least squares, :func:`segment_switching`): the pixel is *switched* where the step is
+decided against no step at all and both sides settle on their levels. The switching
+bias is where ``s`` crosses 1/2 (linear between frames); its interval spans every step position the
+data do not reject (at least one stimulus step: the data do not resolve more). A state the data do
+not decide, that wanders between the levels or drifts like a line is *unsettled*; a branch whose
+best fit has no step holds *no switch* (within its range); neither is given a bias.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def segment_switching(u: np.ndarray, v: np.ndarray, sigma: np.ndarray, alpha: fl
     interval of the switching bias spans every k not worse than that (stimulus of its last old and
     first new frames). *No switch*: an end fits best. *Unsettled*: an end fits about as well (the
     data do not decide), or a side's mean is not beyond 1/2 (one-sided t at ``alpha``: the state
-    wanders between the levels). The switching bias is where ``u`` crosses 1/2 between frames k̂ and
+    wanders between the levels), or a straight line in the stimulus fits the segment better than
+    the best step with free levels (a drift, e.g. the image moving under the window, not a switch). The switching bias is where ``u`` crosses 1/2 between frames k̂ and
     k̂ + 1 (linear).
     """
     m, n = u.shape
@@ -194,7 +195,20 @@ def segment_switching(u: np.ndarray, v: np.ndarray, sigma: np.ndarray, alpha: fl
         count = side.sum(axis=0)
         mean = np.where(side, u, 0.0).sum(axis=0) / np.maximum(count, 1)
         settled &= (count > 0) & (sign * (mean - 0.5) * np.sqrt(np.maximum(count, 1)) / scale > t_crit)
-    switched = inside & decided & settled
+    # a step, not a drift: the best step with free levels (its two sides about their own means) fits
+    # better than a straight line in the stimulus (a slow drift of the latents with time — the image
+    # drifting under the window — is a line along a branch; free levels, as the line's are free)
+    sse_step = np.zeros(n)
+    for side in (finite & (idx < best), finite & (idx >= best)):
+        cnt = np.maximum(side.sum(axis=0), 1)
+        sse_step += np.where(side, u - np.where(side, u, 0.0).sum(axis=0) / cnt, 0.0).__pow__(2).sum(axis=0)
+    cnt = np.maximum(finite.sum(axis=0), 1)
+    dv = np.where(finite, v[:, None] - np.where(finite, v[:, None], 0.0).sum(axis=0) / cnt, 0.0)
+    du_ = np.where(finite, u - np.where(finite, u, 0.0).sum(axis=0) / cnt, 0.0)
+    sxx = (dv**2).sum(axis=0)
+    sse_line = (du_**2).sum(axis=0) - np.where(sxx > 0, (dv * du_).sum(axis=0) ** 2 / np.where(sxx > 0, sxx, 1), 0.0)
+    stepwise = sse_step < sse_line
+    switched = inside & decided & settled & stepwise
     status = np.full(n, UNSETTLED, np.int8)
     status[switched] = SWITCHED
     status[~inside] = NO_SWITCH
