@@ -156,6 +156,12 @@ def test_stage_writes_its_store_and_figure(tmp_path):
     assert (ds["status"].values == NEVER).any()  # the matrix far from any needle never switches
     out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 40})
     assert out.stat().st_size > 1000
+    # spatial blocks: 4 × 4 px averaged first, one result per block at the block centres, no truth
+    assert switching(str(tmp_path / "latents.zarr"), str(tmp_path / "sw4.zarr"), {"block": 4}, dyn,
+                     truth=str(tmp_path / "synthetic.zarr")) == {}
+    blk = store.open_store(tmp_path / "sw4.zarr", "switching")
+    assert blk["status"].shape == (2, 8, 8) and list(blk["y"].values[:2]) == [1.5, 5.5]
+    assert (blk["status"].values == SWITCHED).any()
 
 
 def test_drift_is_not_a_switch():
