@@ -174,3 +174,9 @@ def test_drift_is_not_a_switch():
     r = branch_switching(st.s, st.sigma, SWEEP)
     for d in r:
         assert (r[d].status == SWITCHED).mean() < 0.1, d
+
+
+def test_a_stimulus_that_never_moves_marks_every_pixel_no_data():
+    one = analyse_sweep(np.zeros(1))
+    r = branch_switching(np.full((1, 5), np.nan), np.full(5, np.nan), one)
+    assert all((r[d].status == 4).all() and np.isnan(r[d].bias).all() for d in r)

@@ -17,7 +17,7 @@ from ..dynamics.api import _angle_period, _chosen_stimulus
 from ..dynamics.hysteresis import LoopOperator, analyse_sweep
 from ..errors import InputError
 from .config import resolve_config
-from .core import NEVER, NO_DATA, STATUS_MEANINGS, SWITCHED, branch_switching, imprint, latent_state, loop_area
+from .core import NEVER, NO_DATA, STATUS_MEANINGS, SWITCHED, State, branch_switching, imprint, latent_state, loop_area
 from .truth import switching_errors, true_switching
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,15 @@ def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | No
                          "latent labels of the rVAE (or [] for all)")
     stim = _chosen_stimulus(lat, dyn["stimulus"], latents)
     sweep = analyse_sweep(stim.values, dyn["reversal_tolerance"], dyn["virgin_branch"], stim.name, stim.units)
-    if sweep.note and not sweep.branches.segments:
-        raise InputError(latents, f"{sweep.note}", "a stimulus that moves (switching needs branches)")
     period = _angle_period(lat, dyn, latents) if ANGLE in (cfg["variables"] or labels) else math.pi
     x = blocks(features(np.asarray(lat["mean"].values), labels, list(cfg["variables"]), period), cfg["block"])
     n_frames, h, w, d = x.shape
-    st = latent_state(x.reshape(n_frames, h * w, d), sweep.values, cfg["level_margin"], cfg["alpha"])
+    if sweep.branches.segments:
+        st = latent_state(x.reshape(n_frames, h * w, d), sweep.values, cfg["level_margin"], cfg["alpha"])
+    else:  # the stimulus never moves (e.g. one frame): nothing to read, every pixel marked "no data"
+        log.info("%s: every pixel marked no data", sweep.note)
+        nan = np.full(h * w, np.nan)
+        st = State(np.full((n_frames, h * w), np.nan), nan, nan, np.zeros(h * w, bool), np.zeros(d))
     virgin = cfg["virgin"] == "include"
     branches = branch_switching(st.s, st.sigma, sweep, cfg["alpha"], virgin)
     for r in branches.values():
@@ -160,7 +163,7 @@ def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | No
                       ("stimulus", "reversal_tolerance", "virgin_branch", "bias_points")}},
         window=lat.attrs.get("window"), stimulus=stim.name, stimulus_units=units, block=size,
         status_meanings=list(STATUS_MEANINGS), stimulus_step=sweep.step, seconds=round(seconds, 3),
-        loop_note=op.note, noise_rho=[float(r) for r in st.rho],
+        loop_note=op.note or sweep.note, noise_rho=[float(r) for r in st.rho],
         **{f"truth_{k}_{m}": v for k, e in errors.items() for m, v in e.items()},
         **store.inherited_quality(lat.attrs))
     store.write_store(xr.Dataset(data, coords=coords, attrs=attrs), out)
