@@ -29,7 +29,12 @@ the accuracy figures do not depend on it).
 Usage::
 
     python benchmarks/bench_segment_calibration.py [--seeds 0 1] [--losses auto none] [--classes 3]
-        [--peer /tmp/h5/peer] [--json OUT.json]
+        [--data demo peer] [--peer /tmp/h5/peer] [--threads 2] [--json OUT.json]
+
+On a crowded machine the trainings can run as separate processes (one data set or seed each, e.g.
+``--data demo --seeds 1 --threads 1 --json d1.json``; one thread wastes less CPU when the cores are
+oversubscribed) and be tabled together: ``--table d0.json d1.json p.json``. ``--json`` is rewritten
+after every training.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import numpy as np
 import torch
 
 import ferrolens.segment as seg
-from ferrolens.segment.calibrate import confusion, iou_from_confusion
+from ferrolens.segment.calibrate import confusion, iou_from_confusion, tune_logit_bias
 from ferrolens.synthetic import make_demo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,34 +86,47 @@ def plain_labels(model, normed: np.ndarray) -> np.ndarray:
                          .numpy() for f in normed])
 
 
-def run_one(frames, truth, train_frames, k, loss, seed, threads) -> dict:
-    cfg = {"train": {"patch_size": 128, "batch_size": 8, "steps_per_epoch": 40, "max_epochs": 5,
-                     "class_weights": loss, "decision": "calibrated"},
-           "predict": {"precision": "float32"}}
+RULES = ("argmax", "iou", "fractions")  # segment.train.decision
+
+
+def run_one(frames, truth, train_frames, k, loss, seed, threads, steps=200) -> dict:
+    """One training (today's loss: ``class_weights`` ``loss``), every decision rule read off it."""
+    from ferrolens.segment.learn import heldout_logits
+
+    per = min(40, steps)  # validation (and the best model's choice) every 40 steps, as the demo's 5 × 40
+    cfg = {"train": {"patch_size": 128, "batch_size": 8, "steps_per_epoch": per, "max_epochs": max(1, steps // per),
+                     "class_weights": loss}, "predict": {"precision": "float32"}}
     labels = truth[train_frames] if k == 3 else np.where(truth[train_frames] == 2, 0, truth[train_frames])
     c0, t0 = time.process_time(), time.perf_counter()
     model, _ = seg.fit(frames[train_frames], labels, frames=train_frames, n_classes=k, cfg=cfg, seed=seed,
                        threads=threads, progress=False)
     wall_s = time.perf_counter() - t0
     util = (time.process_time() - c0) / wall_s
-    d = model.decision
-    bias = np.asarray(d["logit_bias"])
-    out = {"fit_s": wall_s, "cpu_per_wall": util, "logit_bias": d["logit_bias"]}
-    # held-out strips: the record made where the bias was chosen
-    for tag in ("argmax", "calibrated"):
-        iou = np.array([np.nan if v is None else v for v in d[f"iou_{tag}"]])
-        out[f"strip_{tag}"] = {"wall_pred": d[f"fraction_{tag}"][WALL], "wall_true": d["fraction_true"][WALL],
-                               "iou_wall": float(iou[WALL]), "miou": float(np.nanmean(iou))}
-    # never-labelled frames, through the public prediction path (bias folded into the head)
+    full = seg.resolve_config(cfg)
+    # the held-out strips fit() calibrated on (the same deterministic split), without any bias
+    normed, _, _ = seg.normalize_frames(frames[train_frames])
+    dm = seg.SegmentationData(normed, labels, train_frames, k, full["train"], full["augment"], seed=seed)
+    own = model.logit_bias.clone()
+    with torch.no_grad():
+        model.logit_bias.zero_()
+    strip_logits, strip_truth = heldout_logits(model, dm.val_sources, full)
+    biases = {"argmax": np.zeros(k), **{r: tune_logit_bias(strip_logits, strip_truth, r) for r in RULES[1:]}}
+    out = {"fit_s": wall_s, "cpu_per_wall": util, "bias": {r: b.tolist() for r, b in biases.items()},
+           "default_rule": full["train"]["decision"]}
+    # never-labelled frames, through the public prediction path (no bias), each rule's bias added after
     test = [i for i in range(len(frames)) if i not in train_frames]
     t = truth[test] if k == 3 else np.where(truth[test] == 2, 0, truth[test])
-    probs = seg.probabilities(model, frames[test], cfg, threads)
-    logp = np.log(np.maximum(probs, 1e-30))
-    calibrated = logp.argmax(1)
-    argmax = (logp - bias[None, :, None, None]).argmax(1)  # softmax(z + b): log p − b = z − const
-    out["test_argmax"], out["test_calibrated"] = scores(t, argmax, k), scores(t, calibrated, k)
-    normed, _, _ = seg.normalize_frames(frames[test[:4]], model.hparams.norm_low, model.hparams.norm_high)
-    out["labels_equal_plain"] = float((plain_labels(model, normed) == calibrated[:4]).mean())
+    logp = np.log(np.maximum(seg.probabilities(model, frames[test], cfg, threads), 1e-30))
+    for r, b in biases.items():
+        out[f"strip_{r}"] = scores(strip_truth, (strip_logits + b).argmax(1), k)
+        out[f"test_{r}"] = scores(t, (logp + b[None, :, None, None]).argmax(1), k)
+    # the model as fit() returns it carries the default rule's bias; prediction applies it as the plain model does
+    with torch.no_grad():
+        model.logit_bias.copy_(own)
+    assert np.allclose(own.numpy(), biases[full["train"]["decision"]]), (own, biases)
+    normed_t, _, _ = seg.normalize_frames(frames[test[:4]], model.hparams.norm_low, model.hparams.norm_high)
+    fused = seg.probabilities(model, frames[test[:4]], cfg, threads).argmax(1)
+    out["labels_equal_plain"] = float((plain_labels(model, normed_t) == fused).mean())
     return out
 
 
@@ -121,8 +139,14 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", default=["demo", "peer"], choices=list(DATASETS))
     ap.add_argument("--peer", type=Path, default=Path("/tmp/h5/peer"), help="peer data folder (made when absent)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--steps", type=int, default=200, help="training steps per model (the demo's 200)")
+    ap.add_argument("--json", type=Path, default=None, help="the results, rewritten after every training")
+    ap.add_argument("--table", type=Path, nargs="+", default=None,
+                    help="train nothing: table the results of these --json files together")
     args = ap.parse_args()
+    if args.table:
+        report([r for f in args.table for r in json.loads(f.read_text())])
+        return
     torch.set_num_threads(args.threads)
     print(f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -132,50 +156,67 @@ def main() -> None:
         for k in args.classes:
             for loss in args.losses:
                 for seed in args.seeds:
-                    r = run_one(frames, truth, DATASETS[name], k, loss, seed, args.threads)
+                    r = run_one(frames, truth, DATASETS[name], k, loss, seed, args.threads, args.steps)
                     r.update(data=name, classes=k, loss=loss, seed=seed)
                     results.append(r)
+                    if args.json:
+                        args.json.write_text(json.dumps(results, indent=1))
                     print(f"{name} c{k} class_weights {loss} seed {seed}: fit {r['fit_s']:.0f} s (cpu/wall "
-                          f"{r['cpu_per_wall']:.2f}), logit bias {np.round(r['logit_bias'], 2).tolist()}, "
-                          f"labels = plain {r['labels_equal_plain']:.5f}", flush=True)
+                          f"{r['cpu_per_wall']:.2f}), labels = plain {r['labels_equal_plain']:.5f}", flush=True)
                     for part in ("strip", "test"):
-                        for tag in ("argmax", "calibrated"):
-                            s = r[f"{part}_{tag}"]
-                            print(f"   {part:5s} {tag:10s} wall {100 * s['wall_pred']:.2f} % (true "
-                                  f"{100 * s['wall_true']:.2f} %), IoU wall {s['iou_wall']:.4f}, mean {s['miou']:.4f}",
-                                  flush=True)
+                        for rule in RULES:
+                            sc = r[f"{part}_{rule}"]
+                            print(f"   {part:5s} {rule:9s} bias {np.round(r['bias'][rule], 2).tolist()} wall "
+                                  f"{100 * sc['wall_pred']:.2f} % (true {100 * sc['wall_true']:.2f} %), IoU wall "
+                                  f"{sc['iou_wall']:.4f}, mean {sc['miou']:.4f}", flush=True)
 
-    print("\nmean over seeds " + ", ".join(map(str, args.seeds)) + " (strip: the held-out strips of the 4 "
-          "labelled frames, where the bias is chosen; frames: the never-labelled frames)\n")
+    report(results)
+
+
+def report(results: list[dict]) -> None:
+    """The side-by-side table (mean over seeds), the targets and the agreement check; exit 4 on disagreement."""
+    data = list(dict.fromkeys(r["data"] for r in results))
+    classes = list(dict.fromkeys(r["classes"] for r in results))
+    losses = list(dict.fromkeys(r["loss"] for r in results))
+    seeds = sorted({r["seed"] for r in results})
+    print("\nmean over seeds " + ", ".join(map(str, seeds)) + " (held-out strips: of the 4 labelled frames, "
+          "where the bias is chosen; never-labelled frames: independent of training and calibration)\n")
     print("| data | classes | class weights | decision | part | wall % predicted | wall % true | wall IoU | "
           "mean IoU |\n|---|---|---|---|---|---|---|---|---|")
     ok = {}
-    for name in args.data:
-        for k in args.classes:
-            for loss in args.losses:
+    for name in data:
+        for k in classes:
+            for loss in losses:
                 rs = [r for r in results if (r["data"], r["classes"], r["loss"]) == (name, k, loss)]
+                if not rs:
+                    continue
                 for part, label in (("strip", "held-out strips"), ("test", "never-labelled frames")):
-                    m = {tag: {key: float(np.mean([r[f"{part}_{tag}"][key] for r in rs]))
-                               for key in ("wall_pred", "wall_true", "iou_wall", "miou")}
-                         for tag in ("argmax", "calibrated")}
-                    for tag in ("argmax", "calibrated"):
-                        s = m[tag]
-                        print(f"| {name} | {k} | {loss} | {tag} | {label} | {100 * s['wall_pred']:.2f} | "
-                              f"{100 * s['wall_true']:.2f} | {s['iou_wall']:.4f} | {s['miou']:.4f} |")
+                    m = {rule: {key: float(np.mean([r[f"{part}_{rule}"][key] for r in rs]))
+                                for key in ("wall_pred", "wall_true", "iou_wall", "miou")} for rule in RULES}
+                    for rule in RULES:
+                        sc = m[rule]
+                        print(f"| {name} | {k} | {loss} | {rule} | {label} | {100 * sc['wall_pred']:.2f} | "
+                              f"{100 * sc['wall_true']:.2f} | {sc['iou_wall']:.4f} | {sc['miou']:.4f} |")
                     if loss == "auto":
-                        c, a = m["calibrated"], m["argmax"]
-                        ok[f"{name} c{k} {label}: wall fraction within ±1 point"] = \
-                            abs(c["wall_pred"] - c["wall_true"]) <= 0.01
-                        ok[f"{name} c{k} {label}: wall IoU up"] = c["iou_wall"] > a["iou_wall"]
+                        for rule in RULES[1:]:
+                            c, a = m[rule], m["argmax"]
+                            ok[f"{name} c{k} {label} {rule}: wall fraction within ±1 point"] = \
+                                abs(c["wall_pred"] - c["wall_true"]) <= 0.01
+                            ok[f"{name} c{k} {label} {rule}: wall IoU up"] = c["iou_wall"] > a["iou_wall"]
+    print("\nper training: wall % predicted (true), wall IoU, for argmax / iou / fractions; the logit biases")
+    for r in results:
+        print(f"  {r['data']} c{r['classes']} {r['loss']} seed {r['seed']}: " + "; ".join(
+            f"{part} " + " / ".join(f"{100 * r[f'{part}_{rule}']['wall_pred']:.2f}" for rule in RULES)
+            + f" ({100 * r[part + '_argmax']['wall_true']:.2f}), IoU "
+            + " / ".join(f"{r[f'{part}_{rule}']['iou_wall']:.4f}" for rule in RULES) for part in ("strip", "test"))
+            + "; bias " + ", ".join(f"{rule} {np.round(r['bias'][rule], 2).tolist()}" for rule in RULES[1:]))
     agree = min(r["labels_equal_plain"] for r in results)
     print(f"\nprobabilities() vs plain argmax(model(x) + logit_bias): labels equal ≥ {agree:.5f} "
           f"({'agree' if agree >= 0.999 else 'DISAGREE'})")
-    print("targets (today's loss, calibrated vs argmax): " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}"
-                                                                       for k, v in ok.items()))
+    print("targets (today's loss, calibrated vs argmax):\n  " + "\n  ".join(f"{k}: {'PASS' if v else 'FAIL'}"
+                                                                           for k, v in ok.items()))
     print("CPU time / wall per training: " + ", ".join(f"{r['data']} c{r['classes']} {r['loss']} s{r['seed']} "
                                                        f"{r['cpu_per_wall']:.2f}" for r in results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
     if agree < 0.999:
         raise SystemExit(4)
 

@@ -375,7 +375,7 @@ def test_train_writes_outputs_and_is_reproducible(stores, trained, tmp_path):
     assert len(rows) == 3 and all(np.isfinite(float(v)) for v in rows[1].split(",")[:5])
     # the decision: chosen on the held-out strips, recorded with what it does there, carried by model.ckpt
     d = json.loads((out / "quality.json").read_text())["decision"]
-    assert d["rule"] == "calibrated" and len(d["logit_bias"]) == 3 and d["logit_bias"][0] == 0.0
+    assert d["rule"] == "fractions" and len(d["logit_bias"]) == 3 and d["logit_bias"][0] == 0.0
     assert d["pixels"] > 0 and abs(sum(d["fraction_true"]) - 1) < 1e-9 and len(d["iou_calibrated"]) == 3
     assert seg.load(out / "model.ckpt").logit_bias.tolist() == pytest.approx(d["logit_bias"])
     # same inputs and seed → same weights
@@ -468,7 +468,7 @@ def test_prediction_store(stores, trained):
     normed, lo, _ = seg.normalize_frames(stores["img"], 1.0, 99.0)
     # the model as trained plus its decision bias (segment.train.decision, chosen on the held-out strips)
     direct = forward_probabilities(lambda x: model(x) + model.logit_bias[:, None, None], normed, 2, torch.device("cpu"))
-    assert ds.attrs["decision"] == "calibrated" and ds.attrs["logit_bias"] == model.logit_bias.tolist()
+    assert ds.attrs["decision"] == "fractions" and ds.attrs["logit_bias"] == model.logit_bias.tolist()
     np.testing.assert_allclose(ds.norm_low, lo)
     cfg = {**TINY, "predict": {**TINY["predict"], "batch_size": 4}}
     f32 = {**cfg, "predict": {**cfg["predict"], "precision": "float32"}}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -13,7 +14,7 @@ from ferrolens.segment.calibrate import BIAS_STEP, decision_record, tune_logit_b
 torch.set_num_threads(2)
 
 
-def logits_and_truth(n=12000, seed=0, noisy=False):
+def logits_and_truth(n=8000, seed=0, noisy=False):
     """Logits ``(n, 3)`` of a known posterior and labels: its argmax, or drawn from it (``noisy``)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 2, (n, 3)) + np.array([1.5, 0.0, -0.5])
@@ -27,7 +28,7 @@ def logits_and_truth(n=12000, seed=0, noisy=False):
 def test_tuning_recovers_a_known_shift_of_the_logits():
     z, truth = logits_and_truth()
     shift = np.array([0.0, 0.8, -0.5])
-    bias = tune_logit_bias(z + shift, truth)
+    bias = tune_logit_bias(z + shift, truth)  # the mean IoU: 1 exactly at the true shift
     np.testing.assert_allclose(bias, -shift, atol=BIAS_STEP + 1e-9)
     rec = decision_record(z + shift, truth, bias, ["background", "wall", "contaminant"])
     assert rec["iou_argmax"][1] < 0.8 and min(rec["iou_calibrated"]) > 0.98
@@ -36,17 +37,22 @@ def test_tuning_recovers_a_known_shift_of_the_logits():
     assert tune_logit_bias(z, truth).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_calibration_moves_an_overpredicted_class_towards_its_true_fraction():
+@pytest.mark.parametrize("objective", ["iou", "fractions"])
+def test_calibration_moves_an_overpredicted_class_towards_its_true_fraction(objective):
     # labels drawn from softmax(z); the model's logits favour class 1 (as the class weights and Dice do)
     z, truth = logits_and_truth(noisy=True, seed=1)
     biased = z + np.log([0.7, 2.5, 1.0])
-    bias = tune_logit_bias(biased, truth)
+    bias = tune_logit_bias(biased, truth, objective)
     rec = decision_record(biased, truth, bias, ["background", "wall", "contaminant"])
     true, raw, cal = rec["fraction_true"][1], rec["fraction_argmax"][1], rec["fraction_calibrated"][1]
     assert raw - true > 0.05  # the over-prediction is there ...
     assert abs(cal - true) < 0.5 * abs(raw - true)  # ... and the calibration takes most of it back
     assert bias[1] < 0 and rec["iou_calibrated"][1] > rec["iou_argmax"][1]
     assert np.nanmean(rec["iou_calibrated"]) >= np.nanmean(rec["iou_argmax"])
+    if objective == "fractions":  # every class's fraction matched to the resolution of the bias grid
+        np.testing.assert_allclose(rec["fraction_calibrated"], rec["fraction_true"], atol=0.003)
+    with pytest.raises(ValueError, match="objective"):
+        tune_logit_bias(biased, truth, "dice")
 
 
 def test_classes_without_enough_held_out_pixels_keep_a_zero_bias():
@@ -57,7 +63,7 @@ def test_classes_without_enough_held_out_pixels_keep_a_zero_bias():
     bias = tune_logit_bias(z + shift, truth)
     assert bias[2] == 0.0 and abs(bias[1] + 0.8) < 0.2
     # unlabelled pixels (−1) are skipped; image-shaped input is accepted
-    img, lab = (z + shift).T.reshape(1, 3, 100, 120), truth.reshape(1, 100, 120).copy()
+    img, lab = (z + shift).T.reshape(1, 3, 80, 100), truth.reshape(1, 80, 100).copy()
     lab[0, :10] = -1
     assert abs(tune_logit_bias(img, lab)[1] + 0.8) < 0.2
 

@@ -5,8 +5,9 @@ both push a rare class's probability up: the plain argmax of such a model over-m
 (on a held-out phase-field movie 21.5 % of pixels against 18.7 % true). Prediction therefore
 labels ``argmax(logits + b)`` and reports ``softmax(logits + b)``: a shift of each class's
 log prior, ``b`` chosen after training on the held-out pixels (the strips of
-``train.holdout: regions``) to maximise their mean IoU. ``b[0] = 0`` (only differences
-matter). Pure numpy, no I/O.
+``train.holdout: regions``) so that each class's predicted fraction of them matches its labelled
+fraction (``segment.train.decision: fractions``, the default) or so that their mean IoU is
+largest (``iou``). ``b[0] = 0`` (only differences matter). Pure numpy, no I/O.
 """
 
 from __future__ import annotations
@@ -52,18 +53,31 @@ def _labelled_pixels(logits: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray,
     return logits[keep], truth[keep]
 
 
-def _score(logits: np.ndarray, truth: np.ndarray, bias: np.ndarray) -> float:
-    iou = iou_from_confusion(confusion(truth, (logits + bias).argmax(1), logits.shape[1]))
+#: What the bias is chosen for (``segment.train.decision``): the mean IoU of the held-out pixels, or
+#: their class fractions (the sum over classes of |predicted − labelled fraction|, made least).
+OBJECTIVES = ("iou", "fractions")
+
+
+def _score(logits: np.ndarray, truth: np.ndarray, bias: np.ndarray, objective: str) -> float:
+    k = logits.shape[1]
+    pred = (logits + bias).argmax(1)
+    if objective == "fractions":
+        return -float(np.abs(np.bincount(pred, minlength=k) - np.bincount(truth, minlength=k)).sum()) / len(truth)
+    iou = iou_from_confusion(confusion(truth, pred, k))
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
 
 
-def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, rounds: int = 3, seed: int = 0) -> np.ndarray:
-    """The per-class logit bias ``b`` ``(K,)`` maximising the mean IoU of ``argmax(logits + b)``.
+def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, objective: str = "iou", rounds: int = 3,
+                    seed: int = 0) -> np.ndarray:
+    """The per-class logit bias ``b`` ``(K,)`` for ``argmax(logits + b)``: the one maximising the mean IoU
+    of the held-out pixels (``objective="iou"``), or matching their class fractions (``"fractions"``:
+    least ``Σ_c |predicted − labelled fraction of class c|``).
 
     Parameters
     ----------
     logits : ``(N, K)`` (or ``(B, K, H, W)``) logits of held-out pixels.
     truth : ``(N,)`` (or ``(B, H, W)``) their class indices, ``−1`` = unlabelled (skipped).
+    objective : one of :data:`OBJECTIVES`.
     rounds : passes of coordinate ascent over the classes ``1 … K−1`` (``b[0] = 0``).
 
     Each class's bias is searched over −:data:`BIAS_RANGE` … +:data:`BIAS_RANGE`, first in steps
@@ -71,6 +85,8 @@ def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, rounds: int = 3, seed
     current one wins, and a bias is only moved for a strictly better score, so that no
     evidence means ``b = 0``. Classes with under :data:`MIN_PIXELS` held-out pixels keep 0.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r}: one of {OBJECTIVES}")
     logits, truth = _labelled_pixels(logits, truth)
     k = logits.shape[1]
     if len(truth) > MAX_PIXELS:
@@ -81,7 +97,7 @@ def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, rounds: int = 3, seed
     free = [c for c in range(1, k) if counts[c] >= MIN_PIXELS]
     if not free or counts[0] < MIN_PIXELS:
         return bias
-    best = _score(logits, truth, bias)
+    best = _score(logits, truth, bias, objective)
     coarse = np.round(np.arange(-BIAS_RANGE, BIAS_RANGE + 1e-9, 0.1), 6)
     for _ in range(rounds):
         moved = False
@@ -91,7 +107,7 @@ def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, rounds: int = 3, seed
                     grid = np.round(bias[c] + np.arange(-0.1, 0.1 + 1e-9, BIAS_STEP), 6)
                     grid = grid[np.abs(grid) <= BIAS_RANGE + 1e-9]
                 grid = grid[np.argsort(np.abs(grid - bias[c]), kind="stable")]  # nearest first: ties stay
-                scores = [_score(logits, truth, np.where(np.arange(k) == c, v, bias)) for v in grid]
+                scores = [_score(logits, truth, np.where(np.arange(k) == c, v, bias), objective) for v in grid]
                 j = int(np.argmax(scores))
                 if scores[j] > best + 1e-12:
                     best, bias[c], moved = scores[j], float(grid[j]), True

@@ -178,16 +178,11 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     return trained, metrics, (trainer, best, dm)
 
 
-def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
-                       cfg: dict) -> dict[str, Any]:
-    """Choose ``model.logit_bias`` on the held-out ``sources`` (normalised image, labels) per
-    ``train.decision`` and return its record (for ``quality.json``).
-
-    ``calibrated``: :func:`~ferrolens.segment.calibrate.tune_logit_bias` on the logits the
-    prediction path gives (fused net, tiling, float32), so the bias applies to what
-    :func:`~ferrolens.segment.predict` computes; ``argmax``: the bias stays 0. Either way the
-    record gives the held-out class fractions and IoU with and without it.
-    """
+def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
+                   cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(N, K)`` (up to a per-pixel constant) and labels ``(N,)`` of the held-out ``sources``
+    (normalised image, labels), as the prediction path computes them (fused net with the model's
+    current ``logit_bias``, tiling, float32)."""
     from .apply import _inference_net
 
     p = {**cfg["predict"], "precision": "float32"}
@@ -198,9 +193,24 @@ def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray,
         prob = predict_frames(net, im[None], int(p["tile"]), int(p["overlap"]), 1, device)[0]
         logits.append(np.log(np.maximum(prob, 1e-30)).reshape(prob.shape[0], -1).T)
         truth.append(lab.ravel())
-    logits, truth = np.concatenate(logits), np.concatenate(truth)
+    return np.concatenate(logits), np.concatenate(truth)
+
+
+def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
+                       cfg: dict) -> dict[str, Any]:
+    """Choose ``model.logit_bias`` on the held-out ``sources`` (normalised image, labels) per
+    ``train.decision`` and return its record (for ``quality.json``).
+
+    ``fractions`` / ``iou``: :func:`~ferrolens.segment.calibrate.tune_logit_bias` with that objective,
+    on the logits the prediction path gives (:func:`heldout_logits`), so the bias applies to what
+    :func:`~ferrolens.segment.predict` computes; ``argmax``: the bias stays 0. Either way the record
+    gives the held-out class fractions and IoU with and without it.
+    """
+    with torch.no_grad():
+        model.logit_bias.zero_()
+    logits, truth = heldout_logits(model, sources, cfg)
     rule = cfg["train"]["decision"]
-    bias = tune_logit_bias(logits, truth) if rule == "calibrated" else np.zeros(logits.shape[1])
+    bias = np.zeros(logits.shape[1]) if rule == "argmax" else tune_logit_bias(logits, truth, rule)
     with torch.no_grad():
         model.logit_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
     record = {"rule": rule, "logit_bias": [float(b) for b in bias],
