@@ -124,6 +124,7 @@ def iter_latent_maps(
     encoder.eval()
     try:
         with _exact_fp32(device):
+            dense = encoder.dense_fn(logsd)  # the heads' kernels transformed once for every strip
             for start in range(0, n_frames, batch):
                 stop = min(n_frames, start + batch)
                 x = torch.as_tensor(np.ascontiguousarray(np.asarray(frames[start:stop]), dtype=np.float32))
@@ -132,7 +133,7 @@ def iter_latent_maps(
                 sd = torch.empty(stop - start, height, width, c) if logsd else None
                 for r0 in range(0, height, rows):
                     r1 = min(height, r0 + rows)
-                    raw = encoder.dense(x[:, :, r0 : r1 + n - 1].to(device), logsd)
+                    raw = dense(x[:, :, r0 : r1 + n - 1].to(device))
                     m, s = encoder.finish(raw.permute(0, 2, 3, 1), logsd)
                     mean[:, r0:r1] = m.cpu()
                     if logsd:

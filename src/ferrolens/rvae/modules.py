@@ -36,10 +36,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .fftconv import ValidConv
 
 N_POSE = 3  # angle, dx, dy come before the free latents z1 … zL
 
@@ -95,8 +98,12 @@ class Encoder(nn.Module):
         The value at ``(i, j)`` belongs to the window whose top-left corner is
         ``(i, j)``; :meth:`finish` turns it into ``(mean, logsd)``.
         """
-        w, b = self.head_as_conv(logsd)
-        return F.conv2d(self.features(x), w, b)
+        return self.dense_fn(logsd)(x)
+
+    def dense_fn(self, logsd: bool = True) -> Callable[[Tensor], Tensor]:
+        """:meth:`dense` with the heads prepared once (their kernels' transforms), to apply to many strips."""
+        head = ValidConv(*self.head_as_conv(logsd))
+        return lambda x: head(self.features(x))
 
     def finish(self, raw: Tensor, logsd: bool = True) -> tuple[Tensor, Tensor | None]:
         """Raw outputs ``(..., C)`` (channels last) → mean and log-sd ``(..., 3 + L)``."""
@@ -243,16 +250,25 @@ class RotationEncoder(nn.Module):
         r, a = self.rotations, self.slope
         w1, b1 = self._turned(self.conv1, self.rot3)
         w2, b2 = self._turned(self.conv2, self.rot3)
-        w3, b3 = self._turned(self.conv3, None)
         h = F.leaky_relu(F.conv2d(x, w1, b1), a)
         h = F.leaky_relu(F.conv2d(h, w2, b2, groups=r), a)
-        return F.leaky_relu(F.conv2d(h, w3, b3, groups=r), a)
+        # the copies' 1×1 convolution (the same kernel for every copy) as one batched matrix product:
+        # 3× faster than a grouped convolution on a 2-core CPU, the same sums
+        n, c, hh, ww = h.shape
+        w3 = self.conv3.weight.reshape(1, 1, self.reduce, c // r)
+        h = torch.matmul(w3, h.reshape(n, r, c // r, hh * ww)) + self.conv3.bias.reshape(1, 1, -1, 1)
+        return F.leaky_relu(h.reshape(n, r * self.reduce, hh, ww), a)
 
     def dense(self, x: Tensor, logsd: bool = True) -> Tensor:
         """``(N, 1, H, W)`` → raw outputs ``(N, 2K + C, H - n + 1, W - n + 1)`` at every window:
         the copies' scores and offsets, then the plain encoder's heads."""
-        wh, bh = self._turned(self.head, self.rotk)
-        return torch.cat([F.conv2d(self.features(x), wh, bh, groups=self.rotations), self.plain.dense(x, logsd)], 1)
+        return self.dense_fn(logsd)(x)
+
+    def dense_fn(self, logsd: bool = True) -> Callable[[Tensor], Tensor]:
+        """:meth:`dense` with the heads prepared once (their kernels' transforms), to apply to many strips."""
+        head = ValidConv(*self._turned(self.head, self.rotk), groups=self.rotations)
+        plain = self.plain.dense_fn(logsd)
+        return lambda x: torch.cat([head(self.features(x)), plain(x)], 1)
 
     def finish(self, raw: Tensor, logsd: bool = True) -> tuple[Tensor, Tensor | None]:
         """Raw outputs ``(..., 2K + C)`` (channels last) → mean and log-sd ``(..., 3 + L)``."""
