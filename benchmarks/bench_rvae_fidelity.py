@@ -45,10 +45,27 @@ image decoder.
 Needs the demo's movie, segmentation and truth: run ``snakemake --cores 2
 results/demo/segment/c3/segmentation.zarr`` (or the whole demo) first.
 
+``--ladder`` calibrates the rVAE's quality gate (``rvae.quality``) on truth instead: the models of
+``benchmarks/rvae_ladder.py`` (per generator — the demo's needles and a/c stripes with curved walls
+— seed and window size: untrained, short, mid and long training, the paper's model, the long model
+with its angle network scrambled), trained there and cached (``--cache``). Each is scored (a)
+against truth: ``within15``/``side15`` as above (and the structure-tensor ``ceiling``), and
+``desc_variant``/``desc_wall``, the cross-validated R² of a k-NN regressor from (z1, z2) to the
+window's variant fraction / wall fraction; (b) without truth, by
+:func:`ferrolens.rvae.quality.assess` on the held-out windows: ``r2``, ``r2_blur`` (after a 1-px
+blur), ``r2_gain`` (against a PCA with as many numbers per window), ``angle_follow`` and
+``loss_tail`` (share of the held-out loss's improvement made in the last quarter of the epochs).
+A model is *truly good* when ``side15 ≥ 0.85``, ``within15 ≥ ceiling - 0.15`` and the better
+descriptor R² ≥ 0.6 (:data:`rvae_ladder.TRUTH_RULE`; 0.85 is what issue 22 calls "largely right"). The checks and thresholds whose verdict
+agrees best with the truth's (balanced accuracy, at most three checks; one threshold for every
+window size, and per window size) are printed with their confusion tables, beside today's gate,
+and with leave-one-seed-out agreement (thresholds chosen on the other seed's models).
+
 Usage::
 
     python benchmarks/bench_rvae_fidelity.py [--results results/demo] [--threads 2] [--windows 8 12 24]
                                              [--configs paper default spatial] [--trained default=results/demo]
+    python benchmarks/bench_rvae_fidelity.py --ladder [--cache /tmp/h2/ladder] [--threads 1]
 
 ``--trained default=results/demo`` scores the models the demo run itself
 trained (the issue's targets are on that run) instead of training them again;
@@ -74,6 +91,8 @@ import yaml
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rvae_ladder as ladder  # noqa: E402  (beside this file)
 
 
 def configs() -> dict[str, dict]:
@@ -167,8 +186,60 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
             "wall_s": wall, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs, "windows": n_windows}
 
 
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _gate_text(gate: dict) -> str:
+    def one(t):
+        return "/".join(f"{v:.3g}" for v in t.values()) + " (n=" + "/".join(map(str, t)) + ")" if isinstance(t, dict) else f"{t:.3g}"
+    return ", ".join(f"{c} {'≥' if ladder.CHECKS[c] > 0 else '≤'} {one(t)}" for c, t in gate.items())
+
+
+def _confusion_table(rows: list[dict], gates: dict[str, dict]) -> str:
+    head = "| gate | checks | truly good: pass / fail | truly bad: pass / fail | balanced accuracy |\n|---|---|---|---|---|"
+    lines = [head]
+    for name, gate in gates.items():
+        c = ladder.confusion(rows, gate)
+        lines.append(f"| {name} | {_gate_text(gate)} | {c['good_pass']} / {c['good_fail']} | {c['bad_pass']} / "
+                     f"{c['bad_fail']} | {ladder.balanced(c):.2f} |")
+    return "\n".join(lines)
+
+
+def run_ladder(cache: Path, threads: int, train: bool = True) -> None:
+    """Train (cached) and score the ladder, then calibrate the gate on it (see the module docstring);
+    ``train=False`` takes the models trained so far."""
+    folders = ladder.train_all(cache, threads=threads) if train else sorted(p.parent for p in cache.glob("*/*/*/*/info.json"))
+    truth: dict = {}
+    rows = [ladder.score_rung(f, truth) for f in folders]
+    for r in rows:
+        r["truth"] = "good" if ladder.truly_good(r) else "bad"
+    cols = ["gen", "seed", "n", "rung", "truth", "side15", "within15", "ceiling", "desc_variant", "desc_wall", "r2",
+            "r2_blur", "r2_gain", "angle_follow", "loss_tail", "epochs", "train_cpu_s"]
+    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    good = sum(r["truth"] == "good" for r in rows)
+    print(f"\n{len(rows)} models, {good} truly good by {ladder.TRUTH_RULE}")
+    one, _ = ladder.fit_gate(rows)
+    per, _ = ladder.fit_per_window(rows)
+    print("\n" + _confusion_table(rows, {"today": ladder.TODAY, "calibrated, one threshold": one,
+                                         "calibrated, per window size": per}))
+    for n in sorted({r["n"] for r in rows}):
+        sub = [r for r in rows if r["n"] == n]
+        print(f"\nn = {n}:\n" + _confusion_table(sub, {"today": ladder.TODAY, "one threshold": one, "per window size": per}))
+    for label, per_window in (("one threshold", False), ("per window size", True)):
+        c = ladder.cross_seed(rows, per_window)
+        print(f"\nleave-one-seed-out ({label}): good pass/fail {c['good_pass']}/{c['good_fail']}, bad pass/fail "
+              f"{c['bad_pass']}/{c['bad_fail']}, balanced accuracy {ladder.balanced(c):.2f}")
+    (cache / "ladder.json").write_text(json.dumps({"rows": rows, "one": one, "per_window": per}, default=float))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ladder", action="store_true", help="calibrate the quality gate on the ladder of models")
+    ap.add_argument("--cache", default="/tmp/h2/ladder", help="where the ladder's models are kept (reruns reuse them)")
+    ap.add_argument("--no-train", action="store_true", help="with --ladder: score and calibrate the models trained so far")
     ap.add_argument("--results", default=str(ROOT / "results" / "demo"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--windows", type=int, nargs="+", default=[8, 12, 24])
@@ -177,6 +248,10 @@ def main() -> None:
                     help="score the models a workflow run trained instead of training, e.g. default=results/demo "
                          "(that run's config must be the configuration's; time from its rule benchmarks)")
     args = ap.parse_args()
+    if args.ladder:
+        torch.set_num_threads(args.threads)
+        run_ladder(Path(args.cache), args.threads, not args.no_train)
+        return
 
     from ferrolens.config import stage_seed
     from ferrolens.pipeline import rvae_images

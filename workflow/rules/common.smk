@@ -22,6 +22,7 @@ SEGMENTATION = f"{SEGMENT}/segmentation.zarr"
 RVAE = f"{DATASET}/rvae/n{{window}}"  # one rVAE per window size
 WINDOW_STORE = f"{RVAE}/windows.zarr"
 RVAE_MODEL = f"{RVAE}/model.ckpt"
+RVAE_QUALITY = f"{RVAE}/quality.json"  # the gate's verdict (thresholds applied where reported)
 LATENTS = f"{RVAE}/latents.zarr"
 DYNAMICS = f"{RVAE}/dynamics.zarr"
 LATENT_SPACE = f"{RVAE}/latent_space.zarr"
@@ -180,7 +181,9 @@ def seed_of(stage, wildcard):
 
 # rvae keys of cutting windows, and of encoding; every other rvae key is training's
 RVAE_WINDOW_KEYS = ["input", "segmentation", "sampling", "count", "stride", "min_std"]
-RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "quality", "angle_confidence"]
+RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "angle_confidence"]
+# rvae.quality: training measures (quality.windows); the thresholds are rule rvae_quality's alone
+RVAE_THRESHOLDS = [f"quality.{k}" for k in config["rvae"]["quality"] if k != "windows"]
 
 
 def rvae_train_settings(wildcards):
@@ -189,7 +192,7 @@ def rvae_train_settings(wildcards):
     epochs = config["rvae"]["epochs"]
     if isinstance(epochs, dict):  # keys: int or str (a mapping merged from YAML); every size has one (validate)
         epochs = {int(k): v for k, v in epochs.items()}[int(wildcards.window)]
-    drop = [k for k in RVAE_WINDOW_KEYS + RVAE_ENCODE_KEYS if k not in ("accelerator", "quality")]
+    drop = [k for k in RVAE_WINDOW_KEYS + RVAE_ENCODE_KEYS if k != "accelerator"] + RVAE_THRESHOLDS
     return {**pick(config["rvae"], drop=drop), "epochs": epochs}
 
 

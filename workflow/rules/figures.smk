@@ -33,7 +33,8 @@ FIGURES = {
     "latent_codes": dict(
         doc="Fig. 3: decoded manifold, latent points by frame, angle histogram (per window size).",
         file="fig3_latent_codes_n{window}", kind="latent_codes", category="3 latent codes", datasets=RVAE_DATASETS,
-        input=dict(latents=rules.rvae_encode.output[0], latent_space=rules.latent_space_map.output[0]),
+        input=dict(latents=rules.rvae_encode.output[0], latent_space=rules.latent_space_map.output[0],
+                   quality=rules.rvae_quality.output[0]),
     ),
     "rvae_training": dict(
         doc="rVAE loss curves (reconstruction and each KL term) of every window size.",
@@ -47,6 +48,7 @@ FIGURES = {
         input=dict(
             movie=rules.ingest_movie.output[0],
             latents=expand(rules.rvae_encode.output[0], window=WINDOWS, allow_missing=True),
+            quality=expand(rules.rvae_quality.output[0], window=WINDOWS, allow_missing=True),
         ),
         extra={"windows": WINDOWS},
         settings=["frame"],
@@ -55,17 +57,18 @@ FIGURES = {
     "dynamics": dict(
         doc="Fig. 5: KDE images, NMF components, hysteresis loops and table (per window size).",
         file="fig5_dynamics_n{window}", kind="dynamics", category="5 dynamics", datasets=RVAE_DATASETS,
-        input=dict(dynamics_store=rules.dynamics_kde_nmf.output.store, table=rules.dynamics_kde_nmf.output.table),
+        input=dict(dynamics_store=rules.dynamics_kde_nmf.output.store, table=rules.dynamics_kde_nmf.output.table,
+                   quality=rules.rvae_quality.output[0]),
     ),
     "latent_space": dict(
         doc="Fig. 6: dense manifold, density, max contrast, physical mask, RGB composite (per window size).",
         file="fig6_latent_space_n{window}", kind="latent_space_maps", category="6 latent space",
-        datasets=RVAE_DATASETS, input=dict(latent_space=rules.latent_space_map.output[0]),
+        datasets=RVAE_DATASETS, input=dict(latent_space=rules.latent_space_map.output[0], quality=rules.rvae_quality.output[0]),
     ),
     "nmf_maps": dict(
         doc="Fig. 7: image- and histogram-NMF loading maps of the latent space (per window size).",
         file="fig7_nmf_maps_n{window}", kind="nmf_maps", category="7 NMF maps", datasets=RVAE_DATASETS,
-        input=dict(latent_space=rules.latent_space_map.output[0]),
+        input=dict(latent_space=rules.latent_space_map.output[0], quality=rules.rvae_quality.output[0]),
     ),
     "switching": dict(
         doc="Switching maps: rising/falling switching bias beside a frame, switching-field histogram, nucleation order (per window size).",

@@ -47,6 +47,24 @@ rule rvae_train:
         "../scripts/rvae_train.py"
 
 
+rule rvae_quality:
+    """The quality gate's verdict on one window size's model: its stored measurements against rvae.quality's thresholds."""
+    input:
+        rules.rvae_train.output.model,
+    output:
+        RVAE_QUALITY,
+    params:
+        thresholds=pick(config["rvae"]["quality"], drop=["windows"]),
+    log:
+        log_of(RVAE_QUALITY),
+    benchmark:
+        benchmark_of(RVAE_QUALITY)
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/rvae_quality.py"
+
+
 rule rvae_encode:
     """Codes of the sampled windows and per-pixel latent maps of every frame."""
     input:
@@ -57,7 +75,7 @@ rule rvae_encode:
     output:
         directory(LATENTS),
     params:
-        cfg=pick(config["rvae"], *RVAE_ENCODE_KEYS, drop=["quality.windows"]),  # thresholds only
+        cfg=pick(config["rvae"], *RVAE_ENCODE_KEYS),
     log:
         log_of(LATENTS),
     benchmark:

@@ -51,6 +51,21 @@ def _quality_line(attrs: dict) -> str:
     return f" — held-out R² {float(r2):.2f}, angle follows {100 * float(follow):.0f}% of known turns (±15°)"
 
 
+def _verdict(attrs: dict, quality: str | list[str] | None) -> dict:
+    """``attrs`` with the quality gate's verdict: from rule rvae_quality's ``quality.json`` file(s) when
+    given (the thresholds apply there), else what the store's attributes hold (notebooks)."""
+    if not quality:
+        return dict(attrs)
+    from ..rvae.quality import read_report
+
+    records = [read_report(q) for q in ([quality] if isinstance(quality, str) else quality)]
+    out = dict(attrs, quality_warning=" | ".join(r["quality_warning"] for r in records if r["quality_warning"]))
+    if len(records) == 1:
+        m = records[0]["measurements"]
+        out.update(quality_r2=m.get("r2", np.nan), quality_angle_follow=m.get("angle_follow", np.nan))
+    return out
+
+
 def _quality_warning(fig, attrs: dict) -> None:
     """The store's quality warning, in red under the panels, when the model did not pass its checks.
 
@@ -75,9 +90,11 @@ def _quality_warning(fig, attrs: dict) -> None:
     fig.text(0.01, 0.06 / (h + extra), "\n".join(lines), color="C3", fontsize=8, ha="left", va="bottom")
 
 
-def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
-    """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram."""
+def latent_codes(latents: str, latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
+    """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram (stamped with
+    the model's ``quality.json`` verdict when given)."""
     lat = store.open_store(latents, "latents")
+    verdict = _verdict(lat.attrs, quality)
     ls = store.open_store(latent_space, "latent_space")
     n1, n2 = _latent_names(ls)
     codes = lat.code_mean.load()
@@ -106,14 +123,16 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict) -> Path:
         ax.set_xlabel(f"latent angle (degrees, mod {period:.0f})")
         ax.set_ylabel("windows")
         ax.set_title("angle distribution")
-        fig.suptitle(f"rVAE latent space, window n = {window}" + _quality_line(lat.attrs))
+        fig.suptitle(f"rVAE latent space, window n = {window}" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, lat.attrs)
+        _quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
-def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: dict) -> Path:
-    """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes."""
+def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: dict,
+                quality: list[str] | None = None) -> Path:
+    """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes (stamped with the
+    models' ``quality.json`` verdicts when given)."""
     mv = store.open_store(movie, "movie")
     f = default_frame(mv, cfg)
     lats = [store.open_store(p, "latents") for p in latents]
@@ -161,7 +180,8 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
         fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)"
                      + "".join(f"\n{t} (grey elsewhere)" for t in rules))
         fig.tight_layout()
-        failed = " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning"))
+        failed = (_verdict({}, quality)["quality_warning"] if quality else
+                  " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning")))
         _quality_warning(fig, {"quality_warning": failed})
     return save(fig, out, cfg)
 
@@ -304,7 +324,7 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
             transform=ax.transAxes)
 
 
-def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
+def dynamics(dynamics_store: str, table: str, out: str, cfg: dict, quality: str | None = None) -> Path:
     """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
     with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
     dyn = store.open_store(dynamics_store, "dynamics").load()
@@ -331,13 +351,14 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict) -> Path:
             _weights_panel(fig, gs[r, 2], dyn, v, stim, pooled, loop, virgin, what)
         _hysteresis_table(fig.add_subplot(gs[-1, :]), pooled, tab, stim)
         against = f"against {stim.name}" if stim.name != "frame" else "in frame order"
-        fig.suptitle(f"latent dynamics {against}, window n = {window}" + _quality_line(dyn.attrs))
+        verdict = _verdict(dyn.attrs, quality)
+        fig.suptitle(f"latent dynamics {against}, window n = {window}" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, dyn.attrs)
+        _quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
-def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
+def latent_space_maps(latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
     """Fig. 6: dense manifold, density overlay, max contrast, physical mask, RGB composite."""
     ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
@@ -386,13 +407,14 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict) -> Path:
         for ax in axes:
             ax.set_xlabel(n2)
             ax.set_ylabel(n1)
-        fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model" + _quality_line(ls.attrs))
+        verdict = _verdict(ls.attrs, quality)
+        fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, ls.attrs)
+        _quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
-def nmf_maps(latent_space: str, out: str, cfg: dict) -> Path:
+def nmf_maps(latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
     """Fig. 7: image-NMF loading maps with components as insets; histogram-NMF components and maps."""
     ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
@@ -431,8 +453,9 @@ def nmf_maps(latent_space: str, out: str, cfg: dict) -> Path:
             ax.set_title(f"histogram NMF loading {c}")
             ax.set_xlabel(n2)
             ax.set_ylabel(n1)
+        verdict = _verdict(ls.attrs, quality)
         fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}"
-                     + _quality_line(ls.attrs))
+                     + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, ls.attrs)
+        _quality_warning(fig, verdict)
     return save(fig, out, cfg)

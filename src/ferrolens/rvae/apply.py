@@ -29,7 +29,7 @@ from ..store import (
 )
 from . import quality as _quality
 from .confidence import angle_confidence, store_attrs
-from .config import resolve_config, thresholds
+from .config import resolve_config
 from .inputs import CENTRE, _bias, _frame_values, _source_attrs, check_images
 from .learn import load
 from .maps import iter_latent_maps
@@ -54,14 +54,16 @@ def latent_units(latent_dim: int) -> list[str]:
 
 
 # --- rvae_encode --------------------------------------------------------------------------------
-def _model_checks(model: RVAE, cfg: dict) -> tuple[dict, list[str]]:
-    """The model's recorded quality checks and the warnings they give (logged here)."""
+def _model_checks(model: RVAE) -> dict:
+    """The model's recorded quality measurements (logged here; judged by rule rvae_quality, not here:
+    a threshold re-encodes nothing)."""
     n, quality = model.window, model.quality or {}
     if quality:
-        return quality, _quality.warn(log, quality, *thresholds(cfg), what=f"rVAE n={n}")
-    text = f"rVAE n={n}: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it"
-    log.warning("%s", text)
-    return quality, [text]
+        log.info("rVAE n=%d quality: %s", n, _quality.summary(quality))
+    else:
+        log.warning("rVAE n=%d: the checkpoint records no quality checks (trained by an older ferrolens); "
+                    "retrain to check it", n)
+    return quality
 
 
 def _window_codes(model: RVAE, wds: xr.Dataset, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +142,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     model.to(device)
     labels = model.labels
     batch = max(1, int(cfg["encode_batch"]))
-    quality, warnings_ = _model_checks(model, cfg)
+    quality = _model_checks(model)
     code_mean, code_logsd = _window_codes(model, wds, batch)  # (a) the sampled windows' codes
     s_total = len(code_mean)
     n_frames, height, width = (int(v) for v in images.shape)
@@ -151,8 +153,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
         windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
         hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
         quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
-        quality_angle_follow=float(quality.get("angle_follow", np.nan)),
-        quality_warning=" | ".join(warnings_), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
+        quality_angle_follow=float(quality.get("angle_follow", np.nan)), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
     )
     head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
     map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},

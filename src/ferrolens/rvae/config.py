@@ -1,5 +1,5 @@
 """The ``rvae:`` config section: its defaults, the checked section of a (partial) dict, and what
-the code reads from it (the model's typed hyper-parameters, epochs per window size, quality floors).
+the code reads from it (the model's typed hyper-parameters, epochs per window size).
 
 All from ``workflow/schemas/fragments/rvae.yaml`` and the cross-field rules in :mod:`ferrolens.config`.
 """
@@ -68,9 +68,3 @@ def epochs_for(cfg: dict, window: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError("rvae.epochs", f"value {value!r} for window {window}", "an integer >= 1")
     return int(value)
-
-
-def thresholds(cfg: dict) -> tuple[float, float]:
-    """``(min_r2, min_angle_follow)`` of a filled config section."""
-    q = cfg["quality"]
-    return float(q["min_r2"]), float(q["min_angle_follow"])

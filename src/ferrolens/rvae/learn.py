@@ -23,7 +23,7 @@ from ..store import (
     sha256_file,
 )
 from . import quality as _quality
-from .config import epochs_for, model_hparams, resolve_config, thresholds
+from .config import epochs_for, model_hparams, resolve_config
 from .data import WindowDataModule, read_windows
 from .inputs import check_window
 from .model import MODEL_KIND, RVAE
@@ -78,8 +78,10 @@ def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: in
         temporary folder, removed afterwards).
     progress : False switches off the progress bar and Lightning's info lines and tips.
 
-    Returns the trained model (eval mode; ``model.quality`` holds its held-out R² and
-    rotation check) and its metrics, one row per epoch, as :func:`train` writes them.
+    Returns the trained model (eval mode; ``model.quality`` holds the gate's held-out
+    measurements, :func:`ferrolens.rvae.quality.assess`; their verdict under ``cfg``'s
+    ``quality`` thresholds is logged) and its metrics, one row per epoch, as :func:`train`
+    writes them.
     """
     import hashlib
     import tempfile
@@ -93,10 +95,14 @@ def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: in
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="ferrolens-rvae-") as tmp:
             return fit(arr, cfg, seed, threads, tmp, progress)
-    model, metrics = _fit(arr, Path(out_dir), n, resolve_config(cfg), int(seed),
+    cfg = resolve_config(cfg)
+    model, metrics = _fit(arr, Path(out_dir), n, cfg, int(seed),
                           threads if threads is not None else torch.get_num_threads(),
                           data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)",
                           progress=progress)
+    if model.quality:  # in a notebook the verdict is reported here (the workflow: rule rvae_quality)
+        for text in _quality.judge(model.quality, cfg["quality"], what=f"rVAE n={n}"):
+            log.warning("%s", text)
     return model.eval(), metrics
 
 
@@ -132,12 +138,13 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
     )
     if trainer.is_global_zero:
-        model.quality = assess_model(model, dm, cfg, int(seed))
+        metrics = training.merge_csv_logs(out)
+        model.quality = assess_model(model, dm, cfg, int(seed), metrics)
     training.save_model(trainer, out / "model.ckpt")
     if not trainer.is_global_zero:
         return model, pd.DataFrame()
-    _quality.warn(log, model.quality, *thresholds(cfg), what=f"rVAE n={n}")
-    metrics = training.merge_csv_logs(out)
+    # measured here, judged where reported (rule rvae_quality): a threshold changes no model
+    log.info("rVAE n=%d quality: %s", n, _quality.summary(model.quality))
     if len(metrics):  # the final held-out checks on the last epoch's row
         metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
         metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
@@ -145,18 +152,20 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
     return model, metrics
 
 
-def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int) -> dict[str, Any]:
-    """Held-out R² and the rotation check (:mod:`ferrolens.rvae.quality`) of a trained model.
+def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int,
+                 metrics: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The gate's measurements (:func:`ferrolens.rvae.quality.assess`) of a trained model.
 
     On the validation windows, or, with ``val_fraction = 0``, on training
-    windows (then ``held_out`` is false).
+    windows (then ``held_out`` is false); ``loss_tail`` from the per-epoch
+    ``val/loss`` of ``metrics`` (NaN without).
     """
     held_out = dm.val_set is not None and len(dm.val_set) > 0
     windows = (dm.val_set if held_out else dm.train_set).tensors[0].numpy()
     model.eval()
-    q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed)
+    val = metrics["val/loss"].dropna().to_numpy() if metrics is not None and "val/loss" in metrics else None
+    q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed, val_loss=val)
     q["held_out"] = bool(held_out)
-    q["min_r2"], q["min_angle_follow"] = thresholds(cfg)
     return q
 
 
