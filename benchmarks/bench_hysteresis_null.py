@@ -1,18 +1,24 @@
-"""Hysteresis statistics under a null and on a known loop (issue 15), measured over many seeds.
+"""Level and power of the test against no loop (issue 24), measured over many seeded curves.
 
-Weight curves over a triangular sweep from 0 V (virgin curve, then complete cycles and a partial
-one): ``0.5 + 0.5 tanh((V − s·d) / 0.2)`` with d = ±1 the sweep direction and s = 0 (no
-hysteresis) or the loop's half-width, plus stationary AR(1) noise (lag-1 correlation rho, sd 0.05).
-For each setting it prints, over ``--seeds`` curves:
+Weight curves ``0.5 + 0.5 tanh((V − s·d) / w)`` (d = ±1 the sweep direction; s = 0: no loop) over
+four designs of a triangular sweep between ±1 V:
 
-* null (s = 0): the fraction with p ≤ 0.05, with p ≤ 0.05/8 (Holm's first step over 8 loops), and
-  the fraction whose loop-area interval holds 0;
-* loop (s = 0.3 V): coverage of the true area by the interval, the median relative error of the
-  area, and the power (p ≤ 0.05 and ≤ 0.05/8);
-* the same null with time blocks of one frame (labels exchanged frame by frame): what ignoring the
-  noise's correlation does.
+* ``peak 1``: one cycle from saturation, +1 → −1 → +1 V (40 frames; a complete loop);
+* ``0 V 1``: one cycle from 0 V (40 frames): the virgin curve, then only half a loop (open at 0 V);
+* ``0 V 1¼``: 0 → +1 → −1 → +1 V (50 frames): the virgin curve and one complete cycle;
+* ``0 V 2``: two cycles from 0 V (80 frames): the virgin curve, one complete cycle and a partial one.
 
-    python benchmarks/bench_hysteresis_null.py --seeds 1000
+Null table (s = 0, w = 0.2 V, noise sd 0.05): stationary AR(1) noise of lag-1 correlation 0, 0.5,
+0.8; a linear (+0.1 over the movie) and a quadratic drift with ρ = 0.5; and a shuffled stimulus (a
+real loop, s = 0.3 V, whose bias column is permuted). Columns: the fraction with p ≤ 0.05, with
+p ≤ 0.05/8 (Holm's first step over 8 loops) and whose area interval excludes 0.
+
+Power table (AR(1) ρ = 0.5): square loops (w = 0.03 V, s = 0.4 V: switching within a frame) and
+slanted loops (w = 0.3 V, s = 0.3 V) at noise sd 0.02 and 0.05. Columns: power at 0.05 and
+0.05/8, the interval's coverage of the true area, the median detectable area (80 % power at
+0.05/8) and the true area.
+
+    python benchmarks/bench_hysteresis_null.py --seeds 200
 """
 
 from __future__ import annotations
@@ -23,45 +29,75 @@ import time
 import numpy as np
 
 from ferrolens.bias import triangular_waveform
+from ferrolens.dynamics import looptest as lt
+from ferrolens.dynamics.hysteresis import LoopOperator, analyse_sweep, loop_metrics
 from ferrolens.synthetic import ar1_noise
-from ferrolens.dynamics.hysteresis import LoopOperator, analyse_sweep, loop_metrics, loop_statistics
+
+DESIGNS = {"peak 1": (40, 1.0, 0.25), "0 V 1": (40, 1.0, 0.0), "0 V 1¼": (50, 1.25, 0.0), "0 V 2": (80, 2.0, 0.0)}
 
 
+def operator(bias: np.ndarray) -> LoopOperator:
+    sw = analyse_sweep(bias)
+    return LoopOperator.build(sw, 101, 1, cycles=sw.complete_cycles() or None)
 
 
-def measure(cycles: float, rho: float, block: int, shift: float, seeds: int, seed: int = 0) -> dict:
-    frames = int(40 * cycles)
-    bias = triangular_waveform(frames, 1.0, cycles=cycles, phase=0.0)
-    sweep = analyse_sweep(bias)
-    op = LoopOperator.build(sweep, 101, block, cycles=sweep.complete_cycles() or None)
-    truth = 0.5 + 0.5 * np.tanh((bias - shift * sweep.branches.direction) / 0.2)
-    area = loop_metrics(truth, op)["loop_area"][0]
+def measure(design: str, seeds: int, rho: float, sd: float, shift: float, width: float, drift: str = "",
+            shuffle: bool = False, n_random: int = 499, seed: int = 0) -> dict:
+    frames, cycles, phase = DESIGNS[design]
+    bias = triangular_waveform(frames, 1.0, cycles=cycles, phase=phase)
+    direction = analyse_sweep(bias).branches.direction
+    truth = 0.5 + 0.5 * np.tanh((bias - shift * direction) / width)
     rng = np.random.default_rng(seed)
-    curves = truth[None] + ar1_noise(rng, seeds, frames, rho, 0.05)
-    st = loop_statistics(curves, op, None, 0.95, n_resample=0, n_random=1999, rng=rng)
-    p = st["p_value"]
-    inside = (st["loop_area_ci_low"] <= area) & (area <= st["loop_area_ci_high"])
-    return {"units": op.n_units, "area": area, "p05": np.mean(p <= 0.05), "p05_8": np.mean(p <= 0.05 / 8),
-            "cover": inside.mean(), "rel_err": np.median(np.abs(st["loop_area"] - area)) / max(abs(area), 1e-12)}
+    t = np.linspace(-1, 1, frames)
+    trend = {"": 0 * t, "linear": 0.05 * t, "quadratic": 0.1 * (t**2 - 1 / 3)}[drift]
+    curves = truth[None] + trend[None] + ar1_noise(rng, seeds, frames, rho, sd)
+    if shuffle:
+        bias = rng.permutation(bias)
+    op = operator(bias)
+    designs = lt.loop_designs(op, 2)
+    if not designs:
+        return {"p05": np.nan, "p05_8": np.nan, "excl0": np.nan, "cover": np.nan, "detect": np.nan, "area": np.nan}
+    ref = lt.reference(designs, n_random, rng)
+    mt = lt.model_test(curves, designs, ref, 0.95, 0.05 / 8)
+    area = loop_metrics(truth, op)["loop_area"][0] if not shuffle else 0.0
+    return {"p05": np.mean(mt.p <= 0.05), "p05_8": np.mean(mt.p <= 0.05 / 8),
+            "excl0": np.mean((mt.ci_low > 0) | (mt.ci_high < 0)),
+            "cover": np.mean((mt.ci_low <= area) & (area <= mt.ci_high)),
+            "detect": float(np.median(mt.detectable)), "area": area}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=1000)
-    ap.add_argument("--block", type=int, default=6, help="time_block (frames)")
+    ap.add_argument("--seeds", type=int, default=200)
     args = ap.parse_args()
-    print(f"{args.seeds} seeds, time_block {args.block}; AR(1) noise sd 0.05 on a 0…1 weight\n")
-    print(f"{'cycles':>6} {'rho':>4} | {'units':>5} | null: p≤.05  p≤.05/8  CI∋0 | loop 0.3 V: cover  "
-          f"|err|  p≤.05  p≤.05/8 | 1-frame blocks, null p≤.05")
-    for cycles in (2.0, 4.0, 6.0):
-        for rho in (0.0, 0.5, 0.7):
-            t = time.perf_counter()
-            null = measure(cycles, rho, args.block, 0.0, args.seeds)
-            loop = measure(cycles, rho, args.block, 0.3, args.seeds, seed=1)
-            naive = measure(cycles, rho, 1, 0.0, args.seeds, seed=2)
-            print(f"{cycles:6.0f} {rho:4.1f} | {null['units']:5d} | {null['p05']:10.3f} {null['p05_8']:8.3f} "
-                  f"{null['cover']:5.3f} | {loop['cover']:16.3f} {loop['rel_err']:6.3f} {loop['p05']:6.3f} "
-                  f"{loop['p05_8']:8.3f} | {naive['p05']:.3f}   ({time.perf_counter() - t:.0f} s)", flush=True)
+    s = args.seeds
+    print(f"{s} seeds per cell; drift_degree 2; reference of 499 simulated curves per correlation\n")
+    print("NULL (no loop): fraction p≤.05 / p≤.05/8 / area interval excludes 0")
+    nulls = [("AR ρ=0", dict(rho=0.0)), ("AR ρ=0.5", dict(rho=0.5)), ("AR ρ=0.8", dict(rho=0.8)),
+             ("linear drift", dict(rho=0.5, drift="linear")), ("quadratic drift", dict(rho=0.5, drift="quadratic")),
+             ("shuffled bias", dict(rho=0.5, shift=0.3, shuffle=True))]
+    print(f"{'design':>8} | " + " | ".join(f"{n:>17}" for n, _ in nulls))
+    for d in DESIGNS:
+        t0 = time.perf_counter()
+        cells = []
+        for i, (_, kw) in enumerate(nulls):
+            kw = {"shift": 0.0, **kw}
+            r = measure(d, s, sd=0.05, width=0.2, seed=i, **kw)
+            cells.append(f"{r['p05']:5.3f} {r['p05_8']:5.3f} {r['excl0']:5.3f}")
+        print(f"{d:>8} | " + " | ".join(cells) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print("\nPOWER (AR ρ = 0.5): p≤.05 / p≤.05/8 / coverage of the true area / median detectable area "
+          "(true area)")
+    loops = [("square", 0.4, 0.03), ("slanted", 0.3, 0.3)]
+    heads = [f"{n} sd {sd}" for n, _, _ in loops for sd in (0.02, 0.05)]
+    print(f"{'design':>8} | " + " | ".join(f"{h:>27}" for h in heads))
+    for d in DESIGNS:
+        t0 = time.perf_counter()
+        cells = []
+        for i, (_, shift, width) in enumerate(loops):
+            for sd in (0.02, 0.05):
+                r = measure(d, s, 0.5, sd, shift, width, seed=100 + i)
+                cells.append(f"{r['p05']:4.2f} {r['p05_8']:4.2f} {r['cover']:4.2f} {r['detect']:5.2f} ({r['area']:.2f})")
+        print(f"{d:>8} | " + " | ".join(cells) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

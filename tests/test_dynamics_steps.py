@@ -194,25 +194,28 @@ def test_loop_specs_pool_the_cycles_and_give_each_its_own_row_when_several():
 
 def _row(**kw):
     base = {"cycle": "all", "loop_area": 0.3, "loop_area_ci_low": 0.1, "loop_area_ci_high": 0.5, "p_value": 0.01,
-            "p_adjusted": 0.02, "alpha": 0.05, "significant": True, "p_floor": 0.001, "n_units": 8, "note": ""}
+            "p_adjusted": 0.02, "alpha": 0.05, "significant": True, "p_floor": 0.001, "detectable_area": 0.2, "note": ""}
     base.update(kw)
     return namedtuple("Row", base)(**base)
 
 
 def test_verdict_words():
-    assert verdict(_row(), 1).startswith("significant loop: area 0.3 [0.1, 0.5]")
+    assert verdict(_row(), 1).startswith("significant loop (falling above rising): area 0.3 [0.1, 0.5]")
+    assert "rising above falling" in verdict(_row(loop_area=-0.3, loop_area_ci_low=-0.5, loop_area_ci_high=-0.1), 1)
+    assert "no loop larger than 0.2" in verdict(_row(p_value=0.5, p_adjusted=0.5, significant=False), 1)
     assert "holds 0" in verdict(_row(loop_area_ci_low=-0.1, significant=False), 1)
     assert "not testable" in verdict(_row(p_value=np.nan), 1)
     assert verdict(_row(cycle="2"), 1).startswith("cycle 2:")
     assert verdict(_row(cycle="none", note="Never turns back."), 1) == "no loop: never turns back."
-    floor = verdict(_row(p_value=0.5, p_adjusted=0.5, significant=False, p_floor=0.25, n_units=3), 2)
-    assert floor.endswith("with 3 matched time blocks p cannot go below 0.25")
+    floor = verdict(_row(p_value=0.5, p_adjusted=0.5, significant=False, p_floor=0.25), 2)
+    assert "p cannot go below 0.25" in floor
 
 
 def test_loop_table_adjusts_only_the_pooled_rows_and_calls_a_loop_only_clear_of_zero():
     def row(cycle, p, lo):
         r = {c: 0.0 for c in ("window", "variable", "component", "stimulus", "stimulus_units", "range_low",
-                              "range_high", "virgin_frames", "n_cycles", "n_units", "kappa", "n_resamples",
+                              "range_high", "virgin_frames", "n_cycles", "noise_rho", "reference_rho", "time_block",
+                              "n_resamples", "loop_area_raw", "detectable_area",
                               "ci_level", "note")}
         r.update({"cycle": cycle, "alpha": 0.05, "p_value": p, "p_floor": 1e-4, "note": ""})
         for m in ("loop_area", "max_difference", "max_difference_at", "rising_coercive", "falling_coercive"):
@@ -225,7 +228,7 @@ def test_loop_table_adjusts_only_the_pooled_rows_and_calls_a_loop_only_clear_of_
     assert table["significant"].tolist() == [True, False, False]
     assert list(table.columns[:9]) == ["window", "variable", "component", "cycle", "stimulus", "stimulus_units",
                                        "loop_area", "loop_area_ci_low", "loop_area_ci_high"]
-    assert describe("kappa").startswith("widening of the null")
+    assert describe("detectable_area").startswith("smallest |loop area|")
     assert describe("max_difference_ci_high") == "high end of the interval of max_difference (level ci_level)"
 
 

@@ -21,52 +21,29 @@ that turns back uses the same machinery (time and the frame index never do).
    of the sweep), scanning in its direction. A branch that does not span the
    sweep has no saturated values at both ends, so no coercive value.
 
-Uncertainty and the test against no loop (:func:`loop_statistics`):
-
-* *Matched units.* The common range is cut into ``J`` stimulus blocks, each
-  holding ``time_block`` frames of each branch of a cycle; a unit is (cycle,
-  block): a time block of the rising branch and the time block of the falling
-  branch at the same stimulus values. Frames, not interpolated values, are
-  cut, so no frame is shared by two units. The matched part of the loop area
-  is Σ D_u / 2 (linear in the curve). The pooled loop uses the complete
-  cycles (both branches over the whole sweep) when there are any.
-* *Null* (no hysteresis: the quantity depends on the stimulus, not on the
-  sweep direction, plus noise that may be correlated in time). Exchanging the
-  rising and falling labels of a unit then leaves the distribution unchanged;
-  it flips the sign of D_u. The p-value is the fraction of sign patterns (all
-  ``2^U`` when ``U ≤ 12``, else random ones) whose statistic is at least the
-  observed one. The statistic is |Σ D_u| over the units' noise-only spread
-  (deviations from the mean over cycles of the same block, where several
-  cycles have it), so a loop the cycles share does not inflate its own
-  yardstick; with one cycle it is |Σ D_u|. Whole time blocks are exchanged,
-  keeping correlation within a block; correlation leaking into the next block
-  of the same branch is allowed for by dividing the observed statistic by
-  ``κ = sqrt(1 + 2 max(c, 0) / v)`` (``v``, ``c``: the sum of squared unit
-  deviations and of products of time-neighbouring ones). The smallest p-value
-  ``U`` units allow is ``2^(1-U)``: a single short cycle cannot show a
-  significant loop, and the table says so.
-* *Interval of the area*: with several cycles, ``κ × sqrt(v) / 2`` times
-  Student's t on the deviations' degrees of freedom; with one, the null's sign
-  patterns (κ-scaled) around the estimate. Plus the spread of the area over
-  spatial resamples of the pixels (pixel blocks, NMF refitted: :mod:`.api`).
-* *Intervals of coercive values and the largest difference*: whole cycles
-  resampled with replacement where there are several
-  (:meth:`LoopOperator.resampled`), on the spatial resamples of the curve.
+Uncertainty and the test against no loop (:func:`loop_statistics`): a model of the whole curve
+(one smooth function of the stimulus for both branches, a smooth drift in time, a loop term,
+AR(1) noise), its GLS area with the drift removed, a p-value from simulated no-loop curves, the
+bootstrap-t interval of the area and the smallest detectable area: :mod:`.looptest`. Intervals of
+coercive values and the largest difference: the full model's residuals resampled in time blocks
+(``time_block``, Politis–White when ``auto``) within each branch, whole cycles resampled where
+there are several (:meth:`LoopOperator.resampled`), on the spatial resamples of the curve.
+Matched units (``units``: a time block of the rising and of the falling branch at the same stimulus
+values) remain as a description of the loop's pieces.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InputError
+from . import looptest as lt
 
 RISING, FALLING = 1, -1
 METRICS = ("loop_area", "max_difference", "max_difference_at", "rising_coercive", "falling_coercive")
-EXACT_UNITS = 12  # up to 2^12 sign patterns are enumerated; more units: random patterns
 
 
 @dataclass(frozen=True)
@@ -238,7 +215,10 @@ def analyse_sweep(values: np.ndarray, tolerance: float = 0.02, virgin: str = "au
 
     ``virgin``: ``auto`` sets the first segment apart when it starts more than
     ``tolerance × range`` inside the range of the stimulus (the sample starts from
-    its initial state, not from a turning point); ``none`` keeps it in the loop.
+    its initial state, not from a turning point), or, for a bias, when it starts at
+    0 V (within that tolerance) and the sweep turns back: a unipolar sweep 0 → +V → 0 …
+    starts at an end of its range but from the unbiased initial state; ``none`` keeps
+    it in the loop.
     """
     v = np.asarray(values, dtype=float)
     br = split_branches(v, tolerance)
@@ -250,7 +230,9 @@ def analyse_sweep(values: np.ndarray, tolerance: float = 0.02, virgin: str = "au
     if virgin == "auto" and len(segs) > 0:
         tol = tolerance * (v.max() - v.min())
         s0 = v[segs[0].start]
-        if v.min() + tol < s0 < v.max() - tol:
+        # inside the range: the first quarter-cycle from the initial state; a bias sweep that starts at
+        # 0 V (a unipolar one starts at an end of its range there) also starts from the unbiased state
+        if v.min() + tol < s0 < v.max() - tol or (name == "bias" and abs(s0) <= tol and len(segs) > 1):
             virgin_seg = segs.pop(0)
     cycles = tuple(tuple(segs[i:i + 2]) for i in range(0, len(segs), 2))
     note = ""
@@ -366,7 +348,7 @@ class LoopOperator:
         return int(self.units.shape[0])
 
     @classmethod
-    def build(cls, sweep: Sweep, n_points: int = 101, time_block: int = 6, cycles: tuple[int, ...] | None = None,
+    def build(cls, sweep: Sweep, n_points: int = 101, time_block: int | str = 6, cycles: tuple[int, ...] | None = None,
               frame_weight: np.ndarray | None = None, cycle_weight: np.ndarray | None = None,
               grid: np.ndarray | None = None, own_grid: dict | None = None) -> LoopOperator:
         """Operator of the cycles ``cycles`` (indices into ``sweep.cycles``; default all: the pooled loop).
@@ -377,6 +359,7 @@ class LoopOperator:
         """
         x = sweep.values
         n = x.size
+        time_block = time_block if isinstance(time_block, (int, np.integer)) else 1  # "auto": per frame
         ks = tuple(range(len(sweep.cycles))) if cycles is None else tuple(cycles)
         empty = cls(sweep, np.full(n_points, np.nan), np.zeros((n_points, n)), np.zeros((n_points, n)), cycles=ks)
         if sweep.note:
@@ -547,105 +530,7 @@ def loop_metrics(curves: np.ndarray, op: LoopOperator) -> dict[str, np.ndarray]:
     return out
 
 
-# --- the null and the intervals ------------------------------------------------------------
-def _sign_patterns(n_units: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """(N, U) ±1 patterns: all of them when U ≤ EXACT_UNITS, else ``n_random`` random ones."""
-    if n_units <= EXACT_UNITS:
-        pats = np.array(list(itertools.product((1.0, -1.0), repeat=n_units))).reshape(-1, n_units)
-        return pats, True
-    return rng.choice((1.0, -1.0), size=(n_random, n_units)), False
-
-
-def _centring(op: LoopOperator) -> tuple[np.ndarray, int]:
-    """(U, U) matrix ``M`` with ``d @ M.T`` the unit deviations that carry noise only, and their
-    degrees of freedom. Units of a stimulus block that several cycles share are centred on
-    their mean over those cycles (rescaled by sqrt(m/(m-1))), so a loop the cycles share
-    does not count as noise; a block only one cycle has stays raw (its loop counts as noise:
-    conservative)."""
-    u = op.n_units
-    m_ = np.eye(u)
-    dof = 0
-    for j in np.unique(op.unit_block):
-        sel = np.flatnonzero(op.unit_block == j)
-        m = sel.size
-        if m >= 2:
-            m_[np.ix_(sel, sel)] = (np.eye(m) - 1.0 / m) * np.sqrt(m / (m - 1))
-            dof += m - 1
-    return m_, dof
-
-
-def _kappa(dev: np.ndarray, op: LoopOperator) -> np.ndarray:
-    """(K,) widening of the null for correlation between neighbouring units of a branch (≥ 1):
-    ``sqrt(1 + 2 max(c, 0) / v)`` from the unit deviations ``dev`` (K, U) (see :func:`_centring`),
-    ``v`` their sum of squares, ``c`` the sum of products of time-neighbouring units."""
-    v = (dev**2).sum(axis=1)
-    c = np.zeros(dev.shape[0])
-    for a in range(op.n_units):
-        nxt = np.flatnonzero((op.unit_cycle == op.unit_cycle[a]) & (op.unit_block == op.unit_block[a] + 1))
-        for b in nxt:
-            c += dev[:, a] * dev[:, b]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        k2 = np.where(v > 0, 1 + 2 * np.maximum(c, 0) / v, 1.0)
-    return np.sqrt(k2)
-
-
-@dataclass(frozen=True)
-class NullResult:
-    """p-values (K,), the null's widening κ (K,), the smallest p possible, the κ-scaled area
-    deviations of the sign patterns (N, K) (centred on 0), whether the patterns were all
-    enumerated, and the noise-only scale of the area (K,) with its degrees of freedom."""
-
-    p: np.ndarray
-    kappa: np.ndarray
-    p_floor: float
-    deviations: np.ndarray
-    exact: bool
-    scale: np.ndarray
-    dof: int
-
-
-PATTERN_CHUNK = 1 << 21  # pattern × curve × unit values held at once
-
-
-def flip_null(curves: np.ndarray, op: LoopOperator, n_random: int, rng: np.random.Generator) -> NullResult:
-    """The test against no hysteresis for curves (K, F) (see the module docstring).
-
-    Statistic: |Σ D_u| over the noise-only spread of the units (deviations centred
-    across cycles per block, :func:`_centring`), the observed one divided by κ. Under
-    exchanged labels any statistic of the flipped units has the null distribution, so
-    the studentisation only adds power (with several cycles a shared loop does not
-    inflate its own yardstick); with one cycle it reduces to |Σ D_u|.
-    """
-    c = np.atleast_2d(np.asarray(curves, dtype=float))
-    k = c.shape[0]
-    if op.note or op.n_units == 0:
-        nan = np.full(k, np.nan)
-        return NullResult(nan, nan, float("nan"), np.zeros((0, k)), True, nan, 0)
-    d = c @ op.units.T  # (K, U)
-    centre, dof = _centring(op)
-    dev = d @ centre.T
-    kappa = _kappa(dev, op)
-    pats, exact = _sign_patterns(op.n_units, n_random, rng)
-    spread = np.sqrt((dev**2).sum(axis=1))
-    tiny = 1e-300
-    observed = np.abs(d.sum(axis=1)) / np.maximum(kappa * spread, tiny)
-    hits = np.zeros(k)
-    step = max(1, PATTERN_CHUNK // max(1, k * op.n_units))
-    for i in range(0, pats.shape[0], step):
-        e = pats[i:i + step]  # (n, U)
-        flipped = e[:, None, :] * d[None, :, :]  # (n, K, U)
-        s = np.abs(flipped.sum(axis=2)) / np.maximum(np.sqrt(((flipped @ centre.T) ** 2).sum(axis=2)), tiny)
-        hits += (s >= observed[None, :] * (1 - 1e-9)).sum(axis=0)
-    if exact:
-        p = hits / pats.shape[0]
-        floor = 2.0 / pats.shape[0]
-    else:
-        p = (1 + hits) / (1 + pats.shape[0])
-        floor = max(2.0 ** (1 - op.n_units), 1.0 / (1 + pats.shape[0]))
-    null = (pats @ d.T) / 2 * kappa[None, :]  # (N, K): the area's flip deviations
-    return NullResult(np.minimum(p, 1.0), kappa, floor, null, exact, kappa * spread / 2, dof)
-
-
+# --- the test and the intervals -----------------------------------------------------------
 def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0.5
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over the first axis of ``samples`` (N, K) (NaNs ignored); NaN where
@@ -663,53 +548,85 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
+def _branch_groups(op: LoopOperator, frames: np.ndarray) -> list[np.ndarray]:
+    """Positions in ``frames`` of each monotone segment (a branch of a cycle): the time blocks of the
+    resampled intervals stay within one."""
+    seg = op.sweep.branches.segment_index[frames]
+    return [np.flatnonzero(seg == s) for s in np.unique(seg)]
+
+
+def null_reference(op: LoopOperator, drift_degree: int, n_random: int, rng: np.random.Generator
+                   ) -> tuple[list[lt.LoopDesign], lt.Reference | None]:
+    """The candidate models of the loop of ``op`` and the simulated reference of its test (computed
+    once per loop, shared by every curve looped against it); ``([], None)`` when there is no loop."""
+    designs = lt.loop_designs(op, drift_degree) if not op.note else []
+    return designs, (lt.reference(designs, n_random, rng) if designs else None)
+
+
 def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray | None = None,
-                    level: float = 0.95, n_resample: int = 200, n_random: int = 9999,
-                    rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """Metrics of curves (K, F) with intervals and the p-value against no hysteresis.
+                    level: float = 0.95, n_resample: int = 200, n_random: int = 499,
+                    rng: np.random.Generator | None = None, drift_degree: int = 2,
+                    time_block: int | str = "auto", alpha: float = 0.05,
+                    null: tuple[list, lt.Reference | None] | None = None) -> dict[str, np.ndarray]:
+    """Metrics of curves (K, F) with intervals and the p-value against no hysteresis (:mod:`.looptest`).
 
     ``replicates`` (B, K, F): the same curves from spatial resamples of the pixels (NMF
-    refitted), or None. Returns (K,) arrays: every metric of :data:`METRICS` with
-    ``_ci_low``/``_ci_high``, ``p_value``, ``p_floor``, ``kappa``.
+    refitted), or None. ``n_random``: simulated no-loop curves per correlation of the
+    reference. ``alpha``: the level at which the detectable area is quoted (α over the loops
+    tested). ``null``: :func:`null_reference` of ``op`` when already made. Returns (K,) arrays: every metric of :data:`METRICS` with ``_ci_low``/``_ci_high``
+    (``loop_area``: with the fitted drift removed), ``loop_area_raw``, ``p_value``, ``p_floor``,
+    ``noise_rho`` (REML AR(1) correlation of the no-loop model), ``reference_rho``,
+    ``detectable_area``, ``time_block`` (frames, Politis–White when ``auto``).
     """
     rng = np.random.default_rng(0) if rng is None else rng
     c = np.atleast_2d(np.asarray(curves, dtype=float))
     k = c.shape[0]
     point = loop_metrics(c, op)
-    null = flip_null(c, op, n_random, rng)
     out: dict[str, np.ndarray] = dict(point)
-    out["p_value"], out["p_floor"], out["kappa"] = null.p, np.full(k, null.p_floor), null.kappa
+    nan = np.full(k, np.nan)
+    out.update(loop_area_raw=point["loop_area"].copy(), p_value=nan.copy(), p_floor=nan.copy(),
+               noise_rho=nan.copy(), reference_rho=nan.copy(), detectable_area=nan.copy(), time_block=nan.copy())
     for m in METRICS:
         out[f"{m}_ci_low"] = np.full(k, np.nan)
         out[f"{m}_ci_high"] = np.full(k, np.nan)
-    if op.note:
+    designs, ref = null if null is not None else null_reference(op, drift_degree, n_random, rng)
+    if not designs:
         return out
-    # loop area: with several cycles, the noise-only spread of the units (κ-widened) with Student's t
-    # on its degrees of freedom; with one, the null's sign patterns (κ-scaled) around the estimate.
-    # Plus the spread of the area over spatial resamples of the pixels.
-    if null.dof >= 2:
-        dev = null.scale[None, :] * rng.standard_t(null.dof, size=(max(n_resample, 4000), 1))
+    mt = lt.model_test(c, designs, ref, level, alpha)
+    out.update(loop_area=mt.area, p_value=mt.p, p_floor=np.full(k, 1.0 / (1 + ref.t.shape[1])), noise_rho=mt.rho,
+               reference_rho=mt.rho_reference, detectable_area=mt.detectable)
+    frames = designs[0].frames
+    groups = _branch_groups(op, frames)
+    if time_block == "auto":
+        blocks = np.array([max(lt.optimal_block_length(r[g]) for g in groups if g.size >= 4)
+                           if any(g.size >= 4 for g in groups) else 1.0 for r in mt.residuals])
     else:
-        dev = null.deviations if null.deviations.shape[0] else np.zeros((1, k))
+        blocks = np.full(k, float(time_block))
+    out["time_block"] = np.ceil(blocks)
+    # loop area: the bootstrap-t of the test (the truth lies at A − se·T*), plus the spread of the area
+    # over spatial resamples of the pixels (NMF refitted)
+    dev = -mt.reference * mt.se[None, :]
     if replicates is not None and len(replicates):
-        sp = loop_metrics(np.asarray(replicates).reshape(-1, c.shape[1]), op)["loop_area"].reshape(-1, k)
-        sp = sp - point["loop_area"][None, :]
+        reps = np.asarray(replicates).reshape(-1, c.shape[1])
+        sp = lt.model_area(reps, designs).reshape(-1, k) - mt.area[None, :]
         m = max(dev.shape[0], 4 * sp.shape[0], 2000)
         dev = dev[rng.integers(0, dev.shape[0], m)] + sp[rng.integers(0, sp.shape[0], m)]
-    lo, hi = percentile_ci(point["loop_area"][None, :] + dev, level)
-    out["loop_area_ci_low"], out["loop_area_ci_high"] = lo, hi
-    # the other metrics: whole cycles resampled (where several), on the spatial resamples of the curve
-    several = len([k for k in op.sweep.complete_cycles() if k in op.cycles]) >= 2
-    if n_resample > 0 and (several or (replicates is not None and len(replicates))):
-        reps = np.zeros((n_resample, k, len(METRICS) - 1))
+    out["loop_area_ci_low"], out["loop_area_ci_high"] = percentile_ci(mt.area[None, :] + dev, level)
+    # the other metrics: the full model's residuals resampled in time blocks within each branch (whole
+    # cycles too where several), on the spatial resamples of the curve
+    if n_resample > 0:
         names = [m for m in METRICS if m != "loop_area"]
+        reps_m = np.zeros((n_resample, k, len(names)))
         for b in range(n_resample):
             opb = op.resampled(rng)
-            cb = c if replicates is None or not len(replicates) else np.asarray(replicates)[b % len(replicates)]
+            cb = c.copy() if replicates is None or not len(replicates) else np.array(replicates[b % len(replicates)])
+            for i in range(k):
+                star = lt.block_resample(mt.residuals[i][None, :], groups, int(out["time_block"][i]), rng)[0]
+                cb[i, frames] += star - mt.residuals[i]
             mb = loop_metrics(cb, opb)
-            reps[b] = np.stack([mb[m] for m in names], axis=1)
+            reps_m[b] = np.stack([mb[m] for m in names], axis=1)
         for i, m in enumerate(names):
-            out[f"{m}_ci_low"], out[f"{m}_ci_high"] = percentile_ci(reps[:, :, i], level)
+            out[f"{m}_ci_low"], out[f"{m}_ci_high"] = percentile_ci(reps_m[:, :, i], level)
     return out
 
 

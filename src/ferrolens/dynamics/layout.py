@@ -138,8 +138,8 @@ def _attrs(cfg: dict, stim: Stimulus, pooled: hy.LoopOperator, blocked: bool, wi
         "stimulus_units": stim.units,
         "hysteresis_note": pooled.note,
         "resampling": ("pixels in spatial blocks (the same blocks in every frame), NMF "
-                       f"{'refitted' if cfg['nmf_resample'] == 'refit' else 're-projected'}; frames in time blocks "
-                       f"of {cfg['time_block']} within branches, whole cycles where several"
+                       f"{'refitted' if cfg['nmf_resample'] == 'refit' else 're-projected'}; the loop model's residuals in "
+                       f"time blocks ({cfg['time_block']} frames) within branches, whole cycles where several"
                        if blocked else "pixels resampled within frames (no positions given)"),
         "layout": ("kde(variable, frame, grid) is evaluated at grid_value(variable, grid); components are per "
                    "variable NMFs, stacked_components the NMF of all variables side by side; weights(variable_nmf, "

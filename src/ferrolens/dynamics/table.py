@@ -19,16 +19,20 @@ TABLE_COLUMNS = {
     "stimulus": "what the weights are looped against: bias, temperature, time or frame",
     "stimulus_units": "units of the stimulus (V for bias)",
     "loop_area": "signed loop area ∫(falling − rising) d(stimulus) over the common range of the closed loop's "
-                 "branches (weight·stimulus units); > 0 when the falling branch lies above the rising one. "
-                 "The virgin curve is left out",
-    "p_value": "test against no hysteresis: fraction of exchanges of rising/falling labels of matched time "
-               "blocks (sign patterns) giving an area at least as large in magnitude",
+                 "branches (weight·stimulus units) of the curve less its fitted smooth drift in time (degree "
+                 "drift_degree); > 0 when the falling branch lies above the rising one. The virgin curve is left out",
+    "loop_area_raw": "the same area without removing the drift",
+    "p_value": "test against no hysteresis: the area over its standard error (AR(1) GLS of the whole curve: one "
+               "function of the stimulus for both branches, drift, loop) against simulated no-loop curves with "
+               "noise correlated as much as the data allow (upper 90 % REML bound of the lag-1 correlation)",
     "p_adjusted": "p_value Holm-adjusted over the loops tested in this table (the pooled rows, cycle 'all', "
                   "one per NMF and component); empty for per-cycle rows, which describe",
     "significant": "p_adjusted < alpha and the loop-area interval excludes 0 (it also carries the resampled "
                    "pixel blocks and the refitted NMF)",
-    "p_floor": "smallest p-value the matched units allow (2^(1-U)); a loop cannot be significant when "
-               "p_floor ≥ alpha",
+    "p_floor": "smallest p-value the simulated reference allows (1 / (1 + dynamics.permutations))",
+    "detectable_area": "smallest |loop area| this design detects at alpha over the loops tested (Holm's first "
+                       "step): 80 % power if the loop left the standard error and noise bound as they are; measured "
+                       "≥ 50 % (benchmarks/bench_hysteresis_null.py): a 'no' means no loop larger than this",
     "max_difference": "falling − rising where |falling − rising| is largest (weight)",
     "max_difference_at": "stimulus value of the largest branch difference",
     "rising_coercive": "stimulus where the rising branch crosses the level midway between its saturated values "
@@ -38,8 +42,10 @@ TABLE_COLUMNS = {
     "range_high": "high end of the common stimulus range of the branches",
     "virgin_frames": "frames of the virgin curve (first quarter-cycle from the initial state), left out",
     "n_cycles": "cycles (both branches) in this row's loop: for the pooled row, those pooled",
-    "n_units": "matched units (cycle × stimulus block of time_block frames per branch) of the test",
-    "kappa": "widening of the null for noise correlated between neighbouring time blocks (≥ 1)",
+    "noise_rho": "lag-1 correlation of the curve's noise in time (REML, AR(1), no-loop model)",
+    "reference_rho": "lag-1 correlation of the simulated no-loop curves the test compares with (≥ noise_rho)",
+    "time_block": "frames per time block of the resampled intervals (Politis–White from the model's residuals when "
+                  "dynamics.time_block is auto)",
     "n_resamples": "resamples behind the intervals (spatial pixel blocks with NMF refit; time blocks)",
     "ci_level": "confidence level of the *_ci_low / *_ci_high intervals",
     "alpha": "significance level applied to p_adjusted",
@@ -71,7 +77,7 @@ def loop_specs(sweep: hy.Sweep, cfg: dict) -> list[tuple[str, hy.LoopOperator]]:
     branches over the whole sweep) when there are any, so that every matched unit compares like with
     like, else whatever the movie has (one partial cycle); each cycle with both branches its own when
     there are several."""
-    p, L = cfg["bias_points"], cfg["time_block"]
+    p, L = cfg["bias_points"], 1  # matched units only describe the loop now
     complete = sweep.complete_cycles()
     specs = [("all", hy.LoopOperator.build(sweep, p, L, cycles=complete or None))]
     if sweep.n_cycles >= 2:
@@ -89,10 +95,13 @@ def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | 
     """
     complete = sweep.complete_cycles()
     n_boot = cfg["bootstrap"]
+    n_tests = sum(c_v.shape[0] for c_v in curves.values())  # pooled rows: one per NMF and component
     rows = []
-    for v, c_v in curves.items():
-        for cycle, op in specs:
-            st = hy.loop_statistics(c_v, op, replicates[v], cfg["ci_level"], n_boot, cfg["permutations"], rng)
+    for cycle, op in specs:
+        null = hy.null_reference(op, cfg["drift_degree"], cfg["permutations"], rng)  # one per loop
+        for v, c_v in curves.items():
+            st = hy.loop_statistics(c_v, op, replicates[v], cfg["ci_level"], n_boot, cfg["permutations"], rng,
+                                    cfg["drift_degree"], cfg["time_block"], cfg["alpha"] / max(n_tests, 1), null)
             for c in range(c_v.shape[0]):
                 row = {"window": window, "variable": v, "component": c, "cycle": cycle if not op.note else "none",
                        "stimulus": sweep.name, "stimulus_units": sweep.units}
@@ -100,13 +109,13 @@ def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | 
                 row.update({"range_low": float(op.grid[0]), "range_high": float(op.grid[-1]),
                             "virgin_frames": (f"{sweep.virgin.start}–{sweep.virgin.stop}" if sweep.virgin else ""),
                             "n_cycles": sum(len({s.direction for s in sweep.cycles[k]}) == 2 for k in op.cycles),
-                            "n_units": op.n_units,
                             "n_resamples": n_boot, "ci_level": cfg["ci_level"], "alpha": cfg["alpha"],
                             "note": loop_note(sweep, op, complete if cycle == "all" else None)})
                 rows.append(row)
-            if op.note:
-                break  # no loop: one row per component says why
-    return rows
+        if op.note:
+            break  # no loop: one row per component says why
+    order = {v: i for i, v in enumerate(curves)}  # rows by NMF, then loop, as before
+    return sorted(rows, key=lambda r: order[r["variable"]])
 
 
 def column_order() -> list[str]:
@@ -115,9 +124,10 @@ def column_order() -> list[str]:
     for m in hy.METRICS:
         metric_cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
         if m == "loop_area":
-            metric_cols += ["p_value", "p_adjusted", "significant", "p_floor"]
+            metric_cols += ["loop_area_raw", "p_value", "p_adjusted", "significant", "p_floor", "detectable_area"]
     return (["window", "variable", "component", "cycle", "stimulus", "stimulus_units"] + metric_cols +
-            ["range_low", "range_high", "virgin_frames", "n_cycles", "n_units", "kappa", "n_resamples",
+            ["range_low", "range_high", "virgin_frames", "n_cycles", "noise_rho", "reference_rho", "time_block",
+             "n_resamples",
              "ci_level", "alpha", "verdict", "note"])
 
 
@@ -165,20 +175,26 @@ def verdict(r, n_tests: int) -> str:
     if r.cycle == "none" or not np.isfinite(r.loop_area):
         return "no loop: " + (r.note[0].lower() + r.note[1:] if r.note else "")
     if not np.isfinite(r.p_value):
-        return f"loop area {r.loop_area:.3g}, not testable (no matched time blocks)"
+        return (f"loop area {r.loop_area:.3g}, not testable: the loop is open at one end of its range (the movie "
+                "stops mid-branch, e.g. one cycle from 0 V), where a drift in time cannot be told from a loop "
+                "(dynamics.drift_degree: 0 assumes no drift; a start from saturation or a complete cycle allows a test)")
+    interval = f"[{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}]"
     if r.cycle != "all":
-        return (f"cycle {r.cycle}: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
-                f"p = {r.p_value:.2g} (not corrected: the pooled row carries the test)")
-    if r.p_adjusted < r.alpha and not r.significant:
-        return (f"no significant loop: p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} < {r.alpha:g}), but the area's "
-                f"interval [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}] from resampled pixel blocks (NMF "
-                "refitted) holds 0: the curve itself is not stable enough to call it a loop")
+        return (f"cycle {r.cycle}: area {r.loop_area:.3g} {interval}, p = {r.p_value:.2g} (not corrected: the "
+                "pooled row carries the test)")
     if r.significant:
-        return (f"significant loop: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
-                f"p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} < {r.alpha:g})")
-    text = (f"no significant loop: area {r.loop_area:.3g} [{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}], "
-            f"p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} ≥ {r.alpha:g})")
-    if r.p_floor * 1.0 >= r.alpha / max(n_tests, 1):
-        text += (f"; with {r.n_units} matched time block{'s' if r.n_units != 1 else ''} p cannot go below "
-                 f"{r.p_floor:.2g}")
+        side = "falling above rising" if r.loop_area > 0 else "rising above falling"
+        return (f"significant loop ({side}): area {r.loop_area:.3g} {interval}, p = {r.p_value:.2g} "
+                f"(Holm {r.p_adjusted:.2g} < {r.alpha:g})")
+    bound = (f"; no loop larger than {r.detectable_area:.3g} in |area| (found at least every other time at this "
+             "design)"
+             if np.isfinite(r.detectable_area) else "")
+    if r.p_adjusted < r.alpha:
+        return (f"no significant loop: p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} < {r.alpha:g}), but the area's "
+                f"interval {interval} from resampled pixel blocks (NMF refitted) holds 0: the curve itself is not "
+                "stable enough to call it a loop" + bound)
+    text = (f"no significant loop: area {r.loop_area:.3g} {interval}, p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g} "
+            f"≥ {r.alpha:g})" + bound)
+    if r.p_floor >= r.alpha / max(n_tests, 1):
+        text += f"; p cannot go below {r.p_floor:.2g} with this many simulated curves (dynamics.permutations)"
     return text

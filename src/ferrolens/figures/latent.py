@@ -300,11 +300,12 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
                      _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
                      f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
                      f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
-                     "yes" if rr.significant else "no",
+                     "yes" if rr.significant else (f"no (> {rr.detectable_area:.2g})"
+                                                  if np.isfinite(rr.detectable_area) else "no"),
                      _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
                      _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high)])
     cols = ["variable", "component", f"loop area [{level}% CI]", "p", "p (Holm)",
-            f"significant (α = {pooled.alpha.iloc[0]:g})", f"rising coercive ({u}) [CI]",
+            f"significant (α = {pooled.alpha.iloc[0]:g}; no: none larger than)", f"rising coercive ({u}) [CI]",
             f"falling coercive ({u}) [CI]"]
     t = ax.table(cellText=rows, colLabels=cols, cellLoc="center", bbox=[0, 0.22, 1, 0.68])
     t.auto_set_font_size(False)
@@ -312,14 +313,18 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
     r0 = pooled.iloc[0]
     head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
             f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
-            f"p: exchanging rising/falling labels of {int(r0.n_units)} matched time blocks)")
+            f"p: whole-curve model with drift and AR(1) noise"
+            + (f"; time blocks of {pooled.time_block.max():.0f} frames)" if pooled.time_block.notna().any() else ")"))
     ax.set_title(head)
     notes = sorted({n for n in pooled.note.dropna() if n})
     floor = pooled.p_floor.iloc[0]
+    if pooled.p_value.isna().all() and pooled.loop_area.notna().any():
+        notes.append("Not testable: the loop is open at one end of its range (the movie stops mid-branch), where "
+                     "a drift in time cannot be told from a loop; a start from saturation or a complete cycle "
+                     "allows a test (dynamics.drift_degree: 0 assumes no drift).")
     if np.isfinite(floor) and floor >= float(r0.alpha) / max(len(pooled), 1):
-        blocks = f"{int(r0.n_units)} matched time block{'s' if r0.n_units != 1 else ''}"
-        notes.append(f"With {blocks} p cannot go below {floor:.2g}: "
-                     "no loop can be significant in this movie (more cycles would allow it).")
+        notes.append(f"p cannot go below {floor:.2g} with this many simulated no-loop curves "
+                     "(dynamics.permutations): no loop can be significant.")
     ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top",
             transform=ax.transAxes)
 
