@@ -190,11 +190,19 @@ def test_angle_kde_uses_only_determined_pixels(tmp_path):
     assert "50.0%" in ds.attrs["angle_counted"] and "coherence ≥ 0.4" in ds.attrs["angle_counted"]
 
 
-def test_no_determined_angle_is_one_clear_error(tmp_path):
+def test_no_determined_angle_counts_every_pixel_and_says_so(tmp_path):
+    # a flat input (a barely trained U-Net, a single domain) must not stop the run: the angle falls back
+    # to every pixel, as before the rule, and the store says why
     _latents(tmp_path / "latents.zarr")
     ds = xr.open_zarr(tmp_path / "latents.zarr").load()
     ds["angle_confidence"] = ds["angle_confidence"] * 0
     store.write_store(ds, tmp_path / "flat.zarr")
-    with pytest.raises(InputError, match="determined at none"):
-        kde_nmf(str(tmp_path / "flat.zarr"), None, str(tmp_path / "d.zarr"), str(tmp_path / "h.csv"),
-                {"grid_points": 90, "bootstrap": 0, "n_components": 2}, seed=0)
+    kde_nmf(str(tmp_path / "flat.zarr"), None, str(tmp_path / "d.zarr"), str(tmp_path / "h.csv"),
+            {"grid_points": 90, "bootstrap": 0, "n_components": 2}, seed=0)
+    out = xr.open_zarr(tmp_path / "d.zarr")
+    g = out["grid_value"].sel(variable="angle").values
+    kde = out["kde"].sel(variable="angle").values
+    np.testing.assert_allclose(kde.sum(-1) * (g[1] - g[0]), 1.0, atol=0.01)
+    near = np.abs(g - 0.4) < 0.3
+    assert (kde[:, near].sum(-1) * (g[1] - g[0]) < 0.9).all()  # the flat half's noise angles are counted
+    assert "every selected pixel's angle is counted" in out.attrs["angle_counted"]

@@ -20,6 +20,7 @@ where there are several) and test against exchanged branch labels.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ from .layout import (  # noqa: F401 (DIRECTION, STIM_POINT, VARIABLE_NMF re-expo
 )
 from .pixels import pixel_blocks, select_pixels, select_values, structure_mask
 from .table import TABLE_COLUMNS, describe
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ANGLE", "DEFAULT_BLOCK", "STACKED", "TABLE_COLUMNS", "dynamics_core", "kde_nmf", "pixel_blocks",
            "select_pixels", "select_values", "sweep_merge"]
@@ -178,10 +181,17 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     determined = _angle_determined(lat) if ANGLE in cfg["variables"] else None
     frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
                                   determined)
-    if determined is not None and not any(np.isfinite(a).any() for a in frames[ANGLE]):
-        raise InputError(latents, "the angle is determined at none of the selected pixels "
-                         f"({rule_text(lat['angle_confidence'])})", "oriented structure in the rVAE input, lower "
-                         "rvae.angle_confidence thresholds, or dynamics.variables without angle")
+    angle_note = None
+    if determined is not None and not all(np.isfinite(a).any() for a in frames[ANGLE]):
+        # a frame without oriented structure (a flat input, a single domain) has no angle density: rather than
+        # stopping the run, every pixel's angle is counted, as before the rule, and the store and log say so
+        empty = sum(not np.isfinite(a).any() for a in frames[ANGLE])
+        angle_note = (f"{rule_text(lat['angle_confidence'])}: no determined angle in {empty} of "
+                      f"{len(frames[ANGLE])} frames, so every selected pixel's angle is counted (noise where the "
+                      "input holds no oriented structure)")
+        log.warning("%s: %s", latents, angle_note)
+        frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
+                                      None)
     window = lat.attrs.get("window")
     size = _block_size(cfg, window)
     blocks = pixel_blocks(where, (lat.sizes[store.Y], lat.sizes[store.X]), size)
@@ -192,7 +202,9 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
     stim = _chosen_stimulus(lat, cfg["stimulus"], latents)
     ds, tab = dynamics_core(frames, bias, cfg, seed, time=time, window=window, blocks=blocks, stimulus=stim)
     ds.attrs["spatial_block"] = int(size)
-    if determined is not None:
+    if angle_note is not None:
+        ds.attrs["angle_counted"] = angle_note
+    elif determined is not None:
         counted = np.concatenate(frames[ANGLE])
         ds.attrs["angle_counted"] = (f"{rule_text(lat['angle_confidence'])}: "
                                      f"{np.isfinite(counted).mean():.1%} of the selected pixels")

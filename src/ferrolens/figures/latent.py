@@ -238,8 +238,10 @@ def _kde_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str, unit: str, v
     ax.set_xlabel("frame" + (" (dashed: end of the virgin curve)" if virgin.any() else ""))
     ax.set_ylabel(ylab)
     # the dynamics store says when the angle was counted only where determined (rvae.angle_confidence)
-    ax.set_title(f"KDE({v}, frame)" + ("\n(pixels where the angle is determined)"
-                                       if deg and dyn.attrs.get("angle_counted") else ""))
+    counted = str(dyn.attrs.get("angle_counted", ""))
+    note = ("\n(no determined angle in some frames: every pixel counted)" if "every selected pixel" in counted
+            else "\n(pixels where the angle is determined)")
+    ax.set_title(f"KDE({v}, frame)" + (note if deg and counted else ""))
 
 
 def _components_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str) -> None:
