@@ -96,6 +96,28 @@ def test_structure_filter_and_dense_sampling():
         sample_windows(images * 0, 9, min_std=0.1)
 
 
+def test_content_weighting_draws_windows_in_proportion_to_their_mean():
+    # left half 0.2, right half 0.8: windows wholly inside the right half carry four times the content
+    frame = np.full((1, 40, 80), 0.2, np.float32)
+    frame[:, :, 40:] = 0.8
+    n, count = 5, 300
+    right = lambda s: int((s.x - n // 2 >= 40).sum())  # noqa: E731
+    left = lambda s: int((s.x + n // 2 < 40).sum())  # noqa: E731
+    w = sample_windows(frame, n, count=count, seed=0, weighting="content")
+    u = sample_windows(frame, n, count=count, seed=0)
+    assert len(w.frame) == count and len(np.unique(w.y * 1000 + w.x)) == count  # without replacement
+    assert 3.0 < right(w) / left(w) < 5.5  # ~4 (slightly less: drawn without replacement)
+    assert 0.7 < right(u) / left(u) < 1.4
+    np.testing.assert_array_equal(w.windows, frame[0][np.add.outer(w.y - 2, np.arange(5))[:, :, None],
+                                                      np.add.outer(w.x - 2, np.arange(5))[:, None, :]])
+    # windows of no content are drawn only when nothing else is left
+    frame[:, :, :40] = 0.0
+    w0 = sample_windows(frame, n, count=count, seed=1, weighting="content")
+    assert left(w0) == 0
+    with pytest.raises(InputError, match="rvae.weighting"):
+        sample_windows(frame, n, count=10, weighting="walls")
+
+
 @pytest.mark.parametrize("window", [2, 4, 41, 9.5])
 def test_bad_window_sizes(tmp_path, window):
     with pytest.raises(InputError, match="window"):

@@ -79,6 +79,40 @@ def test_reconstruction_forms():
     assert out.min() >= 0 and out.max() <= 1
 
 
+def test_bernoulli_reconstruction_of_a_flat_decoder_is_log_2_per_pixel():
+    # an untrained image decoder draws logit 0 everywhere: p = 1/2, so every pixel costs ln 2 nats whatever
+    # its value in [0, 1]; the Gaussian's cost of the same output 0 is Σ x² / (2 σ²)
+    torch.manual_seed(0)
+    x = torch.rand(6, 9, 9)
+    x[0] = 1.0
+    x[1] = 0.0
+    bce = RVAE(9, architecture="equivariant", decoder="image", reconstruction="bce")
+    assert bce.loss(x).reconstruction.item() == pytest.approx(81 * math.log(2), rel=1e-6)
+    gauss = RVAE(9, architecture="equivariant", decoder="image", reconstruction="gaussian", noise_sd=0.1)
+    assert gauss.loss(x).reconstruction.item() == pytest.approx((x**2).sum().item() / 6 / 0.02, rel=1e-5)
+    np.testing.assert_allclose(bce.decode(np.zeros((1, 2), np.float32)), 0.5)
+
+
+def test_kl_warmup_ramps_the_kl_weight_over_the_first_steps():
+    from types import SimpleNamespace
+
+    model = RVAE(9, kl_warmup=0.25)
+    assert model.kl_weight() == 1.0  # no trainer: the plain ELBO
+    model._trainer = SimpleNamespace(estimated_stepping_batches=200, global_step=0)
+    model.train()
+    weights = []
+    for step in (0, 24, 49, 50, 199):
+        model._trainer.global_step = step
+        weights.append(model.kl_weight())
+    assert weights == pytest.approx([1 / 50, 25 / 50, 1.0, 1.0, 1.0])
+    model.eval()
+    assert model.kl_weight() == 1.0  # validation scores the plain ELBO
+    model._trainer = None
+    assert RVAE(9).kl_weight() == 1.0
+    with pytest.raises(InputError, match="kl_warmup"):
+        RVAE(9, kl_warmup=1.0)
+
+
 def test_plain_modules_shapes():
     enc = Encoder(12, 5)
     m, s = enc(torch.rand(3, 12, 12))

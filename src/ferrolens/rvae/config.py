@@ -45,6 +45,7 @@ def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
         "fourier_scale": float(cfg["fourier_scale"]),
         "lr_schedule": str(cfg["lr_schedule"]),
         "warmup": float(cfg["warmup"]),
+        "kl_warmup": float(cfg["kl_warmup"]),
         "pixel_fraction": min(1.0, int(cfg["decoder_pixels"]) / window**2) if int(cfg["decoder_pixels"]) > 0 else 1.0,
         "latent_dim": int(cfg["latent_dim"]),
         "rotation_prior_sd": float(cfg["rotation_prior_sd"]),

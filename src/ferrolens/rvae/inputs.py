@@ -104,7 +104,7 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
         coordinate along ``frame``.
     out : path of ``windows.zarr``.
     window : window size ``n`` (pixels).
-    cfg : the ``rvae`` config section (``sampling``, ``count``, ``stride``, ``min_std``).
+    cfg : the ``rvae`` config section (``sampling``, ``count``, ``stride``, ``min_std``, ``weighting``).
     seed : seed of the random positions.
 
     The store holds ``windows(sample, wy, wx)`` float32 and, along ``sample``,
@@ -115,7 +115,7 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
     check_images(images, window)
     n = int(window)
     s = sample_windows(images, n, mode=cfg["sampling"], count=int(cfg["count"]), stride=int(cfg["stride"]),
-                       min_std=float(cfg["min_std"]), seed=int(seed))
+                       min_std=float(cfg["min_std"]), seed=int(seed), weighting=str(cfg["weighting"]))
     frames = _frame_values(images)
     ds = xr.Dataset(
         {"windows": ((SAMPLE, WY, WX), s.windows,
@@ -130,7 +130,8 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
         attrs=provenance("windows", cfg, window=n, seed=int(seed), sampling=cfg["sampling"],
                          count_requested=int(cfg["count"]) if cfg["sampling"] == "random" else None,
                          stride=int(cfg["stride"]) if cfg["sampling"] == "dense" else None,
-                         min_std=float(cfg["min_std"]), origin=CENTRE, **_source_attrs(images)),
+                         min_std=float(cfg["min_std"]), weighting=str(cfg["weighting"]), origin=CENTRE,
+                         **_source_attrs(images)),
     )
     chunk = max(1, min(len(s.frame), 4096))
     write_store(ds, out, encoding={"windows": {"chunks": (chunk, n, n)}})

@@ -136,6 +136,9 @@ class RVAE(pl.LightningModule):
         random subset per batch; the reconstruction sum is scaled up, an unbiased estimate of
         the whole window's): the spatial decoder's cost grows with ``n²``. Validation and every
         output use all pixels.
+    kl_warmup : fraction of the training steps over which the weight β of the KL terms in the
+        training objective rises linearly from 0 to 1 (0: β = 1 throughout). The logged losses
+        are always the plain negative ELBO (β = 1).
 
     The defaults of the class are the paper's model (old checkpoints load as they were
     saved); the config's defaults (:data:`ferrolens.rvae.DEFAULTS`) are the workflow's.
@@ -164,6 +167,7 @@ class RVAE(pl.LightningModule):
         warmup: float = 0.0,
         pixel_fraction: float = 1.0,
         decoder: str = "spatial",
+        kl_warmup: float = 0.0,
     ):
         super().__init__()
         checks = {
@@ -186,6 +190,7 @@ class RVAE(pl.LightningModule):
             "warmup": (warmup, 0 <= warmup < 1, "a fraction in [0, 1)"),
             "pixel_fraction": (pixel_fraction, 0 < pixel_fraction <= 1, "a fraction in (0, 1]"),
             "decoder": (decoder, decoder in DECODERS, f"one of {DECODERS}"),
+            "kl_warmup": (kl_warmup, 0 <= kl_warmup < 1, "a fraction in [0, 1)"),
         }
         for key, (value, ok, expected) in checks.items():
             if not ok:
@@ -247,7 +252,16 @@ class RVAE(pl.LightningModule):
         return LossParts(rec.mean(), kl_angle.mean(), kl_shift.mean(), kl_z.mean())
 
     # --- Lightning ---------------------------------------------------------------------
-    def _step(self, batch: Any, stage: str) -> Tensor:
+    def kl_weight(self) -> float:
+        """β of the KL terms at the current training step (:attr:`hparams.kl_warmup`; 1 outside training)."""
+        warm = float(self.hparams.get("kl_warmup", 0.0))
+        trainer = self._trainer
+        if warm <= 0 or trainer is None or not self.training:
+            return 1.0
+        steps = warm * max(1, int(trainer.estimated_stepping_batches))
+        return min(1.0, (self.global_step + 1) / steps)
+
+    def _step(self, batch: Any, stage: str) -> LossParts:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         parts = self.loss(x)
         total = parts.total
@@ -256,13 +270,18 @@ class RVAE(pl.LightningModule):
         self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         for name, value in parts._asdict().items():
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        return total
+        return parts
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        parts = self._step(batch, "train")
+        beta = self.kl_weight()
+        if beta >= 1.0:
+            return parts.total
+        # during the KL warm-up the objective is reconstruction + β KL (the logged loss stays the ELBO)
+        return parts.reconstruction + beta * (parts.kl_angle + parts.kl_shift + parts.kl_z)
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
+        return self._step(batch, "val").total
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

@@ -15,6 +15,13 @@ Two modes:
 In both, ``min_std > 0`` keeps only windows "with structure": those whose
 pixel standard deviation is at least ``min_std`` (flat background windows of a
 wall-probability map have ``std ≈ 0``).
+
+``weighting = "content"`` (random mode) draws each qualifying position with
+probability proportional to its window's mean value (for a wall-probability
+input: its wall content), without replacement (Efraimidis–Spirakis keys): a
+sparse wall map's windows that hold one wall corner at their edge are drawn
+less often than those a wall crosses, so training sees more of what the maps
+are read on.
 """
 
 from __future__ import annotations
@@ -41,12 +48,21 @@ class WindowSample:
     x: np.ndarray
 
 
+WEIGHTINGS = ("uniform", "content")
+
+
 def window_std(frame: np.ndarray, n: int) -> np.ndarray:
     """Pixel standard deviation of every ``n × n`` window fully inside ``frame``.
 
     Returns ``(H - n + 1, W - n + 1)`` indexed by the window's top-left
     corner; box sums from integral images in float64 (O(HW), exact enough).
     """
+    return window_moments(frame, n)[1]
+
+
+def window_moments(frame: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel mean and standard deviation of every ``n × n`` window fully inside ``frame``,
+    each ``(H - n + 1, W - n + 1)`` indexed by the window's top-left corner."""
     f = np.asarray(frame, dtype=np.float64)
 
     def box(a: np.ndarray) -> np.ndarray:
@@ -56,7 +72,7 @@ def window_std(frame: np.ndarray, n: int) -> np.ndarray:
 
     m = box(f) / n**2
     var = box(f * f) / n**2 - m * m
-    return np.sqrt(np.clip(var, 0.0, None))
+    return m, np.sqrt(np.clip(var, 0.0, None))
 
 
 def sample_windows(
@@ -68,6 +84,7 @@ def sample_windows(
     stride: int = 8,
     min_std: float = 0.0,
     seed: int = 0,
+    weighting: str = "uniform",
 ) -> WindowSample:
     """Cut windows from ``frames`` ``(F, H, W)`` (array-like; read frame by frame).
 
@@ -80,6 +97,8 @@ def sample_windows(
     min_std : keep only windows whose pixel standard deviation is >= this
         (0 keeps every window).
     seed : seed of the random positions.
+    weighting : ``"uniform"`` or ``"content"`` (random mode: positions drawn with probability
+        proportional to the window's mean value; see the module doc).
 
     Raises :class:`InputError` when no window qualifies.
     """
@@ -93,16 +112,23 @@ def sample_windows(
         grid[np.ix_(ys, xs)] = True
     elif mode != "random":
         raise InputError("rvae.sampling", f"value {mode!r}", "'random' or 'dense'")
+    if weighting not in WEIGHTINGS:
+        raise InputError("rvae.weighting", f"value {weighting!r}", f"one of {WEIGHTINGS}")
+    weighted = mode == "random" and weighting == "content"
 
     # which top-left corners qualify, frame by frame (only if a filter or dense grid applies)
     masks: list[np.ndarray] | None = None
-    if min_std > 0 or mode == "dense":
+    weights: list[np.ndarray] = []  # window means of the qualifying corners (content weighting)
+    if min_std > 0 or mode == "dense" or weighted:
         masks = []
         for f in range(n_frames):
             ok = grid.copy() if mode == "dense" else np.ones((ny, nx), dtype=bool)
+            mean, std = window_moments(np.asarray(frames[f]), n)
             if min_std > 0:
-                ok &= window_std(np.asarray(frames[f]), n) >= min_std
+                ok &= std >= min_std
             masks.append(ok)
+            if weighted:
+                weights.append(np.clip(mean[ok], 0.0, None))
         per_frame = np.array([m.sum() for m in masks], dtype=np.int64)
         total = int(per_frame.sum())
     else:
@@ -113,6 +139,12 @@ def sample_windows(
 
     if mode == "dense":
         chosen = np.arange(total)
+    elif weighted:
+        # weighted sampling without replacement: the `count` smallest of E_i / w_i, E_i ~ Exp(1)
+        w = np.concatenate(weights)
+        keys = np.random.default_rng(seed).exponential(size=total) / np.where(w > 0, w, 1e-12)
+        k = min(count, total)
+        chosen = np.sort(np.argpartition(keys, k - 1)[:k]) if k < total else np.arange(total)
     else:
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(total, size=min(count, total), replace=False))
