@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ import pytorch_lightning as pl
 import torch
 import xarray as xr
 from scipy.ndimage import rotate
+from timing import Clock
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -154,21 +156,23 @@ def main() -> None:
         trainer = pl.Trainer(max_time=f"00:{limit}", max_epochs=10_000, accelerator="cpu", logger=False,
                              enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
                              callbacks=[_Watch(images[:1000], angles[:1000], args.every)])
-        t = time.perf_counter()
-        trainer.fit(model, datamodule=dm)
-        seconds = time.perf_counter() - t
+        clock = Clock(args.threads)
+        with clock("training") as block:
+            trainer.fit(model, datamodule=dm)
+        seconds = block.wall
 
     mean, _ = model.encode(images)
     after = scores(mean[:, 0], angles)
     seen = trainer.global_step * args.batch
     print(f"[mnist] {args.digits} {'raw' if args.raw else 'upright'} digits rotated uniformly in ±60°, CPU training {seconds / 60:.1f} min "
-          f"({trainer.global_step} steps, {seen / args.digits:.1f} epochs, {args.threads} threads)")
+          f"({trainer.global_step} steps, {seen / args.digits:.1f} epochs, {args.threads} threads; {clock.tag(block)})")
     print(f"        untrained: |circular corr| {before['abs_circular_correlation']:.3f}")
     print(f"        trained:   |circular corr| {after['abs_circular_correlation']:.3f} (target >= 0.9), "
           f"agreement {after['agreement']:.3f}, slope {after['slope']:.2f} (sign {np.sign(after['circular_correlation']):+.0f})")
     print(json.dumps({"digits": args.digits, "upright": not args.raw, "train_s": seconds, "steps": trainer.global_step,
                       "latent_dim": args.latent_dim, "angle_mean_penalty": not args.no_mean_penalty, "rotation_prior_sd": args.rotation_prior_sd,
-                      "before": before, "after": after}))
+                      "before": before, "after": after, "timing": clock.record()}))
+    sys.exit(clock.exit_code())
 
 
 if __name__ == "__main__":

@@ -71,9 +71,9 @@ class ValidConv:
         ``out_o = Σ_c X_c · conj(W_oc)`` (``W`` the kernels' transform on the tile grid)."""
         o, cg, _, _ = self.weight.shape
         g, p = self.groups, self.p
-        w = torch.fft.rfft2(self.weight.double(), s=(p, p)).conj().resolve_conj()  # (o, cg, p, q)
-        w = w.reshape(g, o // g, cg, -1).permute(0, 3, 2, 1)  # (g, f, cg, og)
-        wr, wi = w.real.float(), w.imag.float()
+        w = torch.view_as_real(torch.fft.rfft2(self.weight.float(), s=(p, p)))  # (o, cg, p, q, 2)
+        w = w.reshape(g, o // g, cg, -1, 2).permute(0, 3, 2, 1, 4)  # (g, f, cg, og, 2)
+        wr, wi = w[..., 0], -w[..., 1]  # the conjugate
         # rows (c, re | im), columns (o, re | im): re = xr wr - xi wi, im = xr wi + xi wr
         m = wr.new_empty(*wr.shape[:3], 2, wr.shape[3], 2)  # (g, f, cg, 2, og, 2)
         m[:, :, :, 0, :, 0], m[:, :, :, 0, :, 1], m[:, :, :, 1, :, 0], m[:, :, :, 1, :, 1] = wr, wi, -wi, wr
