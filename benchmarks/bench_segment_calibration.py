@@ -1,9 +1,10 @@
-"""The U-Net's decision rule: today's plain argmax beside the calibrated logit bias, side by side
-(a script, not a test).
+"""The U-Net's decision rule: today's plain argmax beside the calibrated logit biases
+(``segment.train.decision``: ``fractions``, the default, and ``iou``), side by side (a script, not
+a test).
 
-Both decisions are read from the same trained models (same data, seeds, loss), so the comparison
-isolates the decision; ``--losses`` adds trainings with another class weighting (``none``: uniform
-cross-entropy + Dice) to set the calibration beside a change of the loss itself.
+Every rule is read off the same trained models (same data, seeds, loss: today's), so the comparison
+isolates the decision; ``--losses none`` adds trainings with uniform class weights (cross-entropy +
+Dice) to set the calibration beside a change of the loss itself.
 
 Data (truth known):
 
@@ -19,10 +20,11 @@ frame held out: the strips pick the best epoch and calibrate the bias). Per mode
 wall fraction predicted and true, wall IoU and mean IoU on the held-out strips (where the bias
 was chosen: optimistic for it) and on the never-labelled frames (independent of both).
 
-Checks: prediction through :func:`ferrolens.segment.probabilities` (fused net, bias in the head)
-labels as the plain model does (``argmax(model(x) + logit_bias)``, one frame at a time, float32)
-on ≥ 99.9 % of pixels (else exit 4); targets: calibrated wall fraction within ±1 point of the
-truth and wall IoU above argmax's, on both data sets (printed PASS/FAIL, mean over seeds).
+Checks: the model :func:`ferrolens.segment.fit` returns carries the default rule's bias, and
+prediction through :func:`ferrolens.segment.probabilities` (fused net, bias in the head) labels as
+the plain model does (``argmax(model(x) + logit_bias)``, one frame at a time, float32) on ≥ 99.9 %
+of pixels (else exit 4); targets: calibrated wall fraction within ±1 point of the truth and wall
+IoU above argmax's, on both data sets (printed PASS/FAIL per rule, mean over seeds).
 Each training's CPU time / wall is printed (under 0.9 × threads: other processes shared the cores;
 the accuracy figures do not depend on it).
 
