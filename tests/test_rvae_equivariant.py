@@ -91,16 +91,16 @@ def test_trained_model_passes_the_checks_and_untrained_ones_warn(trained_on_bars
     model, bars, _ = trained_on_bars
     q = assess(model, bars, symmetry=2, max_windows=256)
     assert q["r2"] >= 0.6 and q["angle_follow"] >= 0.9, q
-    assert judge(q, 0.5, 0.8) == []
+    assert judge(q, {"min_r2": 0.5, "min_angle_follow": 0.8}) == []
     for architecture in ("paper", "equivariant"):
         torch.manual_seed(1)
         raw = RVAE(9, architecture=architecture, filters=8).eval()
         q0 = assess(raw, bars, symmetry=2, max_windows=256)
         assert q0["r2"] < 0.2, q0
         with caplog.at_level(logging.WARNING):
-            msgs = warn(logging.getLogger("test"), q0, 0.8, 0.8, what="rVAE n=9")
-        assert any("NOT learned to reconstruct" in m for m in msgs)
-        assert "NOT learned" in caplog.text
+            msgs = warn(logging.getLogger("test"), q0, {"min_r2": 0.8, "min_angle_follow": 0.8}, what="rVAE n=9")
+        assert any("RECONSTRUCTION check failed" in m for m in msgs)
+        assert "RECONSTRUCTION check failed" in caplog.text
     # the paper's untrained encoder has no sense of rotation at all
     assert rotation_check(RVAE(9).eval(), bars[:128])["follow"] < 0.5
 
