@@ -225,8 +225,6 @@ class RvaeConfig(TypedDict):
     """Keep only windows "with structure": pixel standard deviation >= this (flat background of a wall probability map has std ~ 0). 0 keeps every window."""
     weighting: Literal['uniform', 'content']
     """How `random` windows are drawn among the positions that pass `min_std`: `uniform` = every position alike; `content` = with probability proportional to the window's mean value (for a wall-probability input, its wall content), so that windows a wall crosses are drawn more often than those holding a wall's edge in a corner. Ignored for `dense`. Measured at n = 24 on the demo's walls (2 epochs, issue 22): side-wall angle within 15 deg on 82 % of pixels against 75 % uniform, all walls 63 % against 58 % (ceiling 69 %), but the decoded contrast at angle 0 falls (largest 0.30 against 1.28), so `uniform` stays the default."""
-    weighting: Literal['uniform', 'content']
-    """How `random` windows are drawn among the positions that pass `min_std`: `uniform` = every position alike; `content` = with probability proportional to the window's mean value (for a wall-probability input, its wall content), so that windows a wall crosses are drawn more often than those holding a wall's edge in a corner. Ignored for `dense`. Measured at n = 24 on the demo's walls (2 epochs, issue 22): side-wall angle within 15 deg on 82 % of pixels against 75 % uniform, all walls 63 % against 58 % (ceiling 69 %), but the decoded contrast at angle 0 falls (largest 0.30 against 1.28), so `uniform` stays the default."""
     architecture: Literal['equivariant', 'paper']
     """`paper`: the paper's model exactly (encoder of two 3x3 convolutions with 128 filters and linear heads; Bepler's spatial decoder on plain coordinates). `equivariant`: the angle comes from `rotations` copies of a small CNN with kernels turned by 360/rotations degrees, a softmax over the copies is a posterior over discrete rotations and the angle its circular mean (with a learned sub-step offset), so the angle follows a turned input by construction; shift and z come from a plain encoder of `filters` channels; the decoder is `decoder`. Measured side by side in benchmarks/bench_rvae_fidelity.py."""
     decoder: Literal['image', 'spatial']
@@ -249,8 +247,6 @@ class RvaeConfig(TypedDict):
     """`constant`: Adam at `lr` throughout (the paper). `cosine`: linear warm-up over the first `warmup` fraction of the steps, then cosine decay to 0 at the last step."""
     warmup: float
     """Fraction of the training steps spent warming the learning rate up (cosine schedule only)."""
-    kl_warmup: float
-    """Fraction of the training steps over which the weight of the KL terms in the training objective rises linearly from 0 to 1 (0: the plain negative ELBO throughout). The logged losses are the plain ELBO. Measured at n = 24 on the demo's walls (2 epochs): 0.3 ends at held-out loss 1903 against 1657 without."""
     kl_warmup: float
     """Fraction of the training steps over which the weight of the KL terms in the training objective rises linearly from 0 to 1 (0: the plain negative ELBO throughout). The logged losses are the plain ELBO. Measured at n = 24 on the demo's walls (2 epochs): 0.3 ends at held-out loss 1903 against 1657 without."""
     decoder_pixels: int
