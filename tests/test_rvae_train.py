@@ -113,22 +113,21 @@ def test_quality_is_recorded_where_results_are_read(bars_run):
     assert lat.attrs["angle_period"] == pytest.approx(math.pi)
 
 
-def test_gate_passes_the_trained_model_and_fails_untrained_and_scrambled_ones(bars_run):
-    """The calibrated default gate on bars the training never saw: the trained model passes; the
-    same architecture at its initial weights, and the trained model with its angle network
-    scrambled, fail — on reconstruction (what the decoder draws no longer matches)."""
+def test_gate_passes_the_trained_model_and_fails_an_untrained_one(bars_run):
+    """The calibrated default gate on bars the training never saw: the trained model passes; the same
+    architecture at its initial weights fails on reconstruction and convergence. (A scrambled angle
+    network is no negative control on bars: every bar is a turn of one bar, and the equivariant angle
+    network, random or not, reads those turns; measured here, the scrambled model passed. Its control is
+    the calibration ladder, benchmarks/bench_rvae_fidelity.py --ladder, where all 12 scrambled models fail.)"""
     root, _, _ = bars_run
     fresh = oriented_bars(N, np.random.default_rng(7).uniform(0, np.pi, 256))
     val = pd.read_csv(root / "metrics.csv")["val/loss"].dropna().to_numpy()
     trained = load(root / "model.ckpt")
-    verdicts = {}
-    for name, model, history in (("trained", trained, val), ("untrained", RVAE(**trained.hparams).eval(), None),
-                                 ("scrambled", quality.scrambled(load(root / "model.ckpt")), val)):
-        verdicts[name] = quality.verdict(quality.assess(model, fresh, 2, val_loss=history), DEFAULTS["quality"])
-    assert verdicts["trained"]["passed"], verdicts["trained"]["quality_warning"]
-    for name in ("untrained", "scrambled"):
-        assert not verdicts[name]["passed"] and "reconstruction" in verdicts[name]["failed"], verdicts[name]
-    assert verdicts["untrained"]["measurements"]["r2"] < 0 < verdicts["trained"]["measurements"]["r2"]
+    good = quality.verdict(quality.assess(trained, fresh, 2, val_loss=val), DEFAULTS["quality"])
+    raw = quality.verdict(quality.assess(RVAE(**trained.hparams).eval(), fresh, 2), DEFAULTS["quality"])
+    assert good["passed"], good["quality_warning"]
+    assert not raw["passed"] and {"reconstruction", "not converged"} <= set(raw["failed"]), raw
+    assert raw["measurements"]["r2_blur"] < DEFAULTS["quality"]["min_r2_blur"] < good["measurements"]["r2_blur"]
 
 
 def test_rotating_an_input_rotates_its_code(bars_run):
