@@ -575,7 +575,7 @@ def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray
     reference. ``alpha``: the level at which the detectable area is quoted (α over the loops
     tested). ``null``: :func:`null_reference` of ``op`` when already made. Returns (K,) arrays: every metric of :data:`METRICS` with ``_ci_low``/``_ci_high``
     (``loop_area``: with the fitted drift removed), ``loop_area_raw``, ``p_value``, ``p_floor``,
-    ``noise_rho`` (REML AR(1) correlation of the no-loop model), ``reference_rho``,
+    ``noise_rho`` (REML AR(1) correlation of the noise model, :func:`~.looptest.noise_rho`), ``reference_rho``,
     ``detectable_area``, ``time_block`` (frames, Politis–White when ``auto``).
     """
     rng = np.random.default_rng(0) if rng is None else rng
@@ -608,7 +608,8 @@ def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray
     dev = -mt.reference * mt.se[None, :]
     if replicates is not None and len(replicates):
         reps = np.asarray(replicates).reshape(-1, c.shape[1])
-        sp = lt.model_area(reps, designs).reshape(-1, k) - mt.area[None, :]
+        # at the same ρ as the curve's own area (the noise model's), so that the spread is centred on it
+        sp = lt.model_area(reps, designs, np.tile(mt.rho, len(replicates))).reshape(-1, k) - mt.area[None, :]
         m = max(dev.shape[0], 4 * sp.shape[0], 2000)
         dev = dev[rng.integers(0, dev.shape[0], m)] + sp[rng.integers(0, sp.shape[0], m)]
     out["loop_area_ci_low"], out["loop_area_ci_high"] = percentile_ci(mt.area[None, :] + dev, level)

@@ -22,19 +22,22 @@ its REML ρ with the number of stimulus splines per curve chosen by BIC among a 
 
 Reference distribution. ``T`` depends on neither the no-loop model's mean nor the noise scale,
 only on the noise's correlation, so it is simulated once per loop design, for AR(1) correlations
-on :data:`CAL_GRID`, each replicate analysed exactly as the data (BIC choice, REML, GLS). A curve
-is compared with the reference at the upper 90 % profile-REML bound of ρ *under the no-loop
-model* (rounded up on the grid): with a fully flexible loop term, noise correlated over many
-frames is absorbed as "loop" and its correlation cannot be estimated (measured: the REML ρ̂ of
-the full model is ~0.1 for AR(1) noise of 0.8 in a 40-frame cycle), while under the no-loop model
-the loop stays in the residuals and can only raise the bound: level is kept, and power is what
-a large loop of a short movie pays (the benchmark measures how much). The interval of the area
-is the bootstrap-t interval ``A − se·T*``; the smallest loop area the design could have
-detected is ``(q + q_0.8) se``, ``q`` the two-sided critical value at α over the loops tested
-of the widest reference (ρ = 0.98: a loop of that size raises the noise bound it is judged
-against up to there), ``q_0.8`` that reference's 80 % quantile: 80 % power if the loop left the
-standard error as it is; a loop also widens the model, and the power measured at that area is
-~50 % (twice it ~80 %; tests/test_dynamics_hysteresis.py).
+on :data:`CAL_GRID`, each replicate analysed exactly as the data. The noise's correlation and scale
+come from a *noise model with few columns* (:func:`noise_rho`): the smallest candidate models
+(:data:`NOISE_DESIGNS`, BIC-chosen) plus one switch per branch at the biases that fit best, so that
+a square loop (switching within a frame or two) stays out of its residuals; ``T`` is the GLS area
+at that ρ̂ over ``σ̂ √(c'V c)``, ``σ̂`` that model's innovation sd. A flexible loop term absorbs
+slow noise (the REML ρ̂ of the full model is ~0.1 for AR(1) noise of 0.8 in a 40-frame cycle), and
+a no-loop model leaves the loop in its residuals and sends ρ̂ to 0.98, where the reference is
+widest (the earlier version: 0 % power on a square loop of area 0.8 at noise sd 0.02). A curve is
+compared with the reference at the upper 90 % confidence bound of ρ, by inverting the simulated
+10 % quantiles of ρ̂ at each grid ρ (one grid step up): the selection of the switches and of the
+model is simulated as well, and under no loop neither the residuals nor the selection depend on
+the no-loop mean the model spans. The interval of the area is the bootstrap-t interval
+``A − se·T*``; the smallest loop area the design could have detected is ``(q + q_0.8) se``,
+``q`` the two-sided critical value at α over the loops tested of the curve's reference,
+``q_0.8`` its 80 % quantile: 80 % power if the loop left the standard error and the noise bound
+as they are.
 
 Identifiability (what a single cycle cannot tell). Within one cycle the time of a frame is a
 function of its stimulus and its direction, so a drift in time also makes the branches differ.
@@ -84,8 +87,8 @@ def spline_basis(x: np.ndarray, lo: float, hi: float, n_basis: int, drop: tuple[
 class LoopDesign:
     """The regression of one loop: frames ``frames`` (time order), columns of the no-loop model
     ``null`` (F_used, p0: stimulus splines and drift), the loop columns ``loop`` (F_used, p1),
-    which of the null columns are drift (``drift``), and the area's weights on those frames
-    ``area`` (F_used,)."""
+    which of the null columns are drift (``drift``), the area's weights on those frames
+    ``area`` (F_used,), the stimulus and the sweep direction (±1) of those frames."""
 
     frames: np.ndarray
     null: np.ndarray
@@ -93,6 +96,8 @@ class LoopDesign:
     drift: np.ndarray
     area: np.ndarray
     closed: tuple[bool, bool]
+    stimulus: np.ndarray
+    direction: np.ndarray
     cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -171,7 +176,7 @@ def loop_design(op, drift_degree: int = 2, n_basis: int | None = None) -> LoopDe
             keep.append(j)
     drift = drift[:, keep]
     null = np.hstack([g, drift])
-    return LoopDesign(frames, null, k, np.arange(g.shape[1], null.shape[1]), op.area[frames], closed)
+    return LoopDesign(frames, null, k, np.arange(g.shape[1], null.shape[1]), op.area[frames], closed, xs, d)
 
 
 # --- AR(1) GLS with REML ----------------------------------------------------------------------
@@ -197,13 +202,16 @@ class Factors:
 
     def __init__(self, x: np.ndarray, design: LoopDesign | None = None):
         self.n, self.p = x.shape[0], int(np.linalg.matrix_rank(x))
-        self.q, self.logdet, self.c, self.cvc = [], np.zeros(RHO_GRID.size), [], np.zeros(RHO_GRID.size)
-        self.coef = []
-        for i, r_ in enumerate(RHO_GRID):
-            q, r = np.linalg.qr(_whiten(x.T, r_).T)
-            self.q.append(q)
-            self.logdet[i] = np.log(np.abs(np.diag(r)) + 1e-300).sum()
-            if design is not None:
+        xw = np.empty((RHO_GRID.size,) + x.shape)  # the whitened columns at every ρ, factored at once
+        xw[:, 0] = np.sqrt(1 - RHO_GRID**2)[:, None] * x[0]
+        xw[:, 1:] = x[None, 1:] - RHO_GRID[:, None, None] * x[None, :-1]
+        qs, rs = np.linalg.qr(xw)
+        self.q = qs
+        self.logdet = np.log(np.abs(np.diagonal(rs, axis1=1, axis2=2)) + 1e-300).sum(axis=1)
+        self.c, self.cvc, self.coef = [], np.zeros(RHO_GRID.size), []
+        if design is not None:
+            for i, r_ in enumerate(RHO_GRID):
+                q, r = qs[i], rs[i]
                 w = _whitener(r_, self.n)
                 c = _area_weights(design, w, q, r)
                 self.c.append(c)
@@ -235,12 +243,11 @@ def _whiten_t(c: np.ndarray, rho: float) -> np.ndarray:
 def reml_profile(y: np.ndarray, f: Factors) -> np.ndarray:
     """(G, K) REML log-likelihood of AR(1) noise at each ρ of the grid, for curves ``y`` (K, n) under
     the columns of ``f`` (σ² profiled out)."""
-    out = np.empty((RHO_GRID.size, y.shape[0]))
-    for i, r_ in enumerate(RHO_GRID):
-        wy = _whiten(y, r_)
-        rss = (wy**2).sum(axis=1) - ((wy @ f.q[i]) ** 2).sum(axis=1)
-        out[i] = 0.5 * np.log(1 - r_**2) - f.logdet[i] - 0.5 * (f.n - f.p) * np.log(np.maximum(rss, 1e-300))
-    return out
+    wy = np.empty((RHO_GRID.size,) + y.shape)  # (G, K, n): the curves whitened at every ρ
+    wy[:, :, 0] = np.sqrt(1 - RHO_GRID**2)[:, None] * y[None, :, 0]
+    wy[:, :, 1:] = y[None, :, 1:] - RHO_GRID[:, None, None] * y[None, :, :-1]
+    rss = (wy**2).sum(axis=2) - ((wy @ f.q) ** 2).sum(axis=2)
+    return (0.5 * np.log(1 - RHO_GRID**2) - f.logdet)[:, None] - 0.5 * (f.n - f.p) * np.log(np.maximum(rss, 1e-300))
 
 
 @dataclass(frozen=True)
@@ -335,16 +342,117 @@ def fit_chosen(y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray | None 
     return GLSFit(rho_out, area, se, res, loop), pick
 
 
-def model_area(curves: np.ndarray, designs: list[LoopDesign]) -> np.ndarray:
-    """(K,) loop areas with the fitted drift removed (REML ρ, BIC-chosen design) of curves (K, F)."""
+def model_area(curves: np.ndarray, designs: list[LoopDesign], rho: np.ndarray | None = None) -> np.ndarray:
+    """(K,) loop areas with the fitted drift removed (BIC-chosen design; GLS at ``rho`` (K,), or at the
+    REML ρ when None) of curves (K, F)."""
     y = np.atleast_2d(np.asarray(curves, float))[:, designs[0].frames]
-    return fit_chosen(y, designs)[0].area
+    return fit_chosen(y, designs, rho)[0].area
+
+
+# --- the noise model: few columns, one switch per branch -----------------------------------
+NOISE_DESIGNS = 3  # the smallest candidate models the noise model chooses among (few columns: ρ stays identifiable)
+SWITCH_SPANS = (1, 2, 3, 5, 8)  # stimulus steps a switch of the noise model may take (a pixel population switches over a range)
+
+
+def _switch_columns(stimulus: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate switches of each branch, (n, P) for the rising and (n, P) for the falling frames:
+    ``1[branch]·H(s)`` with ``H`` rising linearly from 0 to 1 across :data:`SWITCH_SPANS` neighbouring
+    stimulus values (1: a jump between two frames; more: a frame caught mid-switch, or a population
+    switching over a range), at every place in the stimulus range."""
+    v = np.unique(np.round(stimulus, 12))
+    spans = [(v[k], v[k + w]) for w in SWITCH_SPANS for k in range(v.size - w)]
+    h = np.stack([np.interp(stimulus, [lo, hi], [0.0, 1.0]) for lo, hi in spans], axis=1)
+    return h * (direction > 0)[:, None], h * (direction < 0)[:, None]
+
+
+def _switch_fit(y: np.ndarray, d: LoopDesign) -> tuple[np.ndarray, np.ndarray]:
+    """For curves (K, n) under the columns of ``d`` plus one switch per branch (:func:`_switch_columns`):
+    the pair that fits best (K,) (least squares) and its residual sum of squares (K,)."""
+    if "switch" not in d.cache:
+        qb, _ = np.linalg.qr(d.full)
+        rise, fall = _switch_columns(d.stimulus, d.direction)
+        ur, uf = rise - qb @ (qb.T @ rise), fall - qb @ (qb.T @ fall)
+        grr, gff, grf = (ur**2).sum(axis=0), (uf**2).sum(axis=0), ur.T @ uf
+        det = grr[:, None] * gff[None, :] - grf**2
+        ok = det > 1e-8 * np.maximum(grr[:, None] * gff[None, :], 1e-300)
+        d.cache["switch"] = (qb, rise, fall, ur, uf, grr, gff, grf, np.where(ok, det, np.inf), {})
+    qb, rise, fall, ur, uf, grr, gff, grf, det, _ = d.cache["switch"]
+    ar, af = y @ ur, y @ uf  # (K, P): the residuals projected on each orthogonalised switch
+    kk = np.arange(y.shape[0])
+    # coordinate search (rising, falling given it, rising given that): O(P) per curve, not O(P²)
+    ok_r, ok_f = grr > 1e-12, gff > 1e-12
+    i = np.argmax(np.where(ok_r, ar**2 / np.where(ok_r, grr, 1), -1), axis=1)
+    for _ in range(2):
+        c = grf[i] / grr[i][:, None]  # (K, P_f)
+        g2 = gff[None] - grf[i] * c
+        j = np.argmax(np.where(g2 > 1e-12 * gff[None], (af - ar[kk, i][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1),
+                      axis=1)
+        c = grf[:, j].T / gff[j][:, None]  # (K, P_r)
+        g2 = grr[None] - grf[:, j].T * c
+        i = np.argmax(np.where(g2 > 1e-12 * grr[None], (ar - af[kk, j][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1),
+                      axis=1)
+    a_i, a_j, dd = ar[kk, i], af[kk, j], det[i, j]
+    gain = np.where(np.isfinite(dd), (a_i**2 * gff[j] - 2 * a_i * a_j * grf[i, j] + a_j**2 * grr[i]) / dd, 0.0)
+    best = i * fall.shape[1] + j
+    rss = (y**2).sum(axis=1) - ((y @ qb) ** 2).sum(axis=1) - gain
+    return best, np.maximum(rss, 1e-300)
+
+
+def noise_rho(y: np.ndarray, designs: list[LoopDesign]) -> tuple[np.ndarray, np.ndarray]:
+    """(K,) REML AR(1) correlation and innovation sd of curves (K, n) under a model of a loop with few
+    columns: a candidate model (stimulus splines, the drift, a smooth loop term; BIC-chosen) plus one
+    switch on each branch (:func:`_switch_columns`), the pair that fits best (least squares).
+
+    A flexible loop term absorbs slow noise (its REML ρ̂ is uninformative in a short movie), and
+    without a loop term a loop left in the residuals sends ρ̂ to the top of its range; a square loop
+    (one jump per branch) plus a smooth part keeps the loop out of the residuals at two extra
+    columns. The selection biases ρ̂ down and a curve the model misfits biases it up: it is
+    calibrated by simulating the same selection on no-loop noise (:class:`Reference`)."""
+    k, n = y.shape
+    designs = designs[:NOISE_DESIGNS]
+    fits = [_switch_fit(y, d) for d in designs]
+    bic = np.array([n * np.log(rss / n) + (d.full.shape[1] + 2) * np.log(n) for d, (_, rss) in zip(designs, fits)])
+    choice = np.argmin(bic, axis=0)
+    rho, sigma = np.empty(k), np.empty(k)
+    for c in np.unique(choice):
+        d = designs[c]
+        best = fits[c][0]
+        fac = d.cache["switch"][-1]
+        rise, fall = d.cache["switch"][1], d.cache["switch"][2]
+        for p in np.unique(best[choice == c]):
+            if p not in fac:
+                i, j = divmod(int(p), fall.shape[1])
+                fac[p] = Factors(np.hstack([d.full, rise[:, [i]], fall[:, [j]]]))
+            sel, f = (choice == c) & (best == p), fac[p]
+            idx = np.argmax(reml_profile(y[sel], f), axis=0)
+            rho[sel] = RHO_GRID[idx]
+            for i in np.unique(idx):
+                s2 = sel.copy()
+                s2[sel] = idx == i
+                wy = _whiten(y[s2], RHO_GRID[i])
+                rss = (wy**2).sum(axis=1) - ((wy @ f.q[i]) ** 2).sum(axis=1)
+                sigma[s2] = np.sqrt(np.maximum(rss, 0) / max(f.n - f.p, 1))
+    return rho, sigma
+
+
+def scaled_fit(y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray, sigma: np.ndarray
+               ) -> tuple[GLSFit, np.ndarray]:
+    """GLS fit of curves (K, n) under their BIC-chosen design at the noise model's ρ (K,), its standard
+    error from the noise model's innovation sd ``sigma`` (K,) (:func:`noise_rho`: a square loop the
+    splines cannot follow does not inflate it); the fit and the choice (K,)."""
+    f, pick = fit_chosen(y, designs, rho)
+    se = np.empty(y.shape[0])
+    for i in np.unique(pick):
+        sel = pick == i
+        j = np.abs(RHO_GRID[:, None] - f.rho[sel][None, :]).argmin(axis=0)
+        se[sel] = sigma[sel] * np.sqrt(designs[i].factors.cvc[j])
+    return GLSFit(f.rho, f.area, se, f.residuals, f.loop), pick
 
 
 @dataclass(frozen=True)
 class ModelTest:
-    """Per curve (K,): area (drift removed), se, T, p, ρ̂ of the no-loop model and the ρ of its
-    reference, the bootstrap-t interval, the smallest detectable area, the reference's T* (B, K),
+    """Per curve (K,): area (drift removed), se, T, p, the noise model's ρ̂ (:func:`noise_rho`) and the ρ of
+    its reference, the bootstrap-t interval, the smallest detectable area, the reference's T* (B, K),
     the full model's residuals (K, F_used) and the design chosen (K,)."""
 
     area: np.ndarray
@@ -362,42 +470,39 @@ class ModelTest:
 
 
 CAL_GRID = np.array([-0.3, 0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98])  # AR(1) correlations of the reference
-
-
-NOISE_MODEL = -1  # index of the candidate design whose no-loop columns bound the noise's correlation
-
-
-def _noise_rho(y: np.ndarray, designs: list[LoopDesign]) -> tuple[np.ndarray, np.ndarray]:
-    """(K,) REML ρ̂ and its upper 90 % profile bound under the no-loop model (the richest stimulus
-    splines): the noise's correlation is not absorbed by loop columns; a loop left in these
-    residuals raises the bound (conservative: power, not level, is lost)."""
-    return rho_upper(y, designs[NOISE_MODEL].noise_factors)
+RHO_COVERAGE = 0.9  # one-sided coverage of the upper bound of the noise's correlation
 
 
 @dataclass(frozen=True)
 class Reference:
     """For each AR(1) correlation of :data:`CAL_GRID`: the statistic T* (G, B) of simulated no-loop
-    curves."""
+    curves and the (1 − :data:`RHO_COVERAGE`) quantile of their ρ̂ (:func:`noise_rho`) (G,) (made non-decreasing)."""
 
     t: np.ndarray
+    rho_low: np.ndarray
 
-    def pick(self, rho_upper: np.ndarray) -> np.ndarray:
-        """(K,) grid index of the reference for each upper bound of the noise's ρ: the grid value at or
-        just above it (the reference widens with ρ: conservative)."""
-        idx = np.searchsorted(CAL_GRID, np.asarray(rho_upper) - 1e-9)
-        return np.minimum(idx, CAL_GRID.size - 1)
+    def pick(self, rho_hat: np.ndarray) -> np.ndarray:
+        """(K,) grid index of the reference for each ρ̂ of the noise model: the upper :data:`RHO_COVERAGE`
+        confidence bound of the noise's correlation by inverting the simulated quantiles (the largest
+        grid ρ whose lower quantile is at or below ρ̂), moved up one grid step (the true ρ may lie
+        between grid points; the reference widens with ρ: conservative)."""
+        below = (self.rho_low[None, :] <= np.asarray(rho_hat)[:, None]).sum(axis=1)
+        return np.minimum(below, CAL_GRID.size - 1)
 
 
 def reference(designs: list[LoopDesign], n_boot: int, rng: np.random.Generator) -> Reference:
-    """Simulated no-loop curves (AR(1) noise at each ρ of :data:`CAL_GRID`; the statistic depends on
-    neither the no-loop model's mean nor the noise scale), analysed as the data are."""
+    """Simulated no-loop curves (AR(1) noise at each ρ of :data:`CAL_GRID`; the statistic and ρ̂ depend
+    on neither the no-loop model's mean nor the noise scale), analysed as the data are."""
     n = designs[0].frames.size
     sims = ar1(rng, CAL_GRID, n, n_boot)
     t = np.empty((CAL_GRID.size, n_boot))
+    low = np.empty(CAL_GRID.size)
     for g in range(CAL_GRID.size):
-        f, _ = fit_chosen(sims[g], designs)
+        rh, sig = noise_rho(sims[g], designs)
+        low[g] = np.quantile(rh, 1 - RHO_COVERAGE)
+        f, _ = scaled_fit(sims[g], designs, rh, sig)
         t[g] = f.area / np.maximum(f.se, 1e-300)
-    return Reference(t)
+    return Reference(t, np.maximum.accumulate(low))
 
 
 def model_test(curves: np.ndarray, designs: list[LoopDesign], ref: Reference, level: float = 0.95,
@@ -406,22 +511,21 @@ def model_test(curves: np.ndarray, designs: list[LoopDesign], ref: Reference, le
 
     ``designs``: candidate models (:func:`loop_designs`), chosen per curve by BIC (as in every
     replicate of ``ref``, :func:`reference`). The reference is the simulated statistic at the
-    largest AR(1) correlation consistent with the curve's noise (:meth:`Reference.pick`).
+    upper confidence bound of the noise's correlation (:meth:`Reference.pick` of :func:`noise_rho`).
     ``alpha``: the level at which the detectable area is quoted (pass α / loops tested)."""
     y = np.atleast_2d(np.asarray(curves, float))[:, designs[0].frames]
-    fit, pick = fit_chosen(y, designs)
+    rho_hat, sigma = noise_rho(y, designs)
+    fit, pick = scaled_fit(y, designs, rho_hat, sigma)
+    g = ref.pick(rho_hat)
     t_obs = fit.area / np.maximum(fit.se, 1e-300)
-    rho_hat, rho_up = _noise_rho(y, designs)
-    g = ref.pick(rho_up)
     tref = ref.t[g].T  # (B, K)
     p = (1 + (np.abs(tref) >= np.abs(t_obs)[None, :]).sum(axis=0)) / (1 + tref.shape[0])
     a = (1 - level) / 2
     q_lo, q_hi = np.quantile(tref, [a, 1 - a], axis=0)
     lo, hi = fit.area - q_hi * fit.se, fit.area - q_lo * fit.se
-    # a loop raises the noise bound it is judged against (it stays in the no-loop residuals), up to the
-    # top of the grid: the detectable area is quoted against that widest reference
-    q_crit = np.quantile(np.abs(ref.t[-1]), 1 - alpha)
-    detect = (q_crit + np.quantile(ref.t[-1], POWER)) * fit.se  # the statistic's own spread, not a normal's
+    # 80 % power if the loop left the standard error and the noise bound as they are
+    q_crit = np.quantile(np.abs(tref), 1 - alpha, axis=0)
+    detect = (q_crit + np.quantile(tref, POWER, axis=0)) * fit.se  # the statistic's own spread, not a normal's
     return ModelTest(fit.area, fit.se, t_obs, p, rho_hat, CAL_GRID[g], lo, hi, detect, tref, fit.residuals, pick)
 
 
