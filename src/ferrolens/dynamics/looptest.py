@@ -59,7 +59,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 from scipy.interpolate import BSpline
 
 RHO_GRID = np.linspace(-0.6, 0.98, 80)  # REML searches AR(1) correlations here
@@ -293,17 +292,6 @@ def gls_fit(y: np.ndarray, design: LoopDesign, rho: np.ndarray | None = None) ->
         res[sel] = _unwhiten(wres, RHO_GRID[i])
         loop[sel] = (wy @ f.coef[i].T)[:, p0:] @ design.loop.T
     return GLSFit(RHO_GRID[idx], area, se, res, loop)
-
-
-def rho_upper(y: np.ndarray, f: Factors, coverage: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
-    """REML ρ̂ of curves (K, n) under the columns of ``f`` and the upper end of its one-sided
-    profile-likelihood bound at ``coverage`` (K,) each."""
-    ll = reml_profile(y, f)
-    best = np.argmax(ll, axis=0)
-    cut = ll.max(axis=0) - 0.5 * stats.chi2.ppf(2 * coverage - 1, 1)
-    inside = ll >= cut[None, :]
-    upper = np.array([RHO_GRID[np.flatnonzero(inside[:, k])].max() for k in range(y.shape[0])])
-    return RHO_GRID[best], upper
 
 
 def ar1(rng: np.random.Generator, rho: np.ndarray, n: int, size: int) -> np.ndarray:
