@@ -81,6 +81,15 @@ def _needles(spec: DemoSpec, rng: np.random.Generator) -> list[dict]:
     return out
 
 
+def play_hysteron(x: np.ndarray, play: float, start: float = 0.0) -> np.ndarray:
+    """Play (backlash) hysteron of the drive ``x`` (F,): ``y_t = clip(y_(t-1), x_t - play, x_t + play)``, ``y_(-1) = start``."""
+    y, out = float(start), np.empty(len(x))
+    for t, v in enumerate(x):
+        y = min(max(y, v - play), v + play)
+        out[t] = y
+    return out
+
+
 def needle_fractions(bias: np.ndarray, needles: list[dict], amplitude: float) -> np.ndarray:
     """Length fraction (frames, needles) in [0, 1] from a play hysteron per needle.
 
@@ -91,11 +100,7 @@ def needle_fractions(bias: np.ndarray, needles: list[dict], amplitude: float) ->
     out = np.empty((len(x_all), len(needles)))
     for j, nd in enumerate(needles):
         sign = 1.0 if nd["variant"] == 1 else -1.0
-        y = 0.5
-        for t, x in enumerate(x_all):
-            drive = 0.5 + sign * x - nd["offset"]
-            y = min(max(y, drive - nd["play"]), drive + nd["play"])
-            out[t, j] = y
+        out[:, j] = play_hysteron(0.5 + sign * x_all - nd["offset"], nd["play"], start=0.5)
     return np.clip(out, 0.0, 1.0)
 
 

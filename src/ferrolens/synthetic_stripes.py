@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from . import store
 from .bias import triangular_waveform
+from .synthetic import play_hysteron
 
 CLASS_NAMES = ("domain", "wall")
 VARIANTS = ("c", "a")
@@ -59,15 +60,6 @@ class StripeSpec:
     blur_sigma: float = 1.2
     noise: float = 0.06  # Gaussian noise sd (intensity units)
     frame_time: float = 1.0
-
-
-def _play(x: np.ndarray, play: float) -> np.ndarray:
-    """Play (backlash) hysteron of ``x`` (units of amplitude), starting at 0: ``y = clip(y, x - h, x + h)``."""
-    y, out = 0.0, np.empty(len(x))
-    for t, v in enumerate(x):
-        y = min(max(y, v - play), v + play)
-        out[t] = y
-    return out
 
 
 def _phase(spec: StripeSpec, theta: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
@@ -123,7 +115,7 @@ def make_stripes(n_frames: int = 12, size: int = 128, seed: int = 0, **kwargs) -
 
     bias = triangular_waveform(n_frames, spec.amplitude, spec.cycles)
     lo, hi = spec.duty
-    duty = 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.clip(_play(bias / spec.amplitude, spec.play) / (1 - spec.play), -1, 1)
+    duty = 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.clip(play_hysteron(bias / spec.amplitude, spec.play) / (1 - spec.play), -1, 1)
     image = np.empty((n_frames, n, n), np.float32)
     class_map = np.empty((n_frames, n, n), np.uint8)
     variant = np.empty((n_frames, n, n), np.uint8)
