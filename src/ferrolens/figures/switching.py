@@ -121,7 +121,10 @@ def switching_maps(movie: str, switching: str, out: str, cfg: dict) -> Path:
                  f"{sw.attrs[f'truth_{d}_within_one_step']:.0%} within one step, recall "
                  f"{sw.attrs[f'truth_{d}_recall']:.0%}" for d in dirs if f"truth_{d}_median_abs_error" in sw.attrs]
         window = sw.attrs.get("window")
+        # nothing switched (a time series, a stimulus that never turns back): say why in one sentence
+        why = ("" if any((status[d] == 0).any() for d in dirs) or not sw.attrs.get("loop_note")
+               else f"\nno pixel switched: {sw.attrs['loop_note']}")
         fig.suptitle(f"Switching maps{f' (window n = {window})' if window else ''}"
-                     + ("\nagainst the generator's truth: " + "; ".join(truth) if truth else ""))
+                     + ("\nagainst the generator's truth: " + "; ".join(truth) if truth else "") + why)
         fig.tight_layout()
         return save(fig, out, cfg)
