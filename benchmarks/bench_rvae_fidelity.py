@@ -66,6 +66,12 @@ Usage::
     python benchmarks/bench_rvae_fidelity.py [--results results/demo] [--threads 2] [--windows 8 12 24]
                                              [--configs paper default spatial] [--trained default=results/demo]
     python benchmarks/bench_rvae_fidelity.py --ladder [--cache /tmp/h2/ladder] [--threads 1]
+    python benchmarks/bench_rvae_fidelity.py --configs default --windows 24 --epochs 2 4 8 16 [--set filters=32]
+
+``--epochs`` measures the frontier: each configuration trained once per number of epochs (each its own
+training, cosine schedule, as a user would run it), with the gate's measurements (``r2_blur``,
+``loss_tail``) and verdict under the configuration's ``rvae.quality`` beside the truth scores and the
+training's CPU seconds. ``--set KEY=VALUE`` overrides an ``rvae`` key of every configuration.
 
 ``--trained default=results/demo`` scores the models the demo run itself
 trained (the issue's targets are on that run) instead of training them again;
@@ -181,9 +187,13 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     codes, _ = model.encode(w)
     max_c, phys = decoded_contrast(model, codes)
     q = model.quality
+    from ferrolens.rvae.quality import verdict
+
+    v = verdict(q, full["quality"])
     return {"config": name, "n": n, "R2": q["r2"], "within15": all_s["within15"], "side15": side_s["within15"],
             "agree2": all_s["agree2"], "follow": q["angle_follow"], "max_c": max_c, "phys": phys,
-            "wall_s": wall, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs, "windows": n_windows}
+            "r2_blur": q["r2_blur"], "loss_tail": q["loss_tail"], "gate": "pass" if v["passed"] else "fail: " + ",".join(v["failed"]),
+            "wall_s": wall, "cpu_s": cpu, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs, "windows": n_windows}
 
 
 def _fmt(v) -> str:
@@ -247,6 +257,11 @@ def main() -> None:
     ap.add_argument("--trained", metavar="CONFIG=RUN", action="append", default=[],
                     help="score the models a workflow run trained instead of training, e.g. default=results/demo "
                          "(that run's config must be the configuration's; time from its rule benchmarks)")
+    ap.add_argument("--epochs", type=int, nargs="+", default=[],
+                    help="the frontier: train each configuration once per number of epochs given (at every window "
+                         "size of --windows) and print quality against training CPU time")
+    ap.add_argument("--set", metavar="KEY=YAML", action="append", default=[],
+                    help="override an rvae key of every configuration, e.g. --set filters=32")
     args = ap.parse_args()
     if args.ladder:
         torch.set_num_threads(args.threads)
@@ -261,6 +276,10 @@ def main() -> None:
         if not (res / need).exists():
             sys.exit(f"{res / need} is missing: run `snakemake --cores 2 {res}/segment/c3/segmentation.zarr` first")
     cfgs = configs()
+    for kv in args.set:
+        key, value = kv.split("=", 1)
+        for name in ("paper", "default", "spatial"):
+            cfgs[name] = {**cfgs[name], key: yaml.safe_load(value)}
     images = rvae_images(str(res / "movie.zarr"), str(res / "segment/c3/segmentation.zarr"), cfgs["default"]).load()
     syn = xr.open_zarr(res / "synthetic.zarr")
     cls, ori = syn["class_map"].values, syn["orientation"].values
@@ -274,12 +293,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.windows:
             for name in args.configs:
-                cfg = cfgs[name]
-                rows.append(run_one(name, cfg, n, images, (cls, ori), side, stage_seed(cfgs["seed"], "rvae_windows", "demo", n),
-                                    stage_seed(cfgs["seed"], "rvae_train", "demo", n), args.threads, Path(tmp),
-                                    trained.get(name)))
-                print(json.dumps(rows[-1]), flush=True)
-    cols = ["config", "n", "R2", "within15", "side15", "agree2", "follow", "max_c", "phys", "wall_s", "win/s", "cpu/wall"]
+                for ep in args.epochs or [None]:
+                    cfg = cfgs[name] if ep is None else {**cfgs[name], "epochs": {n: ep}}
+                    rows.append(run_one(name, cfg, n, images, (cls, ori), side,
+                                        stage_seed(cfgs["seed"], "rvae_windows", "demo", n),
+                                        stage_seed(cfgs["seed"], "rvae_train", "demo", n), args.threads, Path(tmp),
+                                        trained.get(name)))
+                    print(json.dumps(rows[-1]), flush=True)
+    cols = ["config", "n", "epochs", "R2", "r2_blur", "loss_tail", "gate", "within15", "side15", "agree2", "follow",
+            "max_c", "phys", "wall_s", "cpu_s", "win/s", "cpu/wall"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
