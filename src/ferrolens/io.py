@@ -45,6 +45,10 @@ FORMATS = {
     ".dm3": "dm", ".dm4": "dm", ".emd": "emd",
 }
 
+#: ``frames_from`` attr of a movie whose frames are the bias steps of a spectroscopy cube (kept in the movie
+#: store; the rVAE's ``raw_normalize: auto`` scales such a movie as a whole)
+CUBE_BIAS_AXIS = "bias axis of a spectroscopy cube"
+
 
 @dataclass
 class Frames:
@@ -52,7 +56,8 @@ class Frames:
 
     image : (frame, y, x) array (any real dtype).
     bias, time : per-frame values found in the file (V, s), or None.
-    attrs : units, pixel size/units, anything the file states.
+    attrs : units, pixel size/units, anything the file states (``frames_from`` =
+        :data:`CUBE_BIAS_AXIS` when the frames are a spectroscopy cube's bias steps).
     geometry : what places the frames in the sample, where the file states it
         (``pixel_size``, ``pixel_units``, ``scan_size`` (y, x) and ``offset``
         (y, x) in pixel units): several files must agree on it to be one series.
@@ -328,6 +333,7 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
                 attrs["frame_axis_name"] = labels[other[0]]
                 if str(_h5_attr(s, "units", "")) == "V" or str(_h5_attr(s, "quantity", "")).lower() == "bias":
                     bias = np.asarray(s[()], dtype=float)
+                    attrs["frames_from"] = CUBE_BIAS_AXIS
         elif opts.get("frame_axis") not in (None, 0) and arr.ndim == 3:
             arr = np.moveaxis(arr, int(opts["frame_axis"]), 0)
         bias_name = (opts.get("bias") or {}).get("dataset")

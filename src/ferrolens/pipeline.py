@@ -11,13 +11,14 @@ from . import store
 
 
 def rvae_images(movie: str, segmentation: str | None, cfg: dict):
-    """The rVAE input images(frame, y, x) in [0, 1], lazily, as ``rvae.input`` chooses."""
+    """The rVAE input images(frame, y, x) in [0, 1], lazily, as ``rvae.input`` (and ``raw_normalize``) choose."""
     from .rvae.config import resolve_config
     from .segment.images import input_image
 
     mv = store.open_store(movie, "movie")  # variables and dims: the declarations'
     seg = store.open_store(segmentation, "segmentation") if segmentation else None
-    return input_image(mv, seg, resolve_config(cfg)["input"])
+    c = resolve_config(cfg)
+    return input_image(mv, seg, c["input"], c["raw_normalize"])
 
 
 def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cfg: dict, seed: int) -> None:

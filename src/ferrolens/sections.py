@@ -213,6 +213,8 @@ class RvaeConfig(TypedDict):
 
     input: Literal['walls', 'classes', 'raw']
     """Image the rVAE sees, values in [0, 1]: `walls` = wall probability from the segmentation, `classes` = decoded class labels scaled to [0, 1], `raw` = the normalised raw frame."""
+    raw_normalize: Literal['auto', 'frame', 'movie']
+    """How the `raw` input is scaled to [0, 1] (the 1-99 % percentiles, clipped): `frame` = each frame to its own percentiles (contrast kept, level and sign lost: a frame whose mean piezoresponse flipped looks like the one before); `movie` = one pair of percentiles over the whole movie (the level and sign that carry the polarization in spectroscopy data kept; a drifting brightness kept too). `auto` = `movie` for a spectroscopy cube (frames read from the bias axis of a file, e.g. a BEPS HDF5 cube), `frame` otherwise; frames laid out by hand (.npy + bias CSV) are not known to be a cube: set `movie`. The choice is recorded in the windows and latents stores (`raw_normalize`) and logged. Ignored unless input is `raw`."""
     segmentation: Literal[2, 3]
     """Class count of the segmentation model whose output feeds the rVAE (`walls`/`classes` input); it must be one of segment.n_classes."""
     sampling: Literal['random', 'dense']
@@ -406,6 +408,8 @@ class SwitchingConfig(TypedDict):
     """Level of each pixel's tests: two equal levels (never switches), a switch within a branch against none, the state settling; and 1 − alpha is the level of the switching-bias and loop-area intervals."""
     virgin: Literal['include', 'exclude']
     """include: crossings on the virgin curve (the first quarter-cycle from the initial state, see dynamics.virgin_branch) count as switches of their direction (a first switch); exclude: only the closed loop's branches."""
+    min_separation: float
+    """A pixel is two-level (may switch) only where its two levels also differ by at least this, in units of each feature's sd over the movie (an effect size beside the test's significance: a latent that moves by a hundredth of its range is not a switch). 0: the test alone."""
 
 
 class FiguresConfig(TypedDict):

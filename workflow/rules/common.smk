@@ -180,8 +180,8 @@ def seed_of(stage, wildcard):
 
 
 # rvae keys of cutting windows, and of encoding; every other rvae key is training's
-RVAE_WINDOW_KEYS = ["input", "segmentation", "sampling", "count", "stride", "min_std", "weighting"]
-RVAE_ENCODE_KEYS = ["input", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "angle_confidence"]
+RVAE_WINDOW_KEYS = ["input", "raw_normalize", "segmentation", "sampling", "count", "stride", "min_std", "weighting"]
+RVAE_ENCODE_KEYS = ["input", "raw_normalize", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "angle_confidence"]
 # rvae.quality: training measures (quality.windows); the thresholds are rule rvae_quality's alone
 RVAE_THRESHOLDS = [f"quality.{k}" for k in config["rvae"]["quality"] if k != "windows"]
 

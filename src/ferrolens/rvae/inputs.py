@@ -90,7 +90,10 @@ def _bias(images: xr.DataArray) -> np.ndarray:
 
 
 def _source_attrs(images: xr.DataArray) -> dict[str, Any]:
-    keep = {k: v for k, v in images.attrs.items() if k.startswith("source") and isinstance(v, (str, int, float))}
+    """What the stores record of their input image: its source, and for the raw frame its normalisation."""
+    keep = {k: v for k, v in images.attrs.items()
+            if (k.startswith("source") or k.startswith("raw_normalize") or k == "normalisation")
+            and isinstance(v, (str, int, float))}
     return {"input": str(images.name or "images"), **keep}
 
 
