@@ -53,19 +53,34 @@ def reference(state: np.ndarray, sigma: np.ndarray, sweep, virgin=True) -> dict:
     return out
 
 
-def demo(folder: Path, window: int) -> None:
+def demo(folder: Path, window: int, cfg: dict) -> None:
     lat = folder / f"rvae/n{window}/latents.zarr"
     out = Path("/tmp") / f"bench_switching_n{window}.zarr"
-    errors, wall, ratio = timed(switching, str(lat), str(out), {}, DYN, truth=str(folder / "synthetic.zarr"))
+    errors, wall, ratio = timed(switching, str(lat), str(out), cfg, DYN, truth=str(folder / "synthetic.zarr"))
     ds = xr.open_zarr(out)
     print(f"stage (read, compute, write) {ds.sizes['y']}×{ds.sizes['x']} px, {ds.sizes['frame']} frames: "
           f"wall {wall:.2f} s (cpu/wall {ratio:.2f}); compute alone {ds.attrs['seconds']} s")
     for d, e in errors.items():
         print(f"  {d}: " + ", ".join(f"{k} {v:.3g}" for k, v in e.items()))
-    # what a window descriptor can see: half of the switching pixels of the n × n window switched
-    from ferrolens.switching.core import NEVER
-    from ferrolens.switching.truth import switching_errors, true_switching
+    from scipy.ndimage import maximum_filter
 
+    from ferrolens.switching.core import NEVER
+    from ferrolens.switching.truth import confusion, confusion_text, switching_errors, true_switching
+
+    # the calls against each pixel's own truth: counts and row fractions (false calls: row never_switches,
+    # column switched); the never-switching pixels split by whether their n × n window holds a switching pixel
+    print(f"confusion against each pixel's truth (min_separation {ds['separation'].attrs.get('min_separation')}):")
+    for d in ("rising", "falling"):
+        t, c = (ds[k].sel(direction=d).values for k in ("true_status", "status"))
+        print(confusion_text(confusion(BranchResult(None, None, None, c.ravel()), BranchResult(None, None, None, t.ravel())),
+                             f"  {d}"))
+        near = maximum_filter((ds["true_status"].values == SWITCHED).any(axis=0), size=window) & (t == NEVER)
+        far = (t == NEVER) & ~near
+        print(f"    never-switching pixels with a switching pixel in their {window}-px window: {near.sum()} "
+              f"({near.sum() / max((t == NEVER).sum(), 1):.0%}), called switched {np.mean(c[near] == SWITCHED):.1%}; "
+              f"the others {far.sum()}, called switched {np.mean(c[far] == SWITCHED):.1%}")
+
+    # what a window descriptor can see: half of the switching pixels of the n × n window switched
     syn = xr.open_zarr(folder / "synthetic.zarr")
     sweep = analyse_sweep(ds["bias"].values)
     est = {d: BranchResult(*[ds[k].sel(direction=d).values.ravel() for k in
@@ -75,6 +90,7 @@ def demo(folder: Path, window: int) -> None:
         e = switching_errors(est[d], r, sweep.step)
         print(f"  {d} against the window truth (n = {window}; {np.mean(r.status != NEVER):.0%} of windows switch): "
               + ", ".join(f"{k} {v:.3g}" for k, v in e.items()))
+        print(confusion_text(confusion(est[d], r), f"  {d}, window truth"))
     # fast path against the plain loop on a 1000-pixel subset
     state = ds["state"].values.reshape(ds.sizes["frame"], -1)
     sigma = ds["noise"].values.ravel()
@@ -148,8 +164,10 @@ if __name__ == "__main__":
     ap.add_argument("--demo", type=Path)
     ap.add_argument("--beps", type=Path)
     ap.add_argument("--window", type=int, default=8)
+    ap.add_argument("--min-separation", type=float, default=None,
+                    help="switching.min_separation for --demo (default: the config's; 0: the level test alone)")
     a = ap.parse_args()
     if a.demo:
-        demo(a.demo, a.window)
+        demo(a.demo, a.window, {} if a.min_separation is None else {"min_separation": a.min_separation})
     if a.beps:
         beps(a.beps, a.window)

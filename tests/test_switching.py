@@ -180,3 +180,36 @@ def test_a_stimulus_that_never_moves_marks_every_pixel_no_data():
     one = analyse_sweep(np.zeros(1))
     r = branch_switching(np.full((1, 5), np.nan), np.full(5, np.nan), one)
     assert all((r[d].status == 4).all() and np.isnan(r[d].bias).all() for d in r)
+
+
+def _calls(x: np.ndarray, min_separation: float) -> dict:
+    """The stage's calls on features x (F, P, D): statuses and biases per direction."""
+    st = latent_state(x, BIAS, min_separation=min_separation)
+    r = branch_switching(st.s, st.sigma, SWEEP)
+    for d in r:
+        r[d].status[~st.bistable] = NEVER
+    return r
+
+
+def test_separation_calls_a_step_and_not_a_flat_pixel_or_a_slight_steady_change():
+    """Three kinds of pixel among 300 switching ones (which set the features' spread): a step of one
+    spread at +3.5 / −2.5 V is called with its bias; a flat noisy pixel is never switching; a pixel
+    whose latents move steadily by 2 % of their spread with tiny noise (a window whose content stays
+    outside, its codes drifting: significant, not a switch) is called switched by the test alone and
+    never switching with the separation floor."""
+    rng = np.random.default_rng(7)
+    step = hysteron(3.5, -2.5)
+    x = np.concatenate([np.stack([step] * 300, 1), np.zeros((40, 100)), np.stack([0.02 * step] * 100, 1)], axis=1)
+    noise = np.r_[np.full(300, 0.1), np.full(100, 0.1), np.full(100, 0.001)]
+    x = (x + rng.normal(size=x.shape) * noise)[..., None]
+    st = latent_state(x, BIAS)
+    assert np.median(st.separation[:300]) > 1.5 and np.median(st.separation[400:]) < 0.05
+    assert np.percentile(st.separation[300:400], 95) < 0.3  # noise alone: near 0, not its sd
+    for floor, slight in ((0.0, SWITCHED), (0.2, NEVER)):
+        r = _calls(x, floor)
+        for d, true in (("rising", 3.5), ("falling", -2.5)):
+            assert (r[d].status[:300] == SWITCHED).mean() > 0.9
+            assert np.median(np.abs(r[d].bias[:300][r[d].status[:300] == SWITCHED] - true)) < 0.5
+            assert (r[d].status[300:400] == SWITCHED).mean() <= 0.05
+            assert (r[d].status[400:] == slight).mean() > 0.9, (floor, d)
+

@@ -409,7 +409,7 @@ class SwitchingConfig(TypedDict):
     virgin: Literal['include', 'exclude']
     """include: crossings on the virgin curve (the first quarter-cycle from the initial state, see dynamics.virgin_branch) count as switches of their direction (a first switch); exclude: only the closed loop's branches."""
     min_separation: float
-    """A pixel is two-level (may switch) only where its two levels also differ by at least this, in units of each feature's sd over the movie (an effect size beside the test's significance: a latent that moves by a hundredth of its range is not a switch). 0: the test alone."""
+    """A pixel is two-level (may switch) only where its two levels also differ by at least this, in units of each feature's sd over the movie, the noise's share taken off (ferrolens.switching.core.separation: an effect size beside the test's significance; a latent that moves steadily by a hundredth of its range is decided by the test, not a switch). 0: the test alone. Calibrated on truth (demo generator): the value of 0, 0.25, ... 4 with the best recall minus false calls on both branches of movies other than the demo (a 96-px demo at seed 1, rVAE n = 8 and 12; two 96-px movies at seeds 2, 3 encoded from their true walls) is 2 on each of them; benchmarks/bench_switching.py reports the demo's."""
 
 
 class FiguresConfig(TypedDict):

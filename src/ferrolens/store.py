@@ -219,14 +219,14 @@ STORE_KINDS: Mapping[str, StoreKind] = MappingProxyType({k.name: k for k in (
                            HIST_BIN: (HIST_BIN,), "hist_bin_low": (HIST_BIN,), "hist_bin_high": (HIST_BIN,)},
           attrs=("mapped_latents", "window"), units={"density": "1/latent unit²"}),
     _kind("switching",  # ferrolens.switching.switching: per-pixel switching biases against the stimulus
-          {"state": _FYX, "noise": (Y, X), "p_no_switch": (Y, X), "status": (DIRECTION, Y, X),
+          {"state": _FYX, "noise": (Y, X), "p_no_switch": (Y, X), "separation": (Y, X), "status": (DIRECTION, Y, X),
            "switching_bias": (DIRECTION, Y, X), "switching_bias_low": (DIRECTION, Y, X),
            "switching_bias_high": (DIRECTION, Y, X), "loop_area": (Y, X), "loop_area_low": (Y, X),
            "loop_area_high": (Y, X), "imprint": (Y, X), "imprint_low": (Y, X), "imprint_high": (Y, X)},
           optional_variables={"true_switching_bias": (DIRECTION, Y, X), "true_status": (DIRECTION, Y, X)},
           coords={FRAME: (FRAME,), DIRECTION: (DIRECTION,), Y: (Y,), X: (X,)}, optional_coords=_ALONG_FRAME,
           attrs=("stimulus", "stimulus_units", "status_meanings"),
-          units={"state": "1", "noise": "1", "p_no_switch": "1", **UNITS}),
+          units={"state": "1", "noise": "1", "p_no_switch": "1", "separation": "1", **UNITS}),
     _kind("sweep",  # ferrolens.dynamics.sweep_merge: every window size's dynamics along `window`
           {**{k: (WINDOW, *d) for k, d in _DYN.items()},
            "latent_mean": (WINDOW, FRAME, LATENT), "latent_sd": (WINDOW, FRAME, LATENT)},

@@ -6,7 +6,9 @@ saturated levels: the mean of ``x`` over the frames near the largest stimulus (*
 near the smallest (*bottom*), ``s = 0`` at the bottom level, ``1`` at the top
 (:func:`latent_state`; projection weighted by each feature's noise). Where the two levels do not
 differ beyond the noise the pixel *never switches* (a test per pixel at level ``alpha``;
-noise correlated between neighbouring frames allowed for, see :func:`noise_model`).
+noise correlated between neighbouring frames allowed for, see :func:`noise_model`); nor where they
+differ by less than ``min_separation`` of the features' spread over the movie (:func:`separation`:
+a latent that moves by a hundredth of its range, however steadily, is not a switch).
 
 Per branch (monotone segment of the stimulus, :func:`ferrolens.dynamics.hysteresis.analyse_sweep`),
 :func:`branch_switching` fits the state in the sweep's direction with a step from the old level to
@@ -50,6 +52,7 @@ class State:
     p_value: np.ndarray
     bistable: np.ndarray
     rho: np.ndarray  # (D,) lag-1 correlation of each feature's frame noise (pooled over pixels)
+    separation: np.ndarray | None = None  # (P,) level separation in units of the features' spread (:func:`separation`)
 
 
 def level_frames(values: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +97,21 @@ def _mean_variance_factor(frames_a: np.ndarray, frames_b: np.ndarray, rho: np.nd
     return block(frames_a, frames_a) + block(frames_b, frames_b) - 2 * block(frames_a, frames_b)
 
 
-def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha: float = 0.05) -> State:
+def separation(delta: np.ndarray, sigma: np.ndarray, factor: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(P,) size of each pixel's level difference ``delta`` (P, D) in units of each feature's ``spread``
+    (D,) over the movie: √Σ_d max(Δ_d² − factor_d σ_d², 0) / spread_d², the noise's expected share of
+    Δ² (``factor`` (D,) × ``sigma`` (P, D)², see :func:`_mean_variance_factor`) taken off, so that a
+    pixel whose levels differ by noise alone has a separation near 0. A feature with no spread adds 0.
+    An effect size, beside the test's significance: a latent that moves steadily by a hundredth of
+    its range (a window with no content, its codes drifting with the image) is decided by the test but
+    has a separation of about 0.01; a wall entering the window moves them by about their spread."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = np.maximum(delta**2 - factor * sigma**2, 0.0) / np.where(spread > 0, spread, np.inf) ** 2
+    return np.sqrt(np.where(np.isfinite(excess), excess, 0.0).sum(axis=1))
+
+
+def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha: float = 0.05,
+                 min_separation: float = 0.0) -> State:
     """The state of each pixel between its two saturated levels (see the module doc).
 
     x : (F, P, D) features per frame and pixel (NaN: missing). values : (F,) stimulus.
@@ -102,6 +119,8 @@ def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha:
         (bottom) level. alpha : level of the test of no switching (two equal levels): the statistic
         Σ_d Δ_d² / var(Δ_d) over the D features, against D × F(D, ν), ν = 0.37 (F − 2) (the degrees
         of freedom of a median-absolute-deviation variance from F − 2 differences).
+    min_separation : a pixel is two-level (``bistable``) only where its :func:`separation` also
+        reaches this (units of each feature's sd over every frame and pixel of ``x``); 0: the test alone.
     """
     x = np.asarray(x, dtype=np.float64)
     n_frames, n_pix, n_feat = x.shape
@@ -128,7 +147,8 @@ def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha:
         s = (np.nan_to_num(x - b[None]) * w[None]).sum(axis=2) / norm[None]
         s[np.isnan(x).any(axis=2) | ~(norm > 0)[None]] = np.nan
         sig_s = 1.0 / np.sqrt(norm)  # sd of s in one frame: 1 / |Δ|_noise
-    return State(s, sig_s, p, p < alpha, rho)
+    sep = separation(delta, sigma, factor, np.nanstd(x.reshape(-1, n_feat), axis=0))
+    return State(s, sig_s, p, (p < alpha) & (sep >= min_separation), rho, sep)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 from ..dynamics.hysteresis import Sweep
-from .core import NEVER, SWITCHED, BranchResult, branch_switching, level_frames
+from .core import NEVER, NO_SWITCH, STATUS_MEANINGS, SWITCHED, BranchResult, branch_switching, level_frames
 
 
 def true_state(variant: np.ndarray, values: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -82,3 +82,22 @@ def switching_errors(est: BranchResult, true: BranchResult, step: float) -> dict
         "within_one_step": float((err <= step * (1 + 1e-9)).mean()) if err.size else np.nan,
         "coverage": float(held.mean()) if err.size else np.nan,
     }
+
+
+def confusion(est: BranchResult, true: BranchResult) -> dict[str, dict[str, int]]:
+    """Counts of pixels by true status (rows: ``switched``, ``never_switches``; the truth's
+    ``no_switch_in_branch`` too where it has any) and called status (columns: every status of
+    :data:`~ferrolens.switching.core.STATUS_MEANINGS`) of one direction."""
+    rows = [c for c in (SWITCHED, NEVER, NO_SWITCH) if c != NO_SWITCH or (true.status == NO_SWITCH).any()]
+    return {STATUS_MEANINGS[r]: {STATUS_MEANINGS[c]: int(((true.status == r) & (est.status == c)).sum())
+                                 for c in range(len(STATUS_MEANINGS))} for r in rows}
+
+
+def confusion_text(table: dict[str, dict[str, int]], title: str = "") -> str:
+    """A confusion table (:func:`confusion`) as text: counts and each row's fractions."""
+    cols = [c for c in STATUS_MEANINGS if any(r[c] for r in table.values())] or list(STATUS_MEANINGS[:1])
+    lines = [f"{title:<24}" + "".join(f"{c[:12]:>16}" for c in cols)]
+    for name, row in table.items():
+        total = max(sum(row.values()), 1)
+        lines.append(f"  true {name[:18]:<18}" + "".join(f"{row[c]:>8d} {row[c] / total:6.1%}" for c in cols))
+    return "\n".join(lines)
