@@ -143,6 +143,12 @@ def beps(folder: Path, window: int) -> None:
         good_fit = (fit["r2"] > 0.5) & (np.abs(fit["amplitude"]) > 0) & np.isfinite(fit[key])
         print(f"  {d}: median switching bias: latent {np.nanmedian(lat[ok_lat]):+.2f} V, loop fit "
               f"{np.nanmedian(fit[key][good_fit]):+.2f} V")
+        # the ceiling of any n × n window descriptor: how far the per-pixel fit itself follows its own window
+        # (a coercive map that changes from pixel to pixel is averaged away by the window)
+        own = window_median(fit[key], good_fit, movie, window)
+        both = good_fit & np.isfinite(own)
+        print(f"  {d}: the loop fit against its own {window}-px window median: r = "
+              f"{np.corrcoef(fit[key][both], own[both])[0, 1]:.2f} (what a window descriptor can reach at best)")
         for name, ref, ok_ref in (("loop fit", fit[key], good_fit),
                                   (f"loop fit, median over the {window}-px window", window_median(fit[key], good_fit,
                                                                                             movie, window), good_fit),
