@@ -137,6 +137,47 @@ class _no_fill:
         torch.utils.deterministic.fill_uninitialized_memory = self.was
 
 
+#: glibc ``mallopt`` parameters (``malloc.h``) and the values :class:`_reuse_freed_memory` sets and restores.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP = {_M_MMAP_THRESHOLD: 1 << 30, _M_TRIM_THRESHOLD: 1 << 30}
+_AFTER = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
+
+
+class _reuse_freed_memory:
+    """Within: glibc's ``malloc`` keeps the large blocks a training step frees and hands them to the
+    next step, instead of returning each to the kernel and taking fresh zeroed pages back.
+
+    A U-Net step on 8 × 128² patches allocates and frees ~70 MB of activations and gradients in
+    blocks of 2–17 MB. Under glibc's default (mmap threshold adjusted up to 32 MiB, heap trimmed
+    above twice that) they came back as 16–25 thousand page faults a step, 30–60 ms of kernel
+    time on one thread (5–10 % of the step; the faulting threads also serialise on the process's
+    memory map). With both thresholds at 1 GiB the pages stay mapped: ~0.5 thousand faults, ~2 ms.
+    Results are unchanged (only where memory comes from). Afterwards the thresholds are
+    set to glibc's dynamic ceiling (32 MiB mmap, 64 MiB trim; glibc cannot return to its dynamic
+    rule) and what the training kept is given back (``malloc_trim``). Nothing happens where the C
+    library has no ``mallopt`` (macOS, Windows)."""
+
+    def __enter__(self):
+        import ctypes
+
+        try:
+            self.libc = ctypes.CDLL(None)
+            self.libc.mallopt, self.libc.malloc_trim  # noqa: B018 (glibc only)
+        except (OSError, AttributeError, TypeError):
+            self.libc = None
+        self._set(_KEEP)
+
+    def __exit__(self, *exc):
+        self._set(_AFTER)
+        if self.libc is not None:
+            self.libc.malloc_trim(0)
+
+    def _set(self, values: dict[int, int]) -> None:
+        if self.libc is not None:
+            for param, value in values.items():
+                self.libc.mallopt(param, value)
+
+
 def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: Plan, out: Path, seed: int,
         salt: int, resume_key: str, kind: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (),
         stale: Sequence[str] = (), progress: bool = True, **trainer_kwargs: Any) -> pl.Trainer:
@@ -182,7 +223,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
         default_root_dir=out,
         **kwargs,
     )
-    with warnings.catch_warnings(), par.fit_threads(), _no_fill():
+    with warnings.catch_warnings(), par.fit_threads(), _no_fill(), _reuse_freed_memory():
         # the folder is ours: it holds the CSV logs (and last.ckpt when resuming) by design
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
