@@ -19,6 +19,7 @@ slanted loops (w = 0.3 V, s = 0.3 V) at noise sd 0.02 and 0.05. Columns: power a
 0.05/8) and the true area.
 
     python benchmarks/bench_hysteresis_null.py --seeds 200
+    python benchmarks/bench_hysteresis_null.py --seeds 200 --designs "peak 1,0 V 2"   # some designs only
     python benchmarks/bench_hysteresis_null.py --demo   # the demo's design on its ground truth
     python benchmarks/bench_hysteresis_null.py --cube   # a synthetic switching-spectroscopy cube
 """
@@ -129,7 +130,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--demo", action="store_true", help="the demo's design on its ground truth, then stop")
     ap.add_argument("--cube", action="store_true", help="a synthetic spectroscopy cube, then stop")
+    ap.add_argument("--designs", default=",".join(DESIGNS),
+                    help=f"comma-separated designs of the tables (default all: {', '.join(DESIGNS)})")
     args = ap.parse_args()
+    designs = [d.strip() for d in args.designs.split(",")]
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        ap.error(f"unknown designs {unknown}; choose from {list(DESIGNS)}")
     if args.demo or args.cube:
         return demo_truth() if args.demo else cube()
     s = args.seeds
@@ -139,7 +146,7 @@ def main() -> None:
              ("linear drift", dict(rho=0.5, drift="linear")), ("quadratic drift", dict(rho=0.5, drift="quadratic")),
              ("shuffled bias", dict(rho=0.5, shift=0.3, shuffle=True))]
     print(f"{'design':>8} | " + " | ".join(f"{n:>17}" for n, _ in nulls))
-    for d in DESIGNS:
+    for d in designs:
         t0 = time.perf_counter()
         cells = []
         for i, (_, kw) in enumerate(nulls):
@@ -152,7 +159,7 @@ def main() -> None:
     loops = [("square", 0.4, 0.03), ("slanted", 0.3, 0.3)]
     heads = [f"{n} sd {sd}" for n, _, _ in loops for sd in (0.02, 0.05)]
     print(f"{'design':>8} | " + " | ".join(f"{h:>27}" for h in heads))
-    for d in DESIGNS:
+    for d in designs:
         t0 = time.perf_counter()
         cells = []
         for i, (_, shift, width) in enumerate(loops):
