@@ -22,6 +22,7 @@ slanted loops (w = 0.3 V, s = 0.3 V) at noise sd 0.02 and 0.05. Columns: power a
     python benchmarks/bench_hysteresis_null.py --seeds 200 --designs "peak 1,0 V 2"   # some designs only
     python benchmarks/bench_hysteresis_null.py --demo   # the demo's design on its ground truth
     python benchmarks/bench_hysteresis_null.py --cube   # a synthetic switching-spectroscopy cube
+    python benchmarks/bench_hysteresis_null.py --write-cube cube.h5   # such a cube for the workflow (HDF5 + truth)
 """
 
 from __future__ import annotations
@@ -125,6 +126,54 @@ def cube() -> None:
               f"{np.mean((pix.ci_low > 0) | (pix.ci_high < 0)):.2f}, median detectable area {np.median(pix.detectable):.1f}")
 
 
+def write_cube(path: str) -> None:
+    """A switching-spectroscopy cube for the workflow, written as a pyNSID-style HDF5 (x, y, Voltage with
+    dimension scales, as the BEPS file: the reader makes the bias axis the frames), its truth beside it
+    (``<stem>_truth.npz``: state, bias, per-pixel falling/rising coercive biases ef, er).
+
+    96 bias steps +16 → −16 → +16 V, 64 × 64 pixels, each a square loop: remanent state +1 until the bias
+    falls below ``ef`` (−7.4 V + a smooth field of sd 1.2 V, clipped ±2.2 V), −1 until it rises above
+    ``er`` (+13.6 V + another); piezoresponse 1e-4 × (state + white noise sd 0.5 + a fixed texture sd 0.2
+    + a frame-common AR(1) offset, ρ 0.5, sd 0.05). Dataset ``Channel_000/generic/generic``."""
+    import h5py
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    frames, n = 96, 64
+    bias = triangular_waveform(frames, 16.0, cycles=1.0, phase=0.25)
+
+    def field(sd: float) -> np.ndarray:
+        g = gaussian_filter(rng.normal(size=(n, n)), 4, mode="wrap")
+        return np.clip(g / g.std() * sd, -2.2, 2.2)
+
+    ef, er = -7.4 + field(1.2), 13.6 + field(1.2)
+    state, s = np.empty((frames, n, n)), np.ones((n, n))
+    for t in range(frames):
+        s = np.where(bias[t] <= ef, -1.0, np.where(bias[t] >= er, 1.0, s))
+        state[t] = s
+    texture = gaussian_filter(rng.normal(size=(n, n)), 1.5)
+    texture *= 0.2 / texture.std()
+    data = (state + rng.normal(0, 0.5, state.shape) + texture[None]
+            + ar1_noise(rng, 1, frames, 0.5, 0.05)[0][:, None, None]) * 1e-4
+    with h5py.File(path, "w") as f:
+        g = f.create_group("Channel_000/generic")
+        scales = []
+        for name, values, units, quantity in (("X", np.arange(n) * 40e-9, "m", "Position"),
+                                              ("Y", np.arange(n) * 40e-9, "m", "Position"),
+                                              ("Voltage", bias, "V", "Bias")):
+            d = g.create_dataset(name, data=values)
+            d.attrs["units"], d.attrs["quantity"] = units, quantity
+            d.make_scale(name)
+            scales.append(d)
+        cube_ds = g.create_dataset("generic", data=np.transpose(data, (2, 1, 0)))  # (x, y, Voltage) as BEPS
+        cube_ds.attrs["DIMENSION_LABELS"] = np.array(["X", "Y", "Voltage"], dtype=object)
+        cube_ds.attrs["quantity"], cube_ds.attrs["units"] = "Piezoresponse", "a.u."
+        for i, sc in enumerate(scales):
+            cube_ds.dims[i].attach_scale(sc)
+    np.savez(str(path).rsplit(".", 1)[0] + "_truth.npz", state=state, bias=bias, ef=ef, er=er)
+    print(f"wrote {path}: {frames} bias steps, {n}×{n} pixels; truth beside it")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=200)
@@ -132,7 +181,10 @@ def main() -> None:
     ap.add_argument("--cube", action="store_true", help="a synthetic spectroscopy cube, then stop")
     ap.add_argument("--designs", default=",".join(DESIGNS),
                     help=f"comma-separated designs of the tables (default all: {', '.join(DESIGNS)})")
+    ap.add_argument("--write-cube", metavar="PATH", help="write the workflow's spectroscopy cube (HDF5), then stop")
     args = ap.parse_args()
+    if args.write_cube:
+        return write_cube(args.write_cube)
     designs = [d.strip() for d in args.designs.split(",")]
     unknown = [d for d in designs if d not in DESIGNS]
     if unknown:
