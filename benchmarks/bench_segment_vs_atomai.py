@@ -17,9 +17,12 @@ when absent). Protocol (``../shared/peers/README.md``): 3-class U-Net trained on
   must label at least 99 % of pixels as float32 does, with its IoU within 0.005 (else exit 4);
   and the same training step on the same 8 patches.
 
-Every timed block records its own CPU time / wall; a figure under ``--min-util`` (default
-0.9 × threads: 1.8 on 2 cores) means another process shared the cores: it is reported as
-"contended, rerun", no ratio is drawn from it and the script exits with status 3.
+Every timed block records its own CPU time / wall (``benchmarks/timing.py``'s ``Clock``; the
+AtomAI blocks with the CPU / wall its harness recorded); a figure under 0.9 × threads (1.8 on 2
+cores) means another process shared the cores: it is printed REFUSED, no ratio is drawn from it
+and the script exits with status 3. The fit's CPU seconds per step (process CPU time / steps,
+all threads) are printed beside its wall time: the figure to compare between runs on a shared
+machine, where wall time is refused.
 
 Usage (on a quiet machine; on a shared one wrap it in ``flock /tmp/cpu.lock``)::
 
@@ -39,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import Block, Clock
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
@@ -46,31 +50,17 @@ TRAIN_FRAMES = [0, 6, 13, 19]
 NAMES = ["background", "wall", "contaminant"]
 
 
-class Timer:
-    """Wall and own-process CPU time of a block; ``util`` = CPU / wall."""
-
-    def __enter__(self):
-        self.c0, self.t0 = time.process_time(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.t0
-        self.cpu = time.process_time() - self.c0
-        self.util = self.cpu / self.wall if self.wall > 0 else float("nan")
-        return False
-
-
-def step_times(step, reps: int) -> tuple[float, float]:
-    """Median wall seconds of ``step()`` over ``reps`` calls after 2 warm-ups, and CPU / wall of them all."""
+def step_times(step, reps: int, clock: Clock, name: str) -> tuple[float, Block]:
+    """Median wall seconds of ``step()`` over ``reps`` calls after 2 warm-ups, and the clock's block of them all."""
     for _ in range(2):
         step()
     walls = []
-    with Timer() as tm:
+    with clock(name) as block:
         for _ in range(reps):
             t = time.perf_counter()
             step()
             walls.append(time.perf_counter() - t)
-    return float(np.median(walls)), tm.util
+    return float(np.median(walls)), block
 
 
 # --- the AtomAI side (runs in AtomAI's Python: numpy, torch and atomai only) -----------------------
@@ -86,9 +76,9 @@ def atomai_step(batch: str, threads: int, reps: int) -> None:
     model = aoi.models.Segmentor("Unet", nb_classes=3, seed=0)
     model.compile_trainer((x, y, x, y), loss="ce", training_cycles=1, batch_size=len(x))  # Adam 1e-3, as fit
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    median, util = step_times(lambda: model.train_step(xt, yt), reps)
+    median, block = step_times(lambda: model.train_step(xt, yt), reps, Clock(threads), "AtomAI step")
     print(json.dumps({"name": "atomai_train_step_same_batch", "value": median, "unit": "s/step",
-                      "batch": len(x), "cpu_util": util}))
+                      "batch": len(x), "cpu_util": block.util}))
 
 
 def run_atomai(python: str, data: Path, batch: Path, threads: int, reps: int, work: Path) -> dict:
@@ -98,7 +88,7 @@ def run_atomai(python: str, data: Path, batch: Path, threads: int, reps: int, wo
     step = [python, __file__, "--atomai-step", str(batch), "--threads", str(threads), "--reps", str(reps)]
     out = {}
     for cmd in (harness, step):
-        r = subprocess.run(cmd, capture_output=True, text=True)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(f"AtomAI side failed ({' '.join(cmd[:2])}):\n{r.stderr[-3000:]}")
         for line in r.stdout.splitlines():
@@ -126,17 +116,20 @@ def iou(truth: np.ndarray, pred: np.ndarray, k: int = 3) -> np.ndarray:
 
 
 def plain_probabilities(model, frames: np.ndarray) -> np.ndarray:
-    """Reference: the model as trained (batch-norm unfolded, NCHW), one frame at a time, no_grad."""
+    """Reference: the model as trained (batch-norm unfolded, NCHW) plus its calibrated ``logit_bias``
+    (which prediction adds), one frame at a time, no_grad."""
     import torch
 
     from ferrolens.segment import normalize_frames
 
     normed, _, _ = normalize_frames(frames, model.hparams.norm_low, model.hparams.norm_high)
+    bias = model.logit_bias[:, None, None]
     with torch.no_grad():
-        return np.stack([torch.softmax(model(torch.from_numpy(f)[None, None]), 1)[0].numpy() for f in normed])
+        return np.stack([torch.softmax(model(torch.from_numpy(f)[None, None]) + bias, 1)[0].numpy()
+                         for f in normed])
 
 
-def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Path) -> dict:
+def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Path, clock: Clock) -> dict:
     import torch
 
     import ferrolens.segment as seg
@@ -145,11 +138,11 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
     tr = TRAIN_FRAMES
     te = [i for i in range(len(frames)) if i not in tr]
     res = {}
-    with Timer() as tm:
+    with clock("ferrolens fit") as tm:
         model, metrics = seg.fit(frames[tr], labels[tr], frames=tr, n_classes=3, cfg=cfg, seed=0, threads=threads,
                                  progress=False)
     steps = int(metrics["step"].iloc[-1])
-    res["fit"] = {"s": tm.wall, "util": tm.util, "steps": steps}
+    res["fit"] = {"s": tm.wall, "cpu_s": tm.cpu, "util": tm.util, "steps": steps}
 
     # the same training step on the same 8 patches (as SegmentationModel trains: channels-last, Adam)
     d = np.load(batch)
@@ -166,8 +159,8 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
         loss.backward()
         opt.step()
 
-    median, util = step_times(step, reps)
-    res["step"] = {"s": median, "util": util}
+    median, block = step_times(step, reps, clock, "ferrolens step")
+    res["step"] = {"s": median, "util": block.util, "cpu_s": block.cpu / reps}
 
     # prediction of the whole movie through the public API: float32, and the default (precision auto)
     ref = plain_probabilities(model, frames)
@@ -176,9 +169,11 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
         probs = seg.probabilities(model, frames, pcfg, threads)  # warm-up
         best = None
         for _ in range(3):
-            with Timer() as tm:
+            with clock(f"ferrolens {name}") as tm:
                 probs = seg.probabilities(model, frames, pcfg, threads)
             best = tm if best is None or tm.wall < best.wall else best
+        # the best of 3 stands for the figure; the other two blocks are not reported
+        clock.blocks = [b for b in clock.blocks if b is best or b.name != f"ferrolens {name}"]
         label = probs.argmax(1)
         precision = seg.resolve_config(pcfg)["predict"]["precision"]
         bf16 = resolve_precision(precision, torch.device("cpu"))
@@ -186,7 +181,7 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
                      "precision": f"{precision} → {'bfloat16 autocast' if bf16 else 'float32'}",
                      "max_abs_diff": float(np.abs(probs - ref).max()),
                      "labels_equal": float((label == ref.argmax(1)).mean())}
-    with Timer() as tm:
+    with clock("ferrolens predict plain") as tm:
         plain_probabilities(model, frames)
     res["predict_plain"] = {"fps": len(frames) / tm.wall, "util": tm.util}
     return res
@@ -200,8 +195,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=200, help="training steps (epochs of 40)")
     ap.add_argument("--reps", type=int, default=10, help="timed repeats of the same-batch training step")
-    ap.add_argument("--min-util", type=float, default=None, help="CPU/wall below which a figure is refused "
-                    "(default 0.9 × threads)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     ap.add_argument("--atomai-step", default=None, help=argparse.SUPPRESS)  # the AtomAI child
     args = ap.parse_args()
@@ -214,7 +207,8 @@ def main() -> None:
     import ferrolens.segment as seg
 
     torch.set_num_threads(args.threads)
-    min_util = args.min_util if args.min_util is not None else 0.9 * args.threads
+    clock = Clock(args.threads)
+    min_util = clock.min_util
     work = Path(tempfile.mkdtemp(prefix="bench_seg_atomai_"))
     data = args.data or work / "data"
     if not (data / "frames.npy").exists():
@@ -238,7 +232,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {os.getloadavg()[0]:.1f}; "
           f"data {data}; AtomAI: {py or 'not installed (its side is skipped)'}", flush=True)
     atomai = run_atomai(py, data, batch, args.threads, args.reps, work / "atomai") if py else {}
-    fl = run_ferrolens(frames, labels, cfg, args.threads, args.reps, batch)
+    fl = run_ferrolens(frames, labels, cfg, args.threads, args.reps, batch, clock)
 
     rows, contended = [], []
 
@@ -247,7 +241,7 @@ def main() -> None:
             return "—"
         if util is not None and util < min_util:
             contended.append(what)
-            return f"{fmt.format(value)} (cpu/wall {util:.2f}: contended, rerun)"
+            return f"{fmt.format(value)} (REFUSED: cpu/wall {util:.2f} < {min_util:.2f}, cores shared, rerun)"
         return fmt.format(value) + ("" if util is None else f" (cpu/wall {util:.2f})")
 
     def ratio(a, ua, b, ub, higher_better=True):
@@ -281,6 +275,9 @@ def main() -> None:
     rows.append(("… s per step as the user waits" + (f" (AtomAI: {eff:.1f} of 8 patches kept)" if eff else ""),
                  "—" if a_iter is None else f"{a_iter:.3f}", f"{fit['s'] / fit['steps']:.3f}",
                  ratio(a_iter, a_fit_u, fit["s"] / fit["steps"], fit["util"], higher_better=False)))
+    rows.append(("… CPU s per step (process CPU time / steps, all threads)",
+                 "—" if a_iter is None or a_fit_u is None else f"{a_iter * a_fit_u:.3f}",
+                 f"{fit['cpu_s'] / fit['steps']:.3f}", ""))
     rows.append(("train step, the same 8 patches of 128², s (median)", figure(a_step, a_step_u, "{:.3f}",
                                                                                 "AtomAI step"),
                  figure(st["s"], st["util"], "{:.3f}", "ferrolens step"),
@@ -304,7 +301,11 @@ def main() -> None:
           f"{np.round(f32['iou'], 4).tolist()} ({'agree' if agree else 'DISAGREE'})")
     if args.json:
         args.json.write_text(json.dumps({"atomai": atomai, "ferrolens": fl, "min_util": min_util}, indent=1))
-    if contended:
+    for name, (value, util) in (("AtomAI fit", (a_fit, a_fit_u)), ("AtomAI step", (a_step, a_step_u))):
+        if value is not None and util is not None:  # AtomAI's blocks as its harness timed them
+            clock.blocks.append(Block(name, value, value * util))
+    print("\n" + clock.report())
+    if contended or clock.exit_code():
         print(f"\ncontended, rerun: {', '.join(contended)} ran under {min_util:.1f} CPU/wall")
         raise SystemExit(3)
     if not agree:
