@@ -147,12 +147,13 @@ class _reuse_freed_memory:
     """Within: glibc's ``malloc`` keeps the large blocks a training step frees and hands them to the
     next step, instead of returning each to the kernel and taking fresh zeroed pages back.
 
-    A U-Net step on 8 × 128² patches allocates and frees ~70 MB of activations and gradients in
+    A U-Net step on 8 × 128² patches allocates and frees ~90 MB of activations and gradients in
     blocks of 2–17 MB. Under glibc's default (mmap threshold adjusted up to 32 MiB, heap trimmed
-    above twice that) they came back as 16–25 thousand page faults a step, 30–60 ms of kernel
-    time on one thread (5–10 % of the step; the faulting threads also serialise on the process's
-    memory map). With both thresholds at 1 GiB the pages stay mapped: ~0.5 thousand faults, ~2 ms.
-    Results are unchanged (only where memory comes from). Afterwards the thresholds are
+    above twice that) they came back as 17–23 thousand page faults a step: on one thread
+    (alternating the two settings step by step in one process) 75 ms of kernel time, user + kernel
+    602 ms a step against 551 ms with both thresholds at 1 GiB (9 ms kernel); the demo's c3
+    training job 3.56 M faults and 11.7 s of kernel time against 0.24 M and 2.3 s, peak RSS 739 →
+    778 MB. Results are unchanged (only where memory comes from). Afterwards the thresholds are
     set to glibc's dynamic ceiling (32 MiB mmap, 64 MiB trim; glibc cannot return to its dynamic
     rule) and what the training kept is given back (``malloc_trim``). Nothing happens where the C
     library has no ``mallopt`` (macOS, Windows)."""
