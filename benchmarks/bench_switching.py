@@ -150,8 +150,7 @@ def beps(folder: Path, window: int) -> None:
         print(f"  {d}: the loop fit against its own {window}-px window median: r = "
               f"{np.corrcoef(fit[key][both], own[both])[0, 1]:.2f} (what a window descriptor can reach at best)")
         for name, ref, ok_ref in (("loop fit", fit[key], good_fit),
-                                  (f"loop fit, median over the {window}-px window", window_median(fit[key], good_fit,
-                                                                                            movie, window), good_fit),
+                                  (f"loop fit, median over the {window}-px window", own, good_fit),
                                   ("step fit of the raw signal", rawmap[d].bias, rawmap[d].status == SWITCHED)):
             both = ok_lat & ok_ref & np.isfinite(ref)
             diff = np.abs(lat[both] - ref[both])

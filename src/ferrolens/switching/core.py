@@ -52,7 +52,7 @@ class State:
     p_value: np.ndarray
     bistable: np.ndarray
     rho: np.ndarray  # (D,) lag-1 correlation of each feature's frame noise (pooled over pixels)
-    separation: np.ndarray | None = None  # (P,) level separation in units of the features' spread (:func:`separation`)
+    separation: np.ndarray  # (P,) level separation in units of the features' spread (:func:`separation`)
 
 
 def level_frames(values: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
