@@ -214,7 +214,8 @@ def test_verdict_words():
 def test_loop_table_adjusts_only_the_pooled_rows_and_calls_a_loop_only_clear_of_zero():
     def row(cycle, p, lo):
         r = {c: 0.0 for c in ("window", "variable", "component", "stimulus", "stimulus_units", "range_low",
-                              "range_high", "virgin_frames", "n_cycles", "noise_rho", "reference_rho", "time_block",
+                              "range_high", "virgin_frames", "n_cycles", "drift_degree", "noise_rho", "reference_rho",
+                              "time_block",
                               "n_resamples", "loop_area_raw", "detectable_area",
                               "ci_level", "note")}
         r.update({"cycle": cycle, "alpha": 0.05, "p_value": p, "p_floor": 1e-4, "note": ""})

@@ -339,7 +339,7 @@ class DynamicsConfig(TypedDict):
     time_block: int | Literal['auto']
     """Frames per time block when the loop metrics' intervals resample the model's residuals along time (within each branch). auto: the Politis–White (2004; Patton et al. 2009) block length of the residuals' autocorrelation, per curve, reported in the hysteresis table and Fig. 5."""
     drift_degree: int
-    """Degree of the smooth drift in time (a polynomial) that the test against no loop allows under "no loop", and that is removed from the loop area. Within one cycle time and sweep direction are confounded: a drift up to degree 2 is told apart from a loop that closes at both ends of a complete cycle; higher degrees, or a loop left open (a cycle from 0 V ends mid-branch), cost power. 0: no drift (the area of the raw curve)."""
+    """Degree of the smooth drift in time (a polynomial) that the test against no loop allows under "no loop", and that is removed from the loop area. Within one cycle time and sweep direction are confounded: a drift up to degree 2 is told apart from a loop that closes at both ends of a complete cycle; higher degrees, or a loop left open (a cycle from 0 V ends mid-branch), cost power. 0: no drift (the area of the raw curve). A loop is called only where it stands under every degree from 1 to this one (the largest p-value): a smooth course in time that one polynomial misfits leaves a remainder a loop term can pick up, and a lower degree then disagrees."""
     nmf_resample: Literal['refit', 'project']
     """Per spatial resample, refit the NMF (from the point estimate, components matched to it) or only re-project the resampled KDEs onto the fitted components (faster; leaves out the components' own uncertainty)."""
     permutations: int

@@ -24,7 +24,8 @@ TABLE_COLUMNS = {
     "loop_area_raw": "the same area without removing the drift",
     "p_value": "test against no hysteresis: the area over its standard error (AR(1) GLS of the whole curve: one "
                "function of the stimulus for both branches, drift, loop) against simulated no-loop curves with "
-               "noise correlated as much as the data allow (upper 90 % REML bound of the lag-1 correlation)",
+               "noise correlated as much as the data allow (upper 90 % REML bound of the lag-1 correlation); "
+               "the largest over the drift degrees 1 … drift_degree (a loop must stand under each)",
     "p_adjusted": "p_value Holm-adjusted over the loops tested in this table (the pooled rows, cycle 'all', "
                   "one per NMF and component); empty for per-cycle rows, which describe",
     "significant": "p_adjusted < alpha and the loop-area interval excludes 0 (it also carries the resampled "
@@ -42,6 +43,8 @@ TABLE_COLUMNS = {
     "range_high": "high end of the common stimulus range of the branches",
     "virgin_frames": "frames of the virgin curve (first quarter-cycle from the initial state), left out",
     "n_cycles": "cycles (both branches) in this row's loop: for the pooled row, those pooled",
+    "drift_degree": "degree of the drift in time the test allows under no loop (dynamics.drift_degree; the p-value "
+                    "is the largest over degrees 1 … this one; 0: no drift)",
     "noise_rho": "lag-1 correlation of the curve's noise in time (REML, AR(1), no-loop model)",
     "reference_rho": "lag-1 correlation of the simulated no-loop curves the test compares with (≥ noise_rho)",
     "time_block": "frames per time block of the resampled intervals (Politis–White from the model's residuals when "
@@ -109,6 +112,7 @@ def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | 
                 row.update({"range_low": float(op.grid[0]), "range_high": float(op.grid[-1]),
                             "virgin_frames": (f"{sweep.virgin.start}–{sweep.virgin.stop}" if sweep.virgin else ""),
                             "n_cycles": sum(len({s.direction for s in sweep.cycles[k]}) == 2 for k in op.cycles),
+                            "drift_degree": cfg["drift_degree"],
                             "n_resamples": n_boot, "ci_level": cfg["ci_level"], "alpha": cfg["alpha"],
                             "note": loop_note(sweep, op, complete if cycle == "all" else None)})
                 rows.append(row)
@@ -126,7 +130,8 @@ def column_order() -> list[str]:
         if m == "loop_area":
             metric_cols += ["loop_area_raw", "p_value", "p_adjusted", "significant", "p_floor", "detectable_area"]
     return (["window", "variable", "component", "cycle", "stimulus", "stimulus_units"] + metric_cols +
-            ["range_low", "range_high", "virgin_frames", "n_cycles", "noise_rho", "reference_rho", "time_block",
+            ["range_low", "range_high", "virgin_frames", "n_cycles", "drift_degree", "noise_rho", "reference_rho",
+             "time_block",
              "n_resamples",
              "ci_level", "alpha", "verdict", "note"])
 

@@ -286,6 +286,14 @@ def _weights_panel(fig, cell, dyn, v: str, stim, pooled: pd.DataFrame, loop: boo
     ax.legend(frameon=False)
 
 
+def _drift_words(pooled: pd.DataFrame) -> str:
+    """How the table's test treated drift in time (its ``drift_degree`` column; tables of older runs lack it)."""
+    if "drift_degree" not in pooled.columns or not pooled.drift_degree.notna().any():
+        return "drift"
+    deg = int(pooled.drift_degree.iloc[0])
+    return "no drift" if deg == 0 else ("a linear drift" if deg == 1 else f"drifts of degree 1 … {deg}")
+
+
 def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None:
     """The pooled hysteresis table with its notes, or the sentence saying why there is none."""
     ax.set_axis_off()
@@ -315,7 +323,7 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
     r0 = pooled.iloc[0]
     head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
             f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
-            f"p: whole-curve model with drift and AR(1) noise"
+            f"p: whole-curve model with {_drift_words(pooled)} and AR(1) noise"
             + (f"; time blocks of {pooled.time_block.max():.0f} frames)" if pooled.time_block.notna().any() else ")"))
     ax.set_title(head)
     notes = sorted({n for n in pooled.note.dropna() if n})
