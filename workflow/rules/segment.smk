@@ -20,7 +20,7 @@ rule segment_train:
         log_of(SEGMENT_MODEL),
     benchmark:
         benchmark_of(SEGMENT_MODEL)
-    threads: 2
+    threads: unet_threads
     conda:
         CONDA_ENV
     resources:
