@@ -28,8 +28,8 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 # Snakemake leaves a .snakemake_timestamp file in directory outputs; zarr warns
 # about it on every read of a store, though it is harmless.
