@@ -107,3 +107,50 @@ def test_the_typed_sections_are_generated_from_the_current_schema_and_cover_ever
         cls = getattr(sections, cfgmod._camel(name) + "Config")
         keys_match(cls, cfgmod.section(name), name)
     assert typing.get_type_hints(sections.DynamicsConfig)["angle_period"] == float | None
+
+
+def test_section_is_typed_for_every_section_and_a_dataset_entry_is_typed_and_filled_once():
+    """section(name) is declared to return each section's TypedDict (one overload per SECTIONS name);
+    a datasets: entry checked alone (dataset_section) is the DatasetConfig the whole config holds:
+    every key, nested ones too, defaults filled, frozen; its errors name the caller's entry."""
+    import typing
+
+    import pytest
+
+    from ferrolens import sections
+    from ferrolens.errors import InputError
+
+    returns = {typing.get_args(typing.get_type_hints(f, globalns=vars(sections) | vars(cfgmod))["name"])[0]:
+               f.__annotations__["return"] for f in typing.get_overloads(cfgmod.section)}
+    assert returns == {name: cfgmod._camel(name) + "Config" for name in cfgmod.SECTIONS}
+
+    def keys_match(cls, value, where):
+        hints = typing.get_type_hints(cls)
+        assert set(hints) == set(value), where
+        for key, hint in hints.items():
+            if typing.get_origin(hint) is dict:  # datasets: {name: DatasetConfig}
+                for name, item in value[key].items():
+                    if typing.is_typeddict(typing.get_args(hint)[1]):
+                        keys_match(typing.get_args(hint)[1], item, f"{where}.{key}.{name}")
+                continue
+            inner = [h for h in typing.get_args(hint) if typing.is_typeddict(h)] or [hint]
+            if typing.is_typeddict(inner[0]) and value[key] is not None:
+                keys_match(inner[0], value[key], f"{where}.{key}")
+
+    given = {"path": "m.tif", "bias": {"source": "waveform", "amplitude": 2.0}, "synthetic": {"size": 32}}
+    entry = cfgmod.dataset_section(given, "datasets.d")
+    keys_match(sections.DatasetConfig, entry, "datasets.d")
+    whole = cfgmod.validate({"datasets": {"d": dict(given)}})
+    keys_match(sections.Config, whole, "config")
+    assert entry == whole["datasets"]["d"]
+    assert entry["frames"] == {"start": 0, "stop": None, "step": 1} and entry["bias"]["cycles"] == 1.0
+    assert entry["nonfinite"] == "error" and entry["labels"]["format"] == "index" and entry["bin"] == 1
+    assert cfgmod.dataset_section(entry, "datasets.d") is entry  # checked once
+    with pytest.raises(TypeError, match="read-only"):
+        entry["bias"]["source"] = "none"
+    with pytest.raises(InputError, match=r"^config: key datasets\.movie\.crop: \[1, 2\] is not valid"):
+        cfgmod.dataset_section({"crop": [1, 2]}, "datasets.movie")
+    with pytest.raises(InputError, match=r"^config datasets\.movie\.bias\.csv: value None"):
+        cfgmod.dataset_section({"bias": {"source": "csv"}}, "datasets.movie")
+    with pytest.raises(InputError, match=r"key dataset\.labels: Additional properties"):
+        cfgmod.dataset_section({"labels": {"unlabelled": -2}})

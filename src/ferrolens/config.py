@@ -9,12 +9,32 @@ import functools
 import hashlib
 import json
 import math
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
 
 import yaml
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # generated from the schema (sections.py); typing only, so the generator runs without it
+    from .sections import (
+        Config,
+        DatasetConfig,
+        DynamicsConfig,
+        FiguresConfig,
+        LatentSpaceConfig,
+        RvaeConfig,
+        SegmentConfig,
+        SwitchingConfig,
+    )
+
+S = TypeVar("S")
+#: What an entry function (paths in, a store out: called by a rule's script with the settings its
+#: outputs depend on, and from notebooks) takes for a section: the checked section ``S``, or a partial
+#: mapping of it that :func:`section` checks and fills on entry. Everything below takes ``S`` itself.
+Partial: TypeAlias = S | Mapping[str, Any] | None
 
 # shipped inside the package (wheel installs too); workflow/schemas is a link to it for Snakemake
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
@@ -63,7 +83,7 @@ def _build_validator(schema_path: Path, stamp: tuple):
 
     cls = jsonschema.validators.extend(base, {"properties": set_defaults})
     schema = yaml.safe_load(schema_path.read_text())
-    return cls(schema, registry=Registry(retrieve=retrieve))
+    return cls(schema, registry=Registry(retrieve=retrieve))  # type: ignore[call-arg]  # an attrs class
 
 
 def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", whole: bool = True) -> dict:
@@ -99,14 +119,14 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", w
     return config
 
 
-def load_config(path: str | Path, schema: str | Path = SCHEMA) -> dict:
+def load_config(path: str | Path, schema: str | Path = SCHEMA) -> Config:
     """Read a YAML config file and validate it (defaults filled)."""
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(path, f"cannot be read as YAML ({exc})", "a YAML config file") from exc
-    return validate(config, schema, where=str(path))
+    return cast("Config", validate(config, schema, where=str(path)))
 
 
 def stage_seed(seed: int, *names: Any) -> int:
@@ -115,15 +135,37 @@ def stage_seed(seed: int, *names: Any) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> Frozen:
-    """One stage's config section (``segment``, ``rvae`` …), validated with defaults filled and
-    frozen: the code trusts it and cannot change it by mistake.
+@overload
+def section(name: Literal["segment"], cfg: Mapping[str, Any] | None = None,
+            schema: str | Path = SCHEMA) -> SegmentConfig: ...
+@overload
+def section(name: Literal["rvae"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA) -> RvaeConfig: ...
+@overload
+def section(name: Literal["dynamics"], cfg: Mapping[str, Any] | None = None,
+            schema: str | Path = SCHEMA) -> DynamicsConfig: ...
+@overload
+def section(name: Literal["latent_space"], cfg: Mapping[str, Any] | None = None,
+            schema: str | Path = SCHEMA) -> LatentSpaceConfig: ...
+@overload
+def section(name: Literal["switching"], cfg: Mapping[str, Any] | None = None,
+            schema: str | Path = SCHEMA) -> SwitchingConfig: ...
+@overload
+def section(name: Literal["figures"], cfg: Mapping[str, Any] | None = None,
+            schema: str | Path = SCHEMA) -> FiguresConfig: ...
+def section(name: str, cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA) -> Any:
+    """One stage's config section (``segment``, ``rvae`` …: :data:`SECTIONS`), validated with defaults
+    filled and frozen: the code trusts it and cannot change it by mistake. Its type is the section's
+    ``TypedDict`` of :mod:`ferrolens.sections` (``section("dynamics", cfg)`` is a ``DynamicsConfig``).
 
     ``section("rvae", {"latent_dim": 3})`` gives the complete section exactly as the
     workflow passes it (the workflow's config is validated once, in the Snakefile;
     a stage given the section checks it again here, which costs ~1 ms once seen: a
     section already checked is not validated again, a bad one raises every time).
     """
+    return _checked(name, cfg, schema)
+
+
+def _checked(name: str, cfg: Mapping[str, Any] | None, schema: str | Path) -> Frozen:
     if isinstance(cfg, Frozen) and cfg.checked_as == name:
         return cfg
     try:
@@ -135,7 +177,32 @@ def section(name: str, cfg: dict | None = None, schema: str | Path = SCHEMA) -> 
     return _section_cached(name, key, *_schema_state(schema))
 
 
-def _section(name: str, cfg: dict | None, schema: str | Path) -> Frozen:
+_ENTRY = "datasets._"  # the name a lone dataset entry is checked under (messages then name the caller's)
+
+
+def dataset_section(cfg: Mapping[str, Any] | None, where: str = "dataset", schema: str | Path = SCHEMA
+                    ) -> DatasetConfig:
+    """One entry of ``datasets:`` checked as :func:`validate` checks it in a whole config (the schema,
+    then :func:`check_dataset`), every default filled, frozen: a ``DatasetConfig``. ``where`` names it
+    in messages (``datasets.<name>``). A checked entry is returned as it is.
+
+    The workflow's entries come filled from the Snakefile's validation (a rule's params drop what its
+    outputs do not depend on, e.g. ``labels``: filled here again, unread); a notebook's dict is filled here.
+    """
+    try:
+        return cast("DatasetConfig", _checked(_ENTRY, cfg, schema))
+    except InputError as exc:  # name the caller's entry, as a whole config names its own
+        def named(text: str | None) -> str | None:
+            return text.replace(_ENTRY, where) if text else text
+
+        raise InputError(named(exc.where), named(exc.problem) or "", named(exc.expected)) from None
+
+
+def _section(name: str, cfg: Mapping[str, Any] | None, schema: str | Path) -> Frozen:
+    if name.startswith("datasets."):  # one dataset entry (dataset_section)
+        entry = name.removeprefix("datasets.")
+        full = validate({"datasets": {entry: thaw(cfg) if cfg else {}}}, schema, whole=False)
+        return freeze(full["datasets"][entry], checked_as=name)
     full = validate({name: thaw(cfg) if cfg else {}, "datasets": {"_": {"path": "_"}}}, schema, whole=False)
     return freeze(full[name], checked_as=name)
 
@@ -311,53 +378,68 @@ def _camel(*parts: str) -> str:
     return "".join(p.replace("_", " ").title().replace(" ", "") for p in parts)
 
 
-def _python_type(schema: dict, name: tuple[str, ...], classes: list[str]) -> str:
+def _python_type(schema: dict, name: tuple[str, ...], classes: list[str], refs: dict[str, str]) -> str:
     """The Python annotation of a schema node; nested objects with properties become TypedDicts
-    (their source appended to ``classes``)."""
+    (their source appended to ``classes``); a ``$ref`` is the class ``refs`` names for it."""
+    if "$ref" in schema:
+        return refs[schema["$ref"]]
     if "oneOf" in schema or "anyOf" in schema:
-        kinds = [_python_type(s, name, classes) for s in schema.get("oneOf", schema.get("anyOf"))]
-        return " | ".join(dict.fromkeys(kinds))
+        kinds = [_python_type(s, name, classes, refs) for s in schema.get("oneOf") or schema["anyOf"]]
+        return " | ".join(sorted(dict.fromkeys(kinds), key=lambda k: k == "None"))  # None last
     if "enum" in schema:
         return "Literal[" + ", ".join(repr(v) for v in schema["enum"]) + "]"
     types = schema.get("type", "object")
     if isinstance(types, list):
-        return " | ".join(_python_type({**schema, "type": t}, name, classes) for t in types)
+        return " | ".join(_python_type({**schema, "type": t}, name, classes, refs) for t in types)
     if types == "object" and schema.get("properties"):
-        return _typed_dict(schema, name, classes)
+        return _typed_dict(schema, name, classes, refs)
     if types == "object":
         extra = schema.get("additionalProperties")
-        return f"dict[str, {_python_type(extra, name, classes)}]" if isinstance(extra, dict) else "dict[str, Any]"
+        return (f"dict[str, {_python_type(extra, name, classes, refs)}]" if isinstance(extra, dict)
+                else "dict[str, Any]")
     if types == "array":
-        return f"list[{_python_type(schema.get('items', {}), name, classes)}]"
+        return f"list[{_python_type(schema.get('items', {}), name, classes, refs)}]"
     return {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "None"}[types]
 
 
-def _typed_dict(schema: dict, name: tuple[str, ...], classes: list[str]) -> str:
+def _typed_dict(schema: dict, name: tuple[str, ...], classes: list[str], refs: dict[str, str] | None = None,
+                doc: str | None = None) -> str:
     cls = _camel(*name) + "Config"
     lines = []
     for key, sub in schema["properties"].items():
-        lines.append(f"    {key}: {_python_type(sub, (*name, key), classes)}")
-        doc = " ".join(str(sub.get("description", "")).split())
-        if doc:
-            lines.append(f'    """{doc.replace(chr(92), chr(92) * 2)}"""')
-    classes.append(f"class {cls}(TypedDict):\n" + f'    """``{".".join(name)}:`` (checked, defaults filled, read-only)."""\n\n'
-                   + "\n".join(lines))
+        lines.append(f"    {key}: {_python_type(sub, (*name, key), classes, refs or {})}")
+        text = " ".join(str(sub.get("description", "")).split()).replace(chr(92), chr(92) * 2)
+        if text:  # wrapped to the line length (docstrings of generated code are read in editors)
+            wrapped = textwrap.wrap(f'"""{text}"""', 116, break_long_words=False, break_on_hyphens=False)
+            lines.extend("    " + line for line in wrapped)
+    path = ".".join(name)
+    if name[:1] == ("dataset",):  # one entry of datasets:
+        path = "datasets.<name>" + path.removeprefix("dataset")
+    doc = doc or f"``{path}:`` (checked, defaults filled, read-only)."
+    classes.append(f"class {cls}(TypedDict):\n" + f'    """{doc}"""\n\n' + "\n".join(lines))
     return cls
 
 
 def typed_sections(schema: str | Path = SCHEMA) -> str:
     """The source of ``ferrolens/sections.py``: one ``TypedDict`` per config section (and nested
-    object) with each key's type and description, from the schema fragments."""
-    folder = Path(schema).resolve().parent / "fragments"
+    object) with each key's type and description, from the schema fragments; one for an entry of
+    ``datasets:`` (``DatasetConfig``) and one for the whole config (``Config``)."""
+    root_path = Path(schema).resolve()
+    folder = root_path.parent / "fragments"
     classes: list[str] = []
+    refs = {}
     for name in SECTIONS:
-        _typed_dict(yaml.safe_load((folder / f"{name}.yaml").read_text()), (name,), classes)
+        refs[f"fragments/{name}.yaml"] = _typed_dict(yaml.safe_load((folder / f"{name}.yaml").read_text()), (name,),
+                                                     classes)
+    root = yaml.safe_load(root_path.read_text())
+    refs["#/$defs/dataset"] = _typed_dict(root["$defs"]["dataset"], ("dataset",), classes)
+    _typed_dict(root, (), classes, refs, doc="The whole config (:func:`load_config`: checked, defaults filled).")
     head = ('"""Types of the checked config sections, generated from the schema fragments by\n'
             "``python -m ferrolens.config > src/ferrolens/sections.py``; ``tests/test_config.py`` checks it\n"
             'is current. :func:`ferrolens.config.section` hands these out, frozen."""\n\n'
             "from __future__ import annotations\n\nfrom typing import "
-            + ("Any, " if any("Any]" in c for c in classes) else "") + "Literal, TypedDict\n\n__all__ = "
-            + repr([c.split("(")[0].removeprefix("class ") for c in classes]).replace("'", '"') + "\n")
+            + ("Any, " if any("Any]" in c for c in classes) else "") + "Literal, TypedDict\n\n__all__ = [\n"
+            + "".join(f'    "{c.split("(")[0].removeprefix("class ")}",\n' for c in sorted(classes)) + "]\n")
     return head + "\n\n" + "\n\n\n".join(classes) + "\n"
 
 
