@@ -289,3 +289,46 @@ def test_the_writers_stores_pass_their_declarations(tmp_path, demo_small):
         ds = store.open_store(path, kind)
         assert store.STORE_KINDS[kind].problems(ds, writing=True) == [], kind  # as strict as a write
         assert set(store.STORE_KINDS[kind].variables) <= set(ds.data_vars)
+
+
+# --- checked lazy reads (issue 27): laziness and the memory bound, through xarray's public backend API ------------
+def test_checked_reads_are_lazy_and_compose(tmp_path):
+    """Opening reads no chunk, ``isel`` reads none, and chained selections are read once, composed: with every
+    chunk but frame 0's damaged, frame 0 still reads (an eager ``isel(frame=slice(0, 3))`` would decode the
+    damaged frames 1 and 2 and raise)."""
+    out = _write(tmp_path / "s.zarr", n=4)
+    for f in (1, 2, 3):
+        (out / "image" / "c" / str(f) / "0" / "0").write_bytes(b"not zstd")
+    ds = store.open_store(out, "movie", ["image"])  # opens: metadata only
+    first = ds.image.isel(frame=slice(0, 3))  # no read yet
+    np.testing.assert_array_equal(first.isel(frame=0).values, np.arange(16).reshape(4, 4))
+    np.testing.assert_array_equal(first.isel(frame=0, y=slice(1, 3)).values, np.arange(4, 12).reshape(2, 4))
+    with pytest.raises(InputError, match=r"chunk \(1, 0, 0\)"):
+        first.values
+
+
+def test_checked_reads_hold_one_selection_in_memory(tmp_path):
+    """Reading one frame of a 4 MiB store allocates a few times that frame (64 KiB; ~0.2 MiB measured), not
+    the store; reading everything allocates everything (so the measurement sees the reads)."""
+    import tracemalloc
+
+    n, side = 64, 128
+    ds = xr.Dataset({"image": (("frame", "y", "x"), np.random.default_rng(0).random((n, side, side), np.float32))},
+                    coords=store.frame_coords(n), attrs=store.provenance("movie"))
+    out = store.write_store(ds, tmp_path / "big.zarr", encoding={"image": {"chunks": (1, side, side)}})
+    full = n * side * side * 4
+    opened = store.open_store(out, "movie")
+    opened.image.isel(frame=0).values  # warm up zarr's codecs and caches
+    tracemalloc.start()
+    try:
+        one = opened.image.isel(frame=5).values
+        _, one_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        everything = opened.image.values
+        _, all_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(one, ds.image.values[5])
+    np.testing.assert_array_equal(everything, ds.image.values)
+    assert all_peak >= full, (all_peak, full)
+    assert one_peak < full / 8, (one_peak, full)
