@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..stimulus import stimulus
-
 from ..store import write_file_atomic
 
 RC = {
@@ -79,3 +79,27 @@ def grid(n: int, ncols: int, size: float = 2.4):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat[:n]
+
+
+def quality_warning(fig, attrs: dict) -> None:
+    """``attrs['quality_warning']`` (a model's failed checks, ``' | '``-separated), in red under the panels.
+
+    Call after ``tight_layout``: the figure grows by the lines' height and every axes and text
+    keeps its size and place above them (squeezing the panels instead made rows overlap).
+    """
+    text = str(attrs.get("quality_warning") or "")
+    if not text:
+        return
+    per_line = max(40, int(fig.get_size_inches()[0] * 72 / (8 * 0.6)))  # 8-pt characters across the figure
+    lines = [line for t in text.split(" | ")  # a long warning wraps instead of running off the right edge
+             for line in textwrap.wrap("WARNING: " + t, per_line, subsequent_indent="    ")]
+    extra = 0.17 * len(lines) + 0.15  # inches: one 8-pt line each, and a margin
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w, h + extra)
+    scale, lift = h / (h + extra), extra / (h + extra)
+    for ax in fig.axes:
+        x0, y0, aw, ah = ax.get_position().bounds
+        ax.set_position([x0, y0 * scale + lift, aw, ah * scale])
+    for t in fig.texts:  # the suptitle is one of them
+        t.set_y(t.get_position()[1] * scale + lift)
+    fig.text(0.01, 0.06 / (h + extra), "\n".join(lines), color="C3", fontsize=8, ha="left", va="bottom")

@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 from .. import store
 from ..rvae.confidence import determined_in, rule_text
 from ..stimulus import Stimulus, stimulus
-from .common import default_frame, frame_title, grid, robust_limits, save, style
+from .common import default_frame, frame_title, grid, quality_warning, robust_limits, save, style
 
 
 def _mosaic(decoded: np.ndarray) -> np.ndarray:
@@ -66,30 +66,6 @@ def _verdict(attrs: dict, quality: str | list[str] | None) -> dict:
     return out
 
 
-def _quality_warning(fig, attrs: dict) -> None:
-    """The store's quality warning, in red under the panels, when the model did not pass its checks.
-
-    Call after ``tight_layout``: the figure grows by the lines' height and every axes and text
-    keeps its size and place above them (squeezing the panels instead made rows overlap).
-    """
-    text = str(attrs.get("quality_warning") or "")
-    if not text:
-        return
-    per_line = max(40, int(fig.get_size_inches()[0] * 72 / (8 * 0.6)))  # 8-pt characters across the figure
-    lines = [line for t in text.split(" | ")  # a long warning wraps instead of running off the right edge
-             for line in textwrap.wrap("WARNING: " + t, per_line, subsequent_indent="    ")]
-    extra = 0.17 * len(lines) + 0.15  # inches: one 8-pt line each, and a margin
-    w, h = fig.get_size_inches()
-    fig.set_size_inches(w, h + extra)
-    scale, lift = h / (h + extra), extra / (h + extra)
-    for ax in fig.axes:
-        x0, y0, aw, ah = ax.get_position().bounds
-        ax.set_position([x0, y0 * scale + lift, aw, ah * scale])
-    for t in fig.texts:  # the suptitle is one of them
-        t.set_y(t.get_position()[1] * scale + lift)
-    fig.text(0.01, 0.06 / (h + extra), "\n".join(lines), color="C3", fontsize=8, ha="left", va="bottom")
-
-
 def latent_codes(latents: str, latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
     """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram (stamped with
     the model's ``quality.json`` verdict when given)."""
@@ -125,7 +101,7 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict, quality: 
         ax.set_title("angle distribution")
         fig.suptitle(f"rVAE latent space, window n = {window}" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, verdict)
+        quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
@@ -182,7 +158,7 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
         fig.tight_layout()
         failed = (_verdict({}, quality)["quality_warning"] if quality else
                   " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning")))
-        _quality_warning(fig, {"quality_warning": failed})
+        quality_warning(fig, {"quality_warning": failed})
     return save(fig, out, cfg)
 
 
@@ -369,7 +345,7 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict, quality: str 
         verdict = _verdict(dyn.attrs, quality)
         fig.suptitle(f"latent dynamics {against}, window n = {window}" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, verdict)
+        quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
@@ -425,7 +401,7 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict, quality: str | Non
         verdict = _verdict(ls.attrs, quality)
         fig.suptitle(f"latent space of the window n = {ls.attrs.get('window', '?')} model" + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, verdict)
+        quality_warning(fig, verdict)
     return save(fig, out, cfg)
 
 
@@ -472,5 +448,5 @@ def nmf_maps(latent_space: str, out: str, cfg: dict, quality: str | None = None)
         fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}"
                      + _quality_line(verdict))
         fig.tight_layout()
-        _quality_warning(fig, verdict)
+        quality_warning(fig, verdict)
     return save(fig, out, cfg)

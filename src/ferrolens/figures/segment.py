@@ -11,8 +11,7 @@ import matplotlib.ticker
 import pandas as pd
 
 from ..errors import InputError
-from .common import save, style
-from .latent import _quality_warning
+from .common import quality_warning, save, style
 
 
 def _read(metrics: str, quality: str) -> tuple[pd.DataFrame, dict, list[str]]:
@@ -34,7 +33,7 @@ def segment_training_figure(metrics: list[str], quality: list[str], min_iou: flo
             (_read(m, q) for m, q in zip(metrics, quality, strict=True))]
     with style():
         fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)
-        for (df, q, names), (a, b) in zip(runs, axes):
+        for (df, q, names), (a, b) in zip(runs, axes, strict=True):
             k, ep = len(names), df["epoch"] + 1
             a.plot(ep, df["train_loss"], "o-", label="train (augmented patches)")
             a.plot(ep, df["val_loss"], "s-", label="held-out")
@@ -59,7 +58,7 @@ def segment_training_figure(metrics: list[str], quality: list[str], min_iou: flo
         fig.suptitle("\n".join(textwrap.fill(h, 130) for h in held_out), fontsize="small")
         fig.tight_layout()
         warnings = [f"{len(names)}-class U-Net: {q['quality_warning']}" for _, q, names in runs if q["quality_warning"]]
-        _quality_warning(fig, {"quality_warning": " | ".join(warnings)})
+        quality_warning(fig, {"quality_warning": " | ".join(warnings)})
     return fig
 
 
