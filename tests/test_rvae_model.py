@@ -204,7 +204,7 @@ def test_image_decoder_reads_its_canonical_image_at_the_turned_pixel_centres(n):
 def test_equivariant_model_takes_the_image_decoder_and_refuses_an_unknown_one():
     from ferrolens.rvae.modules import ImageDecoder
 
-    model = RVAE(12, architecture="equivariant", decoder="image", units=64, filters=8)
+    model = RVAE(12, architecture="equivariant", decoder="image", decoder_units=64, filters=8)
     assert isinstance(model.decoder, ImageDecoder)
     assert model.decode(np.zeros((4, 2), np.float32), grid=20).shape == (4, 20, 20)
     with pytest.raises(InputError, match="decoder"):

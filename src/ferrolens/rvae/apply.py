@@ -99,7 +99,7 @@ def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Datase
             SAMPLE: wds[SAMPLE].values,
             **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
             LATENT: (LATENT, np.array(model.labels, dtype=object), latent_attrs),
-            "latent_units": (LATENT, np.array(latent_units(int(model.hparams.latent_dim)), dtype=object)),
+            "latent_units": (LATENT, np.array(latent_units(model.cfg["latent_dim"]), dtype=object)),
             Y: np.arange(height),
             X: np.arange(width),
             "window": model.window,
@@ -153,7 +153,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
         windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
         hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
         quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
-        quality_angle_follow=float(quality.get("angle_follow", np.nan)), angle_period=2 * math.pi / int(model.hparams.get("symmetry", 2)),
+        quality_angle_follow=float(quality.get("angle_follow", np.nan)), angle_period=2 * math.pi / model.cfg["angle_symmetry"],
     )
     head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
     map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},

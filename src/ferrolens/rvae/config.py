@@ -1,5 +1,5 @@
 """The ``rvae:`` config section: its defaults, the checked section of a (partial) dict, and what
-the code reads from it (the model's typed hyper-parameters, epochs per window size).
+the code reads from it (which keys are the model's hyper-parameters, epochs per window size).
 
 All from ``workflow/schemas/fragments/rvae.yaml`` and the cross-field rules in :mod:`ferrolens.config`.
 """
@@ -15,7 +15,7 @@ from ..errors import InputError
 from ..sections import RvaeConfig
 
 #: Defaults of the ``rvae:`` config section, read from its schema fragment (the one source of them).
-DEFAULTS: dict[str, Any] = config_section("rvae")
+DEFAULTS: RvaeConfig = cast(RvaeConfig, config_section("rvae"))
 
 
 def resolve_config(cfg: dict | None) -> RvaeConfig:
@@ -23,39 +23,20 @@ def resolve_config(cfg: dict | None) -> RvaeConfig:
     return cast(RvaeConfig, config_section("rvae", cfg))
 
 
-def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
-    """Typed hyper-parameters of :class:`RVAE` from a filled config section.
+#: Keys of the ``rvae:`` section that are the model's hyper-parameters (:class:`~ferrolens.rvae.model.RVAE`
+#: takes them by these names, with the window size; the rest of the section is sampling, training and encoding).
+MODEL_KEYS = (
+    "architecture", "filters", "rotations", "rotation_filters", "angle_symmetry", "decoder", "decoder_units",
+    "fourier_features", "fourier_scale", "decoder_pixels", "lr_schedule", "warmup", "kl_warmup", "latent_dim",
+    "rotation_prior_sd", "angle_mean_penalty", "translation", "translation_prior_sd", "reconstruction", "noise_sd",
+    "lr",
+)
 
-    ``architecture: paper`` is the paper's model exactly (128-filter encoder,
-    plain-coordinate decoder of 128 units); the equivariant model takes ``filters``,
-    ``rotations``, ``angle_symmetry``, ``decoder``, ``decoder_units`` and the Fourier
-    features from the config.
-    """
-    paper = cfg["architecture"] == "paper"
-    return {
-        "window": int(window),
-        "architecture": str(cfg["architecture"]),
-        "filters": 128 if paper else int(cfg["filters"]),
-        "rotations": int(cfg["rotations"]),
-        "rotation_filters": int(cfg["rotation_filters"]),
-        "symmetry": int(cfg["angle_symmetry"]),
-        "fourier": 0 if paper else int(cfg["fourier_features"]),
-        "decoder": "spatial" if paper else str(cfg["decoder"]),
-        "units": 128 if paper else int(cfg["decoder_units"]),
-        "fourier_scale": float(cfg["fourier_scale"]),
-        "lr_schedule": str(cfg["lr_schedule"]),
-        "warmup": float(cfg["warmup"]),
-        "kl_warmup": float(cfg["kl_warmup"]),
-        "pixel_fraction": min(1.0, int(cfg["decoder_pixels"]) / window**2) if int(cfg["decoder_pixels"]) > 0 else 1.0,
-        "latent_dim": int(cfg["latent_dim"]),
-        "rotation_prior_sd": float(cfg["rotation_prior_sd"]),
-        "angle_mean_penalty": bool(cfg["angle_mean_penalty"]),
-        "translation": bool(cfg["translation"]),
-        "translation_prior_sd": float(cfg["translation_prior_sd"]),
-        "reconstruction": str(cfg["reconstruction"]),
-        "noise_sd": float(cfg["noise_sd"]),
-        "lr": float(cfg["lr"]),
-    }
+
+def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
+    """The model's hyper-parameters in a (checked) section: ``window`` and the section's
+    :data:`MODEL_KEYS`, by the schema's names (``RVAE(**model_hparams(cfg, n))``)."""
+    return {"window": int(window), **{key: cfg[key] for key in MODEL_KEYS}}
 
 
 def epochs_for(cfg: dict, window: int) -> int:

@@ -10,7 +10,7 @@ the edge pixel, ``numpy.pad(mode="reflect")``): ``n//2`` pixels before and
 Because the encoder's convolutions use valid padding, the conv features of
 every window are a crop of the conv features of the whole padded frame, and
 the head applied to a window's ``(channels, n-4, n-4)`` features is one
-convolution with an ``(n-4) × (n-4)`` kernel (``encoder.dense``); what
+convolution with an ``(n-4) × (n-4)`` kernel (``encoder.dense_fn``); what
 follows the head is per-pixel arithmetic (``encoder.finish``: for the
 paper's encoder a split into mean and log-sd, for the equivariant encoder the
 softmax over its rotated copies and the circular mean of their angles). So
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .modules import Encoder, RotationEncoder
+from .registry import WindowEncoder
 
 
 def padding(n: int) -> tuple[int, int]:
@@ -85,7 +85,7 @@ def _exact_fp32(device: torch.device):
 
 @torch.no_grad()
 def iter_latent_maps(
-    encoder: Encoder | RotationEncoder,
+    encoder: WindowEncoder,
     frames: Any,
     *,
     logsd: bool = False,
@@ -97,7 +97,9 @@ def iter_latent_maps(
 
     Parameters
     ----------
-    encoder : a (trained or random) :class:`Encoder` or :class:`RotationEncoder` of window size ``n``.
+    encoder : a (trained or random) encoder of window size ``n``: any
+        :class:`~ferrolens.rvae.registry.WindowEncoder` (``window``, ``n_latent``, ``feature_channels``,
+        ``dense_fn``, ``finish``, and the ``nn.Module``'s ``parameters``, ``training``, ``eval``, ``train``).
     frames : ``(F, H, W)`` array-like (numpy, torch, or a lazily loaded
         xarray DataArray): only ``frames[a:b]`` is read at a time.
     logsd : also yield the log-sd maps.
@@ -136,25 +138,28 @@ def iter_latent_maps(
                     raw = dense(x[:, :, r0 : r1 + n - 1].to(device))
                     m, s = encoder.finish(raw.permute(0, 2, 3, 1), logsd)
                     mean[:, r0:r1] = m.cpu()
-                    if logsd:
+                    if sd is not None and s is not None:
                         sd[:, r0:r1] = s.cpu()
                     del raw
-                yield start, stop, mean.numpy(), (sd.numpy() if logsd else None)
+                yield start, stop, mean.numpy(), (sd.numpy() if sd is not None else None)
                 bar.update(stop - start)
     finally:
         bar.close()
         encoder.train(was_training)
 
 
-def latent_maps(encoder: Encoder | RotationEncoder, frames: Any, *, logsd: bool = False, **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def latent_maps(encoder: WindowEncoder, frames: Any, *, logsd: bool = False,
+                **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """All per-pixel maps in memory: ``(F, H, W, 3 + L)`` mean (and log-sd if asked).
 
     See :func:`iter_latent_maps` for the arguments; use that generator to
     stream long movies to disk instead.
     """
-    means, logsds = [], []
+    means: list[np.ndarray] = []
+    logsds: list[np.ndarray] = []
     for _, _, m, s in iter_latent_maps(encoder, frames, logsd=logsd, **kwargs):
         means.append(m)
-        logsds.append(s)
+        if s is not None:
+            logsds.append(s)
     mean = np.concatenate(means, 0)
     return (mean, np.concatenate(logsds, 0)) if logsd else mean

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -46,17 +46,48 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import config as _config
 from ..errors import InputError
+from ..sections import RvaeConfig
 from ..store import latent_labels
 from . import maps as _maps
+from .config import MODEL_KEYS
 from .geometry import coordinate_grid, rotate_translate
-from .modules import N_POSE, Encoder, ImageDecoder, RotationEncoder, SpatialDecoder
+from .inputs import check_window
+from .modules import N_POSE
+from .registry import build_decoder, build_encoder, with_fixed
 
 MODEL_KIND = "rvae"  # written into every checkpoint; load() checks it
-RECONSTRUCTIONS = ("gaussian", "mse", "bce")
-ARCHITECTURES = ("paper", "equivariant")
-SCHEDULES = ("constant", "cosine")
-DECODERS = ("spatial", "image")
+
+#: Checkpoints saved before the model took the schema's names (before issue 27) hold these
+#: hyper-parameters: the old name → the schema's, and the old class defaults (the paper's model) of
+#: keys added after a checkpoint was written. Read only by :func:`legacy_hparams` when loading.
+_LEGACY_NAMES = {"symmetry": "angle_symmetry", "fourier": "fourier_features", "units": "decoder_units"}
+_LEGACY_DEFAULTS: dict[str, Any] = {
+    "latent_dim": 2, "rotation_prior_sd": 0.1, "angle_mean_penalty": False, "translation": True,
+    "translation_prior_sd": 0.1, "reconstruction": "gaussian", "noise_sd": 0.1, "lr": 1e-4, "filters": 128,
+    "units": 128, "architecture": "paper", "rotations": 8, "symmetry": 2, "rotation_filters": 16, "fourier": 0,
+    "fourier_scale": 1.0, "lr_schedule": "constant", "warmup": 0.0, "pixel_fraction": 1.0, "decoder": "spatial",
+    "kl_warmup": 0.0,
+}
+
+
+def legacy_hparams(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved hyper-parameters by the schema's names (the one load-time shim).
+
+    A checkpoint written since issue 27 is returned as it is. An older one (``symmetry``, ``units``,
+    ``fourier``, ``pixel_fraction``; keys added over time missing) is mapped: missing keys take the old
+    class defaults, names are renamed, and ``pixel_fraction`` becomes ``decoder_pixels`` (the pixel count
+    it was made from, ``round(pixel_fraction · n²)``; 0 = every pixel), so the model is rebuilt exactly.
+    """
+    if "angle_symmetry" in saved:
+        return dict(saved)
+    old = {**_LEGACY_DEFAULTS, **saved}
+    n = int(old["window"])
+    fraction = float(old.pop("pixel_fraction"))
+    hp = {_LEGACY_NAMES.get(k, k): v for k, v in old.items()}
+    hp["decoder_pixels"] = 0 if fraction >= 1.0 else int(round(fraction * n * n))
+    return hp
 
 
 class LossParts(NamedTuple):
@@ -100,137 +131,94 @@ def _as_tensor(x: Any, device: torch.device) -> Tensor:
 
 
 class RVAE(pl.LightningModule):
-    """Rotationally (and translationally) invariant VAE of ``n × n`` windows.
+    """Rotationally (and translationally) invariant VAE of ``n × n`` windows: the training system.
 
-    Parameters (typed primitives, saved with ``save_hyperparameters``)
-    ------------------------------------------------------------------
+    It holds two plain ``nn.Module`` parts built from the registry (:mod:`ferrolens.rvae.registry`) by the
+    ``rvae:`` section's enums: ``encoder`` (a :class:`~ferrolens.rvae.registry.WindowEncoder`, picked by
+    ``architecture``) and ``decoder`` (a :class:`~ferrolens.rvae.registry.CoordinateDecoder`, picked by
+    ``decoder``), and adds the loss, the optimiser and the notebook API (:meth:`encode`, :meth:`decode`,
+    :meth:`latent_maps`).
+
+    Parameters
+    ----------
     window : window size ``n`` in pixels (>= 5).
-    latent_dim : free latents ``L`` (paper: 2); the code is ``(angle, dx, dy, z1 … zL)``.
-    rotation_prior_sd : prior sd of the angle (radians, default 0.1; see module doc).
-    angle_mean_penalty : include ``μ²/(2σ²)`` in the angle KL (default False; module doc).
-    translation : infer the shift ``(dx, dy)``; off: the decoder is never shifted,
-        ``dx = dy = 0`` and their log-sd are NaN in every output.
-    translation_prior_sd : prior sd of dx, dy in grid units (1 = half the window), default 0.1.
-    reconstruction : ``"gaussian"``, ``"mse"`` (Gaussian with σ = 1) or ``"bce"``.
-    noise_sd : σ of the ``gaussian`` reconstruction (data units, default 0.1).
-    lr : Adam learning rate (default 1e-4).
-    filters : channels of the encoder's convolutions (paper: 128; for ``equivariant`` those of its
-        plain encoder of shift, z and the log-sds).
-    units : width of the decoder's dense layers (paper: 128).
-    architecture : ``"paper"`` (the paper's CNN encoder and Bepler's plain spatial decoder;
-        ``fourier`` and ``decoder`` are ignored) or ``"equivariant"`` (:class:`RotationEncoder`
-        and the decoder ``decoder``).
-    decoder : the equivariant model's decoder: ``"spatial"`` (Bepler's, with ``fourier`` Fourier
-        features) or ``"image"`` (:class:`~ferrolens.rvae.modules.ImageDecoder`: a canonical image
-        read at the turned and shifted coordinates).
-    rotations : rotated copies ``K`` of the equivariant encoder's angle network (a multiple of 4).
-    rotation_filters : channels of each rotated copy's convolutions.
-    symmetry : symmetry order ``m`` of the content for the equivariant encoder: its angle is
-        read modulo ``2π / m`` (2: lines, walls).
-    fourier : Fourier frequencies of the equivariant model's decoder (0: plain coordinates).
-    fourier_scale : their standard deviation (cycles per grid unit).
-    lr_schedule : ``"constant"`` (the paper) or ``"cosine"``: linear warm-up over the first
-        ``warmup`` fraction of the steps, then cosine decay to 0 at the last step.
-    warmup : fraction of the training steps of the warm-up (cosine schedule only).
-    pixel_fraction : fraction of each window's pixels the decoder draws in a training step (a
-        random subset per batch; the reconstruction sum is scaled up, an unbiased estimate of
-        the whole window's): the spatial decoder's cost grows with ``n²``. Validation and every
-        output use all pixels.
-    kl_warmup : fraction of the training steps over which the weight β of the KL terms in the
-        training objective rises linearly from 0 to 1 (0: β = 1 throughout). The logged losses
-        are always the plain negative ELBO (β = 1).
+    **hparams : keys of the ``rvae:`` config section that are the model's
+        (:data:`ferrolens.rvae.config.MODEL_KEYS`), by the schema's names; a missing key takes the schema's
+        default, and the values are checked by the schema (``ferrolens.config.section("rvae", hparams)``),
+        the one contract of their meaning, ranges and defaults (``src/ferrolens/schemas/fragments/rvae.yaml``,
+        typed as :class:`ferrolens.sections.RvaeConfig`). What an architecture fixes whatever they say
+        (the paper's 128 filters and units, spatial decoder, no Fourier features) is
+        :data:`ferrolens.rvae.registry.FIXED`, and is what the saved hyper-parameters record.
 
-    The defaults of the class are the paper's model (old checkpoints load as they were
-    saved); the config's defaults (:data:`ferrolens.rvae.DEFAULTS`) are the workflow's.
+    ``hparams`` (saved in every checkpoint) holds ``window`` and every model key; :attr:`cfg` is the
+    checked, typed section they came from.
     """
 
-    def __init__(
-        self,
-        window: int,
-        latent_dim: int = 2,
-        rotation_prior_sd: float = 0.1,
-        angle_mean_penalty: bool = False,
-        translation: bool = True,
-        translation_prior_sd: float = 0.1,
-        reconstruction: str = "gaussian",
-        noise_sd: float = 0.1,
-        lr: float = 1e-4,
-        filters: int = 128,
-        units: int = 128,
-        architecture: str = "paper",
-        rotations: int = 8,
-        symmetry: int = 2,
-        rotation_filters: int = 16,
-        fourier: int = 0,
-        fourier_scale: float = 1.0,
-        lr_schedule: str = "constant",
-        warmup: float = 0.0,
-        pixel_fraction: float = 1.0,
-        decoder: str = "spatial",
-        kl_warmup: float = 0.0,
-    ):
+    grid: Tensor  # the window's pixel coordinates (a buffer)
+
+    def __init__(self, window: int, **hparams: Any) -> None:
         super().__init__()
-        checks = {
-            "window": (window, window >= 5, "an integer >= 5 (two valid 3×3 convolutions)"),
-            "latent_dim": (latent_dim, latent_dim >= 1, "an integer >= 1"),
-            "rotation_prior_sd": (rotation_prior_sd, rotation_prior_sd > 0, "a positive number (radians)"),
-            "translation_prior_sd": (translation_prior_sd, translation_prior_sd > 0, "a positive number (grid units)"),
-            "reconstruction": (reconstruction, reconstruction in RECONSTRUCTIONS, f"one of {RECONSTRUCTIONS}"),
-            "noise_sd": (noise_sd, noise_sd > 0, "a positive number"),
-            "lr": (lr, lr > 0, "a positive number"),
-            "filters": (filters, filters >= 1, "an integer >= 1"),
-            "units": (units, units >= 1, "an integer >= 1"),
-            "architecture": (architecture, architecture in ARCHITECTURES, f"one of {ARCHITECTURES}"),
-            "rotations": (rotations, rotations >= 4 and rotations % 4 == 0, "a multiple of 4"),
-            "rotation_filters": (rotation_filters, rotation_filters >= 1, "an integer >= 1"),
-            "angle_symmetry": (symmetry, symmetry >= 1, "an integer >= 1"),
-            "fourier_features": (fourier, fourier >= 0, "an integer >= 0"),
-            "fourier_scale": (fourier_scale, fourier_scale > 0, "a positive number"),
-            "lr_schedule": (lr_schedule, lr_schedule in SCHEDULES, f"one of {SCHEDULES}"),
-            "warmup": (warmup, 0 <= warmup < 1, "a fraction in [0, 1)"),
-            "pixel_fraction": (pixel_fraction, 0 < pixel_fraction <= 1, "a fraction in (0, 1]"),
-            "decoder": (decoder, decoder in DECODERS, f"one of {DECODERS}"),
-            "kl_warmup": (kl_warmup, 0 <= kl_warmup < 1, "a fraction in [0, 1)"),
-        }
-        for key, (value, ok, expected) in checks.items():
-            if not ok:
-                raise InputError(f"rvae.{key}", f"value {value!r} is not allowed", expected)
-        self.save_hyperparameters()
-        if architecture == "paper":
-            self.encoder = Encoder(window, N_POSE + latent_dim, filters)
-            self.decoder = SpatialDecoder(latent_dim, units)
-        else:
-            self.encoder = RotationEncoder(window, N_POSE + latent_dim, filters, rotations, symmetry, rotation_filters)
-            self.decoder = (ImageDecoder(latent_dim, window, units) if decoder == "image"
-                            else SpatialDecoder(latent_dim, units, fourier, fourier_scale))
-        self.register_buffer("grid", coordinate_grid(window), persistent=False)
+        n = check_window(window, where="rvae window")
+        unknown = sorted(set(hparams) - set(MODEL_KEYS))
+        if unknown:
+            raise InputError("RVAE", f"hyper-parameters {unknown} are not the model's",
+                             f"keys of the rvae section among {list(MODEL_KEYS)}")
+        # the schema's checks and defaults (config.SCHEMA read at call time: a test may extend its enums)
+        checked = _config.section("rvae", hparams, schema=_config.SCHEMA)
+        cfg = cast(RvaeConfig, _config.freeze(with_fixed(checked), "rvae"))
+        #: the checked ``rvae:`` section the model was built from (defaults filled, :data:`FIXED` applied)
+        self.cfg = cfg
+        plain = dict(cfg)
+        self.save_hyperparameters({"window": n, **{key: plain[key] for key in MODEL_KEYS}})
+        # encoder first, then decoder: the order in which their weights draw from the seeded generator
+        self.encoder = build_encoder(n, N_POSE + cfg["latent_dim"], cfg)
+        self.decoder = build_decoder(n, cfg)
+        self.register_buffer("grid", coordinate_grid(n), persistent=False)
         #: held-out checks recorded by :func:`ferrolens.rvae.train` (see :mod:`ferrolens.rvae.quality`)
         self.quality: dict[str, Any] | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, weights_only: bool | None = True, **kwargs: Any) -> Self:
+        """The model of a checkpoint (:meth:`pytorch_lightning.LightningModule.load_from_checkpoint`), also of
+        one saved before the model took the schema's names (:func:`legacy_hparams`)."""
+        ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=weights_only is not False)
+        model = cls(**{**legacy_hparams(ckpt.get("hyper_parameters", {})), **kwargs})
+        model.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
+        model.on_load_checkpoint(ckpt)
+        # where map_location put the weights, as Lightning's own loader does
+        return model.to(next((t.device for t in ckpt["state_dict"].values() if isinstance(t, Tensor)), "cpu"))
+
+    @property
+    def pixel_fraction(self) -> float:
+        """Fraction of each window's pixels the decoder draws in a training step (``decoder_pixels`` of ``n²``)."""
+        pixels = self.cfg["decoder_pixels"]
+        return min(1.0, pixels / self.window**2) if pixels > 0 else 1.0
 
     # --- labels ---------------------------------------------------------------
     @property
     def window(self) -> int:
-        return int(self.hparams.window)
+        return int(self.hparams["window"])
 
     @property
     def labels(self) -> list[str]:
         """Latent labels ``angle, dx, dy, z1 … zL``."""
-        return latent_labels(int(self.hparams.latent_dim))
+        return latent_labels(self.cfg["latent_dim"])
 
     # --- generative pieces ---------------------------------------------------------
     def generate(self, code: Tensor, coords: Tensor | None = None) -> Tensor:
         """Decoder output (values, or logits for ``bce``) ``(N, P)`` for codes ``(N, 3 + L)``."""
         coords = self.grid if coords is None else coords
-        shift = code[:, 1:N_POSE] if self.hparams.translation else None
+        shift = code[:, 1:N_POSE] if self.cfg["translation"] else None
         return self.decoder(rotate_translate(coords, code[:, 0], shift), code[:, N_POSE:])
 
     def loss(self, x: Tensor) -> LossParts:
         """Negative ELBO parts for a batch of windows ``(N, n, n)`` (one posterior sample each)."""
-        hp = self.hparams
+        hp = self.cfg
         mean, logsd = self.encoder(x)
         code = mean + torch.exp(logsd) * torch.randn_like(mean)
         target = x.reshape(x.shape[0], -1)
-        fraction = float(hp.get("pixel_fraction", 1.0))
+        fraction = self.pixel_fraction
         if self.training and fraction < 1.0:
             # an unbiased estimate of the sum over all pixels from a random subset (one per batch)
             p = target.shape[1]
@@ -238,14 +226,14 @@ class RVAE(pl.LightningModule):
             out, target, scale = self.generate(code, self.grid[keep]), target[:, keep], p / keep.numel()
         else:
             out, scale = self.generate(code), 1.0
-        if hp.reconstruction == "bce":
+        if hp["reconstruction"] == "bce":
             rec = F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(1) * scale
         else:
-            sd = hp.noise_sd if hp.reconstruction == "gaussian" else 1.0
+            sd = hp["noise_sd"] if hp["reconstruction"] == "gaussian" else 1.0
             rec = 0.5 * ((out - target) ** 2).sum(1) / sd**2 * scale
-        kl_angle = kl_normal(mean[:, 0], logsd[:, 0], hp.rotation_prior_sd, hp.angle_mean_penalty)
-        if hp.translation:
-            kl_shift = kl_normal(mean[:, 1:N_POSE], logsd[:, 1:N_POSE], hp.translation_prior_sd).sum(1)
+        kl_angle = kl_normal(mean[:, 0], logsd[:, 0], hp["rotation_prior_sd"], hp["angle_mean_penalty"])
+        if hp["translation"]:
+            kl_shift = kl_normal(mean[:, 1:N_POSE], logsd[:, 1:N_POSE], hp["translation_prior_sd"]).sum(1)
         else:
             kl_shift = torch.zeros_like(kl_angle)
         kl_z = kl_normal(mean[:, N_POSE:], logsd[:, N_POSE:]).sum(1)
@@ -253,8 +241,8 @@ class RVAE(pl.LightningModule):
 
     # --- Lightning ---------------------------------------------------------------------
     def kl_weight(self) -> float:
-        """β of the KL terms at the current training step (:attr:`hparams.kl_warmup`; 1 outside training)."""
-        warm = float(self.hparams.get("kl_warmup", 0.0))
+        """β of the KL terms at the current training step (``kl_warmup``; 1 outside training)."""
+        warm = float(self.cfg["kl_warmup"])
         trainer = self._trainer
         if warm <= 0 or trainer is None or not self.training:
             return 1.0
@@ -284,11 +272,11 @@ class RVAE(pl.LightningModule):
         return self._step(batch, "val").total
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        if self.hparams.get("lr_schedule", "constant") == "constant":
+        opt = torch.optim.Adam(self.parameters(), lr=self.cfg["lr"])
+        if self.cfg["lr_schedule"] == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, total=total, warmup=float(self.hparams.warmup)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, total=total, warmup=float(self.cfg["warmup"])))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -302,7 +290,7 @@ class RVAE(pl.LightningModule):
     # --- public API (notebooks) -----------------------------------------------------------
     def _finish(self, mean: np.ndarray, logsd: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Unused shift latents are reported as dx = dy = 0 with NaN log-sd."""
-        if not self.hparams.translation:
+        if not self.cfg["translation"]:
             mean[..., 1:N_POSE] = 0.0
             if logsd is not None:
                 logsd[..., 1:N_POSE] = np.nan
@@ -337,9 +325,10 @@ class RVAE(pl.LightningModule):
         finally:
             self.train(was_training)
         if not means:
-            c = N_POSE + int(self.hparams.latent_dim)
+            c = N_POSE + self.cfg["latent_dim"]
             return np.zeros((0, c), np.float32), np.zeros((0, c), np.float32)
-        return self._finish(torch.cat(means).numpy(), torch.cat(logsds).numpy())
+        mean, sd = self._finish(torch.cat(means).numpy(), torch.cat(logsds).numpy())
+        return mean, cast(np.ndarray, sd)
 
     @torch.no_grad()
     def decode(
@@ -365,8 +354,8 @@ class RVAE(pl.LightningModule):
         ``(N, grid, grid)`` float32 in data units (sigmoid of the logits for ``bce``).
         """
         z = _as_tensor(z, self.device)
-        if z.dim() != 2 or z.shape[1] != int(self.hparams.latent_dim):
-            raise InputError("z", f"shape {tuple(z.shape)}", f"(N, {self.hparams.latent_dim}) free latents")
+        if z.dim() != 2 or z.shape[1] != self.cfg["latent_dim"]:
+            raise InputError("z", f"shape {tuple(z.shape)}", f"(N, {self.cfg['latent_dim']}) free latents")
         n_out = self.window if grid is None else int(grid)
         if n_out < 2:
             raise InputError("grid", f"value {grid!r}", "an integer >= 2 (pixels per side)")
@@ -381,7 +370,7 @@ class RVAE(pl.LightningModule):
             out = self.generate(code, coordinate_grid(n_out, device=self.device))
         finally:
             self.train(was_training)
-        if self.hparams.reconstruction == "bce":
+        if self.cfg["reconstruction"] == "bce":
             out = torch.sigmoid(out)
         return out.reshape(count, n_out, n_out).cpu().numpy()
 
@@ -406,6 +395,7 @@ class RVAE(pl.LightningModule):
             raise InputError("frames", f"frames are {shape[1]}×{shape[2]} pixels, smaller than the window {self.window}",
                              f"frames of at least {self.window}×{self.window} pixels")
         out = _maps.latent_maps(self.encoder, frames, logsd=logsd, chunk_mb=chunk_mb, progress=progress)
-        if logsd:
-            return self._finish(*out)
+        if isinstance(out, tuple):
+            mean, sd = self._finish(*out)
+            return mean, cast(np.ndarray, sd)
         return self._finish(out, None)[0]

@@ -1,5 +1,10 @@
 """Plain ``nn.Module``s of the rotationally invariant VAE (no Lightning, no I/O).
 
+The encoders implement :class:`ferrolens.rvae.registry.WindowEncoder`, the decoders
+:class:`~ferrolens.rvae.registry.CoordinateDecoder`; the registry there builds them from the
+``rvae:`` config section. They trust their arguments: the section's schema checks them
+(window sizes by :func:`ferrolens.rvae.inputs.check_window`), once, for every way a model is built.
+
 * :class:`Encoder` — the paper's: two valid-padding 3×3 convolutions (128
   filters, leaky-ReLU 0.1), then two linear heads giving the mean and the log
   standard deviation of ``(angle, dx, dy, z1 … zL)`` (Bepler et al. 2019 use
@@ -60,8 +65,6 @@ class Encoder(nn.Module):
 
     def __init__(self, window: int, n_latent: int, filters: int = 128, slope: float = 0.1):
         super().__init__()
-        if window < 5:
-            raise ValueError(f"the encoder needs windows of at least 5 pixels, got {window}")
         self.window, self.n_latent, self.filters, self.slope = window, n_latent, filters, slope
         self.conv1 = nn.Conv2d(1, filters, 3)
         self.conv2 = nn.Conv2d(filters, filters, 3)
@@ -208,10 +211,6 @@ class RotationEncoder(nn.Module):
     def __init__(self, window: int, n_latent: int, filters: int = 64, rotations: int = 8, symmetry: int = 2,
                  rotation_filters: int = 16, reduce: int = 16, slope: float = 0.1, init_logsd: float = -3.0):
         super().__init__()
-        if window < 5:
-            raise ValueError(f"the encoder needs windows of at least 5 pixels, got {window}")
-        if rotations < 4 or rotations % 4:
-            raise ValueError(f"rotations must be a positive multiple of 4, got {rotations}")
         self.window, self.n_latent, self.filters, self.rotations = window, n_latent, filters, rotations
         self.symmetry, self.rotation_filters, self.reduce, self.slope = symmetry, rotation_filters, reduce, slope
         k = window - 4
@@ -356,8 +355,6 @@ class ImageDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, window: int, units: int = 256, extent: float = 2.0):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"the image decoder needs at least one latent, got {latent_dim}")
         self.latent_dim, self.window, self.units, self.extent = latent_dim, window, units, float(extent)
         # m - n even: at no turn and no shift the window's pixel centres fall on the image's (no blur)
         self.size = window + 2 * math.ceil((extent - 1) * window / 2)
