@@ -10,7 +10,8 @@ import xarray as xr
 
 from ferrolens import store
 from ferrolens.bias import triangular_waveform
-from ferrolens.dynamics import kde_nmf, resolve_config, sweep_merge
+from ferrolens.config import section
+from ferrolens.dynamics import kde_nmf, sweep_merge
 from ferrolens.dynamics.nmf import fit_nmf, nnls_weights
 from ferrolens.errors import InputError
 
@@ -195,7 +196,7 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="fixed_bandwidth"):
         kde_nmf(str(lat), None, *args, {"bandwidth": "fixed", "fixed_bandwidth": {"angle": 0.1}}, 0)
     with pytest.raises(InputError, match="was unexpected"):
-        resolve_config({"n_component": 2})
+        section("dynamics", {"n_component": 2})
     small_seg = tmp_path / "small.zarr"
     make_segmentation(small_seg, n_frames=6, size=12)
     with pytest.raises(InputError, match="frame"):

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from ferrolens import store
-from ferrolens.dynamics import resolve_config
+from ferrolens.config import section
 from ferrolens.dynamics.bootstrap import (
     block_multiplicities,
     frame_atoms,
@@ -101,8 +101,9 @@ def test_bandwidths_per_frame_fall_back_on_the_shared_median_where_a_frame_has_n
 
 
 def test_variable_grid_fixed_range_circular_angle_and_a_widened_degenerate_range():
-    cfg = resolve_config({"variables": ["angle", "z1"], "bandwidth": "fixed", "fixed_bandwidth": {"z1": 0.5, "angle": 0.1},
-                          "ranges": {"z1": [-1.0, 3.0]}, "grid_points": 9, "angle_period": 2.5})
+    cfg = section("dynamics", {"variables": ["angle", "z1"], "bandwidth": "fixed",
+                               "fixed_bandwidth": {"z1": 0.5, "angle": 0.1},
+                               "ranges": {"z1": [-1.0, 3.0]}, "grid_points": 9, "angle_period": 2.5})
     grid, h = variable_grid("z1", [np.zeros(3), np.ones(3)], cfg)
     assert h.tolist() == [0.5, 0.5]
     assert (grid.values[0], grid.values[-1], grid.size) == (-1.0, 3.0, 9)
@@ -111,8 +112,8 @@ def test_variable_grid_fixed_range_circular_angle_and_a_widened_degenerate_range
     with pytest.raises(ValueError, match="not resolved"):  # the entry functions resolve it; a step does not guess
         variable_grid("angle", [np.zeros(3)], {**cfg, "angle_period": None})
     # every value equal: the quantile range is a point, widened by one bandwidth each side
-    cfg = resolve_config({"variables": ["z2"], "bandwidth": "fixed", "fixed_bandwidth": {"z2": 0.25}, "range_padding": 0.0,
-                          "grid_points": 9})
+    cfg = section("dynamics", {"variables": ["z2"], "bandwidth": "fixed", "fixed_bandwidth": {"z2": 0.25},
+                               "range_padding": 0.0, "grid_points": 9})
     grid, _ = variable_grid("z2", [np.full(4, 2.0)], cfg)
     assert (grid.values[0], grid.values[-1]) == pytest.approx((1.75, 2.25))
 
@@ -165,7 +166,7 @@ def test_as_stimulus_prefers_bias_then_a_moving_time_then_the_frame_index():
 
 
 def test_check_frames_wants_the_same_pixels_for_every_variable():
-    cfg = resolve_config({"n_components": 1})
+    cfg = section("dynamics", {"n_components": 1})
     counts = check_frames({"a": [np.ones(2), np.ones(3)], "b": [np.ones(2), np.ones(3)]}, cfg, None)
     assert counts.tolist() == [2, 3]
     with pytest.raises(ValueError, match="same number"):
@@ -177,7 +178,7 @@ def test_check_frames_wants_the_same_pixels_for_every_variable():
 
 
 def test_a_frame_index_stimulus_has_no_loop_and_says_the_movie_has_no_bias():
-    cfg = resolve_config({})
+    cfg = section("dynamics", {})
     stim = Stimulus("frame", np.arange(10.0), "")
     assert stimulus_sweep(stim, cfg, has_bias=False).note.endswith("(the movie has no bias)")
     assert not stimulus_sweep(stim, cfg, has_bias=True).note.endswith("(the movie has no bias)")
@@ -186,8 +187,8 @@ def test_a_frame_index_stimulus_has_no_loop_and_says_the_movie_has_no_bias():
 def test_loop_specs_pool_the_cycles_and_give_each_its_own_row_when_several():
     up, down = np.linspace(-1, 1, 9), np.linspace(1, -1, 9)[1:-1]
     bias = np.concatenate([up, down, up, down, [-1.0]])
-    sweep = stimulus_sweep(Stimulus("bias", bias, "V"), resolve_config({"virgin_branch": "none"}), True)
-    specs = loop_specs(sweep, resolve_config({"bias_points": 11, "time_block": 2}))
+    sweep = stimulus_sweep(Stimulus("bias", bias, "V"), section("dynamics", {"virgin_branch": "none"}), True)
+    specs = loop_specs(sweep, section("dynamics", {"bias_points": 11, "time_block": 2}))
     assert [name for name, _ in specs] == ["all", "1", "2"]
     assert specs[0][1].cycles == (0, 1)
 
@@ -265,8 +266,9 @@ def test_frame_stats_lay_out_one_column_per_latent():
 
 
 def test_frame_densities_stack_masses_side_by_side():
-    cfg = resolve_config({"variables": ["z1", "z2"], "bandwidth": "fixed", "fixed_bandwidth": {"z1": 0.2, "z2": 0.2},
-                          "ranges": {"z1": [-2.0, 2.0], "z2": [-4.0, 4.0]}, "grid_points": 41})
+    cfg = section("dynamics", {"variables": ["z1", "z2"], "bandwidth": "fixed",
+                               "fixed_bandwidth": {"z1": 0.2, "z2": 0.2},
+                               "ranges": {"z1": [-2.0, 2.0], "z2": [-4.0, 4.0]}, "grid_points": 41})
     rng = np.random.default_rng(0)
     dens = frame_densities({"z1": [rng.normal(0, 0.5, 300)], "z2": [rng.normal(0, 0.5, 300)]}, cfg)
     stacked = dens.stack(dens.kdes)

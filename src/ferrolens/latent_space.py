@@ -26,7 +26,6 @@ pair" — ``attrs['mapped_latents']`` names which latents those are (e.g.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -261,10 +260,10 @@ def _dataset(cfg: dict, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarra
         data["decoded_dense"] = ((*dd, WY, WX), dense.astype(np.float32),
                                  {"long_name": "decoded image at angle 0, zero shift"})
     attrs = {
-        "mapped_latents": json.dumps(cfg["pair"]),
+        "mapped_latents": store.json_attr(cfg["pair"]),
         "held_latents": found["held_latents"],
         "range_source": found["range_source"],
-        "physical_bounds": json.dumps(cfg["physical_bounds"]),
+        "physical_bounds": store.json_attr(cfg["physical_bounds"]),
         "contrast_reference_kind": cfg["contrast_reference"],
         "negative_fraction_clipped": found["negative_fraction_clipped"],
         "n_codes": found["n_codes"],
@@ -338,8 +337,8 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
 
     return _dataset(cfg, (coarse1, coarse2), (dense1, dense2), coarse, dense, contrast_c, physical_c, contrast,
                     physical, reference, density, counts, img, hist, rgb,
-                    {"held_latents": json.dumps(held_named),
-                     "range_source": json.dumps(dict(zip(cfg["pair"], range_source))),
+                    {"held_latents": store.json_attr(held_named),
+                     "range_source": store.json_attr(dict(zip(cfg["pair"], range_source))),
                      "negative_fraction_clipped": negative_fraction, "n_codes": int(codes.shape[0])})
 
 

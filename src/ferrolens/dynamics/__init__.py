@@ -10,12 +10,11 @@ metrics, intervals from what varies and a test against no loop),
 :mod:`.densities` (grids, bandwidths and KDEs of the frames), :mod:`.bootstrap`
 (resampled KDEs and NMF weights), :mod:`.table` (the hysteresis table and its
 text), :mod:`.layout` (the dynamics and sweep stores as Datasets), :mod:`.core`
-(the array core: values in, dataset and table out), :mod:`.config` (defaults of
-the ``dynamics:`` section), :mod:`.api` (entry functions called by the
-workflow: paths in, paths out). Only :mod:`.api` reads or writes files.
+(the array core: values in, dataset and table out), :mod:`.api` (entry functions called by the
+workflow: paths in, paths out). Only :mod:`.api` reads or writes files. The ``dynamics:`` section
+is ``ferrolens.config.section("dynamics", cfg)``, a ``ferrolens.sections.DynamicsConfig``.
 """
 
 from .api import dynamics_core, kde_nmf, select_pixels, select_values, sweep_merge
-from .config import DEFAULTS, resolve_config
 
-__all__ = ["DEFAULTS", "dynamics_core", "kde_nmf", "resolve_config", "select_pixels", "select_values", "sweep_merge"]
+__all__ = ["dynamics_core", "kde_nmf", "select_pixels", "select_values", "sweep_merge"]

@@ -30,12 +30,13 @@ import pandas as pd
 import xarray as xr
 
 from .. import store
+from ..config import Partial, section
 from ..errors import InputError
 from ..rvae.confidence import determined_in, rule_text
+from ..sections import DynamicsConfig
 from ..stimulus import CANDIDATES, Stimulus
 from ..stimulus import stimulus as pick_stimulus
 from .bootstrap import BOOT_CHUNK  # noqa: F401 (re-exported)
-from .config import resolve_config
 from .core import check_n_components, dynamics_core
 from .densities import ANGLE
 from .layout import (  # noqa: F401 (DIRECTION, STIM_POINT, VARIABLE_NMF re-exported)
@@ -79,7 +80,7 @@ def _chosen_stimulus(lat: xr.Dataset, choice: str, path: Any) -> Stimulus:
     return Stimulus(choice, np.asarray(lat[choice].values, float), units)
 
 
-def _check_request(lat: xr.Dataset, segmentation: str | None, cfg: dict) -> list[str]:
+def _check_request(lat: xr.Dataset, segmentation: str | None, cfg: DynamicsConfig) -> list[str]:
     """The latents' labels, after checking that they hold the configured variables (and that a
     segmentation comes with ``pixels: structure``)."""
     labels = [str(v) for v in lat[store.LATENT].values]
@@ -94,7 +95,7 @@ def _check_request(lat: xr.Dataset, segmentation: str | None, cfg: dict) -> list
     return labels
 
 
-def _block_size(cfg: dict, window: Any) -> int:
+def _block_size(cfg: DynamicsConfig, window: Any) -> int:
     """Spatial block (px) of the resamples: ``spatial_block``, else the rVAE window, at least the window."""
     size = cfg["spatial_block"] or (int(window) if window is not None else DEFAULT_BLOCK)
     if window is not None and size < int(window):
@@ -128,7 +129,7 @@ def _write_table(table: pd.DataFrame, path: str | Path) -> None:
 
 
 # --- entry functions ----------------------------------------------------------------
-def _angle_period(lat: xr.Dataset, cfg: dict, where: str) -> float:
+def _angle_period(lat: xr.Dataset, cfg: DynamicsConfig, where: str) -> float:
     """The angle's period (rad): the one the rVAE recorded with its latents (``angle_period``, made from
     ``rvae.angle_symmetry``); ``dynamics.angle_period`` must agree with it, and applies alone only to
     latents that record none (π when it is null too)."""
@@ -142,7 +143,8 @@ def _angle_period(lat: xr.Dataset, cfg: dict, where: str) -> float:
     return float(recorded)
 
 
-def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: dict, seed: int) -> None:
+def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: Partial[DynamicsConfig],
+            seed: int) -> None:
     """Dynamics of one window size: KDE(L, t), NMF and hysteresis → ``out`` (dynamics.zarr) and ``table``.
 
     Parameters
@@ -171,9 +173,9 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: d
         words), and a JSON beside it (same stem, ``.json``) ``{"columns": {name: description}, "rows": [...]}``.
     cfg : the ``dynamics:`` config section. seed : NMF initialisation, resampling and subsample seed.
     """
-    cfg = resolve_config(cfg)
+    cfg = section("dynamics", cfg)
     lat = store.open_store(latents, "latents")  # mean(frame, y, x, latent) and latent labels: declared
-    cfg = resolve_config({**cfg, "angle_period": _angle_period(lat, cfg, latents)})
+    cfg = section("dynamics", {**cfg, "angle_period": _angle_period(lat, cfg, latents)})
     labels = _check_request(lat, segmentation, cfg)
     structure = (_structure_mask(segmentation, lat, cfg["structure_class"])
                  if cfg["pixels"] == "structure" else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..sections import DynamicsConfig
 from .kde import Grid, KDEPlan, kde_frames
 from .nmf import NMFResult, nnls_weights, refit_nmf
 
@@ -106,7 +107,7 @@ def resample_kdes(frames: dict[str, list[np.ndarray]], grids: dict[str, Grid], b
 
 
 def replicate_weights(boot: dict[str, np.ndarray], fits: dict[str, NMFResult], measures: dict[str, float],
-                      cfg: dict) -> dict[str, np.ndarray]:
+                      cfg: DynamicsConfig) -> dict[str, np.ndarray]:
     """NMF weights (B, F, C) of each resampled KDE(L, t) ``boot[v]`` (B, F, G): refitted from the point
     estimate ``fits[v]`` (``nmf_resample: refit``), else projected on its components."""
     out = {}

@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..config import Partial, section
 from ..errors import InputError
+from ..sections import DynamicsConfig
 from ..stimulus import Stimulus
 from .bootstrap import replicate_weights, resample_kdes
-from .config import resolve_config
 from .densities import Densities, frame_densities
 from .layout import STACKED, Factorisation, dynamics_dataset
 from .nmf import fit_nmf
 from .table import loop_rows, loop_specs, loop_table, stimulus_sweep
 
 
-def check_n_components(cfg: dict, n_frames: int) -> None:
+def check_n_components(cfg: DynamicsConfig, n_frames: int) -> None:
     """``n_components`` at most min(frames, grid_points), else :class:`InputError`."""
     limit = min(n_frames, cfg["grid_points"])
     if cfg["n_components"] > limit:
@@ -41,7 +42,8 @@ def as_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: np.nda
     return Stimulus("frame", np.arange(n_frames, dtype=float), "")
 
 
-def check_frames(frames: dict[str, list[np.ndarray]], cfg: dict, blocks: list[np.ndarray] | None) -> np.ndarray:
+def check_frames(frames: dict[str, list[np.ndarray]], cfg: DynamicsConfig,
+                 blocks: list[np.ndarray] | None) -> np.ndarray:
     """Values per frame (F,) after checking that every variable has the same pixels (and blocks)."""
     names = list(frames)
     if not names:
@@ -72,7 +74,7 @@ def checked_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: n
     return stim, bias
 
 
-def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: dict, seed: int,
+def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: DynamicsConfig, seed: int,
               rng: np.random.Generator, blocks: list[np.ndarray] | None) -> Factorisation:
     """NMF of each variable's KDE(L, t) (densities: components integrate to 1) and of all of them
     stacked (mass per bin), and (``bootstrap`` > 0) the weights of every resample: pixels in
@@ -92,7 +94,7 @@ def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: dict, s
     return Factorisation(fits, replicates)
 
 
-def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, cfg: dict | None,
+def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, cfg: Partial[DynamicsConfig],
                   seed: int, time: np.ndarray | None = None, window: int | None = None,
                   blocks: list[np.ndarray] | None = None, stimulus: Stimulus | None = None
                   ) -> tuple[xr.Dataset, pd.DataFrame]:
@@ -119,9 +121,9 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     :func:`ferrolens.dynamics.api.kde_nmf` for its layout) and the hysteresis table, one row per
     (variable or 'stacked', component, cycle), columns :data:`~ferrolens.dynamics.table.TABLE_COLUMNS`.
     """
-    cfg = resolve_config(cfg)
+    cfg = section("dynamics", cfg)
     if cfg["angle_period"] is None:  # no latents store to ask (kde_nmf passes the one it records)
-        cfg = resolve_config({**cfg, "angle_period": math.pi})
+        cfg = section("dynamics", {**cfg, "angle_period": math.pi})
     counts = check_frames(frames, cfg, blocks)
     stim, bias = checked_stimulus(stimulus, bias, time, counts.size)
     boot_seed, _, stat_seed = np.random.SeedSequence(seed).spawn(3)

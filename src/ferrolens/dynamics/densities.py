@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..sections import DynamicsConfig
 from .kde import Grid, circular_grid, kde_frames, linear_grid, rule_bandwidth
 
 ANGLE = "angle"
 
 
-def bandwidths(name: str, frames: list[np.ndarray], cfg: dict, period: float | None) -> np.ndarray:
+def bandwidths(name: str, frames: list[np.ndarray], cfg: DynamicsConfig, period: float | None) -> np.ndarray:
     """Per-frame kernel bandwidths (F,) of one variable: fixed, or a rule's (``scott``/``silverman``)
     median over frames (``bandwidth_scope: shared``) or per frame, the median where a frame has none."""
     if cfg["bandwidth"] == "fixed":
@@ -32,7 +33,7 @@ def bandwidths(name: str, frames: list[np.ndarray], cfg: dict, period: float | N
     return np.where(np.isfinite(per_frame) & (per_frame > 0), per_frame, shared)
 
 
-def variable_grid(name: str, frames: list[np.ndarray], cfg: dict) -> tuple[Grid, np.ndarray]:
+def variable_grid(name: str, frames: list[np.ndarray], cfg: DynamicsConfig) -> tuple[Grid, np.ndarray]:
     """Grid and per-frame bandwidths (F,) of one variable.
 
     Circular (``angle``): one period. Linear: ``cfg['ranges'][name]`` when given, else the
@@ -77,7 +78,7 @@ class Densities:
         return np.concatenate([per_var[v] * self.grids[v].step for v in self.names], axis=-1)
 
 
-def frame_densities(frames: dict[str, list[np.ndarray]], cfg: dict) -> Densities:
+def frame_densities(frames: dict[str, list[np.ndarray]], cfg: DynamicsConfig) -> Densities:
     """KDE of every frame of every variable on one grid per variable, shared by all frames."""
     grids, bws, kdes = {}, {}, {}
     for v, values in frames.items():

@@ -5,14 +5,14 @@ window size (kind "dynamics") and the sweep of all window sizes (kind "sweep"), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
 
 from .. import store
+from ..sections import DynamicsConfig
 from ..stimulus import Stimulus
 from . import hysteresis as hy
 from .densities import Densities
@@ -48,7 +48,7 @@ def branch_weights(nmf: Factorisation, pooled: hy.LoopOperator, n_comp: int, n_p
     return out
 
 
-def weight_intervals(nmf: Factorisation, weights: np.ndarray, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+def weight_intervals(nmf: Factorisation, weights: np.ndarray, cfg: DynamicsConfig) -> tuple[np.ndarray, np.ndarray]:
     """Quantile interval (variable_nmf, component, frame) at ``ci_level`` of the resampled weights
     (NaN without resamples)."""
     if cfg["bootstrap"] == 0:
@@ -60,7 +60,7 @@ def weight_intervals(nmf: Factorisation, weights: np.ndarray, cfg: dict) -> tupl
     return lo, hi
 
 
-def _coords(dens: Densities, nmf: Factorisation, cfg: dict, stim: Stimulus, sweep: hy.Sweep,
+def _coords(dens: Densities, nmf: Factorisation, cfg: DynamicsConfig, stim: Stimulus, sweep: hy.Sweep,
             pooled: hy.LoopOperator, n_frames: int, bias: np.ndarray | None, time: np.ndarray | None) -> dict:
     names = dens.names
     V, F = store.VARIABLE, store.FRAME
@@ -89,7 +89,7 @@ def _coords(dens: Densities, nmf: Factorisation, cfg: dict, stim: Stimulus, swee
     return coords
 
 
-def _data_vars(dens: Densities, nmf: Factorisation, cfg: dict, counts: np.ndarray, branch_weight: np.ndarray
+def _data_vars(dens: Densities, nmf: Factorisation, cfg: DynamicsConfig, counts: np.ndarray, branch_weight: np.ndarray
                ) -> dict:
     names, n_comp, G = dens.names, cfg["n_components"], cfg["grid_points"]
     V, F, C, NM = store.VARIABLE, store.FRAME, store.COMPONENT, VARIABLE_NMF
@@ -126,7 +126,7 @@ def _data_vars(dens: Densities, nmf: Factorisation, cfg: dict, counts: np.ndarra
     }
 
 
-def _attrs(cfg: dict, stim: Stimulus, pooled: hy.LoopOperator, blocked: bool, window: int | None) -> dict:
+def _attrs(cfg: DynamicsConfig, stim: Stimulus, pooled: hy.LoopOperator, blocked: bool, window: int | None) -> dict:
     attrs = {
         "pixels": cfg["pixels"],
         "bandwidth_method": cfg["bandwidth"],
@@ -152,7 +152,7 @@ def _attrs(cfg: dict, stim: Stimulus, pooled: hy.LoopOperator, blocked: bool, wi
 
 
 def dynamics_dataset(dens: Densities, nmf: Factorisation, counts: np.ndarray, stim: Stimulus, sweep: hy.Sweep,
-                     pooled: hy.LoopOperator, cfg: dict, bias: np.ndarray | None = None,
+                     pooled: hy.LoopOperator, cfg: DynamicsConfig, bias: np.ndarray | None = None,
                      time: np.ndarray | None = None, window: int | None = None, blocked: bool = True) -> xr.Dataset:
     """The dynamics dataset of one window size, without the store's provenance attrs (layout: see
     :func:`ferrolens.dynamics.api.kde_nmf`). ``counts``: values per frame; ``pooled``: the pooled loop;

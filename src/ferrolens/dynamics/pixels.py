@@ -11,6 +11,7 @@ import xarray as xr
 
 from .. import store
 from ..errors import InputError
+from ..sections import DynamicsConfig
 from .densities import ANGLE
 
 
@@ -38,7 +39,7 @@ def structure_mask(label: xr.DataArray, mean: xr.DataArray, structure_class: int
     return label.transpose(store.FRAME, store.Y, store.X).values == structure_class
 
 
-def select_from_maps(block: np.ndarray, variables: list[str], cfg: dict, rng: np.random.Generator,
+def select_from_maps(block: np.ndarray, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
                      structure: np.ndarray | None = None, determined: np.ndarray | None = None
                      ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """:func:`select_pixels` on the maps as one array ``block`` (frame, y, x, variable)."""
@@ -61,7 +62,7 @@ def select_from_maps(block: np.ndarray, variables: list[str], cfg: dict, rng: np
     return out, where
 
 
-def select_pixels(lat: xr.Dataset, variables: list[str], cfg: dict, rng: np.random.Generator,
+def select_pixels(lat: xr.Dataset, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
                   structure: np.ndarray | None = None, determined: np.ndarray | None = None
                   ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """Per-frame values of each variable at the selected pixels, and those pixels' flat indices.
@@ -82,7 +83,7 @@ def select_pixels(lat: xr.Dataset, variables: list[str], cfg: dict, rng: np.rand
     return select_from_maps(block, variables, cfg, rng, structure, determined)
 
 
-def select_values(lat: xr.Dataset, variables: list[str], cfg: dict, rng: np.random.Generator,
+def select_values(lat: xr.Dataset, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
                   structure: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
     """:func:`select_pixels` without the pixel indices."""
     return select_pixels(lat, variables, cfg, rng, structure)[0]

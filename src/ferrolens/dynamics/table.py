@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..sections import DynamicsConfig
 from ..stimulus import Stimulus
 from . import hysteresis as hy
 
@@ -64,7 +65,7 @@ def describe(column: str) -> str:
     return TABLE_COLUMNS.get(column, "")
 
 
-def stimulus_sweep(stim: Stimulus, cfg: dict, has_bias: bool) -> hy.Sweep:
+def stimulus_sweep(stim: Stimulus, cfg: DynamicsConfig, has_bias: bool) -> hy.Sweep:
     """Branches, virgin curve and cycles of the stimulus; time and the frame index never turn back (no loop)."""
     if stim.name not in ("time", "frame"):
         return hy.analyse_sweep(stim.values, cfg["reversal_tolerance"], cfg["virgin_branch"], stim.name, stim.units)
@@ -75,7 +76,7 @@ def stimulus_sweep(stim: Stimulus, cfg: dict, has_bias: bool) -> hy.Sweep:
                     ("" if stim.name != "frame" or has_bias else " (the movie has no bias)"))
 
 
-def loop_specs(sweep: hy.Sweep, cfg: dict) -> list[tuple[str, hy.LoopOperator]]:
+def loop_specs(sweep: hy.Sweep, cfg: DynamicsConfig) -> list[tuple[str, hy.LoopOperator]]:
     """``[("all", the pooled loop), ("1", cycle 1), …]``: the pooled loop holds the complete cycles (both
     branches over the whole sweep) when there are any, so that every matched unit compares like with
     like, else whatever the movie has (one partial cycle); each cycle with both branches its own when
@@ -90,7 +91,7 @@ def loop_specs(sweep: hy.Sweep, cfg: dict) -> list[tuple[str, hy.LoopOperator]]:
 
 
 def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | None], sweep: hy.Sweep,
-              specs: list[tuple[str, hy.LoopOperator]], cfg: dict, window: int | None,
+              specs: list[tuple[str, hy.LoopOperator]], cfg: DynamicsConfig, window: int | None,
               rng: np.random.Generator) -> list[dict]:
     """One row per (NMF, component, loop of ``specs``) (one per component and NMF when there is no loop).
 

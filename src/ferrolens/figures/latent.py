@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -37,9 +36,7 @@ def _extent(ls, d1: str, d2: str):
 
 
 def _latent_names(ls) -> tuple[str, str]:
-    pair = ls.attrs.get("mapped_latents", ["z1", "z2"])
-    if isinstance(pair, str):
-        pair = [p.strip(" '\"[]") for p in pair.split(",")]
+    pair = store.read_attr(ls.attrs, "mapped_latents")  # JSON text in the store, a list here
     return str(pair[0]), str(pair[1])
 
 
@@ -354,9 +351,7 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict, quality: str | Non
     ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
     ext = _extent(ls, "z1_dense", "z2_dense")
-    bounds = ls.attrs.get("physical_bounds", [0.95, 1.05])
-    if isinstance(bounds, str):
-        bounds = json.loads(bounds)
+    bounds = store.read_attr(ls.attrs, "physical_bounds", [0.95, 1.05])
     with style():
         fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
         ax = axes[0]

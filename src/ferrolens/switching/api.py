@@ -12,11 +12,11 @@ import numpy as np
 import xarray as xr
 
 from .. import store
-from ..dynamics import resolve_config as resolve_dynamics
+from ..config import Partial, section
 from ..dynamics.api import _angle_period, _chosen_stimulus
 from ..dynamics.hysteresis import LoopOperator, analyse_sweep
 from ..errors import InputError
-from .config import resolve_config
+from ..sections import DynamicsConfig, SwitchingConfig
 from .core import NEVER, STATUS_MEANINGS, SWITCHED, State, branch_switching, imprint, latent_state, loop_area
 from .truth import switching_errors, true_switching
 
@@ -69,7 +69,8 @@ def _truth(path: str, lat: xr.Dataset, shape: tuple[int, int]) -> np.ndarray:
     return var
 
 
-def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | None = None) -> dict:
+def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: Partial[DynamicsConfig],
+              truth: str | None = None) -> dict:
     """Switching maps of one window size → ``out`` (switching.zarr); returns the errors against the
     truth (empty without it).
 
@@ -89,7 +90,7 @@ def switching(latents: str, out: str, cfg: dict, dynamics: dict, truth: str | No
     Stimulus-valued variables carry the stimulus's units.
     """
     started = time.perf_counter()
-    cfg, dyn = resolve_config(cfg), resolve_dynamics(dynamics)
+    cfg, dyn = section("switching", cfg), section("dynamics", dynamics)
     lat = store.open_store(latents, "latents")
     labels = [str(v) for v in lat[store.LATENT].values]
     unknown = [v for v in cfg["variables"] if v not in labels]
