@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 from ferrolens import store
+from ferrolens.config import section
 from ferrolens.errors import InputError
 from ferrolens.latent_space import (
     code_density,
@@ -14,7 +15,6 @@ from ferrolens.latent_space import (
     intensity_histograms,
     latent_space_core,
     latent_space_map,
-    resolve_config,
 )
 
 N = 8  # decoded image edge
@@ -212,11 +212,11 @@ def test_bad_input(tmp_path):
     with pytest.raises(InputError, match="image_components"):
         latent_space_map(str(lat), ramp_decoder, out, {"image_components": 0}, 0, 8)
     with pytest.raises(InputError, match="rgb_components"):
-        resolve_config({"image_components": 2})  # default RGB needs three components
+        section("latent_space", {"image_components": 2})  # default RGB needs three components
     with pytest.raises(InputError, match="decoder"):
         latent_space_map(str(lat), lambda z: np.zeros((len(z), N)), out, FAST, 0, 8)
     with pytest.raises(InputError, match="decoder"):
         latent_space_map(str(lat), lambda z: np.full((len(z), N, N), np.nan), out, FAST, 0, 8)
     with pytest.raises(InputError, match="was unexpected"):
-        resolve_config({"dense": 10})
+        section("latent_space", {"dense": 10})
     assert not Path(out).exists()

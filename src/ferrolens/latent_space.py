@@ -27,32 +27,18 @@ pair" — ``attrs['mapped_latents']`` names which latents those are (e.g.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
 
 import numpy as np
 import xarray as xr
 
 from . import store
-from .config import section as config_section
-from .sections import LatentSpaceConfig
+from .config import Partial, section
 from .dynamics.nmf import fit_nmf
 from .errors import InputError
+from .sections import LatentSpaceConfig
 from .store import CHANNEL, HIST_BIN, HIST_COMPONENT, Z1D, Z2D
 
 POSE_LATENTS = ("angle", "dx", "dy")
-
-#: Defaults of the ``latent_space:`` section, read from its schema fragment (the one source of them).
-DEFAULTS: dict[str, Any] = config_section("latent_space")
-
-
-def resolve_config(cfg: dict | None) -> LatentSpaceConfig:
-    """``cfg`` (the ``latent_space:`` section, possibly partial) with defaults filled, checked and
-    frozen (:func:`ferrolens.config.section`: the schema, then its cross-field rules).
-
-    Unknown keys and out-of-range values raise :class:`InputError` naming the key.
-    """
-    return cast(LatentSpaceConfig, config_section("latent_space", cfg))
-
 
 # --- pieces --------------------------------------------------------------------------
 def grid_ranges(codes: np.ndarray, labels: list[str], pair: list[str], quantiles: list[float],
@@ -143,7 +129,7 @@ def intensity_histograms(images: np.ndarray, bins: int, value_range: tuple[float
 
 
 # --- core ----------------------------------------------------------------------------
-def _check_codes(codes: np.ndarray, labels: list[str], cfg: dict) -> None:
+def _check_codes(codes: np.ndarray, labels: list[str], cfg: LatentSpaceConfig) -> None:
     """The codes fit the labels, the pair is among them, and the NMF sizes fit the grid."""
     if codes.ndim != 2 or codes.shape[1] != len(labels) or codes.shape[0] == 0:
         raise InputError("latents code_mean", f"codes of shape {codes.shape} for labels {labels}",
@@ -179,7 +165,7 @@ def contrast_reference(codes: np.ndarray, held: np.ndarray, decode: Callable[[np
     return reference
 
 
-def grid_nmfs(dense: np.ndarray, cfg: dict, seed: int):
+def grid_nmfs(dense: np.ndarray, cfg: LatentSpaceConfig, seed: int):
     """Image NMF and intensity-histogram NMF of the decoded dense grid ``(G, G, wy, wx)``.
 
     Returns ``(image_nmf, histogram_nmf, rgb (G, G, 3) in [0, 1], negative_fraction)``: NMF needs
@@ -195,7 +181,8 @@ def grid_nmfs(dense: np.ndarray, cfg: dict, seed: int):
                          "images with some positive intensity")
     img = fit_nmf(X_img, cfg["image_components"], seed, 1.0 / (wy * wx), cfg["nmf_max_iter"], cfg["nmf_tol"],
                   order="total_weight")
-    X_hist = intensity_histograms(dense.reshape(G * G, wy, wx), cfg["histogram_bins"], tuple(cfg["histogram_range"]))
+    h_lo, h_hi = cfg["histogram_range"]
+    X_hist = intensity_histograms(dense.reshape(G * G, wy, wx), cfg["histogram_bins"], (h_lo, h_hi))
     hist = fit_nmf(X_hist, cfg["histogram_components"], seed, 1.0, cfg["nmf_max_iter"], cfg["nmf_tol"],
                    order="total_weight")
     src = img if cfg["rgb_source"] == "image" else hist
@@ -205,7 +192,7 @@ def grid_nmfs(dense: np.ndarray, cfg: dict, seed: int):
     return img, hist, rgb, negative_fraction
 
 
-def _dataset(cfg: dict, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarray, dense: np.ndarray,
+def _dataset(cfg: LatentSpaceConfig, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarray, dense: np.ndarray,
              contrast_c: np.ndarray, physical_c: np.ndarray, contrast: np.ndarray, physical: np.ndarray,
              reference: float, density: np.ndarray, counts: np.ndarray, img, hist, rgb: np.ndarray,
              found: dict) -> xr.Dataset:
@@ -215,7 +202,8 @@ def _dataset(cfg: dict, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarra
     dense1, dense2 = dense_axes
     G, n_bins, (wy, wx) = len(dense1), cfg["histogram_bins"], dense.shape[2:]
     lo_b, hi_b = cfg["physical_bounds"]
-    edges = np.linspace(*cfg["histogram_range"], n_bins + 1)
+    h_lo, h_hi = cfg["histogram_range"]
+    edges = np.linspace(h_lo, h_hi, n_bins + 1)
     Z1, Z2, WY, WX, C = store.Z1, store.Z2, store.WY, store.WX, store.COMPONENT
     p1, p2 = cfg["pair"]
     coords = {
@@ -274,7 +262,7 @@ def _dataset(cfg: dict, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarra
 
 
 def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np.ndarray], np.ndarray],
-                      cfg: dict | None, seed: int) -> xr.Dataset:
+                      cfg: Partial[LatentSpaceConfig], seed: int) -> xr.Dataset:
     """Latent-space maps from observed codes and a decoder (no I/O).
 
     Parameters
@@ -303,7 +291,7 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
 
     NMF components are ordered by decreasing total loading (dominant first).
     """
-    cfg = resolve_config(cfg)
+    cfg = section("latent_space", cfg)
     codes = np.asarray(codes, dtype=float)
     labels = list(labels)
     _check_codes(codes, labels, cfg)
@@ -342,8 +330,8 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
                      "negative_fraction_clipped": negative_fraction, "n_codes": int(codes.shape[0])})
 
 
-def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], out: str, cfg: dict,
-                     seed: int, window: int | None = None) -> None:
+def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], out: str,
+                     cfg: Partial[LatentSpaceConfig], seed: int, window: int | None = None) -> None:
     """Latent-space maps of one window size → ``out`` (latent_space.zarr, kind "latent_space").
 
     Parameters
@@ -356,7 +344,7 @@ def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], o
     window : n (pixels) expected; the latents store's ``window`` is recorded (it owns the fact), and
         a value given must equal it.
     """
-    cfg = resolve_config(cfg)
+    cfg = section("latent_space", cfg)
     lat = store.open_store(latents, "latents")  # code_mean(sample, latent) and latent labels: declared
     cm = lat["code_mean"]
     if window is not None and int(window) != int(lat.attrs["window"]):
