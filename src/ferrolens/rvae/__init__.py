@@ -8,7 +8,9 @@ pixel-coordinate grid and z.
 Entry functions (one per Snakemake rule): :func:`make_windows` (:mod:`.inputs`),
 :func:`train` (:mod:`.learn`), :func:`encode` (:mod:`.apply`); the config section in
 :mod:`.config`; :func:`load` returns a trained :class:`RVAE` whose
-``encode``/``decode``/``latent_maps`` methods are the notebook API.
+``encode``/``decode``/``latent_maps`` methods are the notebook API. Its encoder and decoder are
+plain modules built by :mod:`.registry` (the :class:`WindowEncoder` and :class:`CoordinateDecoder`
+protocols) from the config's ``architecture`` and ``decoder``.
 
 Names are imported on first use (PEP 562): cutting windows does not import Lightning.
 """
@@ -22,5 +24,6 @@ _WHERE = {
     "coordinate_grid": "geometry", "rotate_translate": "geometry", "centred_windows": "maps",
     "iter_latent_maps": "maps", "latent_maps": "maps", "RVAE": "model", "LossParts": "model",
     "kl_normal": "model", "Encoder": "modules", "SpatialDecoder": "modules", "sample_windows": "windows",
+    "WindowEncoder": "registry", "CoordinateDecoder": "registry",
 }
 __getattr__, __dir__, __all__ = lazy_names(__name__, _WHERE)

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from .. import config as _config
 from ..config import section as config_section
 from ..errors import InputError
 from ..sections import RvaeConfig
@@ -19,8 +20,11 @@ DEFAULTS: RvaeConfig = cast(RvaeConfig, config_section("rvae"))
 
 
 def resolve_config(cfg: dict | None) -> RvaeConfig:
-    """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`."""
-    return cast(RvaeConfig, config_section("rvae", cfg))
+    """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`.
+
+    The schema is ``ferrolens.config.SCHEMA`` when called, as for :class:`~ferrolens.rvae.model.RVAE`
+    (a test registers a new architecture in a copy of it)."""
+    return cast(RvaeConfig, config_section("rvae", cfg, schema=_config.SCHEMA))
 
 
 #: Keys of the ``rvae:`` section that are the model's hyper-parameters (:class:`~ferrolens.rvae.model.RVAE`
