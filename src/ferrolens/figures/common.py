@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # figures are files; no display is needed or wanted
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..config import Partial, section
+from ..sections import FiguresConfig
 from ..stimulus import stimulus
 from ..store import write_file_atomic
 
@@ -33,12 +35,14 @@ def style():
     return plt.rc_context(RC)
 
 
-def save(fig, out: str | Path, cfg: dict | None = None) -> Path:
-    """Write ``fig`` to ``out`` (PNG) and, per ``cfg['vector']``, an SVG/PDF beside it; close it."""
-    cfg = cfg or {}
+def save(fig, out: str | Path, cfg: Partial[FiguresConfig] = None) -> Path:
+    """Write ``fig`` to ``out`` (PNG at ``figures.dpi``) and, per ``figures.vector``, an SVG/PDF beside
+    it; close it. ``cfg``: the ``figures:`` section, partial or none: what it leaves out takes the
+    schema's defaults (200 dpi, a PDF), so a notebook's call writes what the workflow writes."""
+    cfg = section("figures", cfg)
     out = Path(out)
-    write_file_atomic(out, lambda p: fig.savefig(p, dpi=cfg.get("dpi", 200), format="png"))
-    vector = cfg.get("vector", "none")
+    write_file_atomic(out, lambda p: fig.savefig(p, dpi=cfg["dpi"], format="png"))
+    vector = cfg["vector"]
     if vector != "none":
         write_file_atomic(out.with_suffix(f".{vector}"), lambda p: fig.savefig(p, format=vector))
     plt.close(fig)
@@ -56,10 +60,10 @@ def frame_title(ds, frame: int) -> str:
     return f"frame {frame}, {value}" if value else f"frame {frame}"
 
 
-def default_frame(ds, cfg: dict | None) -> int:
-    """The configured frame, else the one at the largest positive bias (else the middle)."""
-    cfg = cfg or {}
-    if cfg.get("frame") is not None:
+def default_frame(ds, cfg: Partial[FiguresConfig]) -> int:
+    """The configured frame (``figures.frame``), else the one at the largest positive bias (else the middle)."""
+    cfg = section("figures", cfg)
+    if cfg["frame"] is not None:
         return int(cfg["frame"])
     stim = stimulus(ds)
     if stim.applied:

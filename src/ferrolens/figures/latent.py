@@ -14,7 +14,9 @@ from mpl_toolkits.axes_grid1.inset_locator import inset_axes
 from scipy.ndimage import gaussian_filter
 
 from .. import store
+from ..config import Partial
 from ..rvae.confidence import determined_in, rule_text
+from ..sections import FiguresConfig
 from ..stimulus import Stimulus, stimulus
 from .common import default_frame, frame_title, grid, quality_warning, robust_limits, save, style
 
@@ -63,7 +65,8 @@ def _verdict(attrs: dict, quality: str | list[str] | None) -> dict:
     return out
 
 
-def latent_codes(latents: str, latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
+def latent_codes(latents: str, latent_space: str, out: str, cfg: Partial[FiguresConfig],
+                 quality: str | None = None) -> Path:
     """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram (stamped with
     the model's ``quality.json`` verdict when given)."""
     lat = store.open_store(latents, "latents")
@@ -102,7 +105,7 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: dict, quality: 
     return save(fig, out, cfg)
 
 
-def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: dict,
+def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: Partial[FiguresConfig],
                 quality: list[str] | None = None) -> Path:
     """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes (stamped with the
     models' ``quality.json`` verdicts when given)."""
@@ -312,7 +315,8 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
             transform=ax.transAxes)
 
 
-def dynamics(dynamics_store: str, table: str, out: str, cfg: dict, quality: str | None = None) -> Path:
+def dynamics(dynamics_store: str, table: str, out: str, cfg: Partial[FiguresConfig],
+             quality: str | None = None) -> Path:
     """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
     with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
     dyn = store.open_store(dynamics_store, "dynamics").load()
@@ -346,7 +350,7 @@ def dynamics(dynamics_store: str, table: str, out: str, cfg: dict, quality: str 
     return save(fig, out, cfg)
 
 
-def latent_space_maps(latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
+def latent_space_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], quality: str | None = None) -> Path:
     """Fig. 6: dense manifold, density overlay, max contrast, physical mask, RGB composite."""
     ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)
@@ -400,7 +404,7 @@ def latent_space_maps(latent_space: str, out: str, cfg: dict, quality: str | Non
     return save(fig, out, cfg)
 
 
-def nmf_maps(latent_space: str, out: str, cfg: dict, quality: str | None = None) -> Path:
+def nmf_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], quality: str | None = None) -> Path:
     """Fig. 7: image-NMF loading maps with components as insets; histogram-NMF components and maps."""
     ls = store.open_store(latent_space, "latent_space").load()
     n1, n2 = _latent_names(ls)

@@ -11,7 +11,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from .. import store
+from ..config import Partial, section
 from ..errors import InputError
+from ..sections import FiguresConfig
 from ..stimulus import stimulus
 from .common import default_frame, frame_title, grid, robust_limits, save, style
 
@@ -26,11 +28,12 @@ def pick_frames(ds, biases: list[float] | None, n: int = 6) -> list[int]:
     return [int(frames[i]) for i in idx]
 
 
-def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
+def frames_at_bias(movie: str, out: str, cfg: Partial[FiguresConfig]) -> Path:
     """Fig. 1: raw frames across the stimulus (bias, temperature, time or frame order), its value
     in each title, and the stimulus against frame when it is an applied one (bias, temperature)."""
+    cfg = section("figures", cfg)
     ds = store.open_store(movie, "movie")
-    frames = pick_frames(ds, cfg.get("biases"))
+    frames = pick_frames(ds, cfg["biases"])
     stim = stimulus(ds)
     panel = stim.applied
     with style():
@@ -57,7 +60,7 @@ def frames_at_bias(movie: str, out: str, cfg: dict) -> Path:
     return save(fig, out, cfg)
 
 
-def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: dict) -> Path:
+def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: Partial[FiguresConfig]) -> Path:
     """Fig. 2: raw frame, each model's class map, and its wall-probability channel."""
     ds = store.open_store(movie, "movie")
     segs = [store.open_store(s, "segmentation") for s in segmentations]
@@ -93,7 +96,7 @@ def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: d
     return save(fig, out, cfg)
 
 
-def training_curves(metrics: list[str], labels: list[str], out: str, cfg: dict, title: str) -> Path:
+def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partial[FiguresConfig], title: str) -> Path:
     """Loss curves (and any IoU columns) of one or more trainings from Lightning's metrics CSVs.
 
     ``metrics`` are CSV files with an ``epoch`` column; every column whose name

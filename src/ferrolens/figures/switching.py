@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import store
+from ..config import Partial
+from ..sections import FiguresConfig
 from .common import bias_label, save, style
 
 # status codes of ferrolens.switching.core, drawn under the maps (switched pixels are coloured by bias)
@@ -37,7 +39,7 @@ def _status_layer(ax, status: np.ndarray, extent) -> None:
     ax.imshow(rgba, extent=extent, origin="upper")
 
 
-def switching_maps(movie: str, switching: str, out: str, cfg: dict) -> Path:
+def switching_maps(movie: str, switching: str, out: str, cfg: Partial[FiguresConfig]) -> Path:
     """Switching-bias maps of the rising and falling branches beside a frame, the histogram of
     switching biases (the local switching-field distribution), the nucleation order of the branch
     with more switched pixels, and the state of three pixels against the stimulus."""
