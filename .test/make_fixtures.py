@@ -37,7 +37,7 @@ def tiff_movie(out: Path) -> None:
                      metadata=None, photometric="minisblack")
     with open(out / "bias.csv", "w") as fh:
         fh.write("frame,bias,time\n")
-        for f, (b, t) in enumerate(zip(ds.bias.values, ds.time.values)):
+        for f, (b, t) in enumerate(zip(ds.bias.values, ds.time.values, strict=True)):
             fh.write(f"{f},{b:.4f},{t:.3f}\n")
     for f in (0, 8):
         Image.fromarray(ds.class_map.values[f].astype(np.uint8)).save(out / f"label_{f:03d}.png")

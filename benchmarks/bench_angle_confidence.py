@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import sys
 import time
@@ -156,7 +157,7 @@ def main() -> None:
     c_min, k_min = float(rule["min_contrast"]), float(rule["min_coherence"])
     inputs, cls, ori, bias = demo_inputs(args.frames)
     wall = (cls == 1) & np.isfinite(ori)
-    side, ceiling = side_wall_mask(cls, ori)
+    side, _ceiling = side_wall_mask(cls, ori)
     print(f"demo: {args.frames} frames of 256², {int(wall.sum())} wall pixels, {int(side.sum())} on side walls; "
           f"rule: min_contrast {c_min}, min_coherence {k_min}, sigma {SIGMA} px")
 
@@ -180,7 +181,7 @@ def main() -> None:
     work = Path(args.work)
     rows, curves = [], []
     for name in args.inputs:
-        for n, epochs in zip(args.windows, args.epochs):
+        for n, epochs in zip(args.windows, args.epochs, strict=False):  # `--windows 8` takes the first epochs
             theta, quality = angle_map(inputs[name], bias, n, epochs, work / f"{name}_n{n}", name == "raw")
             coh, en = coherence_energy(inputs[name], n)
             conf = np.where(en >= energy_floor(n, c_min), coh, 0)
@@ -193,7 +194,7 @@ def main() -> None:
             bins = np.linspace(0, 1, 11)
             ok = en >= energy_floor(n, c_min)
             cells = []
-            for a, b in zip(bins[:-1], bins[1:]):
+            for a, b in itertools.pairwise(bins):
                 s = side & ok & (coh >= a) & ((coh < b) | (b >= 1))
                 cells.append(f"{np.mean(err[s] < 15):.2f} ({int(s.sum())})" if s.any() else "—")
             curves.append(f"| {name} | {n} | " + " | ".join(cells) + " |")

@@ -93,8 +93,9 @@ def demo_truth() -> None:
         corr = [np.corrcoef(w[c], frac_a)[0, 1] for c in range(w.shape[0])]
         t = tab[tab.cycle == "all"]
         print(f"--- {name}: correlation of each component's weight with the family-a fraction {np.round(corr, 2)}")
-        print(t[["variable", "component", "loop_area", "loop_area_ci_low", "loop_area_ci_high", "p_value",
-                 "p_adjusted", "significant", "detectable_area", "noise_rho", "reference_rho", "time_block"]].to_string())
+        columns = ["variable", "component", "loop_area", "loop_area_ci_low", "loop_area_ci_high", "p_value",
+                   "p_adjusted", "significant", "detectable_area", "noise_rho", "reference_rho", "time_block"]
+        print(t[columns].to_string())
 
 
 def cube() -> None:
@@ -118,9 +119,11 @@ def cube() -> None:
         pix = drift_robust_test(data[:, :40].T, null, 0.95, 0.05)
         truth = loop_metrics(state.mean(axis=1), op)["loop_area"][0] if name == "bias" else 0.0
         print(f"{name}: frames' mean area {mean.area[0]:.2f} [{mean.ci_low[0]:.2f}, {mean.ci_high[0]:.2f}] (truth "
-              f"{truth:.2f}), p {mean.p[0]:.3g}, noise rho {mean.rho[0]:.2f}, reference rho {mean.rho_reference[0]:.2f}; "
+              f"{truth:.2f}), p {mean.p[0]:.3g}, noise rho {mean.rho[0]:.2f}, "
+              f"reference rho {mean.rho_reference[0]:.2f}; "
               f"40 single pixels: p ≤ 0.05 in {np.mean(pix.p <= 0.05):.2f}, intervals excluding 0 "
-              f"{np.mean((pix.ci_low > 0) | (pix.ci_high < 0)):.2f}, median detectable area {np.median(pix.detectable):.1f}")
+              f"{np.mean((pix.ci_low > 0) | (pix.ci_high < 0)):.2f}, "
+              f"median detectable area {np.median(pix.detectable):.1f}")
 
 
 def write_cube(path: str) -> None:
@@ -189,7 +192,8 @@ def main() -> None:
     if args.demo or args.cube:
         return demo_truth() if args.demo else cube()
     s = args.seeds
-    print(f"{s} seeds per cell; drift_degree 2 (p: the larger of degrees 2 and 1); reference of 499 simulated curves per correlation\n")
+    print(f"{s} seeds per cell; drift_degree 2 (p: the larger of degrees 2 and 1); "
+          "reference of 499 simulated curves per correlation\n")
     print("NULL (no loop): fraction p≤.05 / p≤.05/8 / area interval excludes 0")
     nulls = [("AR ρ=0", dict(rho=0.0)), ("AR ρ=0.5", dict(rho=0.5)), ("AR ρ=0.8", dict(rho=0.8)),
              ("linear drift", dict(rho=0.5, drift="linear")), ("quadratic drift", dict(rho=0.5, drift="quadratic")),
@@ -214,7 +218,8 @@ def main() -> None:
         for i, (_, shift, width) in enumerate(loops):
             for sd in (0.02, 0.05):
                 r = measure(d, s, 0.5, sd, shift, width, seed=100 + i)
-                cells.append(f"{r['p05']:4.2f} {r['p05_8']:4.2f} {r['cover']:4.2f} {r['detect']:5.2f} ({r['area']:.2f})")
+                cells.append(f"{r['p05']:4.2f} {r['p05_8']:4.2f} {r['cover']:4.2f} {r['detect']:5.2f} "
+                             f"({r['area']:.2f})")
         print(f"{d:>8} | " + " | ".join(cells) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 

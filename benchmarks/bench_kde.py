@@ -16,12 +16,12 @@ import argparse
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 from scipy import stats
 
 from ferrolens.dynamics.kde import kde_frames, linear_grid, rule_bandwidth
+
 from timing import Clock
 
 

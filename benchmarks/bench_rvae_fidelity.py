@@ -56,10 +56,10 @@ window's variant fraction / wall fraction; (b) without truth, by
 blur), ``r2_gain`` (against a PCA with as many numbers per window), ``angle_follow`` and
 ``loss_tail`` (share of the held-out loss's improvement made in the last quarter of the epochs).
 A model is *truly good* when ``side15 ≥ 0.85``, ``within15 ≥ ceiling - 0.15`` and the better
-descriptor R² ≥ 0.6 (:data:`rvae_ladder.TRUTH_RULE`; 0.85 is what issue 22 calls "largely right"). The checks and thresholds whose verdict
-agrees best with the truth's (balanced accuracy, at most three checks; one threshold for every
-window size, and per window size) are printed with their confusion tables, beside today's gate,
-and with leave-one-seed-out agreement (thresholds chosen on the other seed's models).
+descriptor R² ≥ 0.6 (:data:`rvae_ladder.TRUTH_RULE`; 0.85 is what issue 22 calls "largely right").
+The checks and thresholds whose verdict agrees best with the truth's (balanced accuracy, at most three
+checks; one threshold for every window size, and per window size) are printed with their confusion
+tables, beside today's gate, and with leave-one-seed-out agreement (thresholds chosen on the other seed's models).
 
 Usage::
 
@@ -166,14 +166,13 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     else:  # a workflow run's own model: its rule's benchmark has the time (the job had `threads` of rule rvae_train)
         out = trained / "rvae" / f"n{n}"
         bench = trained.parents[1] / "benchmarks" / "workflow" / trained.name / "rvae" / f"n{n}" / "model.ckpt.tsv"
-        row = dict(zip(*[line.split("\t") for line in bench.read_text().splitlines()[:2]]))
+        row = dict(zip(*[line.split("\t") for line in bench.read_text().splitlines()[:2]], strict=True))
         wall, cpu = float(row["s"]), float(row["cpu_time"])
     model = load(out / "model.ckpt")
     torch.set_num_threads(threads)
     n_windows = xr.open_zarr(out / "windows.zarr")["windows"].shape[0]
-    from ferrolens.rvae.config import resolve_config as rvae_config
-
     from ferrolens.rvae.config import epochs_for
+    from ferrolens.rvae.config import resolve_config as rvae_config
 
     full = rvae_config(cfg)
     epochs = epochs_for(full, n)
@@ -192,8 +191,10 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     v = verdict(q, full["quality"])
     return {"config": name, "n": n, "R2": q["r2"], "within15": all_s["within15"], "side15": side_s["within15"],
             "agree2": all_s["agree2"], "follow": q["angle_follow"], "max_c": max_c, "phys": phys,
-            "r2_blur": q["r2_blur"], "loss_tail": q["loss_tail"], "gate": "pass" if v["passed"] else "fail: " + ",".join(v["failed"]),
-            "wall_s": wall, "cpu_s": cpu, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs, "windows": n_windows}
+            "r2_blur": q["r2_blur"], "loss_tail": q["loss_tail"],
+            "gate": "pass" if v["passed"] else "fail: " + ",".join(v["failed"]),
+            "wall_s": wall, "cpu_s": cpu, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs,
+            "windows": n_windows}
 
 
 def _fmt(v) -> str:
@@ -202,12 +203,15 @@ def _fmt(v) -> str:
 
 def _gate_text(gate: dict) -> str:
     def one(t):
-        return "/".join(f"{v:.3g}" for v in t.values()) + " (n=" + "/".join(map(str, t)) + ")" if isinstance(t, dict) else f"{t:.3g}"
+        if isinstance(t, dict):
+            return "/".join(f"{v:.3g}" for v in t.values()) + " (n=" + "/".join(map(str, t)) + ")"
+        return f"{t:.3g}"
     return ", ".join(f"{c} {'≥' if ladder.CHECKS[c] > 0 else '≤'} {one(t)}" for c, t in gate.items())
 
 
 def _confusion_table(rows: list[dict], gates: dict[str, dict]) -> str:
-    head = "| gate | checks | truly good: pass / fail | truly bad: pass / fail | balanced accuracy |\n|---|---|---|---|---|"
+    head = ("| gate | checks | truly good: pass / fail | truly bad: pass / fail | balanced accuracy |\n"
+            "|---|---|---|---|---|")
     lines = [head]
     for name, gate in gates.items():
         c = ladder.confusion(rows, gate)
@@ -219,7 +223,10 @@ def _confusion_table(rows: list[dict], gates: dict[str, dict]) -> str:
 def run_ladder(cache: Path, threads: int, train: bool = True) -> None:
     """Train (cached) and score the ladder, then calibrate the gate on it (see the module docstring);
     ``train=False`` takes the models trained so far."""
-    folders = ladder.train_all(cache, threads=threads) if train else sorted(p.parent for p in cache.glob("*/*/*/*/info.json"))
+    if train:
+        folders = ladder.train_all(cache, threads=threads)
+    else:
+        folders = sorted(p.parent for p in cache.glob("*/*/*/*/info.json"))
     truth: dict = {}
     rows = [ladder.score_rung(f, truth) for f in folders]
     for r in rows:
@@ -237,7 +244,8 @@ def run_ladder(cache: Path, threads: int, train: bool = True) -> None:
                                          "calibrated, per window size": per}))
     for n in sorted({r["n"] for r in rows}):
         sub = [r for r in rows if r["n"] == n]
-        print(f"\nn = {n}:\n" + _confusion_table(sub, {"today": ladder.TODAY, "one threshold": one, "per window size": per}))
+        gates = {"today": ladder.TODAY, "one threshold": one, "per window size": per}
+        print(f"\nn = {n}:\n" + _confusion_table(sub, gates))
     for label, per_window in (("one threshold", False), ("per window size", True)):
         c = ladder.cross_seed(rows, per_window)
         print(f"\nleave-one-seed-out ({label}): good pass/fail {c['good_pass']}/{c['good_fail']}, bad pass/fail "
@@ -249,7 +257,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ladder", action="store_true", help="calibrate the quality gate on the ladder of models")
     ap.add_argument("--cache", default="/tmp/h2/ladder", help="where the ladder's models are kept (reruns reuse them)")
-    ap.add_argument("--no-train", action="store_true", help="with --ladder: score and calibrate the models trained so far")
+    ap.add_argument("--no-train", action="store_true",
+                    help="with --ladder: score and calibrate the models trained so far")
     ap.add_argument("--results", default=str(ROOT / "results" / "demo"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--windows", type=int, nargs="+", default=[8, 12, 24])
@@ -285,8 +294,9 @@ def main() -> None:
     cls, ori = syn["class_map"].values, syn["orientation"].values
     side, ceiling = side_wall_mask(cls, ori)
     torch.set_num_threads(args.threads)
-    print(f"demo: {images.shape[0]} frames of {images.shape[1]}×{images.shape[2]}, {int(((cls == 1) & np.isfinite(ori)).sum())} "
-          f"wall pixels, {int(side.sum())} on side walls; a perfect local-direction reader scores within15 = {ceiling:.3f}",
+    print(f"demo: {images.shape[0]} frames of {images.shape[1]}×{images.shape[2]}, "
+          f"{int(((cls == 1) & np.isfinite(ori)).sum())} wall pixels, {int(side.sum())} on side walls; "
+          f"a perfect local-direction reader scores within15 = {ceiling:.3f}",
           flush=True)
     trained = {k: Path(v).resolve() for k, v in (t.split("=", 1) for t in args.trained)}
     rows = []

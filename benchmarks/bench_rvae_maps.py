@@ -5,8 +5,8 @@ Part 1 — one 256×256 frame, n = 24, the same (random) weights of the default
 (``RVAE.latent_maps``; the heads by FFT tiles, :mod:`ferrolens.rvae.fftconv`)
 against the plain reference that cuts the window centred on every pixel
 (reflect padding) and encodes them in batches (``RVAE.encode``). Checks that
-both agree to 1e-4 (the equivariant angle to 1e-3 rad, as the tests) and prints the time ratio (target >= 50×) and the ratio to
-AtomAI's recorded per-window encoding of such a frame (target >= 100×).
+both agree to 1e-4 (the equivariant angle to 1e-3 rad, as the tests) and prints the time ratio
+(target >= 50×) and the ratio to AtomAI's recorded per-window encoding of such a frame (target >= 100×).
 
 Every timed block records its cpu/wall (``benchmarks/timing.py``); a block
 below 1.8 on 2 threads is printed REFUSED and the exit status is 3.
@@ -29,12 +29,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
+
 from timing import Block, Clock
 
 PEERS = "../shared/peers/atomai_results_2026-12.jsonl encimg_atomai_total, cpu/wall 1.90"
@@ -61,12 +61,15 @@ def part1(size: int, n: int, threads: int, architecture: str, clock: Clock) -> d
     d[..., 0] = np.abs(np.angle(np.exp(2j * (fast[..., 0] - ref[..., 0]))) / 2)  # angles: on the circle (period π)
     diff = float(d.max())
     return {"architecture": architecture, "size": size, "window": n, "threads": threads,
-            "fully_convolutional_s": fast_block.wall, "per_window_s": ref_block.wall, "ratio": ref_block.wall / fast_block.wall,
-            "max_abs_diff": diff, "max_abs_diff_angle": float(d[..., 0].max()), "max_abs_diff_other": float(d[..., 1:].max()),
+            "fully_convolutional_s": fast_block.wall, "per_window_s": ref_block.wall,
+            "ratio": ref_block.wall / fast_block.wall,
+            "max_abs_diff": diff, "max_abs_diff_angle": float(d[..., 0].max()),
+            "max_abs_diff_other": float(d[..., 1:].max()),
             "output_scale": float(np.abs(ref).max()),
             # as tests/test_rvae_maps.py: a circular mean of nearly cancelling copies (random weights) amplifies
             # float rounding of the equivariant angle, judged at 1e-3 rad; every other output at 1e-4
-            "agree": float(d[..., 1:].max()) <= 1e-4 and float(d[..., 0].max()) <= (1e-3 if architecture == "equivariant" else 1e-4),
+            "agree": float(d[..., 1:].max()) <= 1e-4
+            and float(d[..., 0].max()) <= (1e-3 if architecture == "equivariant" else 1e-4),
             "cpu_wall_fast": fast_block.util, "cpu_wall_ref": ref_block.util}
 
 
@@ -164,11 +167,13 @@ def part1_report(args, clock: Clock) -> None:
     for architecture in args.architecture:
         r1 = part1(args.size, args.window, args.threads, architecture, clock)
         fast, ref = clock.blocks[-2:]
-        line = (f"[maps] {architecture} encoder, one {args.size}×{args.size} frame, n={args.window}, {args.threads} threads: "
+        line = (f"[maps] {architecture} encoder, one {args.size}×{args.size} frame, n={args.window}, "
+                f"{args.threads} threads: "
                 f"fully convolutional {r1['fully_convolutional_s']:.3f} s ({clock.tag(fast)}), per-window "
                 f"{r1['per_window_s']:.1f} s ({clock.tag(ref)}), RATIO {r1['ratio']:.0f}× (target >= 50×); max |diff| "
-                f"{r1['max_abs_diff']:.2e} (angle {r1['max_abs_diff_angle']:.1e} rad, others {r1['max_abs_diff_other']:.1e}; "
-                f"outputs up to {r1['output_scale']:.2f}) -> agree (others 1e-4, equivariant angle 1e-3 rad): {r1['agree']}")
+                f"{r1['max_abs_diff']:.2e} (angle {r1['max_abs_diff_angle']:.1e} rad, "
+                f"others {r1['max_abs_diff_other']:.1e}; outputs up to {r1['output_scale']:.2f}) "
+                f"-> agree (others 1e-4, equivariant angle 1e-3 rad): {r1['agree']}")
         if args.size == 256 and args.window == 24:
             line += (f"; AtomAI's recorded per-window encoding of a 256² frame at n = 24 ({ATOMAI_ENCIMG_S} s, "
                      f"{PEERS}) / maps: {ATOMAI_ENCIMG_S / r1['fully_convolutional_s']:.0f}×")

@@ -131,8 +131,9 @@ def main() -> None:
     with clock("matmul after"):
         peak_after = matmul_gflops()
     peak = max(peak_before, peak_after)  # the machine is shared: take the better measurement
-    print(f"fp32 matmul (2048², {args.threads} threads): {peak_before:.0f} GFLOP/s before, {peak_after:.0f} after; using {peak:.0f}")
-    for r, block in zip(rows, [b for b in clock.blocks if b.name.endswith("training")]):
+    print(f"fp32 matmul (2048², {args.threads} threads): {peak_before:.0f} GFLOP/s before, "
+          f"{peak_after:.0f} after; using {peak:.0f}")
+    for r, block in zip(rows, [b for b in clock.blocks if b.name.endswith("training")], strict=True):
         r["matmul_gflops"] = peak
         r["fraction_of_matmul"] = r["achieved_gflops"] / peak
         atomai = ATOMAI_TRAIN.get(r["window"])

@@ -34,8 +34,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ferrolens.segment import (fuse_for_inference, load, normalize_frames, predict, predict_frames, resolve_config,
-                               train)
+from ferrolens.segment import fuse_for_inference, load, normalize_frames, predict, predict_frames, resolve_config, train
 from ferrolens.segment.infer import resolve_precision
 from ferrolens.store import FRAME, X, Y, frame_coords, provenance, write_store
 from ferrolens.synthetic import make_demo
@@ -108,7 +107,7 @@ def main() -> None:
     t_train = best_time(lambda: train(str(movie), str(labels), str(out / "c3"), 3, cfg, seed=0, threads=args.threads),
                         1, "train")
     rows = (out / "c3" / "metrics.csv").read_text().splitlines()
-    last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+    last = dict(zip(rows[0].split(","), rows[-1].split(","), strict=True))
     steps = int(last["step"])
     print(f"\ntraining: {t_train:.0f} s wall (incl. setup, validation, checkpoints), {len(rows) - 1} epochs, "
           f"{steps} steps of {cfg['train']['batch_size']}×{cfg['train']['patch_size']}² patches "
@@ -124,7 +123,7 @@ def main() -> None:
     names = list(s["class"].values)
     print(f"predict() end to end (read, normalise, infer, write zarr): {n / t_pred:.1f} frames/s at 256²")
     print("held-out IoU on the 36 never-labelled frames: "
-          + ", ".join(f"{c} {v:.3f}" for c, v in zip(names, ious)) + f"; mean {ious.mean():.3f}")
+          + ", ".join(f"{c} {v:.3f}" for c, v in zip(names, ious, strict=True)) + f"; mean {ious.mean():.3f}")
 
     # --- fast path vs plain reference, 256² ------------------------------------------------------
     model = load(out / "c3" / "model.ckpt")
@@ -170,10 +169,11 @@ def main() -> None:
         "threads": args.threads, "load_average_end": os.getloadavg()[0],
         "train_seconds": t_train, "train_steps": steps,
         "seconds_per_step": t_train / max(steps, 1), "epochs": len(rows) - 1,
-        "iou_heldout": dict(zip(names, map(float, ious))), "miou_heldout": float(ious.mean()),
+        "iou_heldout": dict(zip(names, map(float, ious), strict=True)), "miou_heldout": float(ious.mean()),
         "predict_end_to_end_fps_256": n / t_pred, "fast_fps_256": n / t_fast, "plain_fps_256": n / t_plain,
         "default_fps_256": n / t_df, "default_precision": "bf16" if bf16 else "float32",
-        "default_labels_equal_float32": same, "iou_heldout_float32": iou32.tolist(), "fast_fps_1024": m / t_fast_big, "plain_fps_1024": m / t_plain_big,
+        "default_labels_equal_float32": same, "iou_heldout_float32": iou32.tolist(),
+        "fast_fps_1024": m / t_fast_big, "plain_fps_1024": m / t_plain_big,
         "max_abs_diff_256": d, "max_abs_diff_1024": d_big, "cpu_per_wall": UTIL,
     }
     (out / "bench_segment.json").write_text(json.dumps(result, indent=2))

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from timing import Block, Clock
 
 ROOT = Path(__file__).resolve().parents[1]

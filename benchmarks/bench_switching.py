@@ -7,8 +7,8 @@ the BEPS cube its agreement with a classical per-pixel loop fit of the raw piezo
 --demo: a finished run's dataset folder with synthetic.zarr, movie.zarr and rvae/n{window}/latents.zarr.
 The stage (vectorised over pixels) runs beside a plain reference (the same step fit one pixel at a
 time); they must agree exactly; the ratio and cpu/wall of each block are printed, then the errors
-against the truth. --beps: a run on the BEPS cube (rvae.input raw; config/config.yaml's beps example) with its movie.zarr
-and switching.zarr; the
+against the truth. --beps: a run on the BEPS cube (rvae.input raw; config/config.yaml's beps example)
+with its movie.zarr and switching.zarr; the
 latent map is compared with the tanh loop fit of each pixel's raw signal (ferrolens.switching.loopfit)
 and with the same step fit run on the raw signal itself.
 """
@@ -72,8 +72,8 @@ def demo(folder: Path, window: int, cfg: dict) -> None:
     print(f"confusion against each pixel's truth (min_separation {ds['separation'].attrs.get('min_separation')}):")
     for d in ("rising", "falling"):
         t, c = (ds[k].sel(direction=d).values for k in ("true_status", "status"))
-        print(confusion_text(confusion(BranchResult(None, None, None, c.ravel()), BranchResult(None, None, None, t.ravel())),
-                             f"  {d}"))
+        called, actual = BranchResult(None, None, None, c.ravel()), BranchResult(None, None, None, t.ravel())
+        print(confusion_text(confusion(called, actual), f"  {d}"))
         near = maximum_filter((ds["true_status"].values == SWITCHED).any(axis=0), size=window) & (t == NEVER)
         far = (t == NEVER) & ~near
         print(f"    never-switching pixels with a switching pixel in their {window}-px window: {near.sum()} "
@@ -97,16 +97,18 @@ def demo(folder: Path, window: int, cfg: dict) -> None:
     sweep = analyse_sweep(ds["bias"].values)
     rng = np.random.default_rng(0)
     pick = rng.choice(state.shape[1], 1000, replace=False)
-    fast, wf, rf = timed(branch_switching, state[:, pick], sigma[pick], sweep)
+    _fast, wf, rf = timed(branch_switching, state[:, pick], sigma[pick], sweep)
     ref, wr, rr = timed(reference, state[:, pick], sigma[pick], sweep)
     # agreement per segment: the stage's per-segment results against the reference's
     agree = []
     for d in ref:
-        segs = [s for s in list(sweep.closed) + ([sweep.virgin] if sweep.virgin else []) if s.direction == (1 if d == "rising" else -1)]
+        segments = list(sweep.closed) + ([sweep.virgin] if sweep.virgin else [])
+        segs = [s for s in segments if s.direction == (1 if d == "rising" else -1)]
         for j, s in enumerate(segs):
             u = state[s.frames][:, pick] if d == "rising" else 1 - state[s.frames][:, pick]
             vec = segment_switching(u, sweep.values[s.frames], sigma[pick])
-            one = BranchResult(*[np.array([getattr(per[j], k)[0] for per in ref[d]]) for k in ("bias", "low", "high", "status")])
+            one = BranchResult(*[np.array([getattr(per[j], k)[0] for per in ref[d]])
+                                 for k in ("bias", "low", "high", "status")])
             agree.append(np.array_equal(vec.status, one.status) and np.allclose(vec.bias, one.bias, equal_nan=True))
     print(f"fast path {wf * 1e3:.1f} ms (cpu/wall {rf:.2f}) vs plain loop {wr * 1e3:.1f} ms (cpu/wall {rr:.2f}) "
           f"for 1000 pixels: {wr / wf:.0f}× faster; statuses and biases agree in every segment: {all(agree)}")
@@ -132,7 +134,8 @@ def beps(folder: Path, window: int) -> None:
     raw = movie["image"].values.reshape(movie.sizes["frame"], -1)  # (F, P)
     sweep = analyse_sweep(volts)
     fit, wall, ratio = timed(fit_loops, raw, sweep)
-    print(f"tanh loop fit of {raw.shape[1]} pixels: {wall:.1f} s (cpu/wall {ratio:.2f}); median R² {np.nanmedian(fit['r2']):.2f}")
+    print(f"tanh loop fit of {raw.shape[1]} pixels: {wall:.1f} s (cpu/wall {ratio:.2f}); "
+          f"median R² {np.nanmedian(fit['r2']):.2f}")
     # the same step fit on the raw signal (one feature), the classical reading by this stage's rule
     st = latent_state(raw[:, :, None], volts)
     rawmap = branch_switching(st.s, st.sigma, sweep)

@@ -76,7 +76,7 @@ def rung_cfg(rung: str, n: int) -> dict:
 def held_out(count: int, cfg: dict, seed: int) -> np.ndarray:
     """Indices of the windows the training held out (:class:`ferrolens.rvae.data.WindowDataModule`'s split)."""
     order = np.random.default_rng(seed).permutation(count)
-    return np.sort(order[: int(round(float(cfg["val_fraction"]) * count))])
+    return np.sort(order[: round(float(cfg["val_fraction"]) * count)])
 
 
 def train_rung(cache: Path, gen: str, seed: int, n: int, rung: str, frames: np.ndarray, threads: int) -> Path:
@@ -109,7 +109,7 @@ def train_rung(cache: Path, gen: str, seed: int, n: int, rung: str, frames: np.n
     else:
         fit(ws.windows, cfg, seed=seed, threads=threads, out_dir=out, progress=False)
     info = {"gen": gen, "seed": seed, "n": n, "rung": rung, "cfg": cfg, "train_s": time.perf_counter() - t0,
-            "train_cpu_s": time.process_time() - c0, "windows": int(len(ws.windows))}
+            "train_cpu_s": time.process_time() - c0, "windows": len(ws.windows)}
     (out / "info.json").write_text(json.dumps(info))
     return out
 
@@ -169,8 +169,10 @@ def descriptors(ds: xr.Dataset, n: int, ws) -> dict[str, np.ndarray]:
     its pixels in variant 1 (demo: needle family a; stripes: a domains) and the fraction on walls."""
     y0, x0 = ws.y - n // 2, ws.x - n // 2  # the windows' top-left corners (CENTRE of ferrolens.rvae.inputs)
     out = {}
-    for name, field in (("variant_fraction", ds["variant_map"].values == 1), ("wall_fraction", ds["class_map"].values == 1)):
-        out[name] = np.array([field[f, a : a + n, b : b + n].mean() for f, a, b in zip(ws.frame, y0, x0)])
+    fields = (("variant_fraction", ds["variant_map"].values == 1), ("wall_fraction", ds["class_map"].values == 1))
+    for name, field in fields:
+        out[name] = np.array([field[f, a : a + n, b : b + n].mean()
+                              for f, a, b in zip(ws.frame, y0, x0, strict=True)])
     return out
 
 
@@ -195,7 +197,7 @@ def score_rung(folder: Path, truth_cache: dict) -> dict:
 
     if (folder / "score.json").exists():
         return json.loads((folder / "score.json").read_text())
-    from bench_rvae_fidelity import angle_scores, side_wall_mask  # noqa: PLC0415 (the bench imports this module)
+    from bench_rvae_fidelity import angle_scores, side_wall_mask  # here: the bench imports this module
 
     info = json.loads((folder / "info.json").read_text())
     gen, seed, n, rung = info["gen"], info["seed"], info["n"], info["rung"]
@@ -308,14 +310,15 @@ def fit_gate(rows: list[dict], checks=tuple(CHECKS), most: int = 3) -> tuple[dic
         for subset in combinations(checks, k):
             for ts in product(*(_candidates(rows, c) for c in subset)):
                 ok = np.ones(len(rows), bool)
-                for c, t in zip(subset, ts):
+                for c, t in zip(subset, ts, strict=True):
                     v = values[c]
                     with np.errstate(invalid="ignore"):
                         ok &= np.isfinite(v) & ((v >= t) if CHECKS[c] > 0 else (v <= t))
                 bal = 0.5 * ((good & ok).sum() / n_good + (~good & ~ok).sum() / n_bad)
                 score = (round(float(bal), 6), -k)
-                if key is None or score > key[:2] or (score == key[:2] and _margin(rows, dict(zip(subset, ts))) > key[2]):
-                    best, key = dict(zip(subset, ts)), (*score, _margin(rows, dict(zip(subset, ts))))
+                gate = dict(zip(subset, ts, strict=True))
+                if key is None or score > key[:2] or (score == key[:2] and _margin(rows, gate) > key[2]):
+                    best, key = gate, (*score, _margin(rows, gate))
     return (best, confusion(rows, best)) if best else (None, None)
 
 

@@ -12,7 +12,6 @@ from ferrolens import store
 from ferrolens.dynamics import kde_nmf
 from ferrolens.dynamics.bootstrap import resample_kdes
 from ferrolens.dynamics.kde import circular_grid, kde_frames, linear_grid
-from ferrolens.errors import InputError
 from ferrolens.rvae.confidence import (
     angle_confidence,
     coherence_energy,
@@ -92,7 +91,7 @@ def test_rotation_and_shape():
     frames = ndimage.gaussian_filter(rng.random((3, 30, 30)), (0, 2, 2)).astype(np.float32)
     coh, energy = coherence_energy(frames, 9)  # odd n: the window is symmetric about its centre
     assert coh.shape == energy.shape == frames.shape and coh.dtype == np.float32
-    assert (0 <= coh).all() and (coh <= 1).all() and (energy >= 0).all()
+    assert (coh >= 0).all() and (coh <= 1).all() and (energy >= 0).all()
     coh_r, energy_r = coherence_energy(np.rot90(frames, 1, axes=(1, 2)).copy(), 9)
     np.testing.assert_allclose(coh_r, np.rot90(coh, 1, axes=(1, 2)), atol=1e-4)
     np.testing.assert_allclose(energy_r, np.rot90(energy, 1, axes=(1, 2)), rtol=1e-4, atol=1e-9)
@@ -116,8 +115,9 @@ def test_store_attrs_record_the_rule():
 @pytest.mark.parametrize("n", [8, 12])
 def test_default_rule_on_the_demo_truth(n):
     """The defaults' calibration (benchmarks/bench_angle_confidence.py), on a small demo: flat windows (no
-    wall or contaminant of the truth within the window or 2 px around it, the gradients' reach) kept at most 5 %, wall pixels at least 60 % (junctions and needle tips are not one orientation), for the wall probability
-    (the truth mask blurred: the U-Net's stand-in) and for the raw frames."""
+    wall or contaminant of the truth within the window or 2 px around it, the gradients' reach) kept at
+    most 5 %, wall pixels at least 60 % (junctions and needle tips are not one orientation), for the wall
+    probability (the truth mask blurred: the U-Net's stand-in) and for the raw frames."""
     syn = make_demo(n_frames=2, size=256, seed=3)
     cls, ori = syn["class_map"].values, syn["orientation"].values
     walls = ndimage.gaussian_filter((cls == 1).astype(np.float32), (0, 0.7, 0.7))

@@ -181,8 +181,8 @@ def lookup(config: dict, key: str):
 @contextmanager
 def _workflow(workdir: Path, overrides: dict, configfiles=TINY, snakefile: Path = ROOT / "Snakefile"):
     from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
     from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
     cwd = os.getcwd()
     try:
@@ -292,7 +292,8 @@ def test_every_schema_key_reruns_exactly_its_declared_rules(decided):
     results, everything = decided
     undeclared = sorted(k for k, (rules, _, _) in results.items() if rules is None)
     problems = [f"{k}: no line in src/ferrolens/schemas/dependencies.yaml" for k in undeclared]
-    stale = [k for k in yaml.safe_load(DEPENDENCIES.read_text()) if not any(s == k or s.startswith(f"{k}.") for s in results)]
+    declared = yaml.safe_load(DEPENDENCIES.read_text())
+    stale = [k for k in declared if not any(s == k or s.startswith(f"{k}.") for s in results)]
     problems += [f"{k}: a line of src/ferrolens/schemas/dependencies.yaml for no key of the schema" for k in stale]
     for key, (rules, value, run) in results.items():
         if isinstance(run, str):
@@ -360,7 +361,8 @@ def test_code_a_figure_function_redraws_the_figures_only(tiny_run, tmp_path):
             f.write("\n# edited\n")
     probe = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_dependencies as t; "
              f"import ferrolens; assert ferrolens.__file__.startswith({str(wf)!r}), ferrolens.__file__; "
-             f"from pathlib import Path; d = t.Decision(Path({str(tiny_run)!r}), snakefile=Path({str(wf / 'Snakefile')!r})); "
+             f"from pathlib import Path; "
+             f"d = t.Decision(Path({str(tiny_run)!r}), snakefile=Path({str(wf / 'Snakefile')!r})); "
              "print(json.dumps(sorted({r for (r, _), why in d.run.items() if why == 'own'})))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(wf / "src")})

@@ -98,7 +98,7 @@ def test_clear_errors_before_training(clean_env):
         parallel.plan("auto", 2, "auto", 4, "rvae")  # auto takes the visible GPU
     clean_env.setattr(parallel, "visible_gpus", lambda: 0)
     clean_env.delenv("CUDA_VISIBLE_DEVICES")
-    with pytest.raises(InputError, match="sees 0 CUDA.*CUDA_VISIBLE_DEVICES unset"):
+    with pytest.raises(InputError, match=r"sees 0 CUDA.*CUDA_VISIBLE_DEVICES unset"):
         parallel.plan("cuda", 1, "auto", 1, "rvae")
     with pytest.warns(UserWarning, match="no GPU is visible: training with 2 CPU processes"):
         parallel.plan("auto", 2, "auto", 2, "rvae")

@@ -36,7 +36,7 @@ def test_folder_in_natural_order_and_list_of_files(tmp_path, stack):
     assert fr.image.shape == (5, 20, 24)
     np.testing.assert_array_equal(fr.image[3], (stack[5] * 255).astype(np.uint8))
     files = [tmp_path / f"f{i}.tif" for i in range(3)]
-    for f, a in zip(files, stack):
+    for f, a in zip(files, stack[:3], strict=True):
         tifffile.imwrite(f, a)
     np.testing.assert_array_equal(read_frames([str(f) for f in files]).image, stack[:3])
 
@@ -48,7 +48,7 @@ def test_npy_npz(tmp_path, stack):
     fr = read_frames(tmp_path / "m.npz")
     np.testing.assert_array_equal(fr.image, stack)
     np.testing.assert_array_equal(fr.bias, np.arange(6.0))
-    with pytest.raises(InputError, match="key 'nope' not found.*frames"):
+    with pytest.raises(InputError, match=r"key 'nope' not found.*frames"):
         read_frames(tmp_path / "m.npz", {"dataset": "nope"})
 
 
@@ -79,7 +79,7 @@ def test_pzt_channel_by_quantity_series_of_files():
     assert ds.attrs["pixel_units"] == "m"
     assert len(ds.attrs["source_sha256"]) == 2 and all(len(h) == 64 for h in ds.attrs["source_sha256"])
     np.testing.assert_allclose(ds.time.values, [0.0, 1.0])
-    with pytest.raises(InputError, match="no dataset has quantity 'Phase'.*PhaseRetrace"):
+    with pytest.raises(InputError, match=r"no dataset has quantity 'Phase'.*PhaseRetrace"):
         load_movie({"channel": "Phase"}, str(files[0]))
 
 
@@ -139,11 +139,11 @@ def test_unreadable_truncated_unknown(tmp_path, stack):
     tifffile.imwrite(p, stack)
     trunc = tmp_path / "trunc.tif"
     trunc.write_bytes(p.read_bytes()[:300])
-    with pytest.raises(InputError, match="trunc.tif: cannot be read as TIFF"):
+    with pytest.raises(InputError, match=r"trunc\.tif: cannot be read as TIFF"):
         read_frames(trunc)
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(InputError, match="junk.h5: cannot be opened as HDF5"):
+    with pytest.raises(InputError, match=r"junk\.h5: cannot be opened as HDF5"):
         read_frames(junk)
     (tmp_path / "m.xyz").write_text("x")
     with pytest.raises(InputError, match=r"unknown extension '.xyz'"):
@@ -182,7 +182,7 @@ def _pfm_scan(path, size_um, offset_um=(0.0, 0.0), n=16, seed=0):
         g = f.create_group("Measurement_000/Channel_4/Channel_4")
         d = g.create_dataset("Channel_4", data=rng.random((n, n)).astype(np.float32))
         d.attrs["quantity"], d.attrs["units"] = "PhaseRetrace", "deg"
-        for i, (name, off) in enumerate(zip("xy", offset_um[::-1])):
+        for i, (name, off) in enumerate(zip("xy", offset_um[::-1], strict=True)):
             s = g.create_dataset(name, data=(off + np.linspace(0.0, size_um, n)) * 1e-6)
             s.attrs["units"] = "m"
             s.make_scale(name)

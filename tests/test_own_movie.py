@@ -179,7 +179,7 @@ def test_pzt_hdf5_series_without_labels_runs_on_raw_frames(tmp_path):
     lat = xr.open_zarr(wd / "results/pzt/rvae/n8/latents.zarr")
     assert lat["mean"].shape[:3] == (2, 128, 128) and np.isfinite(lat["mean"].values).all()
     windows = xr.open_zarr(wd / "results/pzt/rvae/n8/windows.zarr")
-    assert 0.0 <= float(windows["windows"].min()) and float(windows["windows"].max()) <= 1.0  # normalised frames
+    assert float(windows["windows"].min()) >= 0.0 and float(windows["windows"].max()) <= 1.0  # normalised frames
     assert {"fig1_frames", "fig4_latent_maps", "fig5_dynamics_n8", "fig6_latent_space_n8"} <= figures(wd, "pzt")
 
 

@@ -29,7 +29,9 @@ def test_truth_consistent_with_frames(stripes):
     img, cls, var, ori = (ds[v].values for v in ("image", "class_map", "variant_map", "orientation"))
     # walls are bright bands, a domains brighter than c domains
     for f in range(img.shape[0]):
-        c, a, wall = img[f][(cls[f] == 0) & (var[f] == 0)].mean(), img[f][(cls[f] == 0) & (var[f] == 1)].mean(), img[f][cls[f] == 1].mean()
+        c = img[f][(cls[f] == 0) & (var[f] == 0)].mean()
+        a = img[f][(cls[f] == 0) & (var[f] == 1)].mean()
+        wall = img[f][cls[f] == 1].mean()
         assert c + 0.1 < a < wall
     # every variant change between 4-neighbours lies on a wall pixel
     change = var[:, 1:] != var[:, :-1]
@@ -44,7 +46,8 @@ def test_truth_consistent_with_frames(stripes):
 
     def same(dy, dx):
         """Fraction of wall pixels whose two neighbours 3 px away in direction ±(dy, dx) share their variant."""
-        sides = [var[f, np.clip(np.round(y + s * dy).astype(int), 0, 95), np.clip(np.round(x + s * dx).astype(int), 0, 95)]
+        sides = [var[f, np.clip(np.round(y + s * dy).astype(int), 0, 95),
+                     np.clip(np.round(x + s * dx).astype(int), 0, 95)]
                  for s in (-1, 1)]
         return np.mean(sides[0] == sides[1])
 

@@ -72,7 +72,8 @@ def _compare_store(a: Path, b: Path, rtol: float) -> list[str]:
     for name in sorted(set(da.variables) & set(db.variables)):
         va, vb = da[name].variable, db[name].variable
         if va.dims != vb.dims or va.shape != vb.shape or va.dtype != vb.dtype:
-            problems.append(f"{name}: dims/shape/dtype {va.dims} {va.shape} {va.dtype} vs {vb.dims} {vb.shape} {vb.dtype}")
+            problems.append(f"{name}: dims/shape/dtype {va.dims} {va.shape} {va.dtype} "
+                            f"vs {vb.dims} {vb.shape} {vb.dtype}")
             continue
         xa, xb = va.values, vb.values
         if np.issubdtype(xa.dtype, np.floating) or np.issubdtype(xa.dtype, np.complexfloating):

@@ -52,8 +52,8 @@ def read_bias_csv(path: str | Path) -> pd.DataFrame:
                                    f"{' …' if bad.size > 5 else ''})", "finite numbers")
         df[col] = values
     if not np.all(df["frame"] == np.round(df["frame"])):
-        raise InputError(path, f"column 'frame' has fractional values {df.loc[df['frame'] != np.round(df['frame']), 'frame'].tolist()[:5]}",
-                         "whole source-frame indices")
+        fractional = df.loc[df["frame"] != np.round(df["frame"]), "frame"].tolist()[:5]
+        raise InputError(path, f"column 'frame' has fractional values {fractional}", "whole source-frame indices")
     df["frame"] = df["frame"].astype(np.int64)
     if df["frame"].duplicated().any():
         raise InputError(path, f"frames {sorted(df.loc[df['frame'].duplicated(), 'frame'].unique())} repeat",

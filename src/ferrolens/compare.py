@@ -67,7 +67,7 @@ def _same_value(a: Any, b: Any, rtol: float, atol: float) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_value(a[k], b[k], rtol, atol) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_value(x, y, rtol, atol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same_value(x, y, rtol, atol) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
@@ -142,9 +142,9 @@ def _entries(root: Path) -> dict[str, Path]:
         rel = p.relative_to(root)
         if any(part in SKIP_DIRS for part in rel.parts) or any(part.endswith(".zarr") for part in rel.parts[:-1]):
             continue
-        if p.suffix == ".zarr" and p.is_dir():
-            found[str(rel)] = p
-        elif p.is_file() and p.suffix not in SKIP_SUFFIXES and not p.name.startswith("."):
+        zarr_store = p.suffix == ".zarr" and p.is_dir()
+        plain_file = p.is_file() and p.suffix not in SKIP_SUFFIXES and not p.name.startswith(".")
+        if zarr_store or plain_file:
             found[str(rel)] = p
     return found
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -179,8 +179,9 @@ def _read_tiff(path: Path, opts: dict) -> Frames:
     try:
         with tifffile.TiffFile(path) as tif:
             arr, rgb = _tiff_colour_last(tif)
-            attrs, geometry = {}, {}
-            page = tif.pages[0]
+            attrs: dict[str, Any] = {}
+            geometry: dict[str, Any] = {}
+            page = cast("tifffile.TiffPage", tif.pages[0])  # the first page is always read as a TiffPage
             unit = page.tags.get("ResolutionUnit")
             if unit is not None and int(unit.value) in (2, 3):
                 metres = 2.54e-2 if int(unit.value) == 2 else 1e-2  # per inch / per cm
@@ -191,9 +192,9 @@ def _read_tiff(path: Path, opts: dict) -> Frames:
                 if sizes[1] is not None:
                     attrs["pixel_size"], attrs["pixel_units"] = sizes[1], "m"
                     geometry.update(pixel_size=(sizes[0], sizes[1]), pixel_units="m")
-                    pos = [page.tags.get(t) for t in ("YPosition", "XPosition")]
-                    if all(t is not None for t in pos):  # in resolution units
-                        geometry["offset"] = tuple(metres * t.value[0] / t.value[1] for t in pos)
+                    y_pos, x_pos = (page.tags.get(t) for t in ("YPosition", "XPosition"))
+                    if y_pos is not None and x_pos is not None:  # in resolution units
+                        geometry["offset"] = tuple(metres * t.value[0] / t.value[1] for t in (y_pos, x_pos))
     except InputError:
         raise
     except Exception as exc:
@@ -269,7 +270,7 @@ def _h5_attr(obj, name, default=None):
 def _h5_datasets(f) -> dict[str, Any]:
     import h5py
 
-    out = {}
+    out: dict[str, Any] = {}
     f.visititems(lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
     return out
 
@@ -314,22 +315,22 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
         if _h5_attr(d, "units") is not None:
             attrs["units"] = str(_h5_attr(d, "units"))
         labels = [str(s.decode() if isinstance(s, bytes) else s) for s in d.attrs.get("DIMENSION_LABELS", [])]
-        scales = []
+        scales: list[Any] = []  # an h5py dimension scale, or None
         for dim in d.dims:  # HDF5 dimension scales, as pyNSID writes them
             scales.append(dim[0] if len(dim) else None)
         bias = None
         if len(labels) == arr.ndim and {"x", "y"} <= {s.lower() for s in labels}:
             low = [s.lower() for s in labels]
             other = [i for i, s in enumerate(low) if s not in ("x", "y")]
-            order = other + [low.index("y"), low.index("x")]
+            order = [*other, low.index("y"), low.index("x")]
             arr = np.transpose(arr, order)
             xs, ys = scales[low.index("x")], scales[low.index("y")]
             geometry = _scale_geometry(ys, xs, dsets)
             if xs is not None and len(xs) > 1:
                 attrs["pixel_size"] = float(abs(xs[1] - xs[0]))
                 attrs["pixel_units"] = _spatial_units(xs, dsets)
-            if other and scales[other[0]] is not None:
-                s = scales[other[0]]
+            s = scales[other[0]] if other else None
+            if s is not None:
                 attrs["frame_axis_name"] = labels[other[0]]
                 if str(_h5_attr(s, "units", "")) == "V" or str(_h5_attr(s, "quantity", "")).lower() == "bias":
                     bias = np.asarray(s[()], dtype=float)
@@ -384,7 +385,7 @@ def _read_zarr(path: Path, opts: dict) -> Frames:
     ds = open_zarr_checked(path, "a zarr store with the frames", variables=[var, "bias", "time"],
                            consolidated=False)
     if var not in ds:
-        raise InputError(path, f"variable {var!r} is not there", f"`dataset:` one of {sorted(ds.data_vars)}")
+        raise InputError(path, f"variable {var!r} is not there", f"`dataset:` one of {sorted(map(str, ds.data_vars))}")
     da = ds[var]
     attrs = {k: ds.attrs[k] for k in ("pixel_size", "pixel_units") if k in ds.attrs}
     geometry = {k: ds.attrs[k] for k in ("pixel_size", "pixel_units") if k in ds.attrs}
@@ -418,7 +419,8 @@ def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
         next((s for s in images if s.get("metadata", {}).get("General", {}).get("title") == ch), None))
     if sig is None:
         raise InputError(path, f"no signal titled {ch!r}", "`channel:` naming an existing signal")
-    attrs, geometry = {}, {}
+    attrs: dict[str, Any] = {}
+    geometry: dict[str, Any] = {}
     axes = sig.get("axes", [])
     if axes:
         attrs["pixel_size"] = float(axes[-1].get("scale", 1.0))
@@ -450,7 +452,7 @@ GEOMETRY = {"pixel_units": "pixel units", "pixel_size": "pixel size (y, x)",
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b))
+        return len(a) == len(b) and all(_same(u, v) for u, v in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float):
         return bool(np.isclose(a, b, rtol=1e-6, atol=0.0))
     return a == b
@@ -474,7 +476,8 @@ def check_one_series(paths: list[Path], parts: list[Frames]) -> None:
         first_bad = next(i for i, v in enumerate(values) if not _same(v, values[0]))
         units = next((fr.geometry.get("pixel_units") for fr in parts if fr.geometry.get("pixel_units")), "")
         unit = f" {units}" if key in ("pixel_size", "scan_size", "offset") and units else ""
-        listing = "; ".join(f"{p.name}: {_show(v)}{unit if v is not None else ''}" for p, v in zip(paths, values))
+        listing = "; ".join(f"{p.name}: {_show(v)}{unit if v is not None else ''}"
+                            for p, v in zip(paths, values, strict=True))
         raise InputError(paths[first_bad], f"the {len(paths)} files are not one series: their {label} differ "
                                            f"({listing})",
                          "files of one scan (same pixel size, scan size and position), "
@@ -492,7 +495,8 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
     """
     opts = dict(opts or {})
     paths = expand_paths(path)
-    parts, biases = [], []
+    parts: list[Frames] = []
+    biases: list[np.ndarray | None] = []
     attrs: dict[str, Any] = {}
     for p in paths:
         fmt = detect_format(p, opts.get("format", "auto"))
@@ -515,7 +519,7 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
             attrs["source_pixel_size"] = [None if v is None else list(v) for v in sizes]
     image = parts[0].image if len(parts) == 1 else np.concatenate([q.image for q in parts])
     bias = parts[0].bias if len(parts) == 1 else (
-        np.concatenate(biases) if all(b is not None for b in biases) else None)
+        np.concatenate([b for b in biases if b is not None]) if all(b is not None for b in biases) else None)
     time = parts[0].time if len(parts) == 1 else None
     if image.shape[0] == 0 or 0 in image.shape[1:]:
         raise InputError(paths[0], f"holds no frames (shape {image.shape})", "at least one non-empty frame")

@@ -82,7 +82,8 @@ def _needles(spec: DemoSpec, rng: np.random.Generator) -> list[dict]:
 
 
 def play_hysteron(x: np.ndarray, play: float, start: float = 0.0) -> np.ndarray:
-    """Play (backlash) hysteron of the drive ``x`` (F,): ``y_t = clip(y_(t-1), x_t - play, x_t + play)``, ``y_(-1) = start``."""
+    """Play (backlash) hysteron of the drive ``x`` (F,):
+    ``y_t = clip(y_(t-1), x_t - play, x_t + play)``, ``y_(-1) = start``."""
     y, out = float(start), np.empty(len(x))
     for t, v in enumerate(x):
         y = min(max(y, v - play), v + play)
@@ -108,7 +109,7 @@ def _render_variants(spec: DemoSpec, needles, fractions_t, shift) -> np.ndarray:
     """Variant map (y, x) int8: 0 matrix, 1 family a, 2 family b; later needles on top."""
     n = spec.size
     vmap = np.zeros((n, n), dtype=np.int8)
-    for nd, frac in zip(needles, fractions_t):
+    for nd, frac in zip(needles, fractions_t, strict=True):
         length = frac * nd["length"]
         if length < 1.0:
             continue
@@ -168,7 +169,7 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
     variant = np.empty((n_frames, n, n), np.uint8)
     orientation = np.full((n_frames, n, n), np.nan, np.float32)
     fraction = np.empty((n_frames, len(VARIANTS)))
-    wall_iters = max(1, int(round(spec.wall_width)) - 1)
+    wall_iters = max(1, round(spec.wall_width) - 1)
     for f in range(n_frames):
         shift = drift[f]
         vmap = _render_variants(spec, needles, fracs[f], shift)
@@ -184,7 +185,7 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
         orient = np.where(fam == 1, _FAMILY_ANGLE[1], _FAMILY_ANGLE[2]) % np.pi
         cont = np.zeros((n, n), bool)
         soft_cont = np.zeros((n, n))
-        for (cy, cx), r in zip(cont_pos + shift, cont_r):
+        for (cy, cx), r in zip(cont_pos + shift, cont_r, strict=True):
             d = np.hypot(yy - cy, xx - cx)
             cont |= d <= r
             soft_cont = np.maximum(soft_cont, np.clip(r + 1.0 - d, 0.0, 1.0))

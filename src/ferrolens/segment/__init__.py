@@ -22,7 +22,8 @@ _WHERE = {
     "normalize_frames": "infer", "predict_frames": "infer",
     "fit": "learn", "train": "learn",
     "CLASS_NAMES": "model", "MODEL_KIND": "model", "SegmentationModel": "model", "metrics_table": "model",
-    "quality": "model", "measure": "model", "judge": "model", "segmentation_loss": "model", "soft_dice_loss": "model", "weighted_cross_entropy": "model",
+    "quality": "model", "measure": "model", "judge": "model",
+    "segmentation_loss": "model", "soft_dice_loss": "model", "weighted_cross_entropy": "model",
     "UNet": "unet", "context_margin": "unet", "fuse_for_inference": "unet",
 }
 __getattr__, __dir__, __all__ = lazy_names(__name__, _WHERE)

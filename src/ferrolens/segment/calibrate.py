@@ -122,7 +122,7 @@ def decision_record(logits: np.ndarray, truth: np.ndarray, bias: np.ndarray, nam
     logits, truth = _labelled_pixels(logits, truth)
     k = logits.shape[1]
     n = max(len(truth), 1)
-    out: dict[str, Any] = {"pixels": int(len(truth)),
+    out: dict[str, Any] = {"pixels": len(truth),
                            "fraction_true": (np.bincount(truth, minlength=k) / n).tolist()}
     for tag, b in (("argmax", np.zeros(k)), ("calibrated", np.asarray(bias, np.float64))):
         pred = (logits + b).argmax(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +65,22 @@ def movie_percentiles(image: xr.DataArray, low: float, high: float, max_values: 
     return float(lo), float(hi)
 
 
-def _scaled(lo: float, hi: float):
+def _scaled(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
     """``a → clip((a − lo) / (hi − lo), 0, 1)`` float32 (a flat range only shifts, as :func:`normalize_frames`)."""
     lo32, scale = np.float32(lo), np.float32(hi - lo if hi > lo else 1.0)
     return lambda a: np.clip((np.asarray(a, np.float32) - lo32) / scale, 0.0, 1.0)
+
+
+def _per_frame(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``a → clip(normalize_frames(a, lo, hi), 0, 1)``: each frame scaled by its own percentiles ``lo``, ``hi``."""
+    return lambda a: np.clip(normalize_frames(a, lo, hi)[0], 0.0, 1.0)
 
 
 # --- the rVAE's input image --------------------------------------------------------------------
 def _movie_image(ds: xr.Dataset, where: str | Path) -> xr.DataArray:
     image = ds["image"]  # dims checked by open_store against the movie's declaration
     if 0 in image.shape:
-        raise InputError(where, f"the movie is empty: image shape {dict(zip(image.dims, image.shape))}",
+        raise InputError(where, f"the movie is empty: image shape {dict(zip(image.dims, image.shape, strict=True))}",
                          "at least one frame of at least 1×1 pixels")
     return image
 
@@ -82,7 +88,7 @@ def _movie_image(ds: xr.Dataset, where: str | Path) -> xr.DataArray:
 class _PerFrame(BackendArray):
     """Lazy ``(frame, y, x)`` array: ``fn`` applied to whole source frames on access."""
 
-    def __init__(self, source: xr.DataArray, fn) -> None:
+    def __init__(self, source: xr.Variable, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         self.source, self.fn = source, fn
         self.shape = tuple(source.shape)
         self.dtype = np.dtype(np.float32)
@@ -99,7 +105,7 @@ class _PerFrame(BackendArray):
         return out[0] if scalar else out
 
 
-def _lazy(source: xr.DataArray, fn, name: str, attrs: dict) -> xr.DataArray:
+def _lazy(source: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray], name: str, attrs: dict) -> xr.DataArray:
     data = indexing.LazilyIndexedArray(_PerFrame(source.variable, fn))
     coords = {k: v for k, v in source.coords.items() if set(v.dims) <= {FRAME, Y, X}}
     return xr.DataArray(xr.Variable((FRAME, Y, X), data), coords=coords, name=name, attrs=attrs)
@@ -143,7 +149,7 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str,
                  "norm_percentiles": [float(lo), float(hi)], "units": "1", "raw_normalize": scale,
                  "raw_normalize_why": why}
         if scale == "frame":
-            fn = lambda a: np.clip(normalize_frames(a, lo, hi)[0], 0.0, 1.0)  # noqa: E731
+            fn = _per_frame(lo, hi)
         else:
             p_lo, p_hi = movie_percentiles(image, lo, hi)
             fn = _scaled(p_lo, p_hi)
@@ -152,6 +158,7 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str,
                                       f"the {lo:g} and {hi:g} % percentiles of all frames' pixels")
         log.info("raw rVAE input, %s normalisation (%s): %s", scale, why, attrs["normalisation"])
         return _lazy(image, fn, "raw", attrs)
+    assert segmentation is not None  # only kind "raw" runs without one (refused above otherwise)
     names = [str(c) for c in segmentation[CLASS].values]
     if kind == "walls":
         if "wall" not in names:

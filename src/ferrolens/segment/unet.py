@@ -104,7 +104,7 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.dropout(self.bottleneck(x))
-        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
             x = merge(torch.cat([up(x), skip], dim=1))
         return self.head(x)[..., :h, :w]
 
@@ -136,13 +136,17 @@ def fuse_for_inference(net: UNet, logit_bias: torch.Tensor | None = None) -> UNe
     head's bias: the copy's logits are ``net(x) + logit_bias``."""
     net = copy.deepcopy(net).eval()
     if logit_bias is not None:
+        head_bias = net.head.bias
+        assert head_bias is not None  # the head convolution is built with a bias
         with torch.no_grad():
-            net.head.bias += logit_bias.to(net.head.bias)
+            head_bias += logit_bias.to(head_bias)
     for block in net.modules():
         if isinstance(block, nn.Sequential):
             layers = list(block)
             for i in range(len(layers) - 1):
-                if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
-                    block[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
+                conv, norm = layers[i], layers[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                    block[i] = fuse_conv_bn_eval(conv, norm)
                     block[i + 1] = nn.Identity()
-    return net.to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time (documented), but torch's overloads leave it out
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
