@@ -112,9 +112,11 @@ def test_repeated_label_frames_refused(tmp_path, movie_store):
                                          r"\(expected each value listed once\)"):
         load_config(_config(tmp_path, {"labels": {"frames": [0, 0]}}))
     np.save(tmp_path / "l.npy", np.zeros((2, 12, 12), np.int16))
-    with pytest.raises(InputError, match=r"labels.frames: frames \[0\] are listed more than once in \[0, 0\]"):
+    # a notebook's dict is checked as the config is (ferrolens.config.dataset_section), naming its entry
+    with pytest.raises(InputError, match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
+                                         r"\(expected each value listed once\)"):
         ingest_labels({"labels": {"frames": [0, 0], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store,
-                      tmp_path / "labels.zarr")
+                      tmp_path / "labels.zarr", name="d")
 
 
 # --- late -----------------------------------------------------------------------------

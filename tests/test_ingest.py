@@ -34,6 +34,26 @@ def test_movie_store_vocabulary(demo_stores):
     np.testing.assert_array_equal(ds.source_frame, [1, 2, 3, 4, 5])
 
 
+def test_a_partial_entry_and_the_workflows_filled_one_ingest_the_same_movie(demo_stores):
+    """A notebook's dict is filled once, on entry, with the schema's defaults (dataset_section): the movie
+    equals the one from the filled entry the workflow's rule passes; each store records its settings as given."""
+    import json
+
+    from ferrolens.config import dataset_section, thaw
+
+    tmp, syn, movie = demo_stores
+    given = {"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2}
+    entry = thaw(dataset_section(given, "datasets.d"))
+    assert entry["frames"] == {"start": 1, "stop": None, "step": 1} and entry["bias"]["source"] == "auto"
+    rule = {k: v for k, v in entry.items() if k not in ("labels", "synthetic")}  # common.smk's movie_settings
+    out = ingest_movie(rule, tmp / "rule.zarr", source=str(syn), name="d")
+    a, b = store.open_store(movie, "movie"), store.open_store(out, "movie")
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert json.loads(a.attrs["config_json"]) == given and json.loads(b.attrs["config_json"]) == rule
+    with pytest.raises(InputError, match=r"key datasets\.d\.bin: 0 is less than the minimum of 1"):
+        ingest_movie({**given, "bin": 0}, tmp / "bad.zarr", source=str(syn), name="d")
+
+
 def test_labels_from_truth_follow_the_movie_selection(demo_stores):
     tmp, syn, movie = demo_stores
     cfg = {"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2, "labels": {"source": "truth", "frames": [0, 3]}}

@@ -15,23 +15,26 @@ import xarray as xr
 
 from . import store
 from .bias import check_length, read_bias_csv, triangular_waveform
-from .config import check_dataset
+from .config import Partial, dataset_section
 from .errors import InputError
 from .io import Frames, expand_paths, read_frames, read_image_array
+from .sections import DatasetConfig, DatasetFramesConfig
+
+UNLABELLED = -1  # the label value of a pixel nobody labelled
 
 
 # --- selection -----------------------------------------------------------------
-def frame_indices(n_source: int, frames: dict, where: str) -> np.ndarray:
+def frame_indices(n_source: int, frames: DatasetFramesConfig, where: str) -> np.ndarray:
     """Source-frame indices kept by ``frames: {start, stop, step}``."""
-    start, stop, step = frames.get("start", 0), frames.get("stop"), frames.get("step", 1)
-    idx = np.arange(n_source)[slice(start, stop, step)]
+    idx = np.arange(n_source)[slice(frames["start"], frames["stop"], frames["step"])]
     if idx.size == 0:
         raise InputError(where, f"frames {frames} select nothing from {n_source} frames",
                          "a non-empty frame range")
     return idx
 
 
-def crop_bin(arr: np.ndarray, crop: list | None, binning: int, where: str, labels: bool = False) -> np.ndarray:
+def crop_bin(arr: np.ndarray, crop: list[int | None] | None, binning: int, where: str,
+             labels: bool = False) -> np.ndarray:
     """Crop ``[y0, y1, x0, x1]`` (None = to the edge), then bin by ``binning``.
 
     Images are binned by block means; labels by taking each block's top-left
@@ -41,8 +44,10 @@ def crop_bin(arr: np.ndarray, crop: list | None, binning: int, where: str, label
     if crop:
         y0, y1, x0, x1 = crop
         ny, nx = arr.shape[1:]
-        if not (0 <= (y0 or 0) < (ny if y1 is None else min(y1, ny)) and 0 <= (x0 or 0) < (nx if x1 is None else min(x1, nx))):
-            raise InputError(where, f"crop {crop} is empty for frames of {ny}×{nx}", "0 ≤ y0 < y1 ≤ height, 0 ≤ x0 < x1 ≤ width")
+        if not (0 <= (y0 or 0) < (ny if y1 is None else min(y1, ny))
+                and 0 <= (x0 or 0) < (nx if x1 is None else min(x1, nx))):
+            raise InputError(where, f"crop {crop} is empty for frames of {ny}×{nx}",
+                             "0 ≤ y0 < y1 ≤ height, 0 ≤ x0 < x1 ≤ width")
         arr = arr[:, y0:y1, x0:x1]
     b = int(binning)
     if b > 1:
@@ -57,19 +62,16 @@ def crop_bin(arr: np.ndarray, crop: list | None, binning: int, where: str, label
     return arr
 
 
-def _source_of(cfg: dict, source: str | Path | list | None) -> Any:
-    return source if source is not None else cfg.get("path")
-
-
-def resolve_bias(cfg: dict, fr: Frames, idx: np.ndarray, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+def resolve_bias(cfg: DatasetConfig, fr: Frames, idx: np.ndarray, where: str
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Bias (V) and time (s) of the kept frames from the configured source.
 
     ``bias.source``: ``auto`` (the file's, else none), ``file``, ``csv``
     (columns frame,bias[,time] by source frame), ``list`` (one value per kept
     frame), ``waveform`` (triangular; one value per kept frame) or ``none``.
     """
-    bcfg = cfg.get("bias") or {}
-    src = bcfg.get("source", "auto")
+    bcfg = cfg["bias"]
+    src = bcfg["source"]
     n = idx.size
     bias = time = None
     if fr.time is not None:
@@ -81,21 +83,22 @@ def resolve_bias(cfg: dict, fr: Frames, idx: np.ndarray, where: str) -> tuple[np
             raise InputError(where, "bias.source is 'file' but the file holds no bias",
                              "bias.dataset naming it, or another bias.source")
     elif src == "csv":
-        table = read_bias_csv(bcfg["csv"])
+        csv = str(bcfg["csv"])  # set: checked with the dataset (check_dataset)
+        table = read_bias_csv(csv)
         missing = sorted(set(idx.tolist()) - set(table.index.tolist()))
         if missing:
-            raise InputError(bcfg["csv"], f"has no rows for frames {missing[:10]}{' …' if len(missing) > 10 else ''}",
+            raise InputError(csv, f"has no rows for frames {missing[:10]}{' …' if len(missing) > 10 else ''}",
                              f"a bias for each of the {n} kept frames")
         bias = table.loc[idx, "bias"].to_numpy(float)
         if "time" in table:
             time = table.loc[idx, "time"].to_numpy(float)
     elif src == "list":
-        bias = check_length(bcfg.get("values") or [], n, f"{where}: bias.values")
+        bias = check_length(bcfg["values"], n, f"{where}: bias.values")
     elif src == "waveform":
-        bias = triangular_waveform(n, bcfg.get("amplitude", 1.0), bcfg.get("cycles", 1.0), bcfg.get("phase", 0.0))
+        bias = triangular_waveform(n, bcfg["amplitude"], bcfg["cycles"], bcfg["phase"])
     elif src != "none":
         raise InputError(where, f"bias.source = {src!r}", "auto, file, csv, list, waveform or none")
-    if time is None and cfg.get("frame_interval"):
+    if time is None and cfg["frame_interval"]:
         time = np.arange(n) * float(cfg["frame_interval"])
     return bias, time
 
@@ -105,7 +108,7 @@ def _frame_list(kept: np.ndarray, frames: np.ndarray) -> str:
     return f"{listed}{' …' if len(frames) > 20 else ''} ({len(frames)} of {len(kept)})"
 
 
-def _fix_nonfinite(image: np.ndarray, policy, where: str, kept: np.ndarray) -> np.ndarray:
+def _fix_nonfinite(image: np.ndarray, policy: str | float, where: str, kept: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(image)
     if not bad.any():
         return image
@@ -113,7 +116,7 @@ def _fix_nonfinite(image: np.ndarray, policy, where: str, kept: np.ndarray) -> n
     if empty.size:  # a fill would make a constant frame that fails much later (or teaches nothing)
         raise InputError(where, f"source frames {_frame_list(kept, empty)} have no finite pixel (all NaN/inf)",
                          "frames with data: leave them out with `frames:` (start/stop/step) or fix the file")
-    if policy == "error" or policy is None:
+    if policy == "error":
         frames = np.flatnonzero(bad.any(axis=(1, 2)))
         raise InputError(where, f"non-finite pixels in source frames {_frame_list(kept, frames)}",
                          "finite pixels, or `nonfinite:` set to a fill value or 'median'")
@@ -153,13 +156,14 @@ def check_movie(image: np.ndarray, kept: np.ndarray, where: str, source: str,
                              f"windows no larger than {min(ny, nx)} pixels, or a larger crop / smaller bin")
 
 
-def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | None = None,
+def load_movie(cfg: Partial[DatasetConfig], source: str | Path | list | None = None, where: str | None = None,
                windows: list[int] | None = None) -> xr.Dataset:
     """Read, select, crop, bin and check one dataset's movie (no write).
 
     Parameters
     ----------
-    cfg : the dataset's config section (see ``workflow/schemas``).
+    cfg : the dataset's entry of ``datasets:`` (a ``DatasetConfig``; a partial dict is checked and
+        filled here, :func:`ferrolens.config.dataset_section`).
     source : file/folder/list to read instead of ``cfg["path"]`` (the demo
         generator's store for synthetic datasets).
     windows : the config's rVAE window sizes: frames smaller than the largest
@@ -168,42 +172,43 @@ def load_movie(cfg: dict, source: str | Path | list | None = None, where: str | 
     Returns the ``movie`` Dataset: image(frame, y, x) float32 with coords
     frame, source_frame, bias (V) / time (s) when known, and attrs.
     """
-    src = _source_of(cfg, source)
+    entry = dataset_section(cfg, where or "dataset")
+    src: Any = source if source is not None else entry["path"]
     if src is None:
         raise InputError(where or "dataset", "has neither `path` nor `synthetic`", "a source file")
-    check_dataset(where or "dataset", cfg)
     where = where or str(src)
     files = expand_paths(src)
     source_name = files[0].name + (f" … ({len(files)} files)" if len(files) > 1 else "")
-    fr = read_frames(src, cfg)
-    idx = frame_indices(fr.image.shape[0], cfg.get("frames") or {}, where)
+    fr = read_frames(src, dict(entry))
+    idx = frame_indices(fr.image.shape[0], entry["frames"], where)
     image = np.asarray(fr.image[idx], dtype=np.float64)
-    image = _fix_nonfinite(image, cfg.get("nonfinite", "error"), where, idx)
+    image = _fix_nonfinite(image, entry["nonfinite"], where, idx)
     with np.errstate(over="ignore"):  # values beyond float32 become inf: check_movie names them
-        image = crop_bin(image, cfg.get("crop"), cfg.get("bin", 1), where).astype(np.float32)
+        image = crop_bin(image, entry["crop"], entry["bin"], where).astype(np.float32)
     check_movie(image, idx, where, source_name, windows)
-    bias, time = resolve_bias(cfg, fr, idx, where)
+    bias, time = resolve_bias(entry, fr, idx, where)
 
     attrs = dict(fr.attrs)
     attrs["source"] = [str(p) for p in files] if len(files) > 1 else str(files[0])
     attrs["source_sha256"] = [store.sha256_file(p) for p in files] if len(files) > 1 else store.sha256_file(files[0])
-    if cfg.get("pixel_size"):
-        attrs["pixel_size"], attrs["pixel_units"] = float(cfg["pixel_size"]), cfg.get("pixel_units", "nm")
-    if "pixel_size" in attrs and cfg.get("bin", 1) > 1:
-        attrs["pixel_size"] = attrs["pixel_size"] * cfg["bin"]
+    if entry["pixel_size"]:
+        attrs["pixel_size"], attrs["pixel_units"] = float(entry["pixel_size"]), entry["pixel_units"]
+    if "pixel_size" in attrs and entry["bin"] > 1:
+        attrs["pixel_size"] = attrs["pixel_size"] * entry["bin"]
     coords = store.frame_coords(len(idx), bias=bias, time=time)
     coords["source_frame"] = (store.FRAME, idx)
     img_attrs = {"units": attrs.pop("units", "arb. units"), "long_name": attrs.get("quantity", "intensity")}
     return xr.Dataset({"image": ((store.FRAME, store.Y, store.X), image, img_attrs)}, coords=coords, attrs=attrs)
 
 
-def ingest_movie(cfg: dict, out: str | Path, source: str | Path | list | None = None, name: str = "dataset",
-                 windows: list[int] | None = None) -> Path:
+def ingest_movie(cfg: Partial[DatasetConfig], out: str | Path, source: str | Path | list | None = None,
+                 name: str = "dataset", windows: list[int] | None = None) -> Path:
     """Ingest one dataset into ``movie.zarr`` (atomically).
 
     Everything is read and checked before the store is written, so bad input
     leaves no output behind; ``windows`` (the config's rVAE window sizes) lets
-    frames too small for them be refused here.
+    frames too small for them be refused here. The store's provenance records ``cfg`` as given
+    (the rule's params: the settings the movie depends on, filled by the Snakefile's validation).
     """
     ds = load_movie(cfg, source, where=f"datasets.{name}", windows=windows)
     ds.attrs.update(store.provenance("movie", cfg, dataset=name))
@@ -262,7 +267,7 @@ def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str],
     return arrays
 
 
-def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out: str | Path,
+def ingest_labels(dataset_cfg: Partial[DatasetConfig], classes: list[str], movie: str | Path, out: str | Path,
                   truth: str | Path | None = None, name: str = "dataset") -> Path:
     """Read human labels of a few frames into ``labels.zarr``.
 
@@ -270,51 +275,52 @@ def ingest_labels(dataset_cfg: dict, classes: list[str], movie: str | Path, out:
     with ``labels.colors``), or, for the demo, from the generator's ground
     truth (``labels.source: truth``) with the movie's selection applied.
     Output: label(frame, y, x) int16 in 0…K-1 (K = len(classes)), with
-    ``frame`` = the movie frame each label belongs to.
+    ``frame`` = the movie frame each label belongs to. ``dataset_cfg``: the dataset's entry of
+    ``datasets:`` (a partial dict is checked and filled here); the store's provenance records its
+    ``labels:`` as given.
     """
-    lcfg = dataset_cfg.get("labels") or {}
-    frames = list(lcfg.get("frames") or [])
+    entry = dataset_section(dataset_cfg, f"datasets.{name}")
+    lcfg = entry["labels"]
+    frames = list(lcfg["frames"])
     where = f"datasets.{name}.labels"
     if not frames:
         raise InputError(f"{where}.frames", "is empty", "the movie frames that have labels")
-    repeated = sorted({f for f in frames if frames.count(f) > 1})
-    if repeated:
-        raise InputError(f"{where}.frames", f"frames {repeated} are listed more than once in {frames}",
-                         "each labelled frame once")
     mv = store.open_store(movie, "movie")
     n_frames, shape = mv.sizes[store.FRAME], (mv.sizes[store.Y], mv.sizes[store.X])
     bad = [f for f in frames if not 0 <= f < n_frames]
     if bad:
         raise InputError(f"{where}.frames", f"frames {bad} are out of range", f"0 … {n_frames - 1}")
-    if lcfg.get("source", "files") == "truth":
+    if lcfg["source"] == "truth":
         if truth is None:
             raise InputError(f"{where}.source", "is 'truth' but the dataset is not synthetic", "labels.path")
         gt = store.open_store(truth, "synthetic")
         src_idx = mv["source_frame"].values[frames]
-        arrays = list(crop_bin(gt["class_map"].values[src_idx].astype(np.int16), dataset_cfg.get("crop"),
-                               dataset_cfg.get("bin", 1), where, labels=True))
+        arrays = list(crop_bin(gt["class_map"].values[src_idx].astype(np.int16), entry["crop"], entry["bin"], where,
+                               labels=True))
     else:
-        paths = lcfg.get("path")
+        paths = lcfg["path"]
         if not paths:
             raise InputError(f"{where}.path", "is not set", "label files (or source: truth for the demo)")
-        arrays = _read_label_images(paths if isinstance(paths, list) else [paths], lcfg.get("format", "index"),
-                                    lcfg.get("colors") or {}, classes, len(frames))
+        arrays = _read_label_images(paths if isinstance(paths, list) else [paths], lcfg["format"], lcfg["colors"],
+                                    classes, len(frames))
     for f, a in zip(frames, arrays):
         if a.shape != shape:
             raise InputError(where, f"label of frame {f} has shape {a.shape}", f"the frame shape {shape}")
         vals = np.unique(a)
-        outside = vals[(vals < 0) | (vals >= len(classes))] if lcfg.get("format", "index") != "rgb" else []
-        outside = [v for v in outside if v != lcfg.get("unlabelled", -1)]
+        outside: list = [] if lcfg["format"] == "rgb" else [
+            v for v in vals[(vals < 0) | (vals >= len(classes))] if v != UNLABELLED]
         if len(outside):
             raise InputError(where, f"label of frame {f} has values {list(map(int, outside))}",
                              f"class indices 0 … {len(classes) - 1} ({', '.join(classes)})")
     label = np.stack(arrays).astype(np.int16)
-    coords = {store.FRAME: np.asarray(frames)}
+    coords: dict[str, Any] = {store.FRAME: np.asarray(frames)}
     if "bias" in mv.coords:
         coords["bias"] = (store.FRAME, mv["bias"].values[frames], {"units": "V"})
     ds = xr.Dataset({"label": ((store.FRAME, store.Y, store.X), label,
                                {"flag_values": list(range(len(classes))), "flag_meanings": " ".join(classes),
-                                "unlabelled": -1})},
+                                "unlabelled": UNLABELLED})},
                     coords=coords,
-                    attrs=store.provenance("labels", lcfg, class_names=list(classes), movie=str(movie), dataset=name))
+                    # the labels: as given, as the movie's provenance records its settings
+                    attrs=store.provenance("labels", (dataset_cfg or {}).get("labels") or {},
+                                           class_names=list(classes), movie=str(movie), dataset=name))
     return store.write_store(ds, out)

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..config import Partial, section
 from ..errors import InputError
 from ..parallel import device_for, set_threads
+from ..sections import SegmentConfig, SegmentPredictConfig
 from ..store import (
     BIAS,
     CLASS,
@@ -27,7 +29,6 @@ from ..store import (
     sha256_file,
     write_store_streamed,
 )
-from .config import resolve_config
 from .images import NORMALISATION, _movie_image
 from .infer import normalize_frames, predict_frames, resolve_precision
 from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
@@ -60,7 +61,7 @@ def load(checkpoint: str | Path) -> SegmentationModel:
 
 
 # --- predict ---------------------------------------------------------------------------------
-def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, torch.device, bool]:
+def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[torch.nn.Module, torch.device, bool]:
     """The fused eval copy of ``model.net`` on the ``predict:`` section's device, and whether
     to autocast to bfloat16 there (``predict.precision``); tiles checked.
 
@@ -84,7 +85,7 @@ def _inference_net(model: SegmentationModel, p: dict) -> tuple[torch.nn.Module, 
     return cached[1], device, bf16
 
 
-def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None = None,
+def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: Partial[SegmentConfig] = None,
                   threads: int | None = None) -> np.ndarray:
     """Class probabilities of raw frames given as an array: :func:`predict` without the stores.
 
@@ -102,7 +103,7 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
     Returns ``(n, K, H, W)`` float32 softmax probabilities of the logits plus the model's
     ``logit_bias`` (``(K, H, W)`` for one frame); ``argmax(1)`` is the label image.
     """
-    p = resolve_config(cfg)["predict"]
+    p = section("segment", cfg)["predict"]
     if threads is not None:
         set_threads(threads)
     a = np.asarray(frames)
@@ -122,7 +123,7 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: dict | None
     return out[0] if single else out
 
 
-def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
+def predict(movie: str, checkpoint: str, out: str, cfg: Partial[SegmentConfig], threads: int) -> None:
     """Segment every frame of ``movie`` into the store ``out`` (kind ``segmentation``).
 
     Frames are read, normalised (per frame, the model's robust percentiles) and
@@ -141,7 +142,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: dict, threads: int) -> N
     """
     from tqdm.auto import tqdm
 
-    cfg = resolve_config(cfg)
+    cfg = section("segment", cfg)
     p = cfg["predict"]
     set_threads(threads)
     mov = open_store(movie, "movie")

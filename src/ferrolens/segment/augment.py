@@ -10,10 +10,10 @@ and Gaussian noise) touch the image only. All randomness comes from the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy import ndimage
+
+from ..sections import SegmentAugmentConfig
 
 
 def rotate90(image: np.ndarray, label: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +91,7 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                 cfg: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                 cfg: SegmentAugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Apply the augmentations switched on in ``cfg`` (the ``segment.augment``
     section) with random parameters drawn from ``rng``.
 
@@ -111,14 +111,16 @@ def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
         image, label = zoom(image, label, f, rng.random(), rng.random())
     c = cfg["contrast"]
     if c["enabled"] and rng.random() < c["probability"]:
-        image = contrast_gamma(image, rng.uniform(*c["scale_range"]), rng.uniform(-c["shift"], c["shift"]),
-                               rng.uniform(*c["gamma_range"]))
+        (s_lo, s_hi), (g_lo, g_hi) = c["scale_range"], c["gamma_range"]  # [low, high] each
+        image = contrast_gamma(image, rng.uniform(s_lo, s_hi), rng.uniform(-c["shift"], c["shift"]),
+                               rng.uniform(g_lo, g_hi))
     b = cfg["blur"]
     if b["enabled"] and rng.random() < b["probability"]:
         image = blur(image, rng.uniform(0.0, b["max_sigma"]))
     p = cfg["poisson_noise"]
     if p["enabled"] and rng.random() < p["probability"]:
-        image = poisson_noise(image, rng.uniform(*p["peak_range"]), rng)
+        peak_lo, peak_hi = p["peak_range"]
+        image = poisson_noise(image, rng.uniform(peak_lo, peak_hi), rng)
     g = cfg["gaussian_noise"]
     if g["enabled"] and rng.random() < g["probability"]:
         image = gaussian_noise(image, rng.uniform(0.0, g["max_sigma"]), rng)

@@ -1,23 +1,19 @@
-"""The ``segment:`` config section: its defaults and the checked section of a (partial) dict.
-
-Both come from ``workflow/schemas/fragments/segment.yaml`` and the cross-field rules in
-:mod:`ferrolens.config`, so the entry functions also work from a notebook with a partial dict.
+"""The ``segment:`` config section: :func:`ferrolens.config.section` ``("segment", cfg)``, a
+``ferrolens.sections.SegmentConfig`` (the schema fragment ``schemas/fragments/segment.yaml``, then the
+cross-field rules of :mod:`ferrolens.config`), so the entry functions also work from a notebook with a
+partial dict.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import functools
 
-from ..config import section as config_section
+from ..config import section
 from ..sections import SegmentConfig
 
 #: Defaults of the ``segment:`` section, read from its schema fragment (the one source of them).
-DEFAULTS: dict[str, Any] = config_section("segment")
+DEFAULTS: SegmentConfig = section("segment")
 
-def resolve_config(cfg: dict | None) -> SegmentConfig:
-    """``cfg`` (the ``segment:`` section, possibly partial) with defaults filled, checked and
-    frozen (:func:`ferrolens.config.section`: the schema, then its cross-field rules).
-
-    Unknown keys and out-of-range values raise :class:`InputError` naming the key.
-    """
-    return cast(SegmentConfig, config_section("segment", cfg))
+#: ``resolve_config(cfg)`` = ``section("segment", cfg)``: the checked, filled, frozen section (the name
+#: ``ferrolens.segment`` has exported to notebooks and callers; the one implementation is ``section``).
+resolve_config = functools.partial(section, "segment")

@@ -7,7 +7,6 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -15,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import InputError
+from ..sections import SegmentAugmentConfig, SegmentTrainConfig
 from ..training import EpochSampler
 from .augment import augment_pair
 
@@ -34,7 +34,7 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, sources: Sequence[tuple[np.ndarray, np.ndarray]], patch: int, n_classes: int,
-                 augment: dict[str, Any], seed: int, rare_class_fraction: float, length: int) -> None:
+                 augment: SegmentAugmentConfig, seed: int, rare_class_fraction: float, length: int) -> None:
         self.sources = list(sources)
         self.patch = patch
         self.augment = augment
@@ -195,7 +195,7 @@ class SegmentationData(pl.LightningDataModule):
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, frames: Sequence[int], n_classes: int,
-                 train_cfg: dict[str, Any], augment_cfg: dict[str, Any], seed: int = 0,
+                 train_cfg: SegmentTrainConfig, augment_cfg: SegmentAugmentConfig, seed: int = 0,
                  where: str = "labels") -> None:
         super().__init__()
         self.cfg, self.augment, self.seed, self.n_classes = train_cfg, augment_cfg, int(seed), n_classes
@@ -263,7 +263,7 @@ class SegmentationData(pl.LightningDataModule):
             if not train:
                 raise InputError("config segment.train.val_frames", f"{vf} holds out every labelled frame",
                                  "at least one labelled frame left for training")
-        elif self.cfg.get("holdout", "regions") == "frames" and len(labelled) >= 2:
+        elif self.cfg["holdout"] == "frames" and len(labelled) >= 2:
             n_val = min(max(1, round(frac * len(labelled))), len(labelled) - 1)
             pos = set(((np.arange(n_val) + 0.5) * len(labelled) / n_val).astype(int).tolist())
             val = [labelled[j] for j in sorted(pos)]
