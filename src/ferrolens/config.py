@@ -10,9 +10,9 @@ import hashlib
 import json
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeGuard, TypeVar, cast, overload
 
 import yaml
 
@@ -112,7 +112,7 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", w
             if isinstance(config.get(name), dict):
                 check(config[name])
         if whole:
-            check_workflow(config)
+            check_workflow(cast("Config", config))
     except InputError as exc:  # name the user's file, as the schema's messages do
         key = (exc.where or "").removeprefix("config ")
         raise InputError(where, f"key {key}: {exc.problem}", exc.expected) from None
@@ -285,7 +285,7 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def is_number(v: Any) -> bool:
+def is_number(v: Any) -> TypeGuard[float]:
     """A finite int or float that is not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -293,19 +293,19 @@ def is_number(v: Any) -> bool:
 FLOAT32_MAX = 3.4028234663852886e38  # movies are stored as float32
 
 
-def check_dataset(key: str, cfg: dict) -> None:
-    """Cross-field checks of one dataset's section (``key`` = ``datasets.<name>``),
-    run by :func:`validate` and again by ingest for a dict given directly."""
-    policy = cfg.get("nonfinite", "error")
-    if policy not in ("error", "median", None):
+def check_dataset(key: str, cfg: DatasetConfig) -> None:
+    """Cross-field checks of one dataset's entry (``key`` = ``datasets.<name>``), run by :func:`validate`
+    after the schema (defaults filled): a whole config's entries, and one alone (:func:`dataset_section`)."""
+    policy = cfg["nonfinite"]
+    if policy not in ("error", "median"):
         require(key, is_number(policy) and abs(policy) <= FLOAT32_MAX, "nonfinite", policy,
                 "'error', 'median' or a finite fill value within the float32 range (|value| <= 3.4e38)")
-    bias = cfg.get("bias") or {}
-    if bias.get("source") == "csv":
-        require(key, isinstance(bias.get("csv"), str) and bias.get("csv") != "", "bias.csv", bias.get("csv"),
+    bias = cfg["bias"]
+    if bias["source"] == "csv":
+        require(key, isinstance(bias["csv"], str) and bias["csv"] != "", "bias.csv", bias["csv"],
                 "the CSV file (columns frame,bias[,time]) when bias.source is 'csv'")
-    if bias.get("source") == "list":
-        require(key, bool(bias.get("values")), "bias.values", bias.get("values"),
+    if bias["source"] == "list":
+        require(key, bool(bias["values"]), "bias.values", thaw(bias["values"]),
                 "one bias value per kept frame when bias.source is 'list'")
 
 
@@ -313,7 +313,7 @@ def _ordered(section_name: str, key: str, pair: Any, what: str = "[low, high] wi
     require(section_name, pair[0] < pair[1], key, thaw(pair), what)
 
 
-def _check_segment(c: dict) -> None:
+def _check_segment(c: SegmentConfig) -> None:
     """``segment:`` rules between fields (types and ranges are the schema's)."""
     lo, hi = c["normalize"]["low_percentile"], c["normalize"]["high_percentile"]
     require("segment", lo < hi, "normalize", [lo, hi], "0 ≤ low_percentile < high_percentile ≤ 100")
@@ -327,7 +327,7 @@ def _check_segment(c: dict) -> None:
         require("segment", rng[0] <= rng[1], f"augment.{k}", thaw(rng), "[low, high] with 0 < low ≤ high")
 
 
-def _check_dynamics(c: dict) -> None:
+def _check_dynamics(c: DynamicsConfig) -> None:
     """``dynamics:`` rules between fields."""
     _ordered("dynamics", "range_quantiles", c["range_quantiles"], "[low, high] with 0 ≤ low < high ≤ 1")
     for name, r in c["ranges"].items():
@@ -338,7 +338,7 @@ def _check_dynamics(c: dict) -> None:
                 f"a bandwidth for every variable (missing {missing})")
 
 
-def _check_latent_space(c: dict) -> None:
+def _check_latent_space(c: LatentSpaceConfig) -> None:
     """``latent_space:`` rules between fields."""
     _ordered("latent_space", "range_quantiles", c["range_quantiles"], "[low, high] with 0 ≤ low < high ≤ 1")
     for name, r in c["ranges"].items():
@@ -352,10 +352,11 @@ def _check_latent_space(c: dict) -> None:
 
 #: Rules between the fields of one section, run by :func:`validate` (so once, in the Snakefile,
 #: for the workflow) after the schema: each section's checks live here, beside its schema.
-CROSS_CHECKS = {"segment": _check_segment, "dynamics": _check_dynamics, "latent_space": _check_latent_space}
+CROSS_CHECKS: dict[str, Callable[[Any], None]] = {
+    "segment": _check_segment, "dynamics": _check_dynamics, "latent_space": _check_latent_space}
 
 
-def check_workflow(config: dict) -> None:
+def check_workflow(config: Config) -> None:
     """Rules between sections of a whole config (validated by the schema, defaults filled): every
     window size has its rVAE epochs, and the rVAE reads a segmentation that is trained."""
     rvae, windows, n_classes = config["rvae"], config["windows"], config["segment"]["n_classes"]
