@@ -154,7 +154,7 @@ def test_stage_writes_its_store_and_figure(tmp_path):
         lo, hi = ds["switching_bias_low"].sel(direction=d).values, ds["switching_bias_high"].sel(direction=d).values
         assert (lo[sw] <= b[sw]).all() and (b[sw] <= hi[sw]).all()
     assert (ds["status"].values == NEVER).any()  # the matrix far from any needle never switches
-    out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 40})
+    out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 50})
     assert out.stat().st_size > 1000
     # spatial blocks: 4 × 4 px averaged first, one result per block at the block centres, no truth
     assert switching(str(tmp_path / "latents.zarr"), str(tmp_path / "sw4.zarr"), {"block": 4}, dyn,
