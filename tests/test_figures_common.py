@@ -39,5 +39,5 @@ def test_save_defaults_are_the_schemas(tmp_path):
         assert _written(folder) == expected
         with Image.open(folder / "g.png") as small, Image.open(notebook / "f.png") as full:
             assert small.size[0] < full.size[0] / 3
-    with pytest.raises(InputError, match="figures.vector"):
+    with pytest.raises(InputError, match=r"figures\.vector"):
         save(_figure(), tmp_path / "bad.png", {"vector": "eps"})
