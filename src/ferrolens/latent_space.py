@@ -95,6 +95,8 @@ def decode_grid(decode: Callable[[np.ndarray], np.ndarray], axis1: np.ndarray, a
             raise InputError("decoder", f"image shape changed from {out.shape[1:]} to {img.shape[1:]}",
                              "the same image shape for every code")
         out[s: s + batch.shape[0]] = img
+    if out is None:
+        raise ValueError("decode_grid: the grid has no points")
     return out.reshape(axis1.size, axis2.size, *out.shape[1:])
 
 

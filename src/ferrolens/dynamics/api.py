@@ -178,7 +178,7 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: P
     cfg = section("dynamics", {**cfg, "angle_period": _angle_period(lat, cfg, latents)})
     labels = _check_request(lat, segmentation, cfg)
     structure = (_structure_mask(segmentation, lat, cfg["structure_class"])
-                 if cfg["pixels"] == "structure" else None)
+                 if cfg["pixels"] == "structure" and segmentation else None)  # _check_request: one is given
     pixel_seed, _ = np.random.SeedSequence(seed).spawn(2)
     determined = _angle_determined(lat) if ANGLE in cfg["variables"] else None
     frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
@@ -281,7 +281,8 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
     record ``angle_confidence``). All windows must describe the same frames and bias.
     """
     _check_windows(dynamics, latents, windows)
-    parts, ref = [], {}
+    parts = []
+    ref: dict[str, Any] = {}  # the first window's frames and bias (_read_window)
     for dyn_path, lat_path, w in zip(dynamics, latents, windows):
         dyn, lat = _read_window(dyn_path, lat_path, ref)
         parts.append(sweep_part(dyn, _frame_stats(lat, float(dyn.attrs.get("angle_period", math.pi))), w))

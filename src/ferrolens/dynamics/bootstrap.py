@@ -59,7 +59,7 @@ def _resample_frame(f: int, frames: dict[str, list[np.ndarray]], plans: dict[str
         counts = {v: np.empty((nb_, plans[v].n_atoms)) for v in names}
         total = {v: np.empty(nb_) for v in names}
         for r in range(nb_):
-            if block_mult is not None:
+            if block_mult is not None and blocks is not None:  # the multiplicities come with the blocks
                 mult = block_mult[b0 + r][blocks[f]]
             else:
                 mult = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)

@@ -90,7 +90,7 @@ def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: Dynamic
     if cfg["bootstrap"] > 0:
         boot = resample_kdes(frames, dens.grids, dens.bandwidths, cfg["bootstrap"], rng, blocks)
         boot[STACKED] = dens.stack(boot)
-        replicates = replicate_weights(boot, fits, measures, cfg)
+        replicates = {**replicate_weights(boot, fits, measures, cfg)}
     return Factorisation(fits, replicates)
 
 

@@ -226,8 +226,7 @@ class KDEPlan:
         j = np.arange(n)
         offset = np.where(j <= n // 2, j, j - n) * self.delta  # circular offsets
         norm = 1.0 / (h * math.sqrt(2 * math.pi))
-        if self.grid.circular:
-            period = self.grid.period
+        if (period := self.grid.period) is not None:  # circular
             images = int(math.ceil(CUT * h / period)) + 1
             kern = np.zeros(n)
             for r in range(-images, images + 1):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -55,7 +56,7 @@ def weight_intervals(nmf: Factorisation, weights: np.ndarray, cfg: DynamicsConfi
         nan = np.full_like(weights, np.nan)
         return nan, nan
     a = (1 - cfg["ci_level"]) / 2
-    reps = np.stack([nmf.replicates[v] for v in nmf.names])  # (nmf, B, frame, component)
+    reps = np.stack([cast(np.ndarray, nmf.replicates[v]) for v in nmf.names])  # (nmf, B, frame, component)
     lo, hi = np.quantile(reps, [a, 1 - a], axis=1).transpose(0, 1, 3, 2)
     return lo, hi
 

@@ -168,9 +168,9 @@ def loop_design(op, drift_degree: int = 2, n_basis: int | None = None) -> LoopDe
     k = k[:, np.abs(k).sum(axis=0) > 0]
     # a drift column that the stimulus splines and earlier drift columns already span adds nothing
     # (one symmetric cycle: a quadratic drift is a linear one plus a function of the stimulus)
-    keep = []
+    keep: list[int] = []
     for j in range(drift.shape[1]):
-        cols = np.hstack([g, drift[:, keep + [j]]])
+        cols = np.hstack([g, drift[:, np.array([*keep, j], dtype=int)]])
         if np.linalg.matrix_rank(cols) == cols.shape[1]:
             keep.append(j)
     drift = drift[:, keep]

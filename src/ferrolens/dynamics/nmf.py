@@ -81,7 +81,8 @@ def order_components(W: np.ndarray, H: np.ndarray, order: str = "peak_row") -> n
     if order == "peak_row":
         lo, hi = W.min(axis=0), W.max(axis=0)
         reached = W >= lo + PEAK_FRACTION * (hi - lo)
-        keys = [(int(np.argmax(reached[:, c])), int(np.argmax(H[c])), c) for c in range(H.shape[0])]
+        keys: list[tuple[float, int, int]] = [(int(np.argmax(reached[:, c])), int(np.argmax(H[c])), c)
+                                              for c in range(H.shape[0])]
     elif order == "total_weight":
         keys = [(-float(W[:, c].sum()), int(np.argmax(W[:, c])), c) for c in range(H.shape[0])]
     else:

@@ -4,6 +4,8 @@ stimulus, the pooled loop and each cycle when several, with intervals, p-values 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -107,7 +109,7 @@ def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | 
             st = hy.loop_statistics(c_v, op, replicates[v], cfg["ci_level"], n_boot, cfg["permutations"], rng,
                                     cfg["drift_degree"], cfg["time_block"], cfg["alpha"] / max(n_tests, 1), null)
             for c in range(c_v.shape[0]):
-                row = {"window": window, "variable": v, "component": c, "cycle": cycle if not op.note else "none",
+                row: dict[str, Any] = {"window": window, "variable": v, "component": c, "cycle": cycle if not op.note else "none",
                        "stimulus": sweep.name, "stimulus_units": sweep.units}
                 row.update({k: float(a[c]) for k, a in st.items()})
                 row.update({"range_low": float(op.grid[0]), "range_high": float(op.grid[-1]),

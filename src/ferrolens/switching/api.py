@@ -7,6 +7,7 @@ import logging
 import math
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -63,10 +64,10 @@ def _truth(path: str, lat: xr.Dataset, shape: tuple[int, int]) -> np.ndarray:
     for dim in (store.Y, store.X):
         if dim in lat.coords and dim in var.coords:
             var = var.sel({dim: lat[dim].values})
-    var = np.asarray(var.values)
-    if var.shape[1:] != shape:
-        raise InputError(path, f"variant maps of {var.shape[1:]} pixels", f"the latent maps' {shape} pixels")
-    return var
+    values = np.asarray(var.values)
+    if values.shape[1:] != shape:
+        raise InputError(path, f"variant maps of {values.shape[1:]} pixels", f"the latent maps' {shape} pixels")
+    return values
 
 
 def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: Partial[DynamicsConfig],
@@ -127,8 +128,10 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
     seconds = time.perf_counter() - started
 
     size = cfg["block"]
-    ys = (np.arange(h) * size + (size - 1) / 2) if size > 1 else (lat[store.Y].values if store.Y in lat.coords else np.arange(h))
-    xs = (np.arange(w) * size + (size - 1) / 2) if size > 1 else (lat[store.X].values if store.X in lat.coords else np.arange(w))
+    ys = ((np.arange(h) * size + (size - 1) / 2) if size > 1
+          else (lat[store.Y].values if store.Y in lat.coords else np.arange(h)))
+    xs = ((np.arange(w) * size + (size - 1) / 2) if size > 1
+          else (lat[store.X].values if store.X in lat.coords else np.arange(w)))
     units = stim.units
     yx, dyx = (store.Y, store.X), (store.DIRECTION, store.Y, store.X)
     names = list(branches)
@@ -167,8 +170,9 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
                                            {"units": units, "long_name": "the generator's switching bias"})
             data["true_status"] = (dyx, np.stack([true[k].status.reshape(h, w) for k in names]),
                                    {"flag_meanings": " ".join(STATUS_MEANINGS)})
-    coords = {store.FRAME: lat[store.FRAME].values if store.FRAME in lat.coords else np.arange(n_frames),
-              store.DIRECTION: names, store.Y: ys, store.X: xs}
+    coords: dict[str, Any] = {
+        store.FRAME: lat[store.FRAME].values if store.FRAME in lat.coords else np.arange(n_frames),
+        store.DIRECTION: names, store.Y: ys, store.X: xs}
     for c in ("bias", "time"):
         if c in lat.coords:
             coords[c] = (store.FRAME, lat[c].values, dict(lat[c].attrs))
