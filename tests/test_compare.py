@@ -13,14 +13,15 @@ from PIL import Image
 from ferrolens.compare import compare_runs, main
 
 
-def _run(root, value=1.0, attrs=None, pixel=0, metric=0.5):
+def _run(root, value=1.0, attrs=None, pixel=0, metric=0.5, seconds=1.0):
     (root / "rvae").mkdir(parents=True)
     ds = xr.Dataset({"mean": (("frame", "y"), np.full((2, 3), value, np.float32))},
                     coords={"frame": [0, 1], "bias": ("frame", [0.0, 1.5])},
                     attrs={"ferrolens_kind": "latents", "checkpoint": str(root / "model.ckpt"),
                            "quality": json.dumps({"r2": metric}), **(attrs or {})})
     ds.to_zarr(root / "rvae" / "latents.zarr", zarr_format=3, consolidated=False)
-    pd.DataFrame({"epoch": [0, 1], "val/r2": [0.1, metric]}).to_csv(root / "rvae" / "metrics.csv", index=False)
+    pd.DataFrame({"epoch": [0, 1], "val/r2": [0.1, metric], "wall_s": [seconds, 2.0],
+                  "cpu_s": [seconds, 3.0]}).to_csv(root / "rvae" / "metrics.csv", index=False)
     img = np.zeros((4, 5, 3), np.uint8)
     img[0, 0, 0] = pixel
     Image.fromarray(img).save(root / "fig.png")
@@ -30,6 +31,13 @@ def _run(root, value=1.0, attrs=None, pixel=0, metric=0.5):
 
 def test_two_equal_runs_agree_though_their_paths_differ(tmp_path):
     assert compare_runs(_run(tmp_path / "a"), _run(tmp_path / "b")) == []
+
+
+def test_the_seconds_a_training_took_are_no_result(tmp_path):
+    from ferrolens import compare, training
+
+    assert set(compare.VOLATILE_COLUMNS) == set(training.TIMES)
+    assert compare_runs(_run(tmp_path / "a"), _run(tmp_path / "b", seconds=7.5)) == []
 
 
 @pytest.mark.parametrize("change, where", [

@@ -38,8 +38,10 @@ def texts(fig):
 
 
 def test_one_row_per_model_written_as_png(tmp_path):
-    runs = [record(tmp_path / "c2", ["background", "wall"]), record(tmp_path / "c3", ["background", "wall", "contaminant"])]
-    out = segment_training([m for m, _ in runs], [q for _, q in runs], str(tmp_path / "segment_training.png"), {"dpi": 60},
+    runs = [record(tmp_path / "c2", ["background", "wall"]),
+            record(tmp_path / "c3", ["background", "wall", "contaminant"])]
+    out = segment_training([m for m, _ in runs], [q for _, q in runs], str(tmp_path / "segment_training.png"),
+                           {"dpi": 60},
                            min_iou=0.3)
     with Image.open(out) as im:
         w, h = im.size
@@ -67,5 +69,5 @@ def test_quality_warning_drawn_in_red(tmp_path):
 def test_not_a_unet_metrics_csv_is_named(tmp_path):
     m, q = record(tmp_path / "c2", ["background", "wall"])
     pd.DataFrame({"epoch": [0], "train/loss": [1.0]}).to_csv(m, index=False)
-    with pytest.raises(InputError, match="metrics.csv"):
+    with pytest.raises(InputError, match=r"metrics\.csv"):
         segment_training_figure([m], [q])

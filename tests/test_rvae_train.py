@@ -12,8 +12,8 @@ import xarray as xr
 
 from ferrolens.errors import InputError
 from ferrolens.rvae import RVAE, circular_agreement, circular_correlation, encode, load, make_windows, quality, train
-from ferrolens.rvae.config import DEFAULTS
 from ferrolens.rvae.confidence import determined_in
+from ferrolens.rvae.config import DEFAULTS
 from ferrolens.rvae.toy import oriented_bars
 from ferrolens.store import open_store
 
@@ -40,7 +40,8 @@ def bars_run(tmp_path_factory):
     images = _frames(oriented_bars(N, angles), bias=np.linspace(-1, 1, N_BARS))
     make_windows(images, str(root / "windows.zarr"), N, BARS_CFG, seed=0)
     train(str(root / "windows.zarr"), str(root), N, BARS_CFG, seed=0, threads=2)
-    encode(images, str(root / "windows.zarr"), str(root / "model.ckpt"), str(root / "latents.zarr"), BARS_CFG, threads=2)
+    encode(images, str(root / "windows.zarr"), str(root / "model.ckpt"), str(root / "latents.zarr"), BARS_CFG,
+           threads=2)
     return root, images, angles
 
 
@@ -143,18 +144,23 @@ def test_rotating_an_input_rotates_its_code(bars_run):
 
 
 def test_metrics_per_epoch(bars_run):
+    from ferrolens.rvae.learn import RECORD
+
     root, _, _ = bars_run
     m = pd.read_csv(root / "metrics.csv")
     for stage in ("train", "val"):
         for name in ("loss", "reconstruction", "kl_angle", "kl_shift", "kl_z"):
             assert f"{stage}/{name}" in m.columns
+    assert list(m.columns) == RECORD.names and RECORD.names[-3:] == ["lr", "wall_s", "cpu_s"]
     assert list(m["epoch"]) == list(range(len(m)))
     assert m["train/loss"].iloc[-1] < m["train/loss"].iloc[0]
+    # 1946 training windows in batches of 32: 61 steps an epoch, cut at max_steps = 300
+    assert m["step"].tolist() == [61, 122, 183, 244, 300]
     assert (root / "last.ckpt").exists()
 
 
 def test_checkpoint_round_trip_reproduces_codes(bars_run, tmp_path):
-    root, images, _ = bars_run
+    root, _, _ = bars_run
     lat = open_store(root / "latents.zarr", "latents", ["code_mean"])
     model = load(root / "model.ckpt")
     w = xr.open_zarr(root / "windows.zarr")["windows"].values
@@ -172,7 +178,7 @@ def test_checkpoint_round_trip_reproduces_codes(bars_run, tmp_path):
     trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     back = load(tmp_path / "m.ckpt")
     assert dict(back.hparams) == dict(m.hparams)
-    for a, b in zip(m.encode(x.numpy()), back.encode(x.numpy())):
+    for a, b in zip(m.encode(x.numpy()), back.encode(x.numpy()), strict=True):
         np.testing.assert_array_equal(a, b)
     z = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(m.decode(z, angle=0.3), back.decode(z, angle=0.3))
@@ -203,11 +209,23 @@ def test_killed_cosine_run_resumes_to_the_same_model(tmp_path, monkeypatch):
         with pytest.raises(_Killed):
             train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, cfg, seed=0, threads=1)
     assert (tmp_path / "resumed" / "last.ckpt").exists() and not (tmp_path / "resumed" / "model.ckpt").exists()
+    kept = torch.load(tmp_path / "resumed" / "last.ckpt", weights_only=True)["callbacks"]["EpochRecord"]["rows"]
     train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, cfg, seed=0, threads=1)
     a = load(tmp_path / "straight" / "model.ckpt").state_dict()
     b = load(tmp_path / "resumed" / "model.ckpt").state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # the per-epoch record too, bit for bit but for the epochs' times (epoch 0's from the killed run)
+    straight, resumed = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("straight", "resumed"))
+    times = list(training.TIMES)
+    pd.testing.assert_frame_equal(straight.drop(columns=times), resumed.drop(columns=times), check_exact=True)
+    assert [r["epoch"] for r in kept] == [0] and resumed.loc[0, times].tolist() == [kept[0][t] for t in times]
+    # 72 training windows, batches of 32: 3 steps an epoch; lr of each epoch's last step on the cosine schedule
+    from ferrolens.rvae.model import lr_factor
+
+    assert resumed["step"].tolist() == [3, 6]
+    expected = [DEFAULTS["lr"] * lr_factor(s - 1, 6, DEFAULTS["warmup"]) for s in resumed["step"]]
+    np.testing.assert_allclose(resumed["lr"], expected, rtol=1e-12)
     # a longer cosine run is another schedule: not resumed from the 2-epoch run
     with pytest.warns(UserWarning, match="training from scratch"):
         train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, {**cfg, "epochs": 3}, seed=0, threads=1)
@@ -231,7 +249,8 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
         assert torch.equal(a[k], b[k]), k
     ma, mb = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("straight", "resumed"))
     assert list(mb["epoch"]) == [0, 1]
-    np.testing.assert_allclose(ma["train/loss"], mb["train/loss"])
+    np.testing.assert_array_equal(ma["train/loss"], mb["train/loss"])
+    assert (mb["lr"] == 1e-3).all() and mb["val/loss"].notna().all()
     # rerunning a finished training changes nothing
     train(str(tmp_path / "w.zarr"), str(tmp_path / "straight"), 7, {**cfg, "epochs": 2}, seed=0, threads=1)
     again = load(tmp_path / "straight" / "model.ckpt").state_dict()
@@ -239,12 +258,13 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     assert list(pd.read_csv(tmp_path / "straight" / "metrics.csv")["epoch"]) == [0, 1]
     # other hyper-parameters: the old last.ckpt is not resumed from
     with pytest.warns(UserWarning, match="training from scratch"):
-        train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, {**cfg, "epochs": 1, "lr": 5e-4}, seed=0, threads=1)
+        train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, {**cfg, "epochs": 1, "lr": 5e-4}, seed=0,
+              threads=1)
 
 
 def test_stage_inputs_are_checked(tmp_path, bars_run):
     root, images, _ = bars_run
-    with pytest.raises(InputError, match="windows are 9×9 pixels.*7×7"):
+    with pytest.raises(InputError, match=r"windows are 9×9 pixels.*7×7"):
         train(str(root / "windows.zarr"), str(tmp_path / "t"), 7, {}, seed=0, threads=1)
     with pytest.raises(InputError, match="kind"):
         train(str(root / "latents.zarr"), str(tmp_path / "t"), 9, {}, seed=0, threads=1)

@@ -6,7 +6,8 @@
 * zarr stores: the same variables and coordinates (names, dims, dtypes, shapes) and values
   equal, or within ``rtol``/``atol`` for floats (NaN equals NaN); attrs equal, except those
   that name where or when a run happened (paths, checkpoint digests, the package version);
-* CSV tables: the same columns and rows, numbers within the tolerance;
+* CSV tables: the same columns and rows, numbers within the tolerance (the columns that time a
+  run, :data:`VOLATILE_COLUMNS`, left out);
 * JSON records: equal, numbers within the tolerance;
 * PNG figures: the same pixels (the largest difference of a channel is printed otherwise).
 
@@ -35,6 +36,9 @@ warnings.filterwarnings("ignore", message=".*snakemake_timestamp")
 #: Attributes that name where or when a run happened, not what it computed.
 VOLATILE_ATTRS = ("ferrolens_version", "checkpoint", "checkpoint_sha256", "movie", "windows", "latents",
                   "source_sha256", "created", "git_commit")
+#: CSV columns that time a run, not what it computed: a training record's seconds per epoch
+#: (:data:`ferrolens.training.TIMES`).
+VOLATILE_COLUMNS = ("wall_s", "cpu_s")
 #: Files whose bytes are not results (times, paths, binary state).
 SKIP_SUFFIXES = (".ckpt", ".log", ".pdf", ".tsv")
 SKIP_DIRS = ("logs", "csv_logs", ".snakemake")
@@ -109,7 +113,7 @@ def compare_store(a: Path, b: Path, rtol: float, atol: float) -> list[str]:
 def compare_csv(a: Path, b: Path, rtol: float, atol: float) -> list[str]:
     import pandas as pd
 
-    x, y = pd.read_csv(a), pd.read_csv(b)
+    x, y = (t.drop(columns=[c for c in VOLATILE_COLUMNS if c in t]) for t in (pd.read_csv(a), pd.read_csv(b)))
     if list(x.columns) != list(y.columns) or len(x) != len(y):
         return [f"columns/rows {list(x.columns)} × {len(x)} vs {list(y.columns)} × {len(y)}"]
     out = []

@@ -7,23 +7,31 @@ A training job of either model goes the same way, here:
    digest of everything that must be equal (data, hyper-parameters, seed,
    process count, schedule) — equals this training's (:func:`resumable`);
 3. :func:`fit` seeds everything, builds the ``pl.Trainer`` (CSV logger in
-   ``out/logs``, :class:`EpochSeed`, :class:`LastCheckpoint`) and fits;
+   ``out/logs``, :class:`EpochSeed`, :class:`EpochRecord`, :class:`LastCheckpoint`),
+   fits and returns the trainer and the per-epoch record (:class:`Trained`);
 4. :func:`save_model` puts ``model.ckpt`` in place and :func:`write_metrics`
-   ``metrics.csv``, each atomically and by global rank 0 only.
+   ``metrics.csv`` (the record), each atomically and by global rank 0 only.
+
+Both models keep the same per-epoch record: the columns ``epoch``, ``step``, the values the
+model logs (declared once per model, :class:`RecordColumns`), ``lr``, ``wall_s`` and ``cpu_s``.
 
 Each epoch's randomness (shuffle, patches, dropout, sampling noise) depends
 only on ``(seed, epoch)``, so a run resumed from ``last.ckpt`` gives the same
 weights as one never interrupted (bit-identical on CPU; tests/test_segment.py
-and tests/test_rvae_train.py kill and resume).
+and tests/test_rvae_train.py kill and resume); the record travels in ``last.ckpt``, so a
+resumed run's record equals an uninterrupted one's (but for the epochs' times).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +48,130 @@ log = logging.getLogger(__name__)
 RESUME_KEY = "ferrolens_resume_key"
 #: Folder of the CSVLogger files inside a training's output folder.
 LOG_DIR = "logs"
+#: The record's columns after the model's own: learning rate of the epoch's last optimizer step, and the
+#: epoch's wall-clock and CPU seconds (its validation included; CPU time of the process, all threads).
+LR, TIMES = "lr", ("wall_s", "cpu_s")
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """The per-epoch record of a model (``metrics.csv``, one row per epoch), declared once per model.
+
+    Columns, in order: ``epoch`` (0-based), ``step`` (optimizer steps taken by the end of the
+    epoch), :attr:`train`, :attr:`val`, ``lr`` and the times :data:`TIMES` (filled by
+    :class:`EpochRecord`). A column of :attr:`train` or :attr:`val` is the name the model logs
+    (``self.log``) its epoch value under.
+
+    train : values logged while training, read when the epoch ends (e.g. an epoch-mean loss).
+    val : values logged while validating, read when the validation ends; NaN in an epoch without
+        validation. A name nobody logs stays NaN for the caller to fill (the rVAE's final checks).
+    train_loss, val_loss : which of them are the training and the held-out loss.
+    """
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    train_loss: str
+    val_loss: str
+
+    def __post_init__(self) -> None:
+        if self.train_loss not in self.train or self.val_loss not in self.val:
+            raise ValueError(f"the losses {self.train_loss!r}, {self.val_loss!r} must be columns of train and val")
+
+    @property
+    def names(self) -> list[str]:
+        """Every column of the record, in order."""
+        return ["epoch", "step", *self.train, *self.val, LR, *TIMES]
+
+    def frame(self, rows: Sequence[dict[str, float]] = ()) -> pd.DataFrame:
+        """The record as a table: one row per epoch, exactly :attr:`names` (NaN where a row has no value)."""
+        df = pd.DataFrame([{c: r.get(c, math.nan) for c in self.names} for r in rows], columns=self.names)
+        return df.astype({c: "int64" if c in ("epoch", "step") else "float64" for c in self.names})
+
+
+def _number(value: Any) -> float:
+    """A logged value as a Python float (a tensor's own precision: float64 stays float64); NaN when absent."""
+    if value is None:
+        return math.nan
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+class EpochRecord(pl.Callback):
+    """One row per training epoch (:class:`RecordColumns`), in :attr:`rows`; kept in every full checkpoint.
+
+    The values are what the model logged: :attr:`RecordColumns.val` as they stand when the epoch's
+    validation ends (Lightning validates before the epoch ends), :attr:`RecordColumns.train` when
+    the epoch ends; nothing is recomputed, so the record holds the numbers the model computed.
+    ``last.ckpt`` carries the rows (``state_dict``): a resumed training keeps the earlier epochs'.
+    Listed before :class:`LastCheckpoint`, so the epoch's row is in the checkpoint written at its end.
+    """
+
+    def __init__(self, columns: RecordColumns) -> None:
+        self.columns = columns
+        self.rows: list[dict[str, float]] = []
+        self._epoch, self._lr, self._t0 = -1, math.nan, (0.0, 0.0)
+        self._val: dict[str, float] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]
+
+    def _start(self, epoch: int) -> None:
+        self._epoch, self._val, self._lr = epoch, {}, math.nan
+        self._t0 = (time.perf_counter(), time.process_time())
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self._epoch != trainer.current_epoch:  # right after a resume the epoch-start hook may be skipped
+            self._start(trainer.current_epoch)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        logged = trainer.callback_metrics
+        self._val = {k: _number(logged[k]) for k in self.columns.val if k in logged}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._epoch != trainer.current_epoch:  # no batch of this epoch ran in this process
+            return
+        logged = trainer.callback_metrics
+        wall, cpu = time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]
+        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
+               **{k: _number(logged.get(k)) for k in self.columns.train},
+               **{k: self._val.get(k, math.nan) for k in self.columns.val},
+               LR: self._lr, TIMES[0]: wall, TIMES[1]: cpu}
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+
+    def frame(self) -> pd.DataFrame:
+        """The record so far (:meth:`RecordColumns.frame`)."""
+        return self.columns.frame(self.rows)
+
+
+M = TypeVar("M", bound=pl.LightningModule)
+
+
+@dataclass
+class Trained(Generic[M]):
+    """A finished training, as :func:`fit` and each model's training return it.
+
+    model : the trained model (:func:`fit`: as the trainer left it; a model's training may return
+        another, e.g. the U-Net's best held-out checkpoint, in eval mode).
+    record : the per-epoch record, :meth:`RecordColumns.frame` (every process holds it; rank 0 writes it).
+    trainer : the fitted trainer (``is_global_zero``, ``strategy``).
+    data : the data module it was fitted on (the held-out data for checks after training).
+    """
+
+    model: M
+    record: pd.DataFrame
+    trainer: pl.Trainer
+    data: pl.LightningDataModule
 
 
 class EpochSampler(Sampler[int]):
@@ -179,10 +311,12 @@ class _reuse_freed_memory:
                 self.libc.mallopt(param, value)
 
 
-def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: Plan, out: Path, seed: int,
-        salt: int, resume_key: str, kind: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (),
-        stale: Sequence[str] = (), progress: bool = True, **trainer_kwargs: Any) -> pl.Trainer:
-    """Train ``model`` on ``datamodule`` into the folder ``out``; returns the fitted trainer.
+def fit(model: M, datamodule: pl.LightningDataModule, *, par: Plan, out: Path, seed: int,
+        salt: int, resume_key: str, kind: str, max_epochs: int, record: RecordColumns,
+        callbacks: Sequence[pl.Callback] = (), stale: Sequence[str] = (), progress: bool = True,
+        **trainer_kwargs: Any) -> Trained[M]:
+    """Train ``model`` on ``datamodule`` into the folder ``out``; returns it with the fitted trainer and
+    the per-epoch record (every epoch, those of a resumed ``last.ckpt`` included).
 
     Parameters
     ----------
@@ -195,6 +329,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
     resume_key : digest of what must be equal to resume ``last.ckpt`` (:func:`resumable`).
     kind : the model kind its checkpoints record (``ferrolens_model``).
     max_epochs : epochs to train.
+    record : the model's record columns (:class:`RecordColumns`, :class:`EpochRecord`).
     callbacks : the model's own callbacks (the U-Net's best-model checkpoint, a progress bar).
     stale : files beside ``last.ckpt`` to remove with it when it is not resumed.
     progress : False: no progress bar and none of Lightning's info lines.
@@ -212,11 +347,12 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
     ckpt_path = str(last) if resumable(last, resume_key, kind, stale) else None
     on_cpu = par.accelerator == "cpu" or (par.accelerator == "auto" and not torch.cuda.is_available())
     kwargs = {"deterministic": True if on_cpu else "warn", "log_every_n_steps": 1, **trainer_kwargs}
+    recorder = EpochRecord(record)
     trainer = pl.Trainer(
         max_epochs=int(max_epochs),
         **par.trainer_kwargs(),
         logger=pl.loggers.CSVLogger(out, name=LOG_DIR),
-        callbacks=[EpochSeed(seed, salt), LastCheckpoint(last, resume_key), *callbacks],
+        callbacks=[EpochSeed(seed, salt), recorder, LastCheckpoint(last, resume_key), *callbacks],
         enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -230,7 +366,7 @@ def fit(model: pl.LightningModule, datamodule: pl.LightningDataModule, *, par: P
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    return trainer
+    return Trained(model, recorder.frame(), trainer, datamodule)
 
 
 def seed_everything(seed: int) -> None:
@@ -252,29 +388,3 @@ def save_model(trainer: pl.Trainer, path: Path, source: Path | None = None) -> N
 def write_metrics(path: Path, metrics: pd.DataFrame) -> None:
     """``metrics.csv`` (one row per epoch) written atomically."""
     write_file_atomic(path, lambda tmp: metrics.to_csv(tmp, index=False))
-
-
-def merge_csv_logs(out: Path) -> pd.DataFrame:
-    """One row per epoch from every run's CSVLogger file in ``out/logs`` (a later run wins, e.g.
-    after a resume); columns ``epoch``, ``step``, ``train/…`` then the rest, sorted."""
-    frames = []
-    versions = sorted((Path(out) / LOG_DIR).glob("version_*/metrics.csv"),
-                      key=lambda p: int(p.parent.name.split("_")[-1]))
-    for i, f in enumerate(versions):
-        try:
-            df = pd.read_csv(f)
-        except (pd.errors.EmptyDataError, OSError):
-            continue
-        if "epoch" in df:
-            frames.append(df.assign(_run=i))
-    if not frames:
-        return pd.DataFrame(columns=["epoch"])
-    df = pd.concat(frames, ignore_index=True).dropna(subset=["epoch"])
-    df["epoch"] = df["epoch"].astype(int)
-    cols = [c for c in df.columns if c not in ("epoch", "_run")]
-    # within one run, train and val values of an epoch come on separate rows
-    rows = df.sort_values(["_run"]).groupby("epoch")[cols].last()
-    first = ["step"] if "step" in rows else []
-    ordered = first + sorted(c for c in rows.columns if c.startswith("train/")) + sorted(
-        c for c in rows.columns if c not in first and not c.startswith("train/"))
-    return rows[ordered].reset_index()

@@ -26,9 +26,17 @@ from . import quality as _quality
 from .config import epochs_for, model_hparams, resolve_config
 from .data import WindowDataModule, read_windows
 from .inputs import check_window
-from .model import MODEL_KIND, RVAE
+from .model import MODEL_KIND, RVAE, LossParts
 
 log = logging.getLogger(__name__)
+
+_PARTS = sorted(("loss", *LossParts._fields))  # the negative ELBO and its parts, as RVAE logs them
+#: The rVAE's per-epoch record (``metrics.csv``): epoch means of the negative ELBO and its parts on the
+#: training and the held-out windows (nats per window, as logged), then the final held-out checks
+#: ``val/r2`` and ``val/angle_follow`` (:func:`ferrolens.rvae.quality.assess`, the last epoch's row only).
+RECORD = training.RecordColumns(train=tuple(f"train/{p}" for p in _PARTS),
+                                val=(*(f"val/{p}" for p in _PARTS), "val/r2", "val/angle_follow"),
+                                train_loss="train/loss", val_loss="val/loss")
 
 
 # --- rvae_train -----------------------------------------------------------------------------
@@ -38,10 +46,11 @@ def train(windows: str, out_dir: str, window: int | None, cfg: dict, seed: int, 
     Writes ``out_dir/model.ckpt`` (weights-only Lightning checkpoint, atomic
     final name), ``out_dir/last.ckpt`` (full state after every epoch, also
     atomic: rerunning a killed job resumes from it when data, hyper-parameters
-    and seed are unchanged) and ``out_dir/metrics.csv`` (one row per epoch:
-    ``train/loss``, ``train/reconstruction``, ``train/kl_angle``,
-    ``train/kl_shift``, ``train/kl_z`` and the same for ``val/``). Raw
-    CSVLogger files stay in ``out_dir/logs/``.
+    and seed are unchanged) and ``out_dir/metrics.csv`` (one row per epoch,
+    :data:`RECORD`: ``train/loss``, ``train/reconstruction``, ``train/kl_angle``,
+    ``train/kl_shift``, ``train/kl_z`` and the same for ``val/`` (NaN without held-out
+    windows), ``val/r2`` and ``val/angle_follow`` on the last row, ``lr``, the epoch's
+    ``wall_s`` and ``cpu_s``). Raw CSVLogger files stay in ``out_dir/logs/``.
 
     Parameters
     ----------
@@ -96,20 +105,20 @@ def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: in
         with tempfile.TemporaryDirectory(prefix="ferrolens-rvae-") as tmp:
             return fit(arr, cfg, seed, threads, tmp, progress)
     cfg = resolve_config(cfg)
-    model, metrics = _fit(arr, Path(out_dir), n, cfg, int(seed),
-                          threads if threads is not None else torch.get_num_threads(),
-                          data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)",
-                          progress=progress)
+    trained = _fit(arr, Path(out_dir), n, cfg, int(seed), threads if threads is not None else torch.get_num_threads(),
+                   data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)", progress=progress)
+    model = trained.model
     if model.quality:  # in a notebook the verdict is reported here (the workflow: rule rvae_quality)
         for text in _quality.judge(model.quality, cfg["quality"], what=f"rVAE n={n}"):
             log.warning("%s", text)
-    return model.eval(), metrics
+    return model.eval(), trained.record
 
 
 def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int, data_key: str, where: str,
-         progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+         progress: bool = True) -> training.Trained[RVAE]:
     """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
-    returns the model and its metrics (rank 0 writes)."""
+    returns the model (``model.quality``: the gate's measurements) and its per-epoch record with the
+    final checks on the last row (rank 0 writes ``model.ckpt`` and ``metrics.csv``)."""
     par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
     par.set_threads()  # the rule's threads from here on (fit_threads keeps them while fitting)
     if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
@@ -121,35 +130,37 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
     processes = {"devices": par.devices} if par.devices > 1 else {}
     # a decaying learning rate depends on the total number of steps: a longer run is another training
     schedule = {"epochs": epochs, "max_steps": int(cfg["max_steps"])} if hp["lr_schedule"] != "constant" else {}
-    resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]), "val_fraction": float(cfg["val_fraction"]),
-                                "seed": int(seed), "windows_sha256": data_key, **processes, **schedule,
-                                **({"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {})})
+    clip = {"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {}
+    resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]),
+                                "val_fraction": float(cfg["val_fraction"]), "seed": int(seed),
+                                "windows_sha256": data_key, **processes, **schedule, **clip})
 
     training.seed_everything(seed)
     model = RVAE(**hp)
-    dm = WindowDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed))
-    n_train = arr.shape[0] - int(round(float(cfg["val_fraction"]) * arr.shape[0]))
+    dm = WindowDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]),
+                          seed=int(seed))
+    n_train = arr.shape[0] - round(float(cfg["val_fraction"]) * arr.shape[0])
     steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
     bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
-    trainer = training.fit(
+    trained = training.fit(
         model, dm, par=par, out=out, seed=seed, salt=7, resume_key=resume_key, kind=MODEL_KIND, max_epochs=epochs,
-        callbacks=[bar] if progress else [], progress=progress,
+        record=RECORD, callbacks=[bar] if progress else [], progress=progress,
         max_steps=int(cfg["max_steps"]), gradient_clip_val=float(cfg["gradient_clip"]) or None,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
     )
-    if trainer.is_global_zero:
-        metrics = training.merge_csv_logs(out)
-        model.quality = assess_model(model, dm, cfg, int(seed), metrics)
-    training.save_model(trainer, out / "model.ckpt")
-    if not trainer.is_global_zero:
-        return model, pd.DataFrame()
+    metrics = trained.record
+    if trained.trainer.is_global_zero:
+        model.quality = q = assess_model(model, dm, cfg, int(seed), metrics)
+    training.save_model(trained.trainer, out / "model.ckpt")
+    if not trained.trainer.is_global_zero:
+        return trained
     # measured here, judged where reported (rule rvae_quality): a threshold changes no model
-    log.info("rVAE n=%d quality: %s", n, _quality.summary(model.quality))
+    log.info("rVAE n=%d quality: %s", n, _quality.summary(q))
     if len(metrics):  # the final held-out checks on the last epoch's row
-        metrics.loc[metrics.index[-1], "val/r2"] = model.quality["r2"]
-        metrics.loc[metrics.index[-1], "val/angle_follow"] = model.quality["angle_follow"]
+        metrics.loc[metrics.index[-1], "val/r2"] = q["r2"]
+        metrics.loc[metrics.index[-1], "val/angle_follow"] = q["angle_follow"]
     training.write_metrics(out / "metrics.csv", metrics)
-    return model, metrics
+    return trained
 
 
 def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int,
@@ -161,9 +172,11 @@ def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int,
     ``val/loss`` of ``metrics`` (NaN without).
     """
     held_out = dm.val_set is not None and len(dm.val_set) > 0
-    windows = (dm.val_set if held_out else dm.train_set).tensors[0].numpy()
+    source = dm.val_set if held_out else dm.train_set
+    assert source is not None, "assess_model after the data module was set up"
+    windows = source.tensors[0].numpy()
     model.eval()
-    val = metrics["val/loss"].dropna().to_numpy() if metrics is not None and "val/loss" in metrics else None
+    val = metrics[RECORD.val_loss].dropna().to_numpy() if metrics is not None and RECORD.val_loss in metrics else None
     q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed, val_loss=val)
     q["held_out"] = bool(held_out)
     return q

@@ -1,10 +1,12 @@
 """Training the U-Net: :func:`train` (movie and labels stores → ``model.ckpt``, ``metrics.csv``,
 ``quality.json``) and :func:`fit` (arrays, for notebooks), both through the shared harness
 (:mod:`ferrolens.training`); ``quality.json`` holds the held-out IoU
-(:func:`~ferrolens.segment.model.measure`), which :func:`~ferrolens.segment.model.judge` compares with ``train.min_iou``."""
+(:func:`~ferrolens.segment.model.measure`), which :func:`~ferrolens.segment.model.judge` compares with
+``train.min_iou``."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,9 +33,12 @@ from .config import resolve_config
 from .data import SegmentationData, describe_split
 from .images import _movie_image
 from .infer import normalize_frames, predict_frames
-from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
+from .model import MODEL_KIND, SegmentationModel, measure
 
 log = logging.getLogger(__name__)
+
+#: The best held-out model's checkpoint in the output folder (``best.ckpt``), the source of ``model.ckpt``.
+BEST = "best"
 
 
 # --- train --------------------------------------------------------------------------------
@@ -105,7 +110,7 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
     progress : False switches off the progress bar and Lightning's info lines and tips.
 
     Returns the trained model (eval mode, best held-out mean IoU, its ``logit_bias`` chosen per
-    ``train.decision``) and its metrics, one row per epoch (:func:`metrics_table`); ``model.split``
+    ``train.decision``) and its per-epoch record (:func:`~ferrolens.segment.model.record_columns`); ``model.split``
     says what was held out, ``model.decision`` the decision rule and what it does on the held-out
     pixels (:func:`calibrate_decision`).
     """
@@ -122,17 +127,18 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
         with tempfile.TemporaryDirectory(prefix="ferrolens-unet-") as tmp:
             return fit(images, labels, frames, n_classes, cfg, seed, threads, tmp, class_names, progress)
     cfg = resolve_config(cfg)
-    model, metrics, _ = _fit(images, label, frames, model_names, cfg, seed,
-                             threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress,
-                             where="labels (array)")
-    return model, metrics
+    trained = _fit(images, label, frames, model_names, cfg, seed,
+                   threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress,
+                   where="labels (array)")
+    return trained.model, trained.record
 
 
 def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
-         threads: int, out: Path, progress: bool = True, where: str = "labels"):
-    """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`); returns
-    (best model in eval mode, metrics, (trainer, best, data)). ``where`` names the labels in error
-    messages (the store's path)."""
+         threads: int, out: Path, progress: bool = True,
+         where: str = "labels") -> training.Trained[SegmentationModel]:
+    """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`) into ``out``;
+    returns the best held-out model (eval mode, its decision calibrated; ``out/best.ckpt``) and the
+    per-epoch record. ``where`` names the labels in error messages (the store's path)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     t, norm = cfg["train"], cfg["normalize"]
@@ -158,24 +164,24 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
 
     training.seed_everything(seed)
     model = SegmentationModel(**hparams)
-    best_cb = ModelCheckpoint(dirpath=out, filename="best", monitor="val/miou", mode="max", save_top_k=1,
+    best_cb = ModelCheckpoint(dirpath=out, filename=BEST, monitor="val_miou", mode="max", save_top_k=1,
                               auto_insert_metric_name=False, enable_version_counter=False)
-    trainer = training.fit(
+    fitted = training.fit(
         model, dm, par=par, out=out, seed=seed, salt=11, resume_key=key, kind=MODEL_KIND,
-        max_epochs=int(t["max_epochs"]), callbacks=[best_cb], stale=["best.ckpt"], progress=progress,
+        max_epochs=int(t["max_epochs"]), record=model.record_columns, callbacks=[best_cb],
+        stale=[f"{BEST}.ckpt"], progress=progress,
         max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
         log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))))
 
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else None
+    best = out / f"{BEST}.ckpt"
     # rank 0 decides (every process must take part in save_checkpoint, or none)
-    if trainer.strategy.broadcast(best is None or not best.exists()):  # e.g. max_minutes hit before validating
-        best = out / "best.ckpt"
-        save_checkpoint_atomic(trainer, best, weights_only=False)
-    metrics = metrics_table(trainer.lightning_module.history, names)
+    if fitted.trainer.strategy.broadcast(not best_cb.best_model_path or not best.exists()):
+        save_checkpoint_atomic(fitted.trainer, best, weights_only=False)  # e.g. max_minutes hit before validating
     trained = SegmentationModel.load_from_checkpoint(best, map_location="cpu", weights_only=True).eval()
+    trained.history = fitted.record.to_dict("records")
     trained.split = dm.split
     trained.decision = calibrate_decision(trained, dm.val_sources, cfg)
-    return trained, metrics, (trainer, best, dm)
+    return dataclasses.replace(fitted, model=trained)
 
 
 def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
@@ -222,10 +228,12 @@ def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray,
 
 
 def _save_model(best: Path, path: Path, model: SegmentationModel) -> None:
-    """``model.ckpt``: the checkpoint ``best`` with the model's calibrated ``logit_bias`` and its record."""
+    """``model.ckpt``: the checkpoint ``best`` with the model's calibrated ``logit_bias``, its decision
+    record and the training's per-epoch record (``model.history``: every epoch, as ``metrics.csv``)."""
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     ckpt["state_dict"]["logit_bias"] = model.logit_bias.detach().clone()
     ckpt["ferrolens_decision"] = model.decision
+    ckpt["ferrolens_history"] = [dict(r) for r in model.history]
     write_file_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
@@ -242,7 +250,8 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
         ``last.ckpt`` (resumes a killed training when rerun with the same data and
         config: bit-identical to an uninterrupted run on CPU), ``best.ckpt``,
         ``metrics.csv`` (per epoch: train loss, held-out loss, held-out per-class
-        IoU and mean), ``quality.json`` (held-out IoU of the model
+        IoU and mean, learning rate, the epoch's wall and CPU seconds:
+        :func:`~ferrolens.segment.model.record_columns`), ``quality.json`` (held-out IoU of the model
         kept, judged against ``train.min_iou`` by the figure that reports it; ``decision``: the logit bias
         prediction adds and the held-out class fractions and IoU with and without it, see
         :func:`calibrate_decision`), ``logs/`` (CSV logs).
@@ -266,15 +275,16 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed
     cfg = resolve_config(cfg)
     _, label, raw, frames, names = _training_inputs(movie, labels, n_classes, cfg)
     out = Path(out_dir)
-    model, metrics, (trainer, best, dm) = _fit(raw, label, frames, names, cfg, seed, threads, out,
-                                               where=str(labels))
-    if not trainer.is_global_zero:
+    trained = _fit(raw, label, frames, names, cfg, seed, threads, out, where=str(labels))
+    if not trained.trainer.is_global_zero:
         return
-    _save_model(best, out / "model.ckpt", model)
-    training.write_metrics(out / "metrics.csv", metrics)
+    model = trained.model
+    _save_model(out / f"{BEST}.ckpt", out / "model.ckpt", model)
+    training.write_metrics(out / "metrics.csv", trained.record)
     # the measurement only: train.min_iou is applied where the quality is reported (the figure), so a
     # changed floor retrains nothing
-    q = {**measure(metrics), "split": dm.split, "held_out": describe_split(dm.split), "decision": model.decision}
+    q = {**measure(trained.record), "split": model.split, "held_out": describe_split(model.split),
+         "decision": model.decision}
     write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
     log.info("held-out IoU of the model kept: wall %.3f, mean %.3f (judged against segment.train.min_iou by "
              "figure_segment_training)", q["heldout_iou_wall"], q["heldout_miou"])

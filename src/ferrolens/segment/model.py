@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassJaccardIndex
 
 from .. import __version__
+from ..training import RecordColumns
 from .unet import UNet
 
 MODEL_KIND = "ferrolens.segment.unet"  # written into every checkpoint; checked by load()
@@ -97,6 +98,12 @@ class SegmentationModel(pl.LightningModule):
         model was trained with; prediction uses the same.
     """
 
+    # buffers (typed here: nn.Module's attribute lookup says Tensor | Module)
+    class_weight: torch.Tensor
+    logit_bias: torch.Tensor
+    #: what was held out (set by training, :func:`ferrolens.segment.learn.fit`)
+    split: dict[str, Any]
+
     def __init__(
         self,
         n_classes: int = 3,
@@ -126,8 +133,8 @@ class SegmentationModel(pl.LightningModule):
         # the decision rule: prediction labels argmax(logits + logit_bias) (see .calibrate); zero
         # while training, chosen on the held-out pixels after it, saved in the state dict
         self.register_buffer("logit_bias", torch.zeros(n_classes, dtype=torch.float32))
-        # per-epoch records (epoch, losses, IoUs); carried in checkpoints so a
-        # resumed training keeps its earlier epochs
+        # the training's per-epoch record (rows of metrics.csv) that model.ckpt carries (learn._save_model);
+        # empty while training (the harness records, ferrolens.training.EpochRecord)
         self.history: list[dict[str, float]] = []
         # the decision rule and its held-out record (learn.calibrate_decision; model.ckpt's ferrolens_decision)
         self.decision: dict[str, Any] = {"rule": "argmax"}
@@ -152,12 +159,12 @@ class SegmentationModel(pl.LightningModule):
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.hparams.class_names)
+        return list(self.hparams["class_names"])
 
     # --- one shared step -------------------------------------------------------------
     def on_fit_start(self) -> None:
         # channels-last convolutions train ~1.3× faster on CPU (oneDNN) and use tensor cores on GPU
-        self.net.to(memory_format=torch.channels_last)
+        self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (torch's stub lacks it)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         image, label = batch
@@ -165,11 +172,18 @@ class SegmentationModel(pl.LightningModule):
         loss, wsum = segmentation_loss(logits, label, self.class_weight)
         return {"loss": loss, "weight_sum": wsum, "logits": logits, "label": label}
 
+    @property
+    def record_columns(self) -> RecordColumns:
+        """The per-epoch record (``metrics.csv``): the columns this model logs (:func:`record_columns`)."""
+        return record_columns(self.class_names)
+
     def training_step(self, batch, batch_idx):
         out = self._step(batch)
-        self.log("train/loss", out["loss"], on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch[0].shape[0])
+        self.log("train/loss", out["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False,
+                 batch_size=batch[0].shape[0])  # the progress bar's
         self.train_loss.update(out["loss"].detach())
+        # the epoch's mean over steps, computed (and summed over DDP processes) when the epoch ends
+        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True)
         return out["loss"]
 
     def validation_step(self, batch, batch_idx):
@@ -187,20 +201,15 @@ class SegmentationModel(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         iou = self.val_iou.compute().double().cpu().numpy()
         val_loss = float(self.val_loss.compute()) if self.val_loss.update_called else 0.0
-        train_loss = float(self.train_loss.compute()) if self.train_loss.update_called else 0.0
         miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
-        self.log("val/loss", val_loss, prog_bar=False)
-        self.log("val/miou", miou, prog_bar=True)
-        for name, v in zip(self.class_names, iou):
-            self.log(f"val/iou_{name}", float(v))
-        if self.trainer is not None and not self.trainer.sanity_checking:
-            row = {"epoch": int(self.current_epoch), "step": int(self.global_step),
-                   "train_loss": train_loss, "val_loss": val_loss, "val_miou": miou}
-            row.update({f"iou_{name}": float(v) for name, v in zip(self.class_names, iou)})
-            self.history = [r for r in self.history if r["epoch"] != row["epoch"]] + [row]
+        # float64 tensors: Lightning keeps their precision, so the record holds these numbers as computed
+        self.log("val_loss", _f64(val_loss))
+        self.log("val_miou", _f64(miou), prog_bar=True)
+        for name, v in zip(self.class_names, iou, strict=True):
+            self.log(f"iou_{name}", _f64(v))
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate)
+        return torch.optim.Adam(self.parameters(), lr=self.hparams["learning_rate"])
 
     # --- checkpoint contents ----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -211,15 +220,30 @@ class SegmentationModel(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = [dict(r) for r in checkpoint.get("ferrolens_history", [])]
         # a checkpoint from before the calibrated decision: plain argmax
-        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams.n_classes))
+        checkpoint["state_dict"].setdefault("logit_bias", torch.zeros(self.hparams["n_classes"]))
         self.decision = dict(checkpoint.get("ferrolens_decision") or {"rule": "argmax"})
 
 
+def _f64(value: float) -> torch.Tensor:
+    return torch.tensor(float(value), dtype=torch.float64)
+
+
 # --- the model's record ------------------------------------------------------------------
+def record_columns(names: list[str]) -> RecordColumns:
+    """The U-Net's per-epoch record (``metrics.csv``) for classes ``names``: ``epoch, step, train_loss,
+    val_loss, val_miou, iou_<class> …`` (held out), then the harness's ``lr, wall_s, cpu_s``.
+
+    ``train_loss``: mean over the epoch's steps of the training loss (augmented patches);
+    ``val_loss``: the held-out loss weighted by labelled pixels; ``val_miou``: mean of the held-out
+    per-class IoUs ``iou_<class>`` (0 when none is defined)."""
+    return RecordColumns(train=("train_loss",), val=("val_loss", "val_miou", *(f"iou_{n}" for n in names)),
+                         train_loss="train_loss", val_loss="val_loss")
+
+
 def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
-    """One row per epoch: epoch, step, train_loss, val_loss, val_miou, iou_<class> (held out)."""
-    cols = ["epoch", "step", "train_loss", "val_loss", "val_miou"] + [f"iou_{n}" for n in names]
-    return pd.DataFrame([{c: r[c] for c in cols} for r in history], columns=cols)
+    """The record (:func:`record_columns`) of rows, e.g. ``model.history`` (NaN where an older
+    checkpoint's rows lack a column)."""
+    return record_columns(names).frame(history)
 
 
 def measure(metrics: pd.DataFrame) -> dict[str, float]:
