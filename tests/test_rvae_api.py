@@ -114,7 +114,7 @@ def test_content_weighting_draws_windows_in_proportion_to_their_mean():
     frame[:, :, :40] = 0.0
     w0 = sample_windows(frame, n, count=count, seed=1, weighting="content")
     assert left(w0) == 0
-    with pytest.raises(InputError, match="rvae.weighting"):
+    with pytest.raises(InputError, match=r"rvae\.weighting"):
         sample_windows(frame, n, count=10, weighting="walls")
 
 
@@ -147,9 +147,9 @@ def test_load_rejects_other_checkpoints(tmp_path):
         load(other)
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {}}, plain)
-    with pytest.raises(InputError, match="plain.ckpt"):
+    with pytest.raises(InputError, match=r"plain\.ckpt"):
         load(plain)
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(InputError, match="junk.ckpt"):
+    with pytest.raises(InputError, match=r"junk\.ckpt"):
         load(junk)

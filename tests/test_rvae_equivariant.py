@@ -41,9 +41,9 @@ def test_quarter_turn_of_the_input_turns_the_angle(symmetry):
         enc.head.weight.mul_(10)  # a peaked posterior over rotations: angles of order 1
     x = torch.rand(16, 12, 12)
     period = 2 * math.pi / symmetry
-    m0, s0 = enc(x)
+    m0, _ = enc(x)
     for k in (1, 2, 3):
-        mk, sk = enc(torch.rot90(x, k, dims=(1, 2)))  # counter-clockwise as displayed
+        mk, _ = enc(torch.rot90(x, k, dims=(1, 2)))  # counter-clockwise as displayed
         d = (mk[:, 0] - m0[:, 0] - k * math.pi / 2 + period / 2) % period - period / 2
         assert d.abs().max() < 1e-4, (k, d)
     assert m0[:, 0].std() > 0.3  # the angles are not all alike

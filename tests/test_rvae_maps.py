@@ -30,8 +30,8 @@ def _per_window(model, frames, n):
     means, logsds = [], []
     for f in frames:
         m, s = model.encode(centred_windows(f, n).reshape(-1, n, n), batch_size=512)
-        means.append(m.reshape(f.shape + (-1,)))
-        logsds.append(s.reshape(f.shape + (-1,)))
+        means.append(m.reshape((*f.shape, -1)))
+        logsds.append(s.reshape((*f.shape, -1)))
     return np.stack(means), np.stack(logsds)
 
 
@@ -42,7 +42,7 @@ def test_fully_convolutional_maps_equal_per_window_encoding(n, shape, architectu
     frames = np.random.default_rng(n).random(shape).astype(np.float32)
     mean, logsd = model.latent_maps(frames, logsd=True)
     ref_mean, ref_logsd = _per_window(model, frames, n)
-    assert mean.shape == shape + (5,)
+    assert mean.shape == (*shape, 5)
     assert np.abs(ref_mean).max() > 1  # a meaningful scale for the 1e-4 tolerance
     if architecture == "equivariant":
         # angles on the circle (period π); a circular mean of nearly cancelling copies (random
@@ -82,7 +82,8 @@ def test_strips_and_batches_give_the_same_maps():
 def test_maps_stream_from_a_lazy_dataarray(tmp_path):
     model = _random_model(8)
     frames = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
-    xr.Dataset({"images": (("frame", "y", "x"), frames)}).to_zarr(tmp_path / "m.zarr", zarr_format=3, consolidated=False)
+    xr.Dataset({"images": (("frame", "y", "x"), frames)}).to_zarr(tmp_path / "m.zarr", zarr_format=3,
+                                                                  consolidated=False)
     lazy = xr.open_zarr(tmp_path / "m.zarr", consolidated=False)["images"]
     parts = list(iter_latent_maps(model.encoder, lazy, chunk_mb=1.0))
     assert len(parts) > 1  # streamed in several batches

@@ -193,7 +193,8 @@ def test_image_decoder_reads_its_canonical_image_at_the_turned_pixel_centres(n):
     with torch.no_grad():
         out = dec(grid.unsqueeze(0), z).reshape(3, n, n).numpy()
         quarter = dec(rotate_translate(grid, torch.full((3,), np.pi / 2)), z).reshape(3, n, n).numpy()
-        moved = dec(rotate_translate(grid, torch.zeros(3), torch.tensor([2 / (n - 1), 0.0])), z).reshape(3, n, n).numpy()
+        step = torch.tensor([2 / (n - 1), 0.0])  # one pixel pitch in x
+        moved = dec(rotate_translate(grid, torch.zeros(3), step), z).reshape(3, n, n).numpy()
     np.testing.assert_allclose(out, crop, atol=1e-4)  # values ~10: float32 rounding of the coordinates
     np.testing.assert_allclose(moved, img[:, a : a + n, a + 1 : a + n + 1], atol=1e-4)
     # +90° turns the drawn content counter-clockwise as displayed (np.rot90), the package's convention

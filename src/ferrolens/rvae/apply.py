@@ -10,8 +10,10 @@ import math
 import numpy as np
 import xarray as xr
 
+from ..config import Partial
 from ..errors import InputError
 from ..parallel import device_for, set_threads
+from ..sections import RvaeConfig
 from ..store import (
     BIAS,
     FRAME,
@@ -72,13 +74,14 @@ def _window_codes(model: RVAE, wds: xr.Dataset, batch: int) -> tuple[np.ndarray,
     code_mean = np.empty((s_total, len(model.labels)), np.float32)
     code_logsd = np.empty_like(code_mean)
     for a in range(0, s_total, batch):
-        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(np.asarray(wds["windows"][a : a + batch].values))
+        block = np.asarray(wds["windows"][a : a + batch].values)
+        code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(block)
     return code_mean, code_logsd
 
 
 def _along_frame(images: xr.DataArray) -> dict[str, tuple]:
     """The coordinates along ``frame`` to carry into the latents store, bias (V) always."""
-    along = {k: (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
+    along = {str(k): (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
              for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
     along.setdefault(BIAS, (FRAME, _bias(images), {}))
     along[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
@@ -93,11 +96,13 @@ def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Datase
     return xr.Dataset(
         {
             "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
-            "code_logsd": ((SAMPLE, LATENT), code_logsd, {"long_name": "posterior log standard deviation of the sampled windows"}),
+            "code_logsd": ((SAMPLE, LATENT), code_logsd,
+                           {"long_name": "posterior log standard deviation of the sampled windows"}),
         },
         coords={
             SAMPLE: wds[SAMPLE].values,
-            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs)) for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
+            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs))
+               for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
             LATENT: (LATENT, np.array(model.labels, dtype=object), latent_attrs),
             "latent_units": (LATENT, np.array(latent_units(model.cfg["latent_dim"]), dtype=object)),
             Y: np.arange(height),
@@ -108,7 +113,8 @@ def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Datase
     )
 
 
-def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: dict, threads: int) -> None:
+def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: Partial[RvaeConfig],
+           threads: int) -> None:
     """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
 
     The store holds (``L`` = latent_dim, labels ``angle, dx, dy, z1 … zL``,
@@ -129,7 +135,7 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     Log-sd of dx, dy is NaN and their mean 0 for a model without translation.
     The store is written beside ``out`` and renamed into place when complete.
     """
-    cfg = resolve_config(cfg)
+    c = resolve_config(cfg)
     set_threads(threads)
     model = load(checkpoint)
     n = model.window
@@ -138,10 +144,10 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     if (wds.sizes.get(WY), wds.sizes.get(WX)) != (n, n):
         raise InputError(windows, f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
                          f"{n}×{n} windows to match the model {checkpoint}")
-    device = device_for(str(cfg["accelerator"]), "config rvae.accelerator")
+    device = device_for(str(c["accelerator"]), "config rvae.accelerator")
     model.to(device)
     labels = model.labels
-    batch = max(1, int(cfg["encode_batch"]))
+    batch = max(1, int(c["encode_batch"]))
     quality = _model_checks(model)
     code_mean, code_logsd = _window_codes(model, wds, batch)  # (a) the sampled windows' codes
     s_total = len(code_mean)
@@ -149,25 +155,26 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
     frames = _frame_values(images)
     along_frame = _along_frame(images)
     attrs = provenance(
-        "latents", cfg, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
+        "latents", c, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
         windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
         hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
         quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
-        quality_angle_follow=float(quality.get("angle_follow", np.nan)), angle_period=2 * math.pi / model.cfg["angle_symmetry"],
+        quality_angle_follow=float(quality.get("angle_follow", np.nan)),
+        angle_period=2 * math.pi / model.cfg["angle_symmetry"],
     )
     head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
     map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},
                  "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
     chunks = (1, min(height, 1024), min(width, 1024), len(labels))
 
-    logsd = bool(cfg["maps_logsd"])
+    logsd = bool(c["maps_logsd"])
     variables = ["mean", "logsd"] if logsd else ["mean"]
-    rule = cfg["angle_confidence"]
+    rule = c["angle_confidence"]
     conf_attrs = store_attrs(n, rule["min_contrast"], rule["min_coherence"])
 
     def parts():
         """The codes with the first frame batch, then one batch of maps after another."""
-        for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(cfg["maps_chunk_mb"]),
+        for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(c["maps_chunk_mb"]),
                                            device=device, progress=True):
             m, s = model._finish(m, s)
             data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
@@ -175,11 +182,11 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: d
                 data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
             conf = angle_confidence(np.asarray(images[a:b].values, np.float32), n, rule["min_contrast"])
             data["angle_confidence"] = ((FRAME, Y, X), conf, conf_attrs)
-            part = xr.Dataset(data, coords={FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}},
-                              attrs=attrs)
+            coords = {FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}}
+            part = xr.Dataset(data, coords=coords, attrs=attrs)
             yield head.merge(part, combine_attrs="override") if a == 0 else part
 
-    encoding = {k: {"chunks": chunks} for k in variables}
+    encoding: dict[str, dict[str, tuple[int, ...]]] = {k: {"chunks": chunks} for k in variables}
     encoding["angle_confidence"] = {"chunks": chunks[:3]}
     write_store_streamed(parts(), out, encoding=encoding)
     log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)

@@ -48,7 +48,8 @@ RULE = ("angle determined where the n×n window of the rVAE input (the window th
         "and the angle KDE")
 
 
-def structure_tensor(frames: np.ndarray, window: int, sigma: float = SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def structure_tensor(frames: np.ndarray, window: int,
+                     sigma: float = SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Structure tensor of every pixel's centred ``window × window`` window.
 
     Parameters

@@ -11,6 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from .. import config as _config
+from ..config import Partial
 from ..config import section as config_section
 from ..errors import InputError
 from ..sections import RvaeConfig
@@ -19,7 +20,7 @@ from ..sections import RvaeConfig
 DEFAULTS: RvaeConfig = cast(RvaeConfig, config_section("rvae"))
 
 
-def resolve_config(cfg: dict | None) -> RvaeConfig:
+def resolve_config(cfg: Partial[RvaeConfig]) -> RvaeConfig:
     """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`.
 
     The schema is ``ferrolens.config.SCHEMA`` when called, as for :class:`~ferrolens.rvae.model.RVAE`

@@ -22,7 +22,8 @@ def read_windows(path: str | Path, window: int | None = None) -> np.ndarray:
     """
     da = open_store(path, "windows")["windows"]  # kind, variable and dims checked against the declaration
     if window is not None and (da.sizes[WY], da.sizes[WX]) != (window, window):
-        raise InputError(path, f"windows are {da.sizes[WY]}×{da.sizes[WX]} pixels", f"{window}×{window} windows (window={window})")
+        raise InputError(path, f"windows are {da.sizes[WY]}×{da.sizes[WX]} pixels",
+                         f"{window}×{window} windows (window={window})")
     arr = np.asarray(da.values, dtype=np.float32)
     if arr.shape[0] == 0:
         raise InputError(path, "store holds no windows", "at least one window")
@@ -59,7 +60,7 @@ class WindowDataModule(pl.LightningDataModule):
         else:
             arr = np.asarray(self.source, dtype=np.float32)
         order = np.random.default_rng(self.seed).permutation(arr.shape[0])
-        n_val = int(round(self.val_fraction * arr.shape[0])) if arr.shape[0] > 1 else 0
+        n_val = round(self.val_fraction * arr.shape[0]) if arr.shape[0] > 1 else 0
         x = torch.from_numpy(arr)
         self.train_set = TensorDataset(x[np.sort(order[n_val:])])
         self.val_set = TensorDataset(x[np.sort(order[:n_val])]) if n_val > 0 else None
@@ -67,8 +68,14 @@ class WindowDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # each epoch's order depends only on (seed, epoch): a resumed run sees the batches an
         # uninterrupted one would
-        sampler = EpochSampler(len(self.train_set), self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=0)
+        train_set = self._train_set()
+        sampler = EpochSampler(len(train_set), self.seed)
+        return DataLoader(train_set, batch_size=self.batch_size, sampler=sampler, num_workers=0)
+
+    def _train_set(self) -> TensorDataset:
+        if self.train_set is None:  # Lightning calls setup() first
+            raise RuntimeError("setup() has not run")
+        return self.train_set
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

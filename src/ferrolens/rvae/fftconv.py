@@ -56,7 +56,7 @@ class ValidConv:
     def __init__(self, weight: Tensor, bias: Tensor | None, groups: int = 1, fft_from: int = FFT_FROM,
                  block_mb: float = BLOCK_MB):
         self.weight, self.bias, self.groups = weight.detach(), None if bias is None else bias.detach(), groups
-        o, cg, k, k2 = weight.shape
+        _, _, k, k2 = weight.shape
         if k != k2:
             raise ValueError(f"square kernels only, got {k}×{k2}")
         self.k, self.fft = k, k >= fft_from

@@ -44,7 +44,8 @@ def rotation_matrix(angle: Tensor) -> Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
-def rotate_translate(coords: Tensor, angle: Tensor | float, shift: Tensor | tuple[float, float] | None = None) -> Tensor:
+def rotate_translate(coords: Tensor, angle: Tensor | float,
+                     shift: Tensor | tuple[float, float] | None = None) -> Tensor:
     """Rotate coordinates by ``angle`` and then add ``shift``: ``R(angle) · p + shift``.
 
     Parameters

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..config import Partial
 from ..errors import InputError
+from ..sections import RvaeConfig
 from ..store import (
     BIAS,
     FRAME,
@@ -72,7 +74,8 @@ def check_images(images: Any, window: int | None = None, batch: int = 16) -> Non
     for a in range(0, n_frames, batch):
         block = np.asarray(images[a : a + batch].values, dtype=np.float32)
         if not np.isfinite(block).all():
-            raise InputError(where, f"frames {a}..{a + len(block) - 1} contain NaN or infinite values", "finite values in [0, 1]")
+            raise InputError(where, f"frames {a}..{a + len(block) - 1} contain NaN or infinite values",
+                             "finite values in [0, 1]")
         lo, hi = float(block.min()), float(block.max())
         if lo < -tol or hi > 1 + tol:
             raise InputError(where, f"values span [{lo:.4g}, {hi:.4g}] in frames {a}..{a + len(block) - 1}",
@@ -98,7 +101,7 @@ def _source_attrs(images: xr.DataArray) -> dict[str, Any]:
 
 
 # --- rvae_windows ----------------------------------------------------------------------
-def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: int) -> None:
+def make_windows(images: xr.DataArray, out: str, window: int, cfg: Partial[RvaeConfig], seed: int) -> None:
     """Cut training windows out of ``images`` → ``out`` (a ``windows`` store).
 
     Parameters
@@ -114,11 +117,11 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
     ``sample_frame`` (the frame coordinate), ``sample_y``, ``sample_x`` (the
     window's **centre** pixel, see attrs ``origin``) and ``sample_bias`` (V).
     """
-    cfg = resolve_config(cfg)
+    c = resolve_config(cfg)
     check_images(images, window)
     n = int(window)
-    s = sample_windows(images, n, mode=cfg["sampling"], count=int(cfg["count"]), stride=int(cfg["stride"]),
-                       min_std=float(cfg["min_std"]), seed=int(seed), weighting=str(cfg["weighting"]))
+    s = sample_windows(images, n, mode=c["sampling"], count=int(c["count"]), stride=int(c["stride"]),
+                       min_std=float(c["min_std"]), seed=int(seed), weighting=str(c["weighting"]))
     frames = _frame_values(images)
     ds = xr.Dataset(
         {"windows": ((SAMPLE, WY, WX), s.windows,
@@ -130,10 +133,10 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: dict, seed: i
             "sample_x": (SAMPLE, s.x, {"long_name": "window centre column", "units": "px"}),
             "sample_bias": (SAMPLE, _bias(images)[s.frame], {"long_name": "applied bias", "units": UNITS[BIAS]}),
         },
-        attrs=provenance("windows", cfg, window=n, seed=int(seed), sampling=cfg["sampling"],
-                         count_requested=int(cfg["count"]) if cfg["sampling"] == "random" else None,
-                         stride=int(cfg["stride"]) if cfg["sampling"] == "dense" else None,
-                         min_std=float(cfg["min_std"]), weighting=str(cfg["weighting"]), origin=CENTRE,
+        attrs=provenance("windows", c, window=n, seed=int(seed), sampling=c["sampling"],
+                         count_requested=int(c["count"]) if c["sampling"] == "random" else None,
+                         stride=int(c["stride"]) if c["sampling"] == "dense" else None,
+                         min_std=float(c["min_std"]), weighting=str(c["weighting"]), origin=CENTRE,
                          **_source_attrs(images)),
     )
     chunk = max(1, min(len(s.frame), 4096))

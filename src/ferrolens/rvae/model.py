@@ -86,7 +86,7 @@ def legacy_hparams(saved: dict[str, Any]) -> dict[str, Any]:
     n = int(old["window"])
     fraction = float(old.pop("pixel_fraction"))
     hp = {_LEGACY_NAMES.get(k, k): v for k, v in old.items()}
-    hp["decoder_pixels"] = 0 if fraction >= 1.0 else int(round(fraction * n * n))
+    hp["decoder_pixels"] = 0 if fraction >= 1.0 else round(fraction * n * n)
     return hp
 
 
@@ -119,7 +119,7 @@ def kl_normal(mean: Tensor, logsd: Tensor, prior_sd: float = 1.0, mean_penalty: 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
     """Learning rate over its peak at optimiser step ``step`` of ``total``: linear warm-up, cosine decay."""
-    w = int(round(warmup * total))
+    w = round(warmup * total)
     if step < w:
         return (step + 1) / w
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
@@ -222,7 +222,7 @@ class RVAE(pl.LightningModule):
         if self.training and fraction < 1.0:
             # an unbiased estimate of the sum over all pixels from a random subset (one per batch)
             p = target.shape[1]
-            keep = torch.randperm(p, device=x.device)[: max(1, int(round(fraction * p)))]
+            keep = torch.randperm(p, device=x.device)[: max(1, round(fraction * p))]
             out, target, scale = self.generate(code, self.grid[keep]), target[:, keep], p / keep.numel()
         else:
             out, scale = self.generate(code), 1.0
@@ -276,7 +276,8 @@ class RVAE(pl.LightningModule):
         if self.cfg["lr_schedule"] == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, total=total, warmup=float(self.cfg["warmup"])))
+        factor = partial(lr_factor, total=total, warmup=float(self.cfg["warmup"]))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -392,7 +393,8 @@ class RVAE(pl.LightningModule):
         if len(shape) != 3:
             raise InputError("frames", f"shape {shape}", "(frame, y, x) images")
         if self.window > min(shape[1:]):
-            raise InputError("frames", f"frames are {shape[1]}×{shape[2]} pixels, smaller than the window {self.window}",
+            raise InputError("frames",
+                             f"frames are {shape[1]}×{shape[2]} pixels, smaller than the window {self.window}",
                              f"frames of at least {self.window}×{self.window} pixels")
         out = _maps.latent_maps(self.encoder, frames, logsd=logsd, chunk_mb=chunk_mb, progress=progress)
         if isinstance(out, tuple):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -148,9 +149,9 @@ def rotation_operator(size: int, angle: float) -> Tensor:
         idx = torch.arange(size * size).reshape(size, size)
         if size == 3:
             src = idx.clone()
-            for i, (r, c) in enumerate(_RING):
+            for i, (ri, ci) in enumerate(_RING):
                 rr, cc = _RING[(i - k) % 8]
-                src[r, c] = idx[rr, cc]
+                src[ri, ci] = idx[rr, cc]
         else:
             src = torch.rot90(idx, k // 2, dims=(0, 1))  # content turned counter-clockwise as displayed
         m[torch.arange(size * size), src.reshape(-1)] = 1.0
@@ -208,6 +209,10 @@ class RotationEncoder(nn.Module):
         sees informative codes from the first step rather than learning to ignore them.
     """
 
+    angles: Tensor  # buffers: the copies' turns (radians) and the operators turning 3×3 and head kernels
+    rot3: Tensor
+    rotk: Tensor
+
     def __init__(self, window: int, n_latent: int, filters: int = 64, rotations: int = 8, symmetry: int = 2,
                  rotation_filters: int = 16, reduce: int = 16, slope: float = 0.1, init_logsd: float = -3.0):
         super().__init__()
@@ -242,7 +247,8 @@ class RotationEncoder(nn.Module):
             wk = w.unsqueeze(0).expand(self.rotations, o, i, kh, kw)
         else:
             wk = torch.einsum("kpq,oiq->koip", ops, w.reshape(o, i, kh * kw)).reshape(self.rotations, o, i, kh, kw)
-        return wk.reshape(self.rotations * o, i, kh, kw), conv.bias.repeat(self.rotations)
+        bias = cast(Tensor, conv.bias)  # every convolution here has one
+        return wk.reshape(self.rotations * o, i, kh, kw), bias.repeat(self.rotations)
 
     def features(self, x: Tensor) -> Tensor:
         """``(N, 1, H, W)`` → ``(N, K·reduce, H - 4, W - 4)``: the conv features of every rotated copy."""
@@ -255,7 +261,8 @@ class RotationEncoder(nn.Module):
         # 3× faster than a grouped convolution on a 2-core CPU, the same sums
         n, c, hh, ww = h.shape
         w3 = self.conv3.weight.reshape(1, 1, self.reduce, c // r)
-        h = torch.matmul(w3, h.reshape(n, r, c // r, hh * ww)) + self.conv3.bias.reshape(1, 1, -1, 1)
+        b3 = cast(Tensor, self.conv3.bias)
+        h = torch.matmul(w3, h.reshape(n, r, c // r, hh * ww)) + b3.reshape(1, 1, -1, 1)
         return F.leaky_relu(h.reshape(n, r * self.reduce, hh, ww), a)
 
     def dense(self, x: Tensor, logsd: bool = True) -> Tensor:
@@ -289,9 +296,11 @@ class RotationEncoder(nn.Module):
         h = self.features(x)  # (N, K·reduce, k, k); the head as a batched matmul (a window has one position)
         wh, bh = self._turned(self.head, self.rotk)
         r = self.rotations
-        copies = torch.einsum("nkp,kcp->nkc", h.reshape(h.shape[0], r, -1), wh.reshape(r, 2, -1)).reshape(h.shape[0], -1) + bh
+        copies = torch.einsum("nkp,kcp->nkc", h.reshape(h.shape[0], r, -1), wh.reshape(r, 2, -1))
+        copies = copies.reshape(h.shape[0], -1) + bh
         pm, ps = self.plain(x)
-        return self.finish(torch.cat([copies, pm, ps], -1))
+        mean, logsd = self.finish(torch.cat([copies, pm, ps], -1))
+        return mean, cast(Tensor, logsd)
 
 
 class SpatialDecoder(nn.Module):
@@ -309,7 +318,10 @@ class SpatialDecoder(nn.Module):
     seed : seed of the fixed random frequencies (kept as a buffer, saved with the weights).
     """
 
-    def __init__(self, latent_dim: int, units: int = 128, fourier: int = 0, fourier_scale: float = 1.0, seed: int = 0):
+    freqs: Tensor  # buffer (with Fourier features): the fixed frequencies B, (2, F)
+
+    def __init__(self, latent_dim: int, units: int = 128, fourier: int = 0, fourier_scale: float = 1.0,
+                 seed: int = 0):
         super().__init__()
         self.latent_dim, self.units, self.fourier = latent_dim, units, fourier
         if fourier > 0:
@@ -358,12 +370,12 @@ class ImageDecoder(nn.Module):
         self.latent_dim, self.window, self.units, self.extent = latent_dim, window, units, float(extent)
         # m - n even: at no turn and no shift the window's pixel centres fall on the image's (no blur)
         self.size = window + 2 * math.ceil((extent - 1) * window / 2)
-        self.net = nn.Sequential(nn.Linear(latent_dim, units), nn.Tanh(), nn.Linear(units, units), nn.Tanh(),
-                                 nn.Linear(units, self.size * self.size))
+        first, hidden, last = nn.Linear(latent_dim, units), nn.Linear(units, units), nn.Linear(units, self.size**2)
+        self.net = nn.Sequential(first, nn.Tanh(), hidden, nn.Tanh(), last)
         # the image starts flat: a random output layer would draw pixel noise, which an undertrained model
         # keeps where no window constrains it, and noise of unit contrast passes for a "physical" decoding
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def image(self, z: Tensor) -> Tensor:
         """``(N, L)`` → the canonical images ``(N, 1, m, m)`` (row 0 at ``y = -extent``, top)."""

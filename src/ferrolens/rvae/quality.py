@@ -102,11 +102,11 @@ def loss_tail(val_loss: Any) -> tuple[float, int]:
     """
     v = np.asarray([float(a) for a in val_loss if np.isfinite(float(a))], np.float64)
     if len(v) < 2:
-        return float("nan"), int(len(v))
+        return float("nan"), len(v)
     k = max(1, len(v) // 4)
     total = v[0] - v[-1]
     tail = v[-1 - k] - v[-1]
-    return (float(tail / total) if total > 0 else float("inf") if tail > 0 else 0.0), int(len(v))
+    return (float(tail / total) if total > 0 else float("inf") if tail > 0 else 0.0), len(v)
 
 
 def scrambled(model: Any, seed: int = 12345) -> Any:
@@ -247,7 +247,8 @@ def failures(quality: dict[str, Any], thresholds: dict[str, Any], what: str = "r
         detail = (text.format(value=v, threshold=t, n=n, blur=quality.get("blur_sigma_px", BLUR_SIGMA),
                               r2=float(quality.get("r2", float("nan"))), k=quality.get("pca_components", "?"),
                               pct=100 * v, tpct=100 * t, epochs=quality.get("epochs", "?"))
-                  if np.isfinite(v) else f"{check} was not measured (NaN: e.g. a run of {quality.get('epochs', '?')} epoch(s))")
+                  if np.isfinite(v)
+                  else f"{check} was not measured (NaN: e.g. a run of {quality.get('epochs', '?')} epoch(s))")
         out.append((kind, f"{what}: {kind.upper()} check failed: {detail} (rvae.quality.{key}); {advice.format(n=n)}"))
     return out
 
@@ -277,7 +278,8 @@ def summary(quality: dict[str, Any]) -> str:
     """One line: the held-out measurements."""
     g = quality.get
     return (f"held-out R² {g('r2', float('nan')):.3f} (after a {g('blur_sigma_px', BLUR_SIGMA):g}-px blur "
-            f"{g('r2_blur', float('nan')):.3f}; a {g('pca_components', '?')}-component PCA {g('r2_pca', float('nan')):.3f}); "
+            f"{g('r2_blur', float('nan')):.3f}; "
+            f"a {g('pca_components', '?')}-component PCA {g('r2_pca', float('nan')):.3f}); "
             f"latent angle follows {100 * g('angle_follow', float('nan')):.0f}% of known turns within "
             f"{g('angle_tolerance_deg', 15.0):.0f}° (median miss {g('angle_median_error_deg', float('nan')):.1f}°); "
             f"held-out loss tail {g('loss_tail', float('nan')):.3f} over {g('epochs', '?')} epochs "
@@ -314,7 +316,8 @@ def report(checkpoint: str, out: str, thresholds: dict[str, Any]) -> dict[str, A
         log.info("%s quality: %s", what, summary(quality))
         record = verdict(quality, thresholds, what)
     else:
-        text = f"{what}: {checkpoint} records no quality measurements (trained by an older ferrolens); retrain to check it"
+        text = (f"{what}: {checkpoint} records no quality measurements (trained by an older ferrolens); "
+                "retrain to check it")
         record = {"measurements": {}, "thresholds": _plain_thresholds(thresholds),
                   "passed": False, "failed": ["unmeasured"], "quality_warning": text}
     for text in filter(None, record["quality_warning"].split(" | ")):

@@ -104,7 +104,8 @@ def sample_windows(
     """
     n_frames, height, width = (int(s) for s in frames.shape)
     if n > min(height, width):
-        raise InputError("window", f"{n} pixels is larger than the {height}×{width} frames", "a window no larger than the frame")
+        raise InputError("window", f"{n} pixels is larger than the {height}×{width} frames",
+                         "a window no larger than the frame")
     ny, nx = height - n + 1, width - n + 1
     if mode == "dense":
         ys, xs = np.arange(0, ny, stride), np.arange(0, nx, stride)
