@@ -221,3 +221,26 @@ def test_an_untrained_image_decoder_draws_a_flat_image_not_noise():
     assert isinstance(model.decoder, ImageDecoder)
     out = model.decode(np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32))
     assert np.ptp(out, axis=(1, 2)).max() == 0.0
+
+
+def test_a_checkpoint_saved_before_the_schemas_names_loads_as_it_was(tmp_path):
+    """Checkpoints written before issue 27 hold symmetry, units, fourier, pixel_fraction (and lack keys added
+    later): the load-time shim (model.legacy_hparams) rebuilds the same model, which encodes identically."""
+    from ferrolens.rvae.model import legacy_hparams
+
+    torch.manual_seed(0)
+    model = RVAE(9, architecture="equivariant", decoder="spatial", filters=4, rotation_filters=4, decoder_units=8,
+                 fourier_features=4, angle_symmetry=1, decoder_pixels=40, lr=1e-3, latent_dim=3).eval()
+    renamed = {"angle_symmetry": "symmetry", "decoder_units": "units", "fourier_features": "fourier"}
+    old = {renamed.get(k, k): v for k, v in model.hparams.items() if k != "decoder_pixels"}
+    old["pixel_fraction"] = min(1.0, 40 / 81)  # as the old config layer made it
+    for late in ("kl_warmup", "decoder"):  # keys added after some checkpoints were written: old defaults
+        del old[late]
+    assert legacy_hparams(old) == dict(model.hparams)
+    assert legacy_hparams(dict(model.hparams)) == dict(model.hparams)  # a new checkpoint is left as it is
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": old}, tmp_path / "old.ckpt")
+    back = RVAE.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
+    assert dict(back.hparams) == dict(model.hparams) and back.pixel_fraction == model.pixel_fraction == 40 / 81
+    x = np.random.default_rng(0).random((6, 9, 9)).astype(np.float32)
+    for a, b in zip(model.encode(x), back.encode(x), strict=True):
+        np.testing.assert_array_equal(a, b)
