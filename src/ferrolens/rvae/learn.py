@@ -15,8 +15,10 @@ import pytorch_lightning as pl
 import torch
 
 from .. import training
+from ..config import Partial
 from ..errors import InputError
 from ..parallel import plan
+from ..sections import RvaeConfig
 from ..store import (
     check_checkpoint,
     config_digest,
@@ -40,7 +42,7 @@ RECORD = training.RecordColumns(train=tuple(f"train/{p}" for p in _PARTS),
 
 
 # --- rvae_train -----------------------------------------------------------------------------
-def train(windows: str, out_dir: str, window: int | None, cfg: dict, seed: int, threads: int) -> None:
+def train(windows: str, out_dir: str, window: int | None, cfg: Partial[RvaeConfig], seed: int, threads: int) -> None:
     """Train one rVAE on a windows store.
 
     Writes ``out_dir/model.ckpt`` (weights-only Lightning checkpoint, atomic
@@ -73,7 +75,7 @@ def train(windows: str, out_dir: str, window: int | None, cfg: dict, seed: int, 
     _fit(arr, Path(out_dir), n, cfg, int(seed), threads, data_key=sha256_file(windows), where=str(windows))
 
 
-def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: int | None = None,
+def fit(windows: np.ndarray, cfg: Partial[RvaeConfig] = None, seed: int = 0, threads: int | None = None,
         out_dir: str | Path | None = None, progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
     """Train an rVAE on windows given as an array: the notebook entry point.
 
@@ -114,7 +116,7 @@ def fit(windows: np.ndarray, cfg: dict | None = None, seed: int = 0, threads: in
     return model.eval(), trained.record
 
 
-def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int, data_key: str, where: str,
+def _fit(arr: np.ndarray, out: Path, n: int, cfg: RvaeConfig, seed: int, threads: int, data_key: str, where: str,
          progress: bool = True) -> training.Trained[RVAE]:
     """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
     returns the model (``model.quality``: the gate's measurements) and its per-epoch record with the
@@ -163,7 +165,7 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: dict, seed: int, threads: int,
     return trained
 
 
-def assess_model(model: RVAE, dm: WindowDataModule, cfg: dict, seed: int,
+def assess_model(model: RVAE, dm: WindowDataModule, cfg: RvaeConfig, seed: int,
                  metrics: pd.DataFrame | None = None) -> dict[str, Any]:
     """The gate's measurements (:func:`ferrolens.rvae.quality.assess`) of a trained model.
 

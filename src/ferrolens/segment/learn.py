@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 
 from .. import training
+from ..config import Partial
 from ..errors import InputError
 from ..parallel import plan, save_checkpoint_atomic
+from ..sections import SegmentConfig, SegmentPredictConfig
 from ..store import (
     FRAME,
     X,
@@ -42,7 +44,7 @@ BEST = "best"
 
 
 # --- train --------------------------------------------------------------------------------
-def _training_inputs(movie: str, labels: str, n_classes: int, cfg: dict):
+def _training_inputs(movie: str, labels: str, n_classes: int, cfg: SegmentConfig):
     """Normalised labelled frames, labels in the model's classes and class names; checks first."""
     mov = open_store(movie, "movie")
     image = _movie_image(mov, movie)
@@ -89,7 +91,8 @@ def _model_labels(label: np.ndarray | None, names: list[str], n_classes: int, wh
 
 
 def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None, n_classes: int = 3,
-        cfg: dict | None = None, seed: int = 0, threads: int | None = None, out_dir: str | Path | None = None,
+        cfg: Partial[SegmentConfig] = None, seed: int = 0, threads: int | None = None,
+        out_dir: str | Path | None = None,
         class_names: list[str] | None = None, progress: bool = True) -> tuple[SegmentationModel, pd.DataFrame]:
     """Train the U-Net on labelled frames given as arrays: the notebook entry point.
 
@@ -133,7 +136,7 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
     return trained.model, trained.record
 
 
-def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: dict, seed: int,
+def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: SegmentConfig, seed: int,
          threads: int, out: Path, progress: bool = True,
          where: str = "labels") -> training.Trained[SegmentationModel]:
     """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`) into ``out``;
@@ -149,9 +152,9 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
     weights = dm.class_weights()
-    hparams = dict(n_classes=n_classes, class_names=names, **cfg["model"], learning_rate=float(t["learning_rate"]),
-                   class_weights=weights, norm_low=float(norm["low_percentile"]),
-                   norm_high=float(norm["high_percentile"]))
+    hparams: dict[str, Any] = dict(n_classes=n_classes, class_names=names, **cfg["model"],
+                                   learning_rate=float(t["learning_rate"]), class_weights=weights,
+                                   norm_low=float(norm["low_percentile"]), norm_high=float(norm["high_percentile"]))
     # what must be equal for last.ckpt to be resumed (max_epochs may grow)
     data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
     fixed = {k: v for k, v in t.items()
@@ -185,13 +188,13 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
 
 
 def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
-                   cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+                   cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, K)`` (up to a per-pixel constant) and labels ``(N,)`` of the held-out ``sources``
     (normalised image, labels), as the prediction path computes them (fused net with the model's
     current ``logit_bias``, tiling, float32)."""
     from .apply import _inference_net
 
-    p = {**cfg["predict"], "precision": "float32"}
+    p: SegmentPredictConfig = {**cfg["predict"], "precision": "float32"}
     net, device, _ = _inference_net(model, p)
     logits, truth = [], []
     for im, lab in sources:
@@ -203,7 +206,7 @@ def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.
 
 
 def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
-                       cfg: dict) -> dict[str, Any]:
+                       cfg: SegmentConfig) -> dict[str, Any]:
     """Choose ``model.logit_bias`` on the held-out ``sources`` (normalised image, labels) per
     ``train.decision`` and return its record (for ``quality.json``).
 
@@ -237,7 +240,8 @@ def _save_model(best: Path, path: Path, model: SegmentationModel) -> None:
     write_file_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: dict, seed: int, threads: int) -> None:
+def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: Partial[SegmentConfig], seed: int,
+          threads: int) -> None:
     """Train the U-Net on the labelled frames of the stores; write the model and its training record.
 
     Parameters
