@@ -6,6 +6,7 @@ All from ``workflow/schemas/fragments/rvae.yaml`` and the cross-field rules in :
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -38,13 +39,13 @@ MODEL_KEYS = (
 )
 
 
-def model_hparams(cfg: dict, window: int) -> dict[str, Any]:
+def model_hparams(cfg: Mapping[str, Any], window: int) -> dict[str, Any]:
     """The model's hyper-parameters in a (checked) section: ``window`` and the section's
     :data:`MODEL_KEYS`, by the schema's names (``RVAE(**model_hparams(cfg, n))``)."""
     return {"window": int(window), **{key: cfg[key] for key in MODEL_KEYS}}
 
 
-def epochs_for(cfg: dict, window: int) -> int:
+def epochs_for(cfg: Mapping[str, Any], window: int) -> int:
     """Training epochs of window size ``window``: ``epochs``, or its entry for ``window`` when a mapping."""
     value = cfg["epochs"]
     if isinstance(value, dict):

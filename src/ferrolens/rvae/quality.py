@@ -227,7 +227,7 @@ def threshold_for(value: Any, window: int, key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def failures(quality: dict[str, Any], thresholds: dict[str, Any], what: str = "rVAE") -> list[tuple[str, str]]:
+def failures(quality: dict[str, Any], thresholds: Mapping[str, Any], what: str = "rVAE") -> list[tuple[str, str]]:
     """``(kind, warning)`` of every failed check (empty when the model passes).
 
     ``thresholds`` is the ``rvae.quality`` section (keys of :data:`GATE`; a number, a mapping
@@ -253,7 +253,7 @@ def failures(quality: dict[str, Any], thresholds: dict[str, Any], what: str = "r
     return out
 
 
-def judge(quality: dict[str, Any], thresholds: dict[str, Any], what: str = "rVAE") -> list[str]:
+def judge(quality: dict[str, Any], thresholds: Mapping[str, Any], what: str = "rVAE") -> list[str]:
     """Plain warnings, one per failed check (empty when the model passes); see :func:`failures`."""
     return [w for _, w in failures(quality, thresholds, what)]
 
