@@ -314,7 +314,9 @@ class RvaeConfig(TypedDict):
     kernels turned by 360/rotations degrees, a softmax over the copies is a posterior over discrete rotations and the
     angle its circular mean (with a learned sub-step offset), so the angle follows a turned input by construction; shift
     and z come from a plain encoder of `filters` channels; the decoder is `decoder`. Measured side by side in
-    benchmarks/bench_rvae_fidelity.py."""
+    benchmarks/bench_rvae_fidelity.py. Each value names an encoder of ferrolens.rvae.registry.ENCODERS (a new encoder:
+    its module, one line there and its value here); what an architecture fixes whatever the other keys say is
+    ferrolens.rvae.registry.FIXED (`paper`: 128 filters, the spatial decoder of 128 units, no Fourier features)."""
     decoder: Literal['image', 'spatial']
     """The equivariant model's decoder. `image`: z through an MLP to one canonical image (twice the window's extent, the
     window's pixel pitch), read at the turned and shifted pixel coordinates by bilinear interpolation (a spatial
@@ -323,7 +325,7 @@ class RvaeConfig(TypedDict):
     held-out R^2 over three seeds image 0.55 / 0.71 / 0.70, spatial 0.67 / 0.63 / 0.63; n = 8 in
     benchmarks/bench_rvae_fidelity.py image 0.66, spatial 0.86 at the same training time. The image decoder draws walls
     sharp; its image starts flat, so an undertrained model decodes flat images, not noise that could pass the physical
-    criterion."""
+    criterion. Each value names a decoder of ferrolens.rvae.registry.DECODERS."""
     decoder_units: int
     """Width of the two hidden layers of the equivariant model's decoder (the paper model has 128)."""
     filters: int
