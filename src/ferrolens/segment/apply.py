@@ -32,7 +32,7 @@ from ..store import (
 from .images import NORMALISATION, _movie_image
 from .infer import normalize_frames, predict_frames, resolve_precision
 from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
-from .unet import fuse_for_inference
+from .unet import UNet, fuse_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def load(checkpoint: str | Path) -> SegmentationModel:
 
 
 # --- predict ---------------------------------------------------------------------------------
-def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[torch.nn.Module, torch.device, bool]:
+def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[UNet, torch.device, bool]:
     """The fused eval copy of ``model.net`` on the ``predict:`` section's device, and whether
     to autocast to bfloat16 there (``predict.precision``); tiles checked.
 
@@ -81,7 +81,7 @@ def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[t
     cached = getattr(model, "_ferrolens_inference", None)
     if cached is None or cached[0] != key:
         cached = (key, fuse_for_inference(model.net, model.logit_bias).to(device))
-        model._ferrolens_inference = cached
+        object.__setattr__(model, "_ferrolens_inference", cached)  # a plain attribute, as nn.Module would set it
     return cached[1], device, bf16
 
 
@@ -112,14 +112,16 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: Partial[Seg
     if a.ndim != 3 or 0 in a.shape:
         raise InputError("frames", f"shape {np.shape(frames)}", "(n, H, W) or (H, W) with every size ≥ 1")
     net, device, bf16 = _inference_net(model, p)
-    hp, bs = model.hparams, int(p["batch_size"])
-    out = None
+    hp: Any = model.hparams  # Lightning's AttributeDict: read by attribute
+    bs = int(p["batch_size"])
+    out: np.ndarray | None = None
     for i in range(0, len(a), bs):  # normalised a batch at a time: a long movie is not copied whole
         normed, _, _ = normalize_frames(a[i:i + bs], hp.norm_low, hp.norm_high)
         probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bf16)
         if out is None:
             out = np.empty((len(a), *probs.shape[1:]), np.float32)
         out[i:i + len(probs)] = probs
+    assert out is not None  # a has ≥ 1 frame (checked above)
     return out[0] if single else out
 
 
@@ -149,7 +151,7 @@ def predict(movie: str, checkpoint: str, out: str, cfg: Partial[SegmentConfig], 
     image = _movie_image(mov, movie)
     model = load(checkpoint)
     net, device, bf16 = _inference_net(model, p)
-    hp = model.hparams
+    hp: Any = model.hparams  # Lightning's AttributeDict: read by attribute
     names = list(hp.class_names)
     n, h, w = image.shape
     bs = int(p["batch_size"])

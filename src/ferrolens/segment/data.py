@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
+from typing import cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -123,7 +124,7 @@ class ShardedEvalSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.n = len(dataset)
+        self.n = len(cast(Sized, dataset))
         self.num_samples = math.ceil(self.n / num_replicas)
         self.total_size = self.num_samples * num_replicas
 
@@ -236,7 +237,8 @@ class SegmentationData(pl.LightningDataModule):
         """The training patch edge: ``patch_size``, or, when a training region is smaller (small
         frames, a held-out strip), the largest multiple of 8 that fits, said in the log. A region
         under MIN_PATCH pixels is too small to train a U-Net on."""
-        (im, _), f = min(zip(self.train_sources, self.split["train_frames"]), key=lambda s: min(s[0][0].shape))
+        (im, _), f = min(zip(self.train_sources, self.split["train_frames"], strict=False),
+                         key=lambda s: min(s[0][0].shape))
         fit = min(im.shape)
         if p <= fit:
             return p

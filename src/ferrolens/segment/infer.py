@@ -11,12 +11,14 @@ blended result equals the whole-frame prediction (to float rounding).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError
+from .unet import UNet
 
 
 def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
@@ -73,8 +75,7 @@ def normalize_frames(frames: np.ndarray, low: float = 1.0, high: float = 99.0
     else:
         lo, hi = _percentile(flat, low), _percentile(flat, high)
     scale = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    out = (t - lo.to(t.dtype)[:, None, None]).div_(scale.to(t.dtype)[:, None, None]).float()
-    out = out.numpy()
+    out = (t - lo.to(t.dtype)[:, None, None]).div_(scale.to(t.dtype)[:, None, None]).float().numpy()
     return (out[0] if single else out), lo.numpy(), hi.numpy()
 
 
@@ -132,7 +133,7 @@ def forward_probabilities(model: nn.Module, images: np.ndarray, batch_size: int,
     if device.type == "cpu":
         batch_size = max(1, min(batch_size, CPU_PIXELS_PER_PASS // max(1, images[0].size)))
     src = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    out = None
+    out: torch.Tensor | None = None
     with torch.inference_mode():
         for i in range(0, n, batch_size):
             x = src[i:i + batch_size, None].to(device).contiguous(memory_format=torch.channels_last)
@@ -142,6 +143,7 @@ def forward_probabilities(model: nn.Module, images: np.ndarray, batch_size: int,
                 out = torch.empty((n, logits.shape[1], *logits.shape[2:]), dtype=torch.float32)
             # softmax in torch (threaded); copy_ also turns channels-last into the plain layout
             out[i:i + batch_size].copy_(torch.softmax(logits.float(), dim=1))
+    assert out is not None, "no images"  # n ≥ 1: the callers check it
     return out.numpy()
 
 
@@ -152,7 +154,7 @@ def bf16_is_native(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
-    cpu = getattr(torch, "cpu", None)
+    cpu: Any = getattr(torch, "cpu", None)
     try:  # torch's own CPU feature checks (cpuinfo; private but present since torch 2.1)
         return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
     except AttributeError:
@@ -170,7 +172,7 @@ def resolve_precision(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and bf16_is_native(device))
 
 
-def predict_frames(model: nn.Module, images: np.ndarray, tile: int, overlap: int, batch_size: int,
+def predict_frames(model: UNet, images: np.ndarray, tile: int, overlap: int, batch_size: int,
                    device: torch.device, margin: int | None = None, bf16: bool = False) -> np.ndarray:
     """Probabilities ``(n, K, H, W)`` float32 for normalised frames ``(n, H, W)``.
 
@@ -193,7 +195,7 @@ def predict_frames(model: nn.Module, images: np.ndarray, tile: int, overlap: int
     boxes = [(y0, min(y0 + tile, h), x0, min(x0 + tile, w)) for y0 in ys for x0 in xs]
     weights = {b: np.outer(blend_weights(b[0], b[1] - b[0], h, overlap, margin),
                            blend_weights(b[2], b[3] - b[2], w, overlap, margin)) for b in boxes}
-    acc = None
+    acc: np.ndarray | None = None
     # group tiles of equal shape so they batch together across frames
     shapes: dict[tuple[int, int], list] = {}
     for b in boxes:
@@ -212,4 +214,5 @@ def predict_frames(model: nn.Module, images: np.ndarray, tile: int, overlap: int
     total = np.zeros((h, w), np.float32)
     for b, wt in weights.items():
         total[b[0]:b[1], b[2]:b[3]] += wt
+    assert acc is not None  # at least one tile
     return acc / total
