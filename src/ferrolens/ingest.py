@@ -55,10 +55,8 @@ def crop_bin(arr: np.ndarray, crop: list[int | None] | None, binning: int, where
         if ny == 0 or nx == 0:
             raise InputError(where, f"binning {b} is larger than the frame {arr.shape[1:]}", "a smaller bin factor")
         arr = arr[:, :ny, :nx]
-        if labels:
-            arr = arr[:, ::b, ::b]
-        else:
-            arr = arr.reshape(arr.shape[0], ny // b, b, nx // b, b).mean(axis=(2, 4))
+        arr = (arr[:, ::b, ::b] if labels  # a class cannot be averaged: the block's top-left pixel
+               else arr.reshape(arr.shape[0], ny // b, b, nx // b, b).mean(axis=(2, 4)))
     return arr
 
 
@@ -303,7 +301,7 @@ def ingest_labels(dataset_cfg: Partial[DatasetConfig], classes: list[str], movie
             raise InputError(f"{where}.path", "is not set", "label files (or source: truth for the demo)")
         arrays = _read_label_images(paths if isinstance(paths, list) else [paths], lcfg["format"], lcfg["colors"],
                                     classes, len(frames))
-    for f, a in zip(frames, arrays):
+    for f, a in zip(frames, arrays, strict=True):  # one label image per frame (counted above)
         if a.shape != shape:
             raise InputError(where, f"label of frame {f} has shape {a.shape}", f"the frame shape {shape}")
         vals = np.unique(a)

@@ -328,7 +328,7 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     return _dataset(cfg, (coarse1, coarse2), (dense1, dense2), coarse, dense, contrast_c, physical_c, contrast,
                     physical, reference, density, counts, img, hist, rgb,
                     {"held_latents": store.json_attr(held_named),
-                     "range_source": store.json_attr(dict(zip(cfg["pair"], range_source))),
+                     "range_source": store.json_attr(dict(zip(cfg["pair"], range_source, strict=True))),
                      "negative_fraction_clipped": negative_fraction, "n_codes": int(codes.shape[0])})
 
 

@@ -211,7 +211,7 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: P
         ds.attrs["angle_counted"] = (f"{rule_text(lat['angle_confidence'])}: "
                                      f"{np.isfinite(counted).mean():.1%} of the selected pixels")
     if "latent_units" in lat.coords:  # the rVAE records units per latent (rad, grid, 1 …)
-        units = dict(zip(labels, (str(u) for u in lat["latent_units"].values)))
+        units = dict(zip(labels, (str(u) for u in lat["latent_units"].values), strict=True))
         ds = ds.assign_coords(variable_units=(store.VARIABLE, [units[v] for v in cfg["variables"]]))
     extra = {"source_latents": str(latents), "source_latents_sha256": store.sha256_file(latents), "seed": seed}
     if segmentation:
@@ -283,7 +283,7 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
     _check_windows(dynamics, latents, windows)
     parts = []
     ref: dict[str, Any] = {}  # the first window's frames and bias (_read_window)
-    for dyn_path, lat_path, w in zip(dynamics, latents, windows):
+    for dyn_path, lat_path, w in zip(dynamics, latents, windows, strict=True):  # lengths checked
         dyn, lat = _read_window(dyn_path, lat_path, ref)
         parts.append(sweep_part(dyn, _frame_stats(lat, float(dyn.attrs.get("angle_period", math.pi))), w))
     merged = merge_windows(parts)

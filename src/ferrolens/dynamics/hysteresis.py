@@ -131,10 +131,9 @@ def split_branches(bias: np.ndarray, tolerance: float = 0.02) -> Branches:
                 turns.append(cand)
                 dirs.append(FALLING)
                 direction, cand = RISING, i
-    if direction != 0:
-        if turns[-1] != n - 1:
-            turns.append(n - 1)
-            dirs.append(direction)
+    if direction != 0 and turns[-1] != n - 1:
+        turns.append(n - 1)
+        dirs.append(direction)
     segments = tuple(Segment(turns[i], turns[i + 1], dirs[i]) for i in range(len(dirs)))
     labels = np.zeros(n, dtype=np.int8)
     for i, s in enumerate(segments):
@@ -286,7 +285,7 @@ def _pooled(x: np.ndarray, segs: list[Segment], cycle_of: list[int], grid: np.nd
     mats, covs = [], []
     total = np.zeros((grid.size, x.size))
     count = np.zeros(grid.size)
-    for s, k in zip(segs, cycle_of):
+    for s, k in zip(segs, cycle_of, strict=False):
         m, c = _interp_matrix(x, s.frames, grid, frame_weight)
         mats.append(m)
         covs.append(c)
@@ -298,7 +297,7 @@ def _pooled(x: np.ndarray, segs: list[Segment], cycle_of: list[int], grid: np.nd
     if cycle_weight is not None or frame_weight is not None:
         cw_frames = np.ones(x.size) if frame_weight is None else np.asarray(frame_weight, float).copy()
         if cycle_weight is not None:
-            for s, k in zip(segs, cycle_of):
+            for s, k in zip(segs, cycle_of, strict=False):
                 cw_frames[s.frames] *= cycle_weight[k]
     bridge, _ = _interp_matrix(x, frames, grid, cw_frames, clamp=True)
     out = np.where(count[:, None] > 0, total / np.maximum(count, 1e-300)[:, None], bridge)
@@ -558,7 +557,7 @@ def _branch_groups(op: LoopOperator, frames: np.ndarray) -> list[np.ndarray]:
 def drift_degrees(drift_degree: int) -> list[int]:
     """The drift degrees under which a loop must stand to be called: the configured one first, then every
     lower one down to a linear drift (:func:`loop_statistics`)."""
-    return [drift_degree] + list(range(drift_degree - 1, 0, -1))
+    return [drift_degree, *range(drift_degree - 1, 0, -1)]
 
 
 def null_reference(op: LoopOperator, drift_degree: int, n_random: int, rng: np.random.Generator
@@ -601,7 +600,8 @@ def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray
     ``replicates`` (B, K, F): the same curves from spatial resamples of the pixels (NMF
     refitted), or None. ``n_random``: simulated no-loop curves per correlation of the
     reference. ``alpha``: the level at which the detectable area is quoted (α over the loops
-    tested). ``null``: :func:`null_reference` of ``op`` when already made. Returns (K,) arrays: every metric of :data:`METRICS` with ``_ci_low``/``_ci_high``
+    tested). ``null``: :func:`null_reference` of ``op`` when already made. Returns (K,) arrays: every metric
+    of :data:`METRICS` with ``_ci_low``/``_ci_high``
     (``loop_area``: with the fitted drift removed), ``loop_area_raw``, ``p_value``, ``p_floor``,
     ``noise_rho`` (REML AR(1) correlation of the noise model, :func:`~.looptest.noise_rho`), ``reference_rho``,
     ``detectable_area``, ``time_block`` (frames, Politis–White when ``auto``).

@@ -144,7 +144,7 @@ class KDEPlan:
         else:
             # padding of CUT·h_max keeps every output point's kernel support inside the
             # bins, so a circular FFT of any length ≥ n_bins never wraps onto an output
-            self.pad = int(math.ceil(CUT * h_max / self.delta))
+            self.pad = math.ceil(CUT * h_max / self.delta)
             self.n_bins = (grid.size - 1) * self.oversample + 1 + 2 * self.pad
             self.n_fft = sfft.next_fast_len(self.n_bins, real=True)
         self.origin = grid.start - self.pad * self.delta
@@ -227,7 +227,7 @@ class KDEPlan:
         offset = np.where(j <= n // 2, j, j - n) * self.delta  # circular offsets
         norm = 1.0 / (h * math.sqrt(2 * math.pi))
         if (period := self.grid.period) is not None:  # circular
-            images = int(math.ceil(CUT * h / period)) + 1
+            images = math.ceil(CUT * h / period) + 1
             kern = np.zeros(n)
             for r in range(-images, images + 1):
                 kern += np.exp(-0.5 * ((offset + r * period) / h) ** 2)

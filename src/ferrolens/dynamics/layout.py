@@ -83,7 +83,8 @@ def _coords(dens: Densities, nmf: Factorisation, cfg: DynamicsConfig, stim: Stim
         "branch_stimulus": (STIM_POINT, pooled.grid,
                             {"units": stim.units, "long_name": f"common {stim.name} values of the closed loop's "
                                                                 "branches"}),
-        "branch": (F, sweep.branches.direction, {"long_name": f"{stim.name} direction (+1 rising, -1 falling, 0 none)"}),
+        "branch": (F, sweep.branches.direction,
+                   {"long_name": f"{stim.name} direction (+1 rising, -1 falling, 0 none)"}),
         "segment": (F, sweep.branches.segment_index, {"long_name": f"monotone {stim.name} segment index"}),
         "cycle": (F, sweep.frame_cycle, {"long_name": "cycle of the closed loop (from 1); 0: virgin curve; -1: none"}),
     })
@@ -139,7 +140,8 @@ def _attrs(cfg: DynamicsConfig, stim: Stimulus, pooled: hy.LoopOperator, blocked
         "stimulus_units": stim.units,
         "hysteresis_note": pooled.note,
         "resampling": ("pixels in spatial blocks (the same blocks in every frame), NMF "
-                       f"{'refitted' if cfg['nmf_resample'] == 'refit' else 're-projected'}; the loop model's residuals in "
+                       f"{'refitted' if cfg['nmf_resample'] == 'refit' else 're-projected'}; "
+                       "the loop model's residuals in "
                        f"time blocks ({cfg['time_block']} frames) within branches, whole cycles where several"
                        if blocked else "pixels resampled within frames (no positions given)"),
         "layout": ("kde(variable, frame, grid) is evaluated at grid_value(variable, grid); components are per "

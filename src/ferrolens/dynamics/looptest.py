@@ -201,7 +201,7 @@ class Factors:
 
     def __init__(self, x: np.ndarray, design: LoopDesign | None = None):
         self.n, self.p = x.shape[0], int(np.linalg.matrix_rank(x))
-        xw = np.empty((RHO_GRID.size,) + x.shape)  # the whitened columns at every ρ, factored at once
+        xw = np.empty((RHO_GRID.size, *x.shape))  # the whitened columns at every ρ, factored at once
         xw[:, 0] = np.sqrt(1 - RHO_GRID**2)[:, None] * x[0]
         xw[:, 1:] = x[None, 1:] - RHO_GRID[:, None, None] * x[None, :-1]
         qs, rs = np.linalg.qr(xw)
@@ -242,7 +242,7 @@ def _whiten_t(c: np.ndarray, rho: float) -> np.ndarray:
 def reml_profile(y: np.ndarray, f: Factors) -> np.ndarray:
     """(G, K) REML log-likelihood of AR(1) noise at each ρ of the grid, for curves ``y`` (K, n) under
     the columns of ``f`` (σ² profiled out)."""
-    wy = np.empty((RHO_GRID.size,) + y.shape)  # (G, K, n): the curves whitened at every ρ
+    wy = np.empty((RHO_GRID.size, *y.shape))  # (G, K, n): the curves whitened at every ρ
     wy[:, :, 0] = np.sqrt(1 - RHO_GRID**2)[:, None] * y[None, :, 0]
     wy[:, :, 1:] = y[None, :, 1:] - RHO_GRID[:, None, None] * y[None, :, :-1]
     rss = (wy**2).sum(axis=2) - ((wy @ f.q) ** 2).sum(axis=2)
@@ -339,7 +339,8 @@ def model_area(curves: np.ndarray, designs: list[LoopDesign], rho: np.ndarray | 
 
 # --- the noise model: few columns, one switch per branch -----------------------------------
 NOISE_DESIGNS = 3  # the smallest candidate models the noise model chooses among (few columns: ρ stays identifiable)
-SWITCH_SPANS = (1, 2, 3, 5, 8)  # stimulus steps a switch of the noise model may take (a pixel population switches over a range)
+# stimulus steps a switch of the noise model may take (a pixel population switches over a range)
+SWITCH_SPANS = (1, 2, 3, 5, 8)
 
 
 def _switch_columns(stimulus: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +369,7 @@ def _switch_fit(y: np.ndarray, d: LoopDesign) -> tuple[np.ndarray, np.ndarray]:
     ar, af = y @ ur, y @ uf  # (K, P): the residuals projected on each orthogonalised switch
     kk = np.arange(y.shape[0])
     # coordinate search (rising, falling given it, rising given that): O(P) per curve, not O(P²)
-    ok_r, ok_f = grr > 1e-12, gff > 1e-12
+    ok_r = grr > 1e-12
     i = np.argmax(np.where(ok_r, ar**2 / np.where(ok_r, grr, 1), -1), axis=1)
     for _ in range(2):
         c = grf[i] / grr[i][:, None]  # (K, P_f)
@@ -399,7 +400,8 @@ def noise_rho(y: np.ndarray, designs: list[LoopDesign]) -> tuple[np.ndarray, np.
     k, n = y.shape
     designs = designs[:NOISE_DESIGNS]
     fits = [_switch_fit(y, d) for d in designs]
-    bic = np.array([n * np.log(rss / n) + (d.full.shape[1] + 2) * np.log(n) for d, (_, rss) in zip(designs, fits)])
+    bic = np.array([n * np.log(rss / n) + (d.full.shape[1] + 2) * np.log(n)
+                    for d, (_, rss) in zip(designs, fits, strict=True)])
     choice = np.argmin(bic, axis=0)
     rho, sigma = np.empty(k), np.empty(k)
     for c in np.unique(choice):
@@ -457,7 +459,8 @@ class ModelTest:
     design: np.ndarray
 
 
-CAL_GRID = np.array([-0.3, 0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98])  # AR(1) correlations of the reference
+# AR(1) correlations of the reference
+CAL_GRID = np.array([-0.3, 0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98])
 RHO_COVERAGE = 0.9  # one-sided coverage of the upper bound of the noise's correlation
 
 

@@ -80,7 +80,7 @@ def order_components(W: np.ndarray, H: np.ndarray, order: str = "peak_row") -> n
     """
     if order == "peak_row":
         lo, hi = W.min(axis=0), W.max(axis=0)
-        reached = W >= lo + PEAK_FRACTION * (hi - lo)
+        reached = lo + PEAK_FRACTION * (hi - lo) <= W
         keys: list[tuple[float, int, int]] = [(int(np.argmax(reached[:, c])), int(np.argmax(H[c])), c)
                                               for c in range(H.shape[0])]
     elif order == "total_weight":

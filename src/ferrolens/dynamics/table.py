@@ -109,8 +109,9 @@ def loop_rows(curves: dict[str, np.ndarray], replicates: dict[str, np.ndarray | 
             st = hy.loop_statistics(c_v, op, replicates[v], cfg["ci_level"], n_boot, cfg["permutations"], rng,
                                     cfg["drift_degree"], cfg["time_block"], cfg["alpha"] / max(n_tests, 1), null)
             for c in range(c_v.shape[0]):
-                row: dict[str, Any] = {"window": window, "variable": v, "component": c, "cycle": cycle if not op.note else "none",
-                       "stimulus": sweep.name, "stimulus_units": sweep.units}
+                row: dict[str, Any] = {"window": window, "variable": v, "component": c,
+                                       "cycle": cycle if not op.note else "none",
+                                       "stimulus": sweep.name, "stimulus_units": sweep.units}
                 row.update({k: float(a[c]) for k, a in st.items()})
                 row.update({"range_low": float(op.grid[0]), "range_high": float(op.grid[-1]),
                             "virgin_frames": (f"{sweep.virgin.start}–{sweep.virgin.stop}" if sweep.virgin else ""),
@@ -132,8 +133,8 @@ def column_order() -> list[str]:
         metric_cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
         if m == "loop_area":
             metric_cols += ["loop_area_raw", "p_value", "p_adjusted", "significant", "p_floor", "detectable_area"]
-    return (["window", "variable", "component", "cycle", "stimulus", "stimulus_units"] + metric_cols +
-            ["range_low", "range_high", "virgin_frames", "n_cycles", "drift_degree", "noise_rho", "reference_rho",
+    return (["window", "variable", "component", "cycle", "stimulus", "stimulus_units", *metric_cols,
+             "range_low", "range_high", "virgin_frames", "n_cycles", "drift_degree", "noise_rho", "reference_rho",
              "time_block",
              "n_resamples",
              "ci_level", "alpha", "verdict", "note"])
@@ -185,7 +186,8 @@ def verdict(r, n_tests: int) -> str:
     if not np.isfinite(r.p_value):
         return (f"loop area {r.loop_area:.3g}, not testable: the loop is open at one end of its range (the movie "
                 "stops mid-branch, e.g. one cycle from 0 V), where a drift in time cannot be told from a loop "
-                "(dynamics.drift_degree: 0 assumes no drift; a start from saturation or a complete cycle allows a test)")
+                "(dynamics.drift_degree: 0 assumes no drift; a start from saturation or a complete cycle allows "
+                "a test)")
     interval = f"[{r.loop_area_ci_low:.3g}, {r.loop_area_ci_high:.3g}]"
     if r.cycle != "all":
         return (f"cycle {r.cycle}: area {r.loop_area:.3g} {interval}, p = {r.p_value:.2g} (not corrected: the "

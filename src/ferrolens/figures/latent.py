@@ -117,7 +117,7 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
         ncols = 1 + len(names)
         fig, axes = plt.subplots(len(lats), ncols, figsize=(2.3 * ncols, 2.3 * len(lats) + 0.5), squeeze=False)
         img = mv.image.sel(frame=f).values
-        for r, (lat, n) in enumerate(zip(lats, windows)):
+        for r, (lat, n) in enumerate(zip(lats, windows, strict=False)):
             ax = axes[r, 0]
             im = ax.imshow(img, cmap="gray", vmin=robust_limits(img)[0], vmax=robust_limits(img)[1])
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)  # as every panel: all images the same size
@@ -278,7 +278,7 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
         ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
                 ha="center", va="center", fontsize=9, transform=ax.transAxes)
         return
-    level = int(round(100 * float(pooled.ci_level.iloc[0])))
+    level = round(100 * float(pooled.ci_level.iloc[0]))
     u = stim.units
     rows = []
     for rr in pooled.itertuples():

@@ -39,7 +39,7 @@ def frames_at_bias(movie: str, out: str, cfg: Partial[FiguresConfig]) -> Path:
     with style():
         fig, axes = grid(len(frames) + panel, ncols=min(4, len(frames) + panel))
         lo, hi = robust_limits(ds.image.sel(frame=frames).values)
-        for ax, f in zip(axes, frames):
+        for ax, f in zip(axes, frames, strict=False):  # the stimulus panel, when there is one, comes last
             ax.imshow(ds.image.sel(frame=f).values, cmap="gray", vmin=lo, vmax=hi)
             ax.set_title(frame_title(ds, f))
             ax.set_axis_off()
@@ -108,7 +108,7 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partia
     reconstruction, which span decades across window sizes, on a log axis.
     """
     frames = []
-    for path, label in zip(metrics, labels):
+    for path, label in zip(metrics, labels, strict=False):
         df = pd.read_csv(path)
         if "epoch" not in df:
             raise InputError(path, f"columns {list(df.columns)}", "a metrics CSV with an epoch column")
@@ -123,8 +123,8 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partia
         n = max(len(groups) + bool(iou_cols), 1)
         fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False, layout="constrained")
         axes = axes[0]
-        for ax, g in zip(axes, groups):
-            for i, (label, df) in enumerate(frames):
+        for ax, g in zip(axes, groups, strict=False):  # a last panel for the IoU when there is one
+            for i, (_label, df) in enumerate(frames):
                 for c in [c for c in loss_cols if c.split("/")[-1] == g and c in df]:
                     s = df[c].dropna()
                     ax.plot(s.index, s.values, "--" if c.startswith("val") else "-", color=f"C{i}")

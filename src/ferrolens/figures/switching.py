@@ -64,7 +64,7 @@ def switching_maps(movie: str, switching: str, out: str, cfg: Partial[FiguresCon
         ax.set_title(f"frame {frame_i}, {bias_label(values[frame_i]) if stim == 'bias' else values[frame_i]}")
         ax.set_xlabel("x (px)")
         ax.set_ylabel("y (px)")
-        for ax, d in zip(axes[0, 1:], dirs):
+        for ax, d in zip(axes[0, 1:], dirs, strict=False):
             _status_layer(ax, status[d], extent)
             im = ax.imshow(np.ma.masked_invalid(bias[d]), cmap="coolwarm", vmin=lo, vmax=hi, extent=extent,
                            origin="upper")
@@ -78,7 +78,7 @@ def switching_maps(movie: str, switching: str, out: str, cfg: Partial[FiguresCon
 
         ax = axes[1, 0]
         edges = np.linspace(lo, hi, 41)
-        for d, colour in zip(dirs, ("tab:red", "tab:blue")):
+        for d, colour in zip(dirs, ("tab:red", "tab:blue"), strict=False):
             b = bias[d][np.isfinite(bias[d])]
             ax.hist(b, bins=edges, color=colour, alpha=0.5, label=f"{d} (n = {b.size})")
             if "true_switching_bias" in sw:

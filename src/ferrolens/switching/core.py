@@ -123,7 +123,7 @@ def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha:
         reaches this (units of each feature's sd over every frame and pixel of ``x``); 0: the test alone.
     """
     x = np.asarray(x, dtype=np.float64)
-    n_frames, n_pix, n_feat = x.shape
+    n_frames, _, n_feat = x.shape
     top, bottom = level_frames(values, margin)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # pixels with no data (NaN: window off the frame)
@@ -177,8 +177,8 @@ def segment_switching(u: np.ndarray, v: np.ndarray, sigma: np.ndarray, alpha: fl
     first new frames). *No switch*: an end fits best. *Unsettled*: an end fits about as well (the
     data do not decide), or a side's mean is not beyond 1/2 (one-sided t at ``alpha``: the state
     wanders between the levels), or a straight line in the stimulus fits the segment better than
-    the best step with free levels (a drift, e.g. the image moving under the window, not a switch). The switching bias is where ``u`` crosses 1/2 between frames k̂ and
-    k̂ + 1 (linear).
+    the best step with free levels (a drift, e.g. the image moving under the window, not a switch).
+    The switching bias is where ``u`` crosses 1/2 between frames k̂ and k̂ + 1 (linear).
     """
     m, n = u.shape
     g = np.nan_to_num(1.0 - 2.0 * u)  # a missing frame favours neither side
