@@ -33,8 +33,9 @@ def tiff_movie(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     counts = np.clip(ds.image.values * 40000, 0, 65535).astype(np.uint16)
     # 0.5 nm pixels: 2e7 pixels per cm (ResolutionUnit 3 = cm)
-    tifffile.imwrite(out / "movie.tif", counts, resolution=(2e7, 2e7), resolutionunit=3,
-                     metadata=None, photometric="minisblack")
+    tifffile.imwrite(
+        out / "movie.tif", counts, resolution=(2e7, 2e7), resolutionunit=3, metadata=None, photometric="minisblack"
+    )
     with open(out / "bias.csv", "w") as fh:
         fh.write("frame,bias,time\n")
         for f, (b, t) in enumerate(zip(ds.bias.values, ds.time.values, strict=True)):

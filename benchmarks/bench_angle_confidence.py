@@ -69,8 +69,10 @@ def demo_inputs(frames: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndar
     walls = ndimage.gaussian_filter((cls == 1).astype(np.float32), (0, 0.7, 0.7))
     im = syn["image"].values
     lo, hi = np.percentile(im, [0.5, 99.5])
-    inputs = {"walls": np.clip(walls / walls.max(), 0, 1).astype(np.float32),
-              "raw": np.clip((im - lo) / (hi - lo), 0, 1).astype(np.float32)}
+    inputs = {
+        "walls": np.clip(walls / walls.max(), 0, 1).astype(np.float32),
+        "raw": np.clip((im - lo) / (hi - lo), 0, 1).astype(np.float32),
+    }
     return inputs, cls, ori, syn["bias"].values
 
 
@@ -85,8 +87,9 @@ def angle_map(img: np.ndarray, bias: np.ndarray, n: int, epochs: int, out: Path,
         cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["rvae"]
         # raw frames: every window (their noise alone passes min_std), as the PZT run would see them
         cfg = {**cfg, "epochs": epochs, "count": 5000, "input": "walls", **({"min_std": 0.0} if raw else {})}
-        images = xr.DataArray(img, dims=("frame", "y", "x"),
-                              coords={"frame": np.arange(len(img)), "bias": ("frame", bias)})
+        images = xr.DataArray(
+            img, dims=("frame", "y", "x"), coords={"frame": np.arange(len(img)), "bias": ("frame", bias)}
+        )
         make_windows(images, str(out / "windows.zarr"), n, cfg, 1)
         train(str(out / "windows.zarr"), str(out), n, cfg, 2, 1)
     model = load(out / "model.ckpt")
@@ -158,8 +161,10 @@ def main() -> None:
     inputs, cls, ori, bias = demo_inputs(args.frames)
     wall = (cls == 1) & np.isfinite(ori)
     side, _ceiling = side_wall_mask(cls, ori)
-    print(f"demo: {args.frames} frames of 256², {int(wall.sum())} wall pixels, {int(side.sum())} on side walls; "
-          f"rule: min_contrast {c_min}, min_coherence {k_min}, sigma {SIGMA} px")
+    print(
+        f"demo: {args.frames} frames of 256², {int(wall.sum())} wall pixels, {int(side.sum())} on side walls; "
+        f"rule: min_contrast {c_min}, min_coherence {k_min}, sigma {SIGMA} px"
+    )
 
     # 1. keep fractions over a sweep of contrasts (no model): the level on flat windows
     print("\n## flat / wall pixels kept against min_contrast (coherence ≥ min_coherence, and at 0)\n")
@@ -188,9 +193,11 @@ def main() -> None:
             keep = determined(conf, k_min)
             err = angle_errors(theta, ori, wall)
             flat = flat_mask(cls, n)
-            rows.append(f"| {name} | {n} | {quality.get('r2', float('nan')):.2f} | {keep[flat].mean():.3f} | "
-                        f"{keep[wall].mean():.3f} | {keep[side].mean():.3f} | {_stats(err[wall & keep])} | "
-                        f"{_stats(err[wall & ~keep])} | {_stats(err[side & keep])} | {_stats(err[side & ~keep])} |")
+            rows.append(
+                f"| {name} | {n} | {quality.get('r2', float('nan')):.2f} | {keep[flat].mean():.3f} | "
+                f"{keep[wall].mean():.3f} | {keep[side].mean():.3f} | {_stats(err[wall & keep])} | "
+                f"{_stats(err[wall & ~keep])} | {_stats(err[side & keep])} | {_stats(err[side & ~keep])} |"
+            )
             bins = np.linspace(0, 1, 11)
             ok = en >= energy_floor(n, c_min)
             cells = []
@@ -200,9 +207,11 @@ def main() -> None:
             curves.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
             print(f"scored {name} n={n}", flush=True)
     print("\n## the rule against the truth: pixels kept and dropped (angle error: median | within 15°)\n")
-    print("| input | n | held-out R² | flat kept | wall kept | side-wall kept | walls kept: median err | within 15° "
-          "| walls dropped: median err | within 15° | side kept: median err | within 15° | side dropped: median err "
-          "| within 15° |")
+    print(
+        "| input | n | held-out R² | flat kept | wall kept | side-wall kept | walls kept: median err | within 15° "
+        "| walls dropped: median err | within 15° | side kept: median err | within 15° | side dropped: median err "
+        "| within 15° |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print("\n## side walls passing the contrast floor: fraction within 15° (pixels) per coherence bin\n")
@@ -214,9 +223,11 @@ def main() -> None:
     frame = inputs["raw"][0, :96, :96]
     (ref_c, ref_e), t_ref, u_ref = timed(plain_reference, frame, 12, SIGMA)
     (fast_c, fast_e), t_fast, u_fast = timed(coherence_energy, frame, 12)
-    print(f"\nplain per-window reference {t_ref:.3f} s (cpu/wall {u_ref:.2f}), vectorised {t_fast:.4f} s "
-          f"(cpu/wall {u_fast:.2f}): {t_ref / t_fast:.0f}×; max |diff| coherence "
-          f"{np.abs(ref_c - fast_c).max():.2e}, energy {np.abs(ref_e - fast_e).max() / ref_e.max():.2e} of its max")
+    print(
+        f"\nplain per-window reference {t_ref:.3f} s (cpu/wall {u_ref:.2f}), vectorised {t_fast:.4f} s "
+        f"(cpu/wall {u_fast:.2f}): {t_ref / t_fast:.0f}×; max |diff| coherence "
+        f"{np.abs(ref_c - fast_c).max():.2e}, energy {np.abs(ref_e - fast_e).max() / ref_e.max():.2e} of its max"
+    )
     assert np.allclose(ref_c, fast_c, atol=1e-3) and np.allclose(ref_e, fast_e, rtol=1e-3, atol=1e-7)
 
 

@@ -44,8 +44,18 @@ def operator(bias: np.ndarray) -> LoopOperator:
     return LoopOperator.build(sw, 101, 1, cycles=sw.complete_cycles() or None)
 
 
-def measure(design: str, seeds: int, rho: float, sd: float, shift: float, width: float, drift: str = "",
-            shuffle: bool = False, n_random: int = 499, seed: int = 0) -> dict:
+def measure(
+    design: str,
+    seeds: int,
+    rho: float,
+    sd: float,
+    shift: float,
+    width: float,
+    drift: str = "",
+    shuffle: bool = False,
+    n_random: int = 499,
+    seed: int = 0,
+) -> dict:
     frames, cycles, phase = DESIGNS[design]
     bias = triangular_waveform(frames, 1.0, cycles=cycles, phase=phase)
     direction = analyse_sweep(bias).branches.direction
@@ -62,10 +72,14 @@ def measure(design: str, seeds: int, rho: float, sd: float, shift: float, width:
         return {"p05": np.nan, "p05_8": np.nan, "excl0": np.nan, "cover": np.nan, "detect": np.nan, "area": np.nan}
     mt = drift_robust_test(curves, null, 0.95, 0.05 / 8)
     area = loop_metrics(truth, op)["loop_area"][0] if not shuffle else 0.0
-    return {"p05": np.mean(mt.p <= 0.05), "p05_8": np.mean(mt.p <= 0.05 / 8),
-            "excl0": np.mean((mt.ci_low > 0) | (mt.ci_high < 0)),
-            "cover": np.mean((mt.ci_low <= area) & (area <= mt.ci_high)),
-            "detect": float(np.median(mt.detectable)), "area": area}
+    return {
+        "p05": np.mean(mt.p <= 0.05),
+        "p05_8": np.mean(mt.p <= 0.05 / 8),
+        "excl0": np.mean((mt.ci_low > 0) | (mt.ci_high < 0)),
+        "cover": np.mean((mt.ci_low <= area) & (area <= mt.ci_high)),
+        "detect": float(np.median(mt.detectable)),
+        "area": area,
+    }
 
 
 def demo_truth() -> None:
@@ -93,8 +107,20 @@ def demo_truth() -> None:
         corr = [np.corrcoef(w[c], frac_a)[0, 1] for c in range(w.shape[0])]
         t = tab[tab.cycle == "all"]
         print(f"--- {name}: correlation of each component's weight with the family-a fraction {np.round(corr, 2)}")
-        columns = ["variable", "component", "loop_area", "loop_area_ci_low", "loop_area_ci_high", "p_value",
-                   "p_adjusted", "significant", "detectable_area", "noise_rho", "reference_rho", "time_block"]
+        columns = [
+            "variable",
+            "component",
+            "loop_area",
+            "loop_area_ci_low",
+            "loop_area_ci_high",
+            "p_value",
+            "p_adjusted",
+            "significant",
+            "detectable_area",
+            "noise_rho",
+            "reference_rho",
+            "time_block",
+        ]
         print(t[columns].to_string())
 
 
@@ -118,12 +144,14 @@ def cube() -> None:
         mean = drift_robust_test(data.mean(axis=1)[None], null, 0.95, 0.05)
         pix = drift_robust_test(data[:, :40].T, null, 0.95, 0.05)
         truth = loop_metrics(state.mean(axis=1), op)["loop_area"][0] if name == "bias" else 0.0
-        print(f"{name}: frames' mean area {mean.area[0]:.2f} [{mean.ci_low[0]:.2f}, {mean.ci_high[0]:.2f}] (truth "
-              f"{truth:.2f}), p {mean.p[0]:.3g}, noise rho {mean.rho[0]:.2f}, "
-              f"reference rho {mean.rho_reference[0]:.2f}; "
-              f"40 single pixels: p ≤ 0.05 in {np.mean(pix.p <= 0.05):.2f}, intervals excluding 0 "
-              f"{np.mean((pix.ci_low > 0) | (pix.ci_high < 0)):.2f}, "
-              f"median detectable area {np.median(pix.detectable):.1f}")
+        print(
+            f"{name}: frames' mean area {mean.area[0]:.2f} [{mean.ci_low[0]:.2f}, {mean.ci_high[0]:.2f}] (truth "
+            f"{truth:.2f}), p {mean.p[0]:.3g}, noise rho {mean.rho[0]:.2f}, "
+            f"reference rho {mean.rho_reference[0]:.2f}; "
+            f"40 single pixels: p ≤ 0.05 in {np.mean(pix.p <= 0.05):.2f}, intervals excluding 0 "
+            f"{np.mean((pix.ci_low > 0) | (pix.ci_high < 0)):.2f}, "
+            f"median detectable area {np.median(pix.detectable):.1f}"
+        )
 
 
 def write_cube(path: str) -> None:
@@ -153,14 +181,17 @@ def write_cube(path: str) -> None:
         state[t] = s
     texture = gaussian_filter(rng.normal(size=(n, n)), 1.5)
     texture *= 0.2 / texture.std()
-    data = (state + rng.normal(0, 0.5, state.shape) + texture[None]
-            + ar1_noise(rng, 1, frames, 0.5, 0.05)[0][:, None, None]) * 1e-4
+    data = (
+        state + rng.normal(0, 0.5, state.shape) + texture[None] + ar1_noise(rng, 1, frames, 0.5, 0.05)[0][:, None, None]
+    ) * 1e-4
     with h5py.File(path, "w") as f:
         g = f.create_group("Channel_000/generic")
         scales = []
-        for name, values, units, quantity in (("X", np.arange(n) * 40e-9, "m", "Position"),
-                                              ("Y", np.arange(n) * 40e-9, "m", "Position"),
-                                              ("Voltage", bias, "V", "Bias")):
+        for name, values, units, quantity in (
+            ("X", np.arange(n) * 40e-9, "m", "Position"),
+            ("Y", np.arange(n) * 40e-9, "m", "Position"),
+            ("Voltage", bias, "V", "Bias"),
+        ):
             d = g.create_dataset(name, data=values)
             d.attrs["units"], d.attrs["quantity"] = units, quantity
             d.make_scale(name)
@@ -179,8 +210,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--demo", action="store_true", help="the demo's design on its ground truth, then stop")
     ap.add_argument("--cube", action="store_true", help="a synthetic spectroscopy cube, then stop")
-    ap.add_argument("--designs", default=",".join(DESIGNS),
-                    help=f"comma-separated designs of the tables (default all: {', '.join(DESIGNS)})")
+    ap.add_argument(
+        "--designs",
+        default=",".join(DESIGNS),
+        help=f"comma-separated designs of the tables (default all: {', '.join(DESIGNS)})",
+    )
     ap.add_argument("--write-cube", metavar="PATH", help="write the workflow's spectroscopy cube (HDF5), then stop")
     args = ap.parse_args()
     if args.write_cube:
@@ -192,12 +226,19 @@ def main() -> None:
     if args.demo or args.cube:
         return demo_truth() if args.demo else cube()
     s = args.seeds
-    print(f"{s} seeds per cell; drift_degree 2 (p: the larger of degrees 2 and 1); "
-          "reference of 499 simulated curves per correlation\n")
+    print(
+        f"{s} seeds per cell; drift_degree 2 (p: the larger of degrees 2 and 1); "
+        "reference of 499 simulated curves per correlation\n"
+    )
     print("NULL (no loop): fraction p≤.05 / p≤.05/8 / area interval excludes 0")
-    nulls = [("AR ρ=0", dict(rho=0.0)), ("AR ρ=0.5", dict(rho=0.5)), ("AR ρ=0.8", dict(rho=0.8)),
-             ("linear drift", dict(rho=0.5, drift="linear")), ("quadratic drift", dict(rho=0.5, drift="quadratic")),
-             ("shuffled bias", dict(rho=0.5, shift=0.3, shuffle=True))]
+    nulls = [
+        ("AR ρ=0", dict(rho=0.0)),
+        ("AR ρ=0.5", dict(rho=0.5)),
+        ("AR ρ=0.8", dict(rho=0.8)),
+        ("linear drift", dict(rho=0.5, drift="linear")),
+        ("quadratic drift", dict(rho=0.5, drift="quadratic")),
+        ("shuffled bias", dict(rho=0.5, shift=0.3, shuffle=True)),
+    ]
     print(f"{'design':>8} | " + " | ".join(f"{n:>17}" for n, _ in nulls))
     for d in designs:
         t0 = time.perf_counter()
@@ -207,8 +248,7 @@ def main() -> None:
             r = measure(d, s, sd=0.05, width=0.2, seed=i, **kw)
             cells.append(f"{r['p05']:5.3f} {r['p05_8']:5.3f} {r['excl0']:5.3f}")
         print(f"{d:>8} | " + " | ".join(cells) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print("\nPOWER (AR ρ = 0.5): p≤.05 / p≤.05/8 / coverage of the true area / median detectable area "
-          "(true area)")
+    print("\nPOWER (AR ρ = 0.5): p≤.05 / p≤.05/8 / coverage of the true area / median detectable area (true area)")
     loops = [("square", 0.4, 0.03), ("slanted", 0.3, 0.3)]
     heads = [f"{n} sd {sd}" for n, _, _ in loops for sd in (0.02, 0.05)]
     print(f"{'design':>8} | " + " | ".join(f"{h:>27}" for h in heads))
@@ -218,8 +258,9 @@ def main() -> None:
         for i, (_, shift, width) in enumerate(loops):
             for sd in (0.02, 0.05):
                 r = measure(d, s, 0.5, sd, shift, width, seed=100 + i)
-                cells.append(f"{r['p05']:4.2f} {r['p05_8']:4.2f} {r['cover']:4.2f} {r['detect']:5.2f} "
-                             f"({r['area']:.2f})")
+                cells.append(
+                    f"{r['p05']:4.2f} {r['p05_8']:4.2f} {r['cover']:4.2f} {r['detect']:5.2f} ({r['area']:.2f})"
+                )
         print(f"{d:>8} | " + " | ".join(cells) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 

@@ -73,10 +73,14 @@ def main() -> None:
     rel_err = np.abs(dens[subset] - ref).max(axis=1) / ref.max(axis=1)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs (shared)")
     print(f"per-frame KDE: {args.frames} frames × {args.values:,} values → {args.grid}-point grid, Scott bandwidth")
-    print(f"fast path (linear binning + FFT, all {args.frames} frames): {t_fast:.3f} s "
-          f"(best of {args.repeats}: {', '.join(f'{t:.3f}' for t in times)})")
-    print(f"scipy.stats.gaussian_kde: {t_scipy_subset:.2f} s for {len(subset)} frames {subset.tolist()}, "
-          f"scaled ×{args.frames / len(subset):.0f} → {t_scipy:.1f} s for {args.frames} frames")
+    print(
+        f"fast path (linear binning + FFT, all {args.frames} frames): {t_fast:.3f} s "
+        f"(best of {args.repeats}: {', '.join(f'{t:.3f}' for t in times)})"
+    )
+    print(
+        f"scipy.stats.gaussian_kde: {t_scipy_subset:.2f} s for {len(subset)} frames {subset.tolist()}, "
+        f"scaled ×{args.frames / len(subset):.0f} → {t_scipy:.1f} s for {args.frames} frames"
+    )
     print(f"speed-up: {t_scipy / t_fast:.0f}× (target ≥ 50×)")
     print(f"agreement: max |fast − scipy| / peak = {rel_err.max():.2e} over the compared frames (target ≤ 1e-3)")
     ok = rel_err.max() <= 1e-3 and t_scipy / t_fast >= 50

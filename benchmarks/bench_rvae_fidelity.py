@@ -109,8 +109,16 @@ def configs() -> dict[str, dict]:
     keep = ("input", "segmentation", "min_std", "sampling", "latent_dim")
     p = {k: v for k, v in paper.get("rvae", {}).items() if k in keep}
     # the paper's model and training (Adam 1e-4, constant), at the demo's budget of windows
-    p.update(architecture="paper", lr=1e-4, lr_schedule="constant", gradient_clip=0.0, translation_prior_sd=0.1,
-             decoder_pixels=0, batch_size=128, **budget)
+    p.update(
+        architecture="paper",
+        lr=1e-4,
+        lr_schedule="constant",
+        gradient_clip=0.0,
+        translation_prior_sd=0.1,
+        decoder_pixels=0,
+        batch_size=128,
+        **budget,
+    )
     # the default with Bepler's per-pixel decoder instead of the image decoder (what made the default)
     spatial = dict(default, decoder="spatial", decoder_units=128)
     return {"paper": p, "default": default, "spatial": spatial, "seed": int(demo.get("seed", 0))}
@@ -151,8 +159,19 @@ def decoded_contrast(model, codes: np.ndarray, grid: int = 60) -> tuple[float, f
     return float(c.max()), float(np.mean((c > 0.95) & (c < 1.05)))
 
 
-def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int, train_seed: int, threads: int,
-            tmp: Path, trained: Path | None = None) -> dict:
+def run_one(
+    name: str,
+    cfg: dict,
+    n: int,
+    images,
+    truth,
+    side,
+    windows_seed: int,
+    train_seed: int,
+    threads: int,
+    tmp: Path,
+    trained: Path | None = None,
+) -> dict:
     from ferrolens.rvae import load, make_windows, train
 
     if trained is None:
@@ -189,12 +208,26 @@ def run_one(name: str, cfg: dict, n: int, images, truth, side, windows_seed: int
     from ferrolens.rvae.quality import verdict
 
     v = verdict(q, full["quality"])
-    return {"config": name, "n": n, "R2": q["r2"], "within15": all_s["within15"], "side15": side_s["within15"],
-            "agree2": all_s["agree2"], "follow": q["angle_follow"], "max_c": max_c, "phys": phys,
-            "r2_blur": q["r2_blur"], "loss_tail": q["loss_tail"],
-            "gate": "pass" if v["passed"] else "fail: " + ",".join(v["failed"]),
-            "wall_s": wall, "cpu_s": cpu, "win/s": seen / wall, "cpu/wall": cpu / wall, "epochs": epochs,
-            "windows": n_windows}
+    return {
+        "config": name,
+        "n": n,
+        "R2": q["r2"],
+        "within15": all_s["within15"],
+        "side15": side_s["within15"],
+        "agree2": all_s["agree2"],
+        "follow": q["angle_follow"],
+        "max_c": max_c,
+        "phys": phys,
+        "r2_blur": q["r2_blur"],
+        "loss_tail": q["loss_tail"],
+        "gate": "pass" if v["passed"] else "fail: " + ",".join(v["failed"]),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "win/s": seen / wall,
+        "cpu/wall": cpu / wall,
+        "epochs": epochs,
+        "windows": n_windows,
+    }
 
 
 def _fmt(v) -> str:
@@ -206,17 +239,22 @@ def _gate_text(gate: dict) -> str:
         if isinstance(t, dict):
             return "/".join(f"{v:.3g}" for v in t.values()) + " (n=" + "/".join(map(str, t)) + ")"
         return f"{t:.3g}"
+
     return ", ".join(f"{c} {'≥' if ladder.CHECKS[c] > 0 else '≤'} {one(t)}" for c, t in gate.items())
 
 
 def _confusion_table(rows: list[dict], gates: dict[str, dict]) -> str:
-    head = ("| gate | checks | truly good: pass / fail | truly bad: pass / fail | balanced accuracy |\n"
-            "|---|---|---|---|---|")
+    head = (
+        "| gate | checks | truly good: pass / fail | truly bad: pass / fail | balanced accuracy |\n"
+        "|---|---|---|---|---|"
+    )
     lines = [head]
     for name, gate in gates.items():
         c = ladder.confusion(rows, gate)
-        lines.append(f"| {name} | {_gate_text(gate)} | {c['good_pass']} / {c['good_fail']} | {c['bad_pass']} / "
-                     f"{c['bad_fail']} | {ladder.balanced(c):.2f} |")
+        lines.append(
+            f"| {name} | {_gate_text(gate)} | {c['good_pass']} / {c['good_fail']} | {c['bad_pass']} / "
+            f"{c['bad_fail']} | {ladder.balanced(c):.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,8 +269,25 @@ def run_ladder(cache: Path, threads: int, train: bool = True) -> None:
     rows = [ladder.score_rung(f, truth) for f in folders]
     for r in rows:
         r["truth"] = "good" if ladder.truly_good(r) else "bad"
-    cols = ["gen", "seed", "n", "rung", "truth", "side15", "within15", "ceiling", "desc_variant", "desc_wall", "r2",
-            "r2_blur", "r2_gain", "angle_follow", "loss_tail", "epochs", "train_cpu_s"]
+    cols = [
+        "gen",
+        "seed",
+        "n",
+        "rung",
+        "truth",
+        "side15",
+        "within15",
+        "ceiling",
+        "desc_variant",
+        "desc_wall",
+        "r2",
+        "r2_blur",
+        "r2_gain",
+        "angle_follow",
+        "loss_tail",
+        "epochs",
+        "train_cpu_s",
+    ]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
@@ -240,16 +295,22 @@ def run_ladder(cache: Path, threads: int, train: bool = True) -> None:
     print(f"\n{len(rows)} models, {good} truly good by {ladder.TRUTH_RULE}")
     one, _ = ladder.fit_gate(rows)
     per, _ = ladder.fit_per_window(rows)
-    print("\n" + _confusion_table(rows, {"today": ladder.TODAY, "calibrated, one threshold": one,
-                                         "calibrated, per window size": per}))
+    print(
+        "\n"
+        + _confusion_table(
+            rows, {"today": ladder.TODAY, "calibrated, one threshold": one, "calibrated, per window size": per}
+        )
+    )
     for n in sorted({r["n"] for r in rows}):
         sub = [r for r in rows if r["n"] == n]
         gates = {"today": ladder.TODAY, "one threshold": one, "per window size": per}
         print(f"\nn = {n}:\n" + _confusion_table(sub, gates))
     for label, per_window in (("one threshold", False), ("per window size", True)):
         c = ladder.cross_seed(rows, per_window)
-        print(f"\nleave-one-seed-out ({label}): good pass/fail {c['good_pass']}/{c['good_fail']}, bad pass/fail "
-              f"{c['bad_pass']}/{c['bad_fail']}, balanced accuracy {ladder.balanced(c):.2f}")
+        print(
+            f"\nleave-one-seed-out ({label}): good pass/fail {c['good_pass']}/{c['good_fail']}, bad pass/fail "
+            f"{c['bad_pass']}/{c['bad_fail']}, balanced accuracy {ladder.balanced(c):.2f}"
+        )
     (cache / "ladder.json").write_text(json.dumps({"rows": rows, "one": one, "per_window": per}, default=float))
 
 
@@ -257,20 +318,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ladder", action="store_true", help="calibrate the quality gate on the ladder of models")
     ap.add_argument("--cache", default="/tmp/h2/ladder", help="where the ladder's models are kept (reruns reuse them)")
-    ap.add_argument("--no-train", action="store_true",
-                    help="with --ladder: score and calibrate the models trained so far")
+    ap.add_argument(
+        "--no-train", action="store_true", help="with --ladder: score and calibrate the models trained so far"
+    )
     ap.add_argument("--results", default=str(ROOT / "results" / "demo"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--windows", type=int, nargs="+", default=[8, 12, 24])
     ap.add_argument("--configs", nargs="+", default=["paper", "default", "spatial"])
-    ap.add_argument("--trained", metavar="CONFIG=RUN", action="append", default=[],
-                    help="score the models a workflow run trained instead of training, e.g. default=results/demo "
-                         "(that run's config must be the configuration's; time from its rule benchmarks)")
-    ap.add_argument("--epochs", type=int, nargs="+", default=[],
-                    help="the frontier: train each configuration once per number of epochs given (at every window "
-                         "size of --windows) and print quality against training CPU time")
-    ap.add_argument("--set", metavar="KEY=YAML", action="append", default=[],
-                    help="override an rvae key of every configuration, e.g. --set filters=32")
+    ap.add_argument(
+        "--trained",
+        metavar="CONFIG=RUN",
+        action="append",
+        default=[],
+        help="score the models a workflow run trained instead of training, e.g. default=results/demo "
+        "(that run's config must be the configuration's; time from its rule benchmarks)",
+    )
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=[],
+        help="the frontier: train each configuration once per number of epochs given (at every window "
+        "size of --windows) and print quality against training CPU time",
+    )
+    ap.add_argument(
+        "--set",
+        metavar="KEY=YAML",
+        action="append",
+        default=[],
+        help="override an rvae key of every configuration, e.g. --set filters=32",
+    )
     args = ap.parse_args()
     if args.ladder:
         torch.set_num_threads(args.threads)
@@ -294,10 +371,12 @@ def main() -> None:
     cls, ori = syn["class_map"].values, syn["orientation"].values
     side, ceiling = side_wall_mask(cls, ori)
     torch.set_num_threads(args.threads)
-    print(f"demo: {images.shape[0]} frames of {images.shape[1]}×{images.shape[2]}, "
-          f"{int(((cls == 1) & np.isfinite(ori)).sum())} wall pixels, {int(side.sum())} on side walls; "
-          f"a perfect local-direction reader scores within15 = {ceiling:.3f}",
-          flush=True)
+    print(
+        f"demo: {images.shape[0]} frames of {images.shape[1]}×{images.shape[2]}, "
+        f"{int(((cls == 1) & np.isfinite(ori)).sum())} wall pixels, {int(side.sum())} on side walls; "
+        f"a perfect local-direction reader scores within15 = {ceiling:.3f}",
+        flush=True,
+    )
     trained = {k: Path(v).resolve() for k, v in (t.split("=", 1) for t in args.trained)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,13 +384,41 @@ def main() -> None:
             for name in args.configs:
                 for ep in args.epochs or [None]:
                     cfg = cfgs[name] if ep is None else {**cfgs[name], "epochs": {n: ep}}
-                    rows.append(run_one(name, cfg, n, images, (cls, ori), side,
-                                        stage_seed(cfgs["seed"], "rvae_windows", "demo", n),
-                                        stage_seed(cfgs["seed"], "rvae_train", "demo", n), args.threads, Path(tmp),
-                                        trained.get(name)))
+                    rows.append(
+                        run_one(
+                            name,
+                            cfg,
+                            n,
+                            images,
+                            (cls, ori),
+                            side,
+                            stage_seed(cfgs["seed"], "rvae_windows", "demo", n),
+                            stage_seed(cfgs["seed"], "rvae_train", "demo", n),
+                            args.threads,
+                            Path(tmp),
+                            trained.get(name),
+                        )
+                    )
                     print(json.dumps(rows[-1]), flush=True)
-    cols = ["config", "n", "epochs", "R2", "r2_blur", "loss_tail", "gate", "within15", "side15", "agree2", "follow",
-            "max_c", "phys", "wall_s", "cpu_s", "win/s", "cpu/wall"]
+    cols = [
+        "config",
+        "n",
+        "epochs",
+        "R2",
+        "r2_blur",
+        "loss_tail",
+        "gate",
+        "within15",
+        "side15",
+        "agree2",
+        "follow",
+        "max_c",
+        "phys",
+        "wall_s",
+        "cpu_s",
+        "win/s",
+        "cpu/wall",
+    ]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")

@@ -54,23 +54,32 @@ def part1(size: int, n: int, threads: int, architecture: str, clock: Clock) -> d
         fast = model.latent_maps(frame)[0]
     with clock(f"{architecture} per-window") as ref_block:
         windows = centred_windows(frame[0], n).reshape(-1, n, n)  # a view; batches are copied
-        ref = np.concatenate([model.encode(np.ascontiguousarray(windows[a : a + 1024]))[0]
-                              for a in range(0, len(windows), 1024)]).reshape(size, size, -1)
+        ref = np.concatenate(
+            [model.encode(np.ascontiguousarray(windows[a : a + 1024]))[0] for a in range(0, len(windows), 1024)]
+        ).reshape(size, size, -1)
 
     d = np.abs(fast - ref)
     d[..., 0] = np.abs(np.angle(np.exp(2j * (fast[..., 0] - ref[..., 0]))) / 2)  # angles: on the circle (period π)
     diff = float(d.max())
-    return {"architecture": architecture, "size": size, "window": n, "threads": threads,
-            "fully_convolutional_s": fast_block.wall, "per_window_s": ref_block.wall,
-            "ratio": ref_block.wall / fast_block.wall,
-            "max_abs_diff": diff, "max_abs_diff_angle": float(d[..., 0].max()),
-            "max_abs_diff_other": float(d[..., 1:].max()),
-            "output_scale": float(np.abs(ref).max()),
-            # as tests/test_rvae_maps.py: a circular mean of nearly cancelling copies (random weights) amplifies
-            # float rounding of the equivariant angle, judged at 1e-3 rad; every other output at 1e-4
-            "agree": float(d[..., 1:].max()) <= 1e-4
-            and float(d[..., 0].max()) <= (1e-3 if architecture == "equivariant" else 1e-4),
-            "cpu_wall_fast": fast_block.util, "cpu_wall_ref": ref_block.util}
+    return {
+        "architecture": architecture,
+        "size": size,
+        "window": n,
+        "threads": threads,
+        "fully_convolutional_s": fast_block.wall,
+        "per_window_s": ref_block.wall,
+        "ratio": ref_block.wall / fast_block.wall,
+        "max_abs_diff": diff,
+        "max_abs_diff_angle": float(d[..., 0].max()),
+        "max_abs_diff_other": float(d[..., 1:].max()),
+        "output_scale": float(np.abs(ref).max()),
+        # as tests/test_rvae_maps.py: a circular mean of nearly cancelling copies (random weights) amplifies
+        # float rounding of the equivariant angle, judged at 1e-3 rad; every other output at 1e-4
+        "agree": float(d[..., 1:].max()) <= 1e-4
+        and float(d[..., 0].max()) <= (1e-3 if architecture == "equivariant" else 1e-4),
+        "cpu_wall_fast": fast_block.util,
+        "cpu_wall_ref": ref_block.util,
+    }
 
 
 CHILD = r"""
@@ -99,23 +108,43 @@ def part2(frames: int, size: int, n: int, threads: int, workdir: Path) -> dict:
     for a in range(0, frames, 10):  # written in pieces: the parent stays small too
         b = min(frames, a + 10)
         block = rng.random((b - a, size, size), dtype=np.float32)
-        ds = xr.Dataset({"images": (("frame", "y", "x"), block)},
-                        coords={"frame": np.arange(a, b), "bias": ("frame", np.linspace(-1, 1, frames)[a:b])})
+        ds = xr.Dataset(
+            {"images": (("frame", "y", "x"), block)},
+            coords={"frame": np.arange(a, b), "bias": ("frame", np.linspace(-1, 1, frames)[a:b])},
+        )
         if first:
-            ds.to_zarr(movie, mode="w", zarr_format=3, consolidated=False,
-                       encoding={"images": {"chunks": (1, size, size)}})
+            ds.to_zarr(
+                movie, mode="w", zarr_format=3, consolidated=False, encoding={"images": {"chunks": (1, size, size)}}
+            )
             first = False
         else:
             ds.to_zarr(movie, append_dim="frame", zarr_format=3, consolidated=False)
     images = xr.open_zarr(movie, consolidated=False)["images"]
-    cfg = {"count": 256, "min_std": 0.0, "epochs": 1, "max_steps": 2, "batch_size": 64, "val_fraction": 0.0,
-           "accelerator": "cpu"}
+    cfg = {
+        "count": 256,
+        "min_std": 0.0,
+        "epochs": 1,
+        "max_steps": 2,
+        "batch_size": 64,
+        "val_fraction": 0.0,
+        "accelerator": "cpu",
+    }
     make_windows(images, str(workdir / "windows.zarr"), n, cfg, seed=0)
     train(str(workdir / "windows.zarr"), str(workdir / "model"), n, cfg, seed=0, threads=threads)
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(movie), str(workdir / "windows.zarr"), str(workdir / "model" / "model.ckpt"),
-         str(workdir / "latents.zarr"), str(threads)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(movie),
+            str(workdir / "windows.zarr"),
+            str(workdir / "model" / "model.ckpt"),
+            str(workdir / "latents.zarr"),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     lat = xr.open_zarr(workdir / "latents.zarr")
@@ -125,9 +154,17 @@ def part2(frames: int, size: int, n: int, threads: int, workdir: Path) -> dict:
     model = load(workdir / "model" / "model.ckpt")
     k = frames // 2
     check = float(np.abs(lat["mean"].isel(frame=k).values - model.latent_maps(images[k : k + 1].values)[0]).max())
-    res.update({"frames": frames, "size": size, "window": n, "threads": threads,
-                "store_shape": list(lat["mean"].shape), "spot_check_max_abs_diff": check,
-                "within_2GB": res["peak_rss_mb"] <= 2048})
+    res.update(
+        {
+            "frames": frames,
+            "size": size,
+            "window": n,
+            "threads": threads,
+            "store_shape": list(lat["mean"].shape),
+            "spot_check_max_abs_diff": check,
+            "within_2GB": res["peak_rss_mb"] <= 2048,
+        }
+    )
     return res
 
 
@@ -140,8 +177,13 @@ def main() -> None:
     p.add_argument("--movie-size", type=int, default=512)
     p.add_argument("--skip-movie", action="store_true")
     p.add_argument("--skip-frame", action="store_true")
-    p.add_argument("--architecture", choices=["equivariant", "paper"], nargs="+", default=["equivariant", "paper"],
-                   help="encoders of part 1, one after the other in this run (part 2 trains the config default)")
+    p.add_argument(
+        "--architecture",
+        choices=["equivariant", "paper"],
+        nargs="+",
+        default=["equivariant", "paper"],
+        help="encoders of part 1, one after the other in this run (part 2 trains the config default)",
+    )
     args = p.parse_args()
 
     clock = Clock(args.threads)
@@ -157,9 +199,11 @@ def part2_report(args, clock: Clock) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_rvae_maps_") as d:
         r2 = part2(args.frames, args.movie_size, args.window, args.threads, Path(d))
     clock.blocks.append(Block("movie encode (child)", r2["encode_s"], r2["encode_cpu_s"]))
-    print(f"[movie] {r2['frames']} frames {r2['size']}×{r2['size']}, n={r2['window']}: encode() "
-          f"{r2['encode_s']:.0f} s ({r2['encode_s'] / r2['frames']:.2f} s/frame), PEAK RSS {r2['peak_rss_mb']:.0f} MB "
-          f"(target <= 2048 MB: {r2['within_2GB']}); spot check |diff| {r2['spot_check_max_abs_diff']:.1e}")
+    print(
+        f"[movie] {r2['frames']} frames {r2['size']}×{r2['size']}, n={r2['window']}: encode() "
+        f"{r2['encode_s']:.0f} s ({r2['encode_s'] / r2['frames']:.2f} s/frame), PEAK RSS {r2['peak_rss_mb']:.0f} MB "
+        f"(target <= 2048 MB: {r2['within_2GB']}); spot check |diff| {r2['spot_check_max_abs_diff']:.1e}"
+    )
     print(json.dumps(r2))
 
 
@@ -167,16 +211,20 @@ def part1_report(args, clock: Clock) -> None:
     for architecture in args.architecture:
         r1 = part1(args.size, args.window, args.threads, architecture, clock)
         fast, ref = clock.blocks[-2:]
-        line = (f"[maps] {architecture} encoder, one {args.size}×{args.size} frame, n={args.window}, "
-                f"{args.threads} threads: "
-                f"fully convolutional {r1['fully_convolutional_s']:.3f} s ({clock.tag(fast)}), per-window "
-                f"{r1['per_window_s']:.1f} s ({clock.tag(ref)}), RATIO {r1['ratio']:.0f}× (target >= 50×); max |diff| "
-                f"{r1['max_abs_diff']:.2e} (angle {r1['max_abs_diff_angle']:.1e} rad, "
-                f"others {r1['max_abs_diff_other']:.1e}; outputs up to {r1['output_scale']:.2f}) "
-                f"-> agree (others 1e-4, equivariant angle 1e-3 rad): {r1['agree']}")
+        line = (
+            f"[maps] {architecture} encoder, one {args.size}×{args.size} frame, n={args.window}, "
+            f"{args.threads} threads: "
+            f"fully convolutional {r1['fully_convolutional_s']:.3f} s ({clock.tag(fast)}), per-window "
+            f"{r1['per_window_s']:.1f} s ({clock.tag(ref)}), RATIO {r1['ratio']:.0f}× (target >= 50×); max |diff| "
+            f"{r1['max_abs_diff']:.2e} (angle {r1['max_abs_diff_angle']:.1e} rad, "
+            f"others {r1['max_abs_diff_other']:.1e}; outputs up to {r1['output_scale']:.2f}) "
+            f"-> agree (others 1e-4, equivariant angle 1e-3 rad): {r1['agree']}"
+        )
         if args.size == 256 and args.window == 24:
-            line += (f"; AtomAI's recorded per-window encoding of a 256² frame at n = 24 ({ATOMAI_ENCIMG_S} s, "
-                     f"{PEERS}) / maps: {ATOMAI_ENCIMG_S / r1['fully_convolutional_s']:.0f}×")
+            line += (
+                f"; AtomAI's recorded per-window encoding of a 256² frame at n = 24 ({ATOMAI_ENCIMG_S} s, "
+                f"{PEERS}) / maps: {ATOMAI_ENCIMG_S / r1['fully_convolutional_s']:.0f}×"
+            )
         print(line)
         print(json.dumps(r1))
 

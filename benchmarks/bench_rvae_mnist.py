@@ -101,8 +101,12 @@ def scores(theta: np.ndarray, phi: np.ndarray) -> dict:
     rho = circular_correlation(theta, phi)
     sign = 1.0 if rho >= 0 else -1.0
     slope = float(np.polyfit(phi, sign * theta, 1)[0])
-    return {"circular_correlation": rho, "abs_circular_correlation": abs(rho),
-            "agreement": circular_agreement(theta, phi), "slope": slope}
+    return {
+        "circular_correlation": rho,
+        "abs_circular_correlation": abs(rho),
+        "agreement": circular_agreement(theta, phi),
+        "slope": slope,
+    }
 
 
 class _Watch(pl.Callback):
@@ -114,9 +118,11 @@ class _Watch(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if (trainer.current_epoch + 1) % self.every == 0:
             s = scores(pl_module.encode(self.images)[0][:, 0], self.angles)
-            print(f"  epoch {trainer.current_epoch + 1:3d} ({time.perf_counter() - self.t0:4.0f} s): "
-                  f"|rho| {s['abs_circular_correlation']:.3f}, agreement {s['agreement']:.3f}, slope {s['slope']:.2f}",
-                  flush=True)
+            print(
+                f"  epoch {trainer.current_epoch + 1:3d} ({time.perf_counter() - self.t0:4.0f} s): "
+                f"|rho| {s['abs_circular_correlation']:.3f}, agreement {s['agreement']:.3f}, slope {s['slope']:.2f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -132,8 +138,11 @@ def main() -> None:
     p.add_argument("--rotation-prior-sd", type=float, default=np.pi / 4)
     p.add_argument("--latent-dim", type=int, default=6, help="free latents (the stage's default is the paper's 2)")
     p.add_argument("--every", type=int, default=3, help="print the statistic every this many epochs")
-    p.add_argument("--raw", action="store_true",
-                   help="keep each digit's own handwriting slant (not stood upright before the known rotation)")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="keep each digit's own handwriting slant (not stood upright before the known rotation)",
+    )
     args = p.parse_args()
     if args.minutes > 10:
         p.error("the benchmark's budget is 10 minutes of CPU training")
@@ -148,17 +157,34 @@ def main() -> None:
         make_windows(da, str(Path(d) / "windows.zarr"), 28, {"count": args.digits, "min_std": 0.0}, seed=args.seed)
         pl.seed_everything(args.seed, verbose=False)
         # the paper's model at a constant rate, every pixel drawn (RVAE's defaults before issue 27)
-        model = RVAE(28, architecture="paper", lr_schedule="constant", translation_prior_sd=0.1, decoder_pixels=0,
-                     latent_dim=args.latent_dim, reconstruction="bce", lr=args.lr,
-                     angle_mean_penalty=not args.no_mean_penalty, rotation_prior_sd=args.rotation_prior_sd)
+        model = RVAE(
+            28,
+            architecture="paper",
+            lr_schedule="constant",
+            translation_prior_sd=0.1,
+            decoder_pixels=0,
+            latent_dim=args.latent_dim,
+            reconstruction="bce",
+            lr=args.lr,
+            angle_mean_penalty=not args.no_mean_penalty,
+            rotation_prior_sd=args.rotation_prior_sd,
+        )
         before = scores(model.encode(images)[0][:, 0], angles)
-        dm = WindowDataModule(str(Path(d) / "windows.zarr"), batch_size=args.batch, val_fraction=0.0,
-                              seed=args.seed, window=28)
+        dm = WindowDataModule(
+            str(Path(d) / "windows.zarr"), batch_size=args.batch, val_fraction=0.0, seed=args.seed, window=28
+        )
         dm.setup()
         limit = time.strftime("%H:%M:%S", time.gmtime(args.minutes * 60))
-        trainer = pl.Trainer(max_time=f"00:{limit}", max_epochs=10_000, accelerator="cpu", logger=False,
-                             enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-                             callbacks=[_Watch(images[:1000], angles[:1000], args.every)])
+        trainer = pl.Trainer(
+            max_time=f"00:{limit}",
+            max_epochs=10_000,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            callbacks=[_Watch(images[:1000], angles[:1000], args.every)],
+        )
         clock = Clock(args.threads)
         with clock("training") as block:
             trainer.fit(model, datamodule=dm)
@@ -167,17 +193,33 @@ def main() -> None:
     mean, _ = model.encode(images)
     after = scores(mean[:, 0], angles)
     seen = trainer.global_step * args.batch
-    print(f"[mnist] {args.digits} {'raw' if args.raw else 'upright'} digits rotated uniformly in ±60°, "
-          f"CPU training {seconds / 60:.1f} min "
-          f"({trainer.global_step} steps, {seen / args.digits:.1f} epochs, {args.threads} threads; {clock.tag(block)})")
+    print(
+        f"[mnist] {args.digits} {'raw' if args.raw else 'upright'} digits rotated uniformly in ±60°, "
+        f"CPU training {seconds / 60:.1f} min "
+        f"({trainer.global_step} steps, {seen / args.digits:.1f} epochs, {args.threads} threads; {clock.tag(block)})"
+    )
     print(f"        untrained: |circular corr| {before['abs_circular_correlation']:.3f}")
-    print(f"        trained:   |circular corr| {after['abs_circular_correlation']:.3f} (target >= 0.9), "
-          f"agreement {after['agreement']:.3f}, slope {after['slope']:.2f} "
-          f"(sign {np.sign(after['circular_correlation']):+.0f})")
-    print(json.dumps({"digits": args.digits, "upright": not args.raw, "train_s": seconds, "steps": trainer.global_step,
-                      "latent_dim": args.latent_dim, "angle_mean_penalty": not args.no_mean_penalty,
-                      "rotation_prior_sd": args.rotation_prior_sd,
-                      "before": before, "after": after, "timing": clock.record()}))
+    print(
+        f"        trained:   |circular corr| {after['abs_circular_correlation']:.3f} (target >= 0.9), "
+        f"agreement {after['agreement']:.3f}, slope {after['slope']:.2f} "
+        f"(sign {np.sign(after['circular_correlation']):+.0f})"
+    )
+    print(
+        json.dumps(
+            {
+                "digits": args.digits,
+                "upright": not args.raw,
+                "train_s": seconds,
+                "steps": trainer.global_step,
+                "latent_dim": args.latent_dim,
+                "angle_mean_penalty": not args.no_mean_penalty,
+                "rotation_prior_sd": args.rotation_prior_sd,
+                "before": before,
+                "after": after,
+                "timing": clock.record(),
+            }
+        )
+    )
     sys.exit(clock.exit_code())
 
 

@@ -101,17 +101,34 @@ def throughput(name: str, n: int, steps: int, batch: int, clock: Clock, warmup: 
     model.zero_grad(set_to_none=True)
     enc_flops = float(fc.get_total_flops()) / batch
     timer = _Clock(warmup)
-    trainer = pl.Trainer(max_steps=warmup + steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])
+    trainer = pl.Trainer(
+        max_steps=warmup + steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(model, DataLoader(TensorDataset(x), batch_size=batch, shuffle=True, drop_last=True))
     seconds = timer.t1 - timer.t0
     block = Block(f"{name} n={n} training", seconds, timer.c1 - timer.c0)
     clock.blocks.append(block)
     rate = timer.timed * batch / seconds
-    return {"model": name, "architecture": model.hparams.architecture, "window": n, "batch": batch,
-            "steps_timed": timer.timed, "seconds": seconds, "cpu_wall": block.util, "refused": not clock.ok(block),
-            "windows_per_s": rate, "gflop_per_window": flops / 1e9, "encoder_gflop_per_window": enc_flops / 1e9,
-            "achieved_gflops": rate * flops / 1e9}
+    return {
+        "model": name,
+        "architecture": model.hparams.architecture,
+        "window": n,
+        "batch": batch,
+        "steps_timed": timer.timed,
+        "seconds": seconds,
+        "cpu_wall": block.util,
+        "refused": not clock.ok(block),
+        "windows_per_s": rate,
+        "gflop_per_window": flops / 1e9,
+        "encoder_gflop_per_window": enc_flops / 1e9,
+        "achieved_gflops": rate * flops / 1e9,
+    }
 
 
 def main() -> None:
@@ -131,17 +148,21 @@ def main() -> None:
     with clock("matmul after"):
         peak_after = matmul_gflops()
     peak = max(peak_before, peak_after)  # the machine is shared: take the better measurement
-    print(f"fp32 matmul (2048², {args.threads} threads): {peak_before:.0f} GFLOP/s before, "
-          f"{peak_after:.0f} after; using {peak:.0f}")
+    print(
+        f"fp32 matmul (2048², {args.threads} threads): {peak_before:.0f} GFLOP/s before, "
+        f"{peak_after:.0f} after; using {peak:.0f}"
+    )
     for r, block in zip(rows, [b for b in clock.blocks if b.name.endswith("training")], strict=True):
         r["matmul_gflops"] = peak
         r["fraction_of_matmul"] = r["achieved_gflops"] / peak
         atomai = ATOMAI_TRAIN.get(r["window"])
         vs = f"; AtomAI's recorded rVAE {atomai:.0f} windows/s: {r['windows_per_s'] / atomai:.2f}×" if atomai else ""
-        print(f"[train] {r['model']} ({r['architecture']}) n={r['window']:>2}: {r['windows_per_s']:.0f} windows/s "
-              f"({clock.tag(block)}), {r['gflop_per_window']:.3f} GFLOP/window (fwd+bwd; encoder "
-              f"{r['encoder_gflop_per_window']:.3f}) -> {r['achieved_gflops']:.0f} GFLOP/s; RATIO to matmul "
-              f"{r['fraction_of_matmul']:.2f}{vs}")
+        print(
+            f"[train] {r['model']} ({r['architecture']}) n={r['window']:>2}: {r['windows_per_s']:.0f} windows/s "
+            f"({clock.tag(block)}), {r['gflop_per_window']:.3f} GFLOP/window (fwd+bwd; encoder "
+            f"{r['encoder_gflop_per_window']:.3f}) -> {r['achieved_gflops']:.0f} GFLOP/s; RATIO to matmul "
+            f"{r['fraction_of_matmul']:.2f}{vs}"
+        )
         print(json.dumps(r))
     print(clock.report())
     sys.exit(clock.exit_code())

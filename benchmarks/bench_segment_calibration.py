@@ -68,8 +68,11 @@ def load_data(name: str, peer: Path) -> tuple[np.ndarray, np.ndarray]:
         demo = make_demo(n_frames=40, size=256, seed=0)
         return demo.image.values.astype(np.float32), demo.class_map.values.astype(np.int64)
     if not (peer / "frames.npy").exists():
-        subprocess.run([sys.executable, str(PEERS / "make_data.py"), str(peer), "--N", "100"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(PEERS / "make_data.py"), str(peer), "--N", "100"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return np.load(peer / "frames.npy"), np.load(peer / "labels.npy").astype(np.int64)
 
 
@@ -77,15 +80,23 @@ def scores(truth: np.ndarray, pred: np.ndarray, k: int) -> dict[str, float]:
     """Wall fraction predicted / true, wall IoU, mean IoU over the labelled pixels."""
     keep = truth >= 0
     iou = iou_from_confusion(confusion(truth, pred, k))
-    return {"wall_pred": float((pred[keep] == WALL).mean()), "wall_true": float((truth[keep] == WALL).mean()),
-            "iou_wall": float(iou[WALL]), "miou": float(np.nanmean(iou))}
+    return {
+        "wall_pred": float((pred[keep] == WALL).mean()),
+        "wall_true": float((truth[keep] == WALL).mean()),
+        "iou_wall": float(iou[WALL]),
+        "miou": float(np.nanmean(iou)),
+    }
 
 
 def plain_labels(model, normed: np.ndarray) -> np.ndarray:
     """Reference: the model as trained, one whole frame at a time, float32, plus its logit bias."""
     with torch.no_grad():
-        return np.stack([(model(torch.from_numpy(f)[None, None])[0] + model.logit_bias[:, None, None]).argmax(0)
-                         .numpy() for f in normed])
+        return np.stack(
+            [
+                (model(torch.from_numpy(f)[None, None])[0] + model.logit_bias[:, None, None]).argmax(0).numpy()
+                for f in normed
+            ]
+        )
 
 
 RULES = ("argmax", "iou", "fractions")  # segment.train.decision
@@ -96,12 +107,28 @@ def run_one(frames, truth, train_frames, k, loss, seed, threads, steps=200) -> d
     from ferrolens.segment.learn import heldout_logits
 
     per = min(40, steps)  # validation (and the best model's choice) every 40 steps, as the demo's 5 × 40
-    cfg = {"train": {"patch_size": 128, "batch_size": 8, "steps_per_epoch": per, "max_epochs": max(1, steps // per),
-                     "class_weights": loss}, "predict": {"precision": "float32"}}
+    cfg = {
+        "train": {
+            "patch_size": 128,
+            "batch_size": 8,
+            "steps_per_epoch": per,
+            "max_epochs": max(1, steps // per),
+            "class_weights": loss,
+        },
+        "predict": {"precision": "float32"},
+    }
     labels = truth[train_frames] if k == 3 else np.where(truth[train_frames] == 2, 0, truth[train_frames])
     c0, t0 = time.process_time(), time.perf_counter()
-    model, _ = seg.fit(frames[train_frames], labels, frames=train_frames, n_classes=k, cfg=cfg, seed=seed,
-                       threads=threads, progress=False)
+    model, _ = seg.fit(
+        frames[train_frames],
+        labels,
+        frames=train_frames,
+        n_classes=k,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        progress=False,
+    )
     wall_s = time.perf_counter() - t0
     util = (time.process_time() - c0) / wall_s
     full = seg.resolve_config(cfg)
@@ -113,8 +140,12 @@ def run_one(frames, truth, train_frames, k, loss, seed, threads, steps=200) -> d
         model.logit_bias.zero_()
     strip_logits, strip_truth = heldout_logits(model, dm.val_sources, full)
     biases = {"argmax": np.zeros(k), **{r: tune_logit_bias(strip_logits, strip_truth, r) for r in RULES[1:]}}
-    out = {"fit_s": wall_s, "cpu_per_wall": util, "bias": {r: b.tolist() for r, b in biases.items()},
-           "default_rule": full["train"]["decision"]}
+    out = {
+        "fit_s": wall_s,
+        "cpu_per_wall": util,
+        "bias": {r: b.tolist() for r, b in biases.items()},
+        "default_rule": full["train"]["decision"],
+    }
     # never-labelled frames, through the public prediction path (no bias), each rule's bias added after
     test = [i for i in range(len(frames)) if i not in train_frames]
     t = truth[test] if k == 3 else np.where(truth[test] == 2, 0, truth[test])
@@ -135,16 +166,26 @@ def run_one(frames, truth, train_frames, k, loss, seed, threads, steps=200) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--losses", nargs="+", default=["auto", "none"], choices=["auto", "none"],
-                    help="train.class_weights of the trainings (auto = today's loss)")
+    ap.add_argument(
+        "--losses",
+        nargs="+",
+        default=["auto", "none"],
+        choices=["auto", "none"],
+        help="train.class_weights of the trainings (auto = today's loss)",
+    )
     ap.add_argument("--classes", type=int, nargs="+", default=[3], choices=[2, 3])
     ap.add_argument("--data", nargs="+", default=["demo", "peer"], choices=list(DATASETS))
     ap.add_argument("--peer", type=Path, default=Path("/tmp/h5/peer"), help="peer data folder (made when absent)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=200, help="training steps per model (the demo's 200)")
     ap.add_argument("--json", type=Path, default=None, help="the results, rewritten after every training")
-    ap.add_argument("--table", type=Path, nargs="+", default=None,
-                    help="train nothing: table the results of these --json files together")
+    ap.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="train nothing: table the results of these --json files together",
+    )
     args = ap.parse_args()
     if args.table:
         report([r for f in args.table for r in json.loads(f.read_text())])
@@ -163,14 +204,20 @@ def main() -> None:
                     results.append(r)
                     if args.json:
                         args.json.write_text(json.dumps(results, indent=1))
-                    print(f"{name} c{k} class_weights {loss} seed {seed}: fit {r['fit_s']:.0f} s (cpu/wall "
-                          f"{r['cpu_per_wall']:.2f}), labels = plain {r['labels_equal_plain']:.5f}", flush=True)
+                    print(
+                        f"{name} c{k} class_weights {loss} seed {seed}: fit {r['fit_s']:.0f} s (cpu/wall "
+                        f"{r['cpu_per_wall']:.2f}), labels = plain {r['labels_equal_plain']:.5f}",
+                        flush=True,
+                    )
                     for part in ("strip", "test"):
                         for rule in RULES:
                             sc = r[f"{part}_{rule}"]
-                            print(f"   {part:5s} {rule:9s} bias {np.round(r['bias'][rule], 2).tolist()} wall "
-                                  f"{100 * sc['wall_pred']:.2f} % (true {100 * sc['wall_true']:.2f} %), IoU wall "
-                                  f"{sc['iou_wall']:.4f}, mean {sc['miou']:.4f}", flush=True)
+                            print(
+                                f"   {part:5s} {rule:9s} bias {np.round(r['bias'][rule], 2).tolist()} wall "
+                                f"{100 * sc['wall_pred']:.2f} % (true {100 * sc['wall_true']:.2f} %), IoU wall "
+                                f"{sc['iou_wall']:.4f}, mean {sc['miou']:.4f}",
+                                flush=True,
+                            )
 
     report(results)
 
@@ -181,10 +228,14 @@ def report(results: list[dict]) -> None:
     classes = list(dict.fromkeys(r["classes"] for r in results))
     losses = list(dict.fromkeys(r["loss"] for r in results))
     seeds = sorted({r["seed"] for r in results})
-    print("\nmean over seeds " + ", ".join(map(str, seeds)) + " (held-out strips: of the 4 labelled frames, "
-          "where the bias is chosen; never-labelled frames: independent of training and calibration)\n")
-    print("| data | classes | class weights | decision | part | wall % predicted | wall % true | wall IoU | "
-          "mean IoU |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\nmean over seeds " + ", ".join(map(str, seeds)) + " (held-out strips: of the 4 labelled frames, "
+        "where the bias is chosen; never-labelled frames: independent of training and calibration)\n"
+    )
+    print(
+        "| data | classes | class weights | decision | part | wall % predicted | wall % true | wall IoU | "
+        "mean IoU |\n|---|---|---|---|---|---|---|---|---|"
+    )
     ok = {}
     for name in data:
         for k in classes:
@@ -193,32 +244,53 @@ def report(results: list[dict]) -> None:
                 if not rs:
                     continue
                 for part, label in (("strip", "held-out strips"), ("test", "never-labelled frames")):
-                    m = {rule: {key: float(np.mean([r[f"{part}_{rule}"][key] for r in rs]))
-                                for key in ("wall_pred", "wall_true", "iou_wall", "miou")} for rule in RULES}
+                    m = {
+                        rule: {
+                            key: float(np.mean([r[f"{part}_{rule}"][key] for r in rs]))
+                            for key in ("wall_pred", "wall_true", "iou_wall", "miou")
+                        }
+                        for rule in RULES
+                    }
                     for rule in RULES:
                         sc = m[rule]
-                        print(f"| {name} | {k} | {loss} | {rule} | {label} | {100 * sc['wall_pred']:.2f} | "
-                              f"{100 * sc['wall_true']:.2f} | {sc['iou_wall']:.4f} | {sc['miou']:.4f} |")
+                        print(
+                            f"| {name} | {k} | {loss} | {rule} | {label} | {100 * sc['wall_pred']:.2f} | "
+                            f"{100 * sc['wall_true']:.2f} | {sc['iou_wall']:.4f} | {sc['miou']:.4f} |"
+                        )
                     if loss == "auto":
                         for rule in RULES[1:]:
                             c, a = m[rule], m["argmax"]
-                            ok[f"{name} c{k} {label} {rule}: wall fraction within ±1 point"] = \
+                            ok[f"{name} c{k} {label} {rule}: wall fraction within ±1 point"] = (
                                 abs(c["wall_pred"] - c["wall_true"]) <= 0.01
+                            )
                             ok[f"{name} c{k} {label} {rule}: wall IoU up"] = c["iou_wall"] > a["iou_wall"]
     print("\nper training: wall % predicted (true), wall IoU, for argmax / iou / fractions; the logit biases")
     for r in results:
-        print(f"  {r['data']} c{r['classes']} {r['loss']} seed {r['seed']}: " + "; ".join(
-            f"{part} " + " / ".join(f"{100 * r[f'{part}_{rule}']['wall_pred']:.2f}" for rule in RULES)
-            + f" ({100 * r[part + '_argmax']['wall_true']:.2f}), IoU "
-            + " / ".join(f"{r[f'{part}_{rule}']['iou_wall']:.4f}" for rule in RULES) for part in ("strip", "test"))
-            + "; bias " + ", ".join(f"{rule} {np.round(r['bias'][rule], 2).tolist()}" for rule in RULES[1:]))
+        print(
+            f"  {r['data']} c{r['classes']} {r['loss']} seed {r['seed']}: "
+            + "; ".join(
+                f"{part} "
+                + " / ".join(f"{100 * r[f'{part}_{rule}']['wall_pred']:.2f}" for rule in RULES)
+                + f" ({100 * r[part + '_argmax']['wall_true']:.2f}), IoU "
+                + " / ".join(f"{r[f'{part}_{rule}']['iou_wall']:.4f}" for rule in RULES)
+                for part in ("strip", "test")
+            )
+            + "; bias "
+            + ", ".join(f"{rule} {np.round(r['bias'][rule], 2).tolist()}" for rule in RULES[1:])
+        )
     agree = min(r["labels_equal_plain"] for r in results)
-    print(f"\nprobabilities() vs plain argmax(model(x) + logit_bias): labels equal ≥ {agree:.5f} "
-          f"({'agree' if agree >= 0.999 else 'DISAGREE'})")
-    print("targets (today's loss, calibrated vs argmax):\n  " + "\n  ".join(f"{k}: {'PASS' if v else 'FAIL'}"
-                                                                           for k, v in ok.items()))
-    print("CPU time / wall per training: " + ", ".join(f"{r['data']} c{r['classes']} {r['loss']} s{r['seed']} "
-                                                       f"{r['cpu_per_wall']:.2f}" for r in results))
+    print(
+        f"\nprobabilities() vs plain argmax(model(x) + logit_bias): labels equal ≥ {agree:.5f} "
+        f"({'agree' if agree >= 0.999 else 'DISAGREE'})"
+    )
+    print(
+        "targets (today's loss, calibrated vs argmax):\n  "
+        + "\n  ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in ok.items())
+    )
+    print(
+        "CPU time / wall per training: "
+        + ", ".join(f"{r['data']} c{r['classes']} {r['loss']} s{r['seed']} {r['cpu_per_wall']:.2f}" for r in results)
+    )
     if agree < 0.999:
         raise SystemExit(4)
 

@@ -78,14 +78,33 @@ def atomai_step(batch: str, threads: int, reps: int) -> None:
     model.compile_trainer((x, y, x, y), loss="ce", training_cycles=1, batch_size=len(x))  # Adam 1e-3, as fit
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     median, block = step_times(lambda: model.train_step(xt, yt), reps, Clock(threads), "AtomAI step")
-    print(json.dumps({"name": "atomai_train_step_same_batch", "value": median, "unit": "s/step",
-                      "batch": len(x), "cpu_util": block.util}))
+    print(
+        json.dumps(
+            {
+                "name": "atomai_train_step_same_batch",
+                "value": median,
+                "unit": "s/step",
+                "batch": len(x),
+                "cpu_util": block.util,
+            }
+        )
+    )
 
 
 def run_atomai(python: str, data: Path, batch: Path, threads: int, reps: int, work: Path) -> dict:
     """AtomAI's results by name: the peers' harness (section seg) and the same-batch step."""
-    harness = [python, str(PEERS / "bench_atomai.py"), "--data", str(data), "--section", "seg",
-               "--threads", str(threads), "--workdir", str(work)]
+    harness = [
+        python,
+        str(PEERS / "bench_atomai.py"),
+        "--data",
+        str(data),
+        "--section",
+        "seg",
+        "--threads",
+        str(threads),
+        "--workdir",
+        str(work),
+    ]
     step = [python, __file__, "--atomai-step", str(batch), "--threads", str(threads), "--reps", str(reps)]
     out = {}
     for cmd in (harness, step):
@@ -104,6 +123,7 @@ def find_atomai_python(given: str | None) -> str | None:
         return given
     try:
         import importlib.util
+
         return sys.executable if importlib.util.find_spec("atomai") else None
     except (ImportError, ValueError):
         return None
@@ -126,8 +146,7 @@ def plain_probabilities(model, frames: np.ndarray) -> np.ndarray:
     normed, _, _ = normalize_frames(frames, model.hparams.norm_low, model.hparams.norm_high)
     bias = model.logit_bias[:, None, None]
     with torch.no_grad():
-        return np.stack([torch.softmax(model(torch.from_numpy(f)[None, None]) + bias, 1)[0].numpy()
-                         for f in normed])
+        return np.stack([torch.softmax(model(torch.from_numpy(f)[None, None]) + bias, 1)[0].numpy() for f in normed])
 
 
 def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Path, clock: Clock) -> dict:
@@ -140,8 +159,9 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
     te = [i for i in range(len(frames)) if i not in tr]
     res = {}
     with clock("ferrolens fit") as tm:
-        model, metrics = seg.fit(frames[tr], labels[tr], frames=tr, n_classes=3, cfg=cfg, seed=0, threads=threads,
-                                 progress=False)
+        model, metrics = seg.fit(
+            frames[tr], labels[tr], frames=tr, n_classes=3, cfg=cfg, seed=0, threads=threads, progress=False
+        )
     steps = int(metrics["step"].iloc[-1])
     res["fit"] = {"s": tm.wall, "cpu_s": tm.cpu, "util": tm.util, "steps": steps}
 
@@ -178,10 +198,14 @@ def run_ferrolens(frames, labels, cfg: dict, threads: int, reps: int, batch: Pat
         label = probs.argmax(1)
         precision = seg.resolve_config(pcfg)["predict"]["precision"]
         bf16 = resolve_precision(precision, torch.device("cpu"))
-        res[name] = {"fps": len(frames) / best.wall, "util": best.util, "iou": iou(labels[te], label[te]).tolist(),
-                     "precision": f"{precision} → {'bfloat16 autocast' if bf16 else 'float32'}",
-                     "max_abs_diff": float(np.abs(probs - ref).max()),
-                     "labels_equal": float((label == ref.argmax(1)).mean())}
+        res[name] = {
+            "fps": len(frames) / best.wall,
+            "util": best.util,
+            "iou": iou(labels[te], label[te]).tolist(),
+            "precision": f"{precision} → {'bfloat16 autocast' if bf16 else 'float32'}",
+            "max_abs_diff": float(np.abs(probs - ref).max()),
+            "labels_equal": float((label == ref.argmax(1)).mean()),
+        }
     with clock("ferrolens predict plain") as tm:
         plain_probabilities(model, frames)
     res["predict_plain"] = {"fps": len(frames) / tm.wall, "util": tm.util}
@@ -213,8 +237,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_seg_atomai_"))
     data = args.data or work / "data"
     if not (data / "frames.npy").exists():
-        subprocess.run([sys.executable, str(PEERS / "make_data.py"), str(data), "--N", "100"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(PEERS / "make_data.py"), str(data), "--N", "100"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     frames = np.load(data / "frames.npy")
     labels = np.load(data / "labels.npy").astype(np.int64)
     if args.steps % 40:
@@ -230,8 +257,11 @@ def main() -> None:
     np.savez(batch, x=np.stack([i[0][0].numpy() for i in items]), y=np.stack([i[1].numpy() for i in items]))
 
     py = find_atomai_python(args.atomai_python)
-    print(f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {os.getloadavg()[0]:.1f}; "
-          f"data {data}; AtomAI: {py or 'not installed (its side is skipped)'}", flush=True)
+    print(
+        f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {os.getloadavg()[0]:.1f}; "
+        f"data {data}; AtomAI: {py or 'not installed (its side is skipped)'}",
+        flush=True,
+    )
     atomai = run_atomai(py, data, batch, args.threads, args.reps, work / "atomai") if py else {}
     fl = run_ferrolens(frames, labels, cfg, args.threads, args.reps, batch, clock)
 
@@ -264,42 +294,81 @@ def main() -> None:
     a_mean = rec("seg_iou_mean")[0]
     eff = rec("seg_effective_batch_mean")[0]
     f32, dft, fit, st = fl["predict_fp32"], fl["predict_default"], fl["fit"], fl["step"]
-    rows.append(("predict 20 × 256², warm, frames/s, float32", figure(a_fps, a_fps_u, "{:.1f}", "AtomAI predict"),
-                 figure(f32["fps"], f32["util"], "{:.1f}", "ferrolens predict float32"),
-                 ratio(a_fps, a_fps_u, f32["fps"], f32["util"])))
-    rows.append((f"predict, ferrolens default (precision {dft['precision']})", "",
-                 figure(dft["fps"], dft["util"], "{:.1f}", "ferrolens predict default"),
-                 ratio(a_fps, a_fps_u, dft["fps"], dft["util"])))
-    rows.append((f"fit, {args.steps} steps, s", figure(a_fit, a_fit_u, "{:.1f}", "AtomAI fit"),
-                 figure(fit["s"], fit["util"], "{:.1f}", "ferrolens fit"),
-                 ratio(a_fit, a_fit_u, fit["s"], fit["util"], higher_better=False)))
-    rows.append(("… s per step as the user waits" + (f" (AtomAI: {eff:.1f} of 8 patches kept)" if eff else ""),
-                 "—" if a_iter is None else f"{a_iter:.3f}", f"{fit['s'] / fit['steps']:.3f}",
-                 ratio(a_iter, a_fit_u, fit["s"] / fit["steps"], fit["util"], higher_better=False)))
-    rows.append(("… CPU s per step (process CPU time / steps, all threads)",
-                 "—" if a_iter is None or a_fit_u is None else f"{a_iter * a_fit_u:.3f}",
-                 f"{fit['cpu_s'] / fit['steps']:.3f}", ""))
-    rows.append(("train step, the same 8 patches of 128², s (median)", figure(a_step, a_step_u, "{:.3f}",
-                                                                                "AtomAI step"),
-                 figure(st["s"], st["util"], "{:.3f}", "ferrolens step"),
-                 ratio(a_step, a_step_u, st["s"], st["util"], higher_better=False)))
+    rows.append(
+        (
+            "predict 20 × 256², warm, frames/s, float32",
+            figure(a_fps, a_fps_u, "{:.1f}", "AtomAI predict"),
+            figure(f32["fps"], f32["util"], "{:.1f}", "ferrolens predict float32"),
+            ratio(a_fps, a_fps_u, f32["fps"], f32["util"]),
+        )
+    )
+    rows.append(
+        (
+            f"predict, ferrolens default (precision {dft['precision']})",
+            "",
+            figure(dft["fps"], dft["util"], "{:.1f}", "ferrolens predict default"),
+            ratio(a_fps, a_fps_u, dft["fps"], dft["util"]),
+        )
+    )
+    rows.append(
+        (
+            f"fit, {args.steps} steps, s",
+            figure(a_fit, a_fit_u, "{:.1f}", "AtomAI fit"),
+            figure(fit["s"], fit["util"], "{:.1f}", "ferrolens fit"),
+            ratio(a_fit, a_fit_u, fit["s"], fit["util"], higher_better=False),
+        )
+    )
+    rows.append(
+        (
+            "… s per step as the user waits" + (f" (AtomAI: {eff:.1f} of 8 patches kept)" if eff else ""),
+            "—" if a_iter is None else f"{a_iter:.3f}",
+            f"{fit['s'] / fit['steps']:.3f}",
+            ratio(a_iter, a_fit_u, fit["s"] / fit["steps"], fit["util"], higher_better=False),
+        )
+    )
+    rows.append(
+        (
+            "… CPU s per step (process CPU time / steps, all threads)",
+            "—" if a_iter is None or a_fit_u is None else f"{a_iter * a_fit_u:.3f}",
+            f"{fit['cpu_s'] / fit['steps']:.3f}",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "train step, the same 8 patches of 128², s (median)",
+            figure(a_step, a_step_u, "{:.3f}", "AtomAI step"),
+            figure(st["s"], st["util"], "{:.3f}", "ferrolens step"),
+            ratio(a_step, a_step_u, st["s"], st["util"], higher_better=False),
+        )
+    )
     for tag, r in (("float32", f32), ("default", dft)):
-        rows.append((f"IoU wall / mean, 16 held-out frames ({tag})",
-                     "—" if a_wall is None else f"{a_wall:.3f} / {a_mean:.3f}",
-                     f"{r['iou'][1]:.3f} / {np.mean(r['iou']):.3f}", ""))
+        rows.append(
+            (
+                f"IoU wall / mean, 16 held-out frames ({tag})",
+                "—" if a_wall is None else f"{a_wall:.3f} / {a_mean:.3f}",
+                f"{r['iou'][1]:.3f} / {np.mean(r['iou']):.3f}",
+                "",
+            )
+        )
     print("\n| | AtomAI 0.8.1 | ferrolens | ferrolens / AtomAI |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
     p = fl["predict_plain"]
     # float32 is the model to rounding; the default labels the same pixels and scores the same IoU
-    agree = (f32["max_abs_diff"] < 1e-4 and dft["labels_equal"] > 0.99
-             and min(np.array(dft["iou"]) - np.array(f32["iou"])) > -0.005)
-    print(f"\nferrolens vs plain reference (model as trained, per frame, no_grad): "
-          f"{figure(p['fps'], p['util'], '{:.1f}', 'ferrolens plain')} frames/s plain; float32 "
-          f"{ratio(p['fps'], p['util'], f32['fps'], f32['util'])}, max |Δp| {f32['max_abs_diff']:.1e}; default "
-          f"{ratio(p['fps'], p['util'], dft['fps'], dft['util'])}, max |Δp| {dft['max_abs_diff']:.1e}, labels equal "
-          f"{dft['labels_equal']:.5f}, IoU per class {np.round(dft['iou'], 4).tolist()} vs float32 "
-          f"{np.round(f32['iou'], 4).tolist()} ({'agree' if agree else 'DISAGREE'})")
+    agree = (
+        f32["max_abs_diff"] < 1e-4
+        and dft["labels_equal"] > 0.99
+        and min(np.array(dft["iou"]) - np.array(f32["iou"])) > -0.005
+    )
+    print(
+        f"\nferrolens vs plain reference (model as trained, per frame, no_grad): "
+        f"{figure(p['fps'], p['util'], '{:.1f}', 'ferrolens plain')} frames/s plain; float32 "
+        f"{ratio(p['fps'], p['util'], f32['fps'], f32['util'])}, max |Δp| {f32['max_abs_diff']:.1e}; default "
+        f"{ratio(p['fps'], p['util'], dft['fps'], dft['util'])}, max |Δp| {dft['max_abs_diff']:.1e}, labels equal "
+        f"{dft['labels_equal']:.5f}, IoU per class {np.round(dft['iou'], 4).tolist()} vs float32 "
+        f"{np.round(f32['iou'], 4).tolist()} ({'agree' if agree else 'DISAGREE'})"
+    )
     if args.json:
         args.json.write_text(json.dumps({"atomai": atomai, "ferrolens": fl, "min_util": min_util}, indent=1))
     for name, (value, util) in (("AtomAI fit", (a_fit, a_fit_u)), ("AtomAI step", (a_step, a_step_u))):

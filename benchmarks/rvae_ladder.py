@@ -36,8 +36,14 @@ COUNT = {8: 800, 12: 800, 24: 400}
 RUNGS = ("untrained", "short", "mid", "long", "paper", "scrambled")
 FRAMES, SIZE = 8, 128
 BASE = {"batch_size": 32, "val_fraction": 0.2, "min_std": 0.05, "input": "raw"}
-PAPER = {"architecture": "paper", "lr": 1e-4, "lr_schedule": "constant", "gradient_clip": 0.0,
-         "translation_prior_sd": 0.1, "decoder_pixels": 0}
+PAPER = {
+    "architecture": "paper",
+    "lr": 1e-4,
+    "lr_schedule": "constant",
+    "gradient_clip": 0.0,
+    "translation_prior_sd": 0.1,
+    "decoder_pixels": 0,
+}
 
 
 def movie(gen: str, seed: int) -> xr.Dataset:
@@ -45,8 +51,15 @@ def movie(gen: str, seed: int) -> xr.Dataset:
     if gen == "demo":
         from ferrolens.synthetic import make_demo
 
-        return make_demo(n_frames=FRAMES, size=SIZE, seed=seed, needles_per_family=6, n_contaminants=2,
-                         needle_length=(30.0, 75.0), needle_width=(5.0, 10.0))
+        return make_demo(
+            n_frames=FRAMES,
+            size=SIZE,
+            seed=seed,
+            needles_per_family=6,
+            n_contaminants=2,
+            needle_length=(30.0, 75.0),
+            needle_width=(5.0, 10.0),
+        )
     from ferrolens.synthetic_stripes import make_stripes
 
     return make_stripes(n_frames=FRAMES, size=SIZE, seed=seed)
@@ -108,8 +121,16 @@ def train_rung(cache: Path, gen: str, seed: int, n: int, rung: str, frames: np.n
         torch.save(model.state_dict(), out / "state.pt")
     else:
         fit(ws.windows, cfg, seed=seed, threads=threads, out_dir=out, progress=False)
-    info = {"gen": gen, "seed": seed, "n": n, "rung": rung, "cfg": cfg, "train_s": time.perf_counter() - t0,
-            "train_cpu_s": time.process_time() - c0, "windows": len(ws.windows)}
+    info = {
+        "gen": gen,
+        "seed": seed,
+        "n": n,
+        "rung": rung,
+        "cfg": cfg,
+        "train_s": time.perf_counter() - t0,
+        "train_cpu_s": time.process_time() - c0,
+        "windows": len(ws.windows),
+    }
     (out / "info.json").write_text(json.dumps(info))
     return out
 
@@ -171,8 +192,7 @@ def descriptors(ds: xr.Dataset, n: int, ws) -> dict[str, np.ndarray]:
     out = {}
     fields = (("variant_fraction", ds["variant_map"].values == 1), ("wall_fraction", ds["class_map"].values == 1))
     for name, field in fields:
-        out[name] = np.array([field[f, a : a + n, b : b + n].mean()
-                              for f, a, b in zip(ws.frame, y0, x0, strict=True)])
+        out[name] = np.array([field[f, a : a + n, b : b + n].mean() for f, a, b in zip(ws.frame, y0, x0, strict=True)])
     return out
 
 
@@ -226,10 +246,20 @@ def score_rung(folder: Path, truth_cache: dict) -> dict:
         val = pd.read_csv(long_metrics)["val/loss"].dropna().values
     held = ws.windows[held_out(len(ws.windows), info["cfg"], seed)]
     q = quality.assess(model, held, 2, 512, seed, val_loss=val)
-    row = {"gen": gen, "seed": seed, "n": n, "rung": rung, "within15": all_s["within15"], "side15": side_s["within15"],
-           "ceiling": ceiling, "desc_variant": desc["variant_fraction"], "desc_wall": desc["wall_fraction"],
-           **{k: q[k] for k in ("r2", "r2_blur", "r2_pca", "r2_gain", "angle_follow", "loss_tail", "epochs")},
-           "train_s": info["train_s"], "train_cpu_s": info["train_cpu_s"]}
+    row = {
+        "gen": gen,
+        "seed": seed,
+        "n": n,
+        "rung": rung,
+        "within15": all_s["within15"],
+        "side15": side_s["within15"],
+        "ceiling": ceiling,
+        "desc_variant": desc["variant_fraction"],
+        "desc_wall": desc["wall_fraction"],
+        **{k: q[k] for k in ("r2", "r2_blur", "r2_pca", "r2_gain", "angle_follow", "loss_tail", "epochs")},
+        "train_s": info["train_s"],
+        "train_cpu_s": info["train_cpu_s"],
+    }
     (folder / "score.json").write_text(json.dumps(row))
     return row
 
@@ -245,8 +275,11 @@ TODAY = {"r2": 0.8, "angle_follow": 0.8}  # the gate before this calibration
 
 
 def truly_good(row: dict, rule: dict = TRUTH_RULE) -> bool:
-    return (row["side15"] >= rule["side15"] and row["within15"] >= row["ceiling"] - rule["ceiling_margin"]
-            and max(row["desc_variant"], row["desc_wall"]) >= rule["descriptor_r2"])
+    return (
+        row["side15"] >= rule["side15"]
+        and row["within15"] >= row["ceiling"] - rule["ceiling_margin"]
+        and max(row["desc_variant"], row["desc_wall"]) >= rule["descriptor_r2"]
+    )
 
 
 def passes(row: dict, gate: dict) -> bool:
@@ -268,8 +301,12 @@ def _passes(rows: list[dict], gate: dict) -> np.ndarray:
 def confusion(rows: list[dict], gate: dict) -> dict[str, int]:
     good = np.array([truly_good(r) for r in rows], bool)
     ok = _passes(rows, gate)
-    return {"good_pass": int((good & ok).sum()), "good_fail": int((good & ~ok).sum()),
-            "bad_pass": int((~good & ok).sum()), "bad_fail": int((~good & ~ok).sum())}
+    return {
+        "good_pass": int((good & ok).sum()),
+        "good_fail": int((good & ~ok).sum()),
+        "bad_pass": int((~good & ok).sum()),
+        "bad_fail": int((~good & ~ok).sum()),
+    }
 
 
 def balanced(c: dict[str, int]) -> float:

@@ -68,14 +68,19 @@ class Clock:
 
     def record(self) -> dict:
         """Per block ``{name: {wall_s, cpu_s, cpu_wall, refused}}`` for the JSON lines."""
-        return {b.name: {"wall_s": b.wall, "cpu_s": b.cpu, "cpu_wall": b.util, "refused": not self.ok(b)}
-                for b in self.blocks}
+        return {
+            b.name: {"wall_s": b.wall, "cpu_s": b.cpu, "cpu_wall": b.util, "refused": not self.ok(b)}
+            for b in self.blocks
+        }
 
     def report(self) -> str:
         lines = [f"  {b.name}: {b.wall:.3f} s wall, {b.cpu:.3f} s cpu, {self.tag(b)}" for b in self.blocks]
         refused = [b.name for b in self.blocks if not self.ok(b)]
-        lines.append(f"REFUSED figures ({len(refused)}): {', '.join(refused)}" if refused
-                     else f"all {len(self.blocks)} timed blocks at cpu/wall >= {self.min_util:.2f}")
+        lines.append(
+            f"REFUSED figures ({len(refused)}): {', '.join(refused)}"
+            if refused
+            else f"all {len(self.blocks)} timed blocks at cpu/wall >= {self.min_util:.2f}"
+        )
         return "\n".join(lines)
 
     def exit_code(self) -> int:

@@ -16,8 +16,15 @@ def demo_small():
     """A small demo movie (12 frames of 64², seed 3) with ground truth."""
     from ferrolens.synthetic import make_demo
 
-    return make_demo(n_frames=12, size=64, seed=3, needles_per_family=4, n_contaminants=2,
-                     needle_length=(20.0, 40.0), needle_width=(4.0, 7.0))
+    return make_demo(
+        n_frames=12,
+        size=64,
+        seed=3,
+        needles_per_family=4,
+        n_contaminants=2,
+        needle_length=(20.0, 40.0),
+        needle_width=(4.0, 7.0),
+    )
 
 
 @pytest.fixture
@@ -34,8 +41,20 @@ def tiny_run(tmp_path_factory):
     import sys
 
     wd = tmp_path_factory.mktemp("wf")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(wd), "--configfile",
-           str(ROOT / ".test" / "tiny.yaml"), str(ROOT / ".test" / "workflow.yaml"), "--cores", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--configfile",
+        str(ROOT / ".test" / "tiny.yaml"),
+        str(ROOT / ".test" / "workflow.yaml"),
+        "--cores",
+        "2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd
@@ -52,6 +71,9 @@ SLOW_FIXTURES = {"bars_run", "tiny_run"}
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if (item.path.name in SLOW_MODULES or item.get_closest_marker("workflow")
-                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+        if (
+            item.path.name in SLOW_MODULES
+            or item.get_closest_marker("workflow")
+            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        ):
             item.add_marker(pytest.mark.slow)

@@ -159,24 +159,38 @@ def _latents(path, n_frames=6, size=24):
     labels = ["angle", "dx", "dy", "z1", "z2"]
     mean = rng.normal(0, 1, (n_frames, size, size, len(labels))).astype(np.float32)
     left = np.arange(size)[None, :] < size // 2
-    mean[..., 0] = np.where(left, rng.normal(0.4, 0.05, (n_frames, size, size)),
-                            rng.uniform(-math.pi / 2, math.pi / 2, (n_frames, size, size)))
+    mean[..., 0] = np.where(
+        left,
+        rng.normal(0.4, 0.05, (n_frames, size, size)),
+        rng.uniform(-math.pi / 2, math.pi / 2, (n_frames, size, size)),
+    )
     conf = np.broadcast_to(np.where(left, 0.9, 0.0), (n_frames, size, size)).astype(np.float32)
     coords = store.frame_coords(n_frames, bias=np.linspace(-1, 1, n_frames))
     coords.update({store.LATENT: labels, "latent_units": (store.LATENT, ["rad", "grid", "grid", "1", "1"])})
-    ds = xr.Dataset({"mean": ((store.FRAME, store.Y, store.X, store.LATENT), mean),
-                     "code_mean": ((store.SAMPLE, store.LATENT), np.zeros((3, 5), np.float32)),
-                     "code_logsd": ((store.SAMPLE, store.LATENT), np.zeros((3, 5), np.float32)),
-                     "angle_confidence": ((store.FRAME, store.Y, store.X), conf, store_attrs(8, 0.3, 0.4))},
-                    coords=coords, attrs=store.provenance("latents", {}, window=8, angle_period=math.pi))
+    ds = xr.Dataset(
+        {
+            "mean": ((store.FRAME, store.Y, store.X, store.LATENT), mean),
+            "code_mean": ((store.SAMPLE, store.LATENT), np.zeros((3, 5), np.float32)),
+            "code_logsd": ((store.SAMPLE, store.LATENT), np.zeros((3, 5), np.float32)),
+            "angle_confidence": ((store.FRAME, store.Y, store.X), conf, store_attrs(8, 0.3, 0.4)),
+        },
+        coords=coords,
+        attrs=store.provenance("latents", {}, window=8, angle_period=math.pi),
+    )
     store.write_store(ds, path)
 
 
 def test_angle_kde_uses_only_determined_pixels(tmp_path):
     _latents(tmp_path / "latents.zarr")
     out = tmp_path / "dynamics.zarr"
-    kde_nmf(str(tmp_path / "latents.zarr"), None, str(out), str(tmp_path / "h.csv"),
-            {"grid_points": 90, "bootstrap": 5, "n_components": 2}, seed=0)
+    kde_nmf(
+        str(tmp_path / "latents.zarr"),
+        None,
+        str(out),
+        str(tmp_path / "h.csv"),
+        {"grid_points": 90, "bootstrap": 5, "n_components": 2},
+        seed=0,
+    )
     ds = xr.open_zarr(out)
     g = ds["grid_value"].sel(variable="angle").values
     kde = ds["kde"].sel(variable="angle").values
@@ -197,8 +211,14 @@ def test_no_determined_angle_counts_every_pixel_and_says_so(tmp_path):
     ds = xr.open_zarr(tmp_path / "latents.zarr").load()
     ds["angle_confidence"] = ds["angle_confidence"] * 0
     store.write_store(ds, tmp_path / "flat.zarr")
-    kde_nmf(str(tmp_path / "flat.zarr"), None, str(tmp_path / "d.zarr"), str(tmp_path / "h.csv"),
-            {"grid_points": 90, "bootstrap": 0, "n_components": 2}, seed=0)
+    kde_nmf(
+        str(tmp_path / "flat.zarr"),
+        None,
+        str(tmp_path / "d.zarr"),
+        str(tmp_path / "h.csv"),
+        {"grid_points": 90, "bootstrap": 0, "n_components": 2},
+        seed=0,
+    )
     out = xr.open_zarr(tmp_path / "d.zarr")
     g = out["grid_value"].sel(variable="angle").values
     kde = out["kde"].sel(variable="angle").values

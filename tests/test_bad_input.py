@@ -64,8 +64,11 @@ def test_planar_rgb_tiff_is_one_image_not_three_frames(tmp_path, rng):
 def test_nonfinite_policy_must_be_a_finite_float32_fill(tmp_path, value):
     p = tmp_path / "my.yaml"
     p.write_text(f"datasets:\n  d:\n    path: x.tif\n    nonfinite: {value}\n")
-    with pytest.raises(InputError, match=r"config datasets.d.nonfinite: value (nan|inf|-inf|1e\+39) "
-                                         r"\(expected 'error', 'median' or a finite fill value within the float32"):
+    with pytest.raises(
+        InputError,
+        match=r"config datasets.d.nonfinite: value (nan|inf|-inf|1e\+39) "
+        r"\(expected 'error', 'median' or a finite fill value within the float32",
+    ):
         load_config(p)
 
 
@@ -78,16 +81,22 @@ def test_nonfinite_policy_checked_for_a_notebook_dict_too(tmp_path, rng):
 @pytest.mark.parametrize("value", [0.0, 7.5])
 def test_constant_movie_refused(tmp_path, value):
     src = _movie(tmp_path, np.full((4, 8, 8), value))
-    with pytest.raises(InputError, match=rf"datasets.d: m.npy: every pixel of all 4 frames is {value:g} "
-                                         r"\(expected a movie whose pixels vary"):
+    with pytest.raises(
+        InputError,
+        match=rf"datasets.d: m.npy: every pixel of all 4 frames is {value:g} "
+        r"\(expected a movie whose pixels vary",
+    ):
         ingest_movie({}, tmp_path / "movie.zarr", source=src, name="d")
     assert not (tmp_path / "movie.zarr").exists()
 
 
 @pytest.mark.parametrize("name", ["..", "a/b", "my movie", "x.y"])
 def test_dataset_name_outside_the_pattern(tmp_path, name):
-    with pytest.raises(InputError, match=rf"key datasets: '{name}' does not match '\^\[A-Za-z0-9_-\]\+\$'.*"
-                                         r"letters, digits, _ and -"):
+    with pytest.raises(
+        InputError,
+        match=rf"key datasets: '{name}' does not match '\^\[A-Za-z0-9_-\]\+\$'.*"
+        r"letters, digits, _ and -",
+    ):
         load_config(_config(tmp_path, {}, name=name))
     validate({"datasets": {"My_movie-2": {"path": "x.tif"}}})  # the allowed characters pass
 
@@ -97,26 +106,39 @@ def test_fractional_label_value_refused(tmp_path, movie_store):
     lab[3, 4] = 0.5
     np.save(tmp_path / "l.npy", lab)
     with pytest.raises(InputError, match=r"l.npy: label values \[0.5\] are not whole numbers.*integer class"):
-        ingest_labels({"labels": {"frames": [1], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store,
-                      tmp_path / "labels.zarr")
+        ingest_labels(
+            {"labels": {"frames": [1], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store, tmp_path / "labels.zarr"
+        )
     assert not (tmp_path / "labels.zarr").exists()
     lab[3, 4] = 1.0  # whole numbers in a float file are fine
     np.save(tmp_path / "l.npy", lab)
-    out = ingest_labels({"labels": {"frames": [1], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store,
-                        tmp_path / "labels.zarr")
+    out = ingest_labels(
+        {"labels": {"frames": [1], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store, tmp_path / "labels.zarr"
+    )
     assert store.open_store(out, "labels").label.values[0, 3, 4] == 1
 
 
 def test_repeated_label_frames_refused(tmp_path, movie_store):
-    with pytest.raises(InputError, match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
-                                         r"\(expected each value listed once\)"):
+    with pytest.raises(
+        InputError,
+        match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
+        r"\(expected each value listed once\)",
+    ):
         load_config(_config(tmp_path, {"labels": {"frames": [0, 0]}}))
     np.save(tmp_path / "l.npy", np.zeros((2, 12, 12), np.int16))
     # a notebook's dict is checked as the config is (ferrolens.config.dataset_section), naming its entry
-    with pytest.raises(InputError, match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
-                                         r"\(expected each value listed once\)"):
-        ingest_labels({"labels": {"frames": [0, 0], "path": str(tmp_path / "l.npy")}}, CLASSES, movie_store,
-                      tmp_path / "labels.zarr", name="d")
+    with pytest.raises(
+        InputError,
+        match=r"key datasets.d.labels.frames: \[0, 0\] has non-unique elements "
+        r"\(expected each value listed once\)",
+    ):
+        ingest_labels(
+            {"labels": {"frames": [0, 0], "path": str(tmp_path / "l.npy")}},
+            CLASSES,
+            movie_store,
+            tmp_path / "labels.zarr",
+            name="d",
+        )
 
 
 # --- late -----------------------------------------------------------------------------
@@ -142,8 +164,11 @@ def test_values_beyond_float32_refused_after_the_cast(tmp_path, rng):
 
 def test_window_larger_than_the_frame_and_one_frame_movie(tmp_path, rng):
     src = _movie(tmp_path, rng.random((3, 20, 32)))
-    with pytest.raises(InputError, match=r"config windows: window size 24 is larger than the 10×16 frames of "
-                                         r"datasets.d \(after crop and bin\).*no larger than 10 pixels"):
+    with pytest.raises(
+        InputError,
+        match=r"config windows: window size 24 is larger than the 10×16 frames of "
+        r"datasets.d \(after crop and bin\).*no larger than 10 pixels",
+    ):
         ingest_movie({"bin": 2}, tmp_path / "movie.zarr", source=src, name="d", windows=[8, 24])
     assert not (tmp_path / "movie.zarr").exists()
     ingest_movie({"bin": 2}, tmp_path / "movie.zarr", source=src, name="d", windows=[8, 10])
@@ -172,10 +197,17 @@ def test_truncated_label_png(tmp_path, movie_store):
     Image.fromarray(np.arange(144, dtype=np.uint8).reshape(12, 12) % 3).save(tmp_path / "l.png")
     data = (tmp_path / "l.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) - 30])
-    with pytest.raises(InputError, match=r"cut.png: cannot be read as an image \((OSError|SyntaxError).*"
-                                         r"a complete PNG/TIFF/.npy file"):
-        ingest_labels({"labels": {"frames": [0], "path": str(tmp_path / "cut.png")}}, CLASSES, movie_store,
-                      tmp_path / "labels.zarr")
+    with pytest.raises(
+        InputError,
+        match=r"cut.png: cannot be read as an image \((OSError|SyntaxError).*"
+        r"a complete PNG/TIFF/.npy file",
+    ):
+        ingest_labels(
+            {"labels": {"frames": [0], "path": str(tmp_path / "cut.png")}},
+            CLASSES,
+            movie_store,
+            tmp_path / "labels.zarr",
+        )
 
 
 def test_colour_label_images(tmp_path, movie_store):
@@ -186,14 +218,22 @@ def test_colour_label_images(tmp_path, movie_store):
     rgb[0][cls == 1] = 255
     tifffile.imwrite(tmp_path / "mask.tif", rgb, photometric="rgb", planarconfig="separate")
     colors = {"background": [0, 0, 0], "wall": [255, 0, 0]}
-    out = ingest_labels({"labels": {"frames": [1], "path": str(tmp_path / "mask.tif"), "format": "rgb",
-                                    "colors": colors}}, CLASSES, movie_store, tmp_path / "labels.zarr")
+    out = ingest_labels(
+        {"labels": {"frames": [1], "path": str(tmp_path / "mask.tif"), "format": "rgb", "colors": colors}},
+        CLASSES,
+        movie_store,
+        tmp_path / "labels.zarr",
+    )
     np.testing.assert_array_equal(store.open_store(out, "labels").label.values, cls[None])
     Image.fromarray(np.moveaxis(rgb, 0, -1)).save(tmp_path / "mask.png")
     for name in ("mask.tif", "mask.png"):
         with pytest.raises(InputError, match=rf"{name}: label image is RGB colour \(12, 12, 3\).*labels.format: rgb"):
-            ingest_labels({"labels": {"frames": [1, 2, 3], "path": str(tmp_path / name)}}, CLASSES, movie_store,
-                          tmp_path / "l2.zarr")
+            ingest_labels(
+                {"labels": {"frames": [1, 2, 3], "path": str(tmp_path / name)}},
+                CLASSES,
+                movie_store,
+                tmp_path / "l2.zarr",
+            )
 
 
 # --- what already holds -----------------------------------------------------------------
@@ -207,8 +247,11 @@ def test_inputs_are_never_modified(tmp_path, rng):
     np.save(tmp_path / "l.npy", np.ones((12, 12), np.int16))
     inputs = [*sorted(frames.iterdir()), tmp_path / "bias.csv", tmp_path / "l.npy"]
     before = {p: (store.sha256_file(p), p.stat().st_mtime_ns) for p in inputs}
-    cfg = {"path": str(frames), "bias": {"source": "csv", "csv": str(tmp_path / "bias.csv")},
-           "labels": {"frames": [1], "path": str(tmp_path / "l.npy")}}
+    cfg = {
+        "path": str(frames),
+        "bias": {"source": "csv", "csv": str(tmp_path / "bias.csv")},
+        "labels": {"frames": [1], "path": str(tmp_path / "l.npy")},
+    }
     movie = ingest_movie(cfg, tmp_path / "out" / "movie.zarr", name="d")
     ingest_labels(cfg, CLASSES, movie, tmp_path / "out" / "labels.zarr")
     assert {p: (store.sha256_file(p), p.stat().st_mtime_ns) for p in inputs} == before

@@ -15,13 +15,20 @@ from ferrolens.compare import compare_runs, main
 
 def _run(root, value=1.0, attrs=None, pixel=0, metric=0.5, seconds=1.0):
     (root / "rvae").mkdir(parents=True)
-    ds = xr.Dataset({"mean": (("frame", "y"), np.full((2, 3), value, np.float32))},
-                    coords={"frame": [0, 1], "bias": ("frame", [0.0, 1.5])},
-                    attrs={"ferrolens_kind": "latents", "checkpoint": str(root / "model.ckpt"),
-                           "quality": json.dumps({"r2": metric}), **(attrs or {})})
+    ds = xr.Dataset(
+        {"mean": (("frame", "y"), np.full((2, 3), value, np.float32))},
+        coords={"frame": [0, 1], "bias": ("frame", [0.0, 1.5])},
+        attrs={
+            "ferrolens_kind": "latents",
+            "checkpoint": str(root / "model.ckpt"),
+            "quality": json.dumps({"r2": metric}),
+            **(attrs or {}),
+        },
+    )
     ds.to_zarr(root / "rvae" / "latents.zarr", zarr_format=3, consolidated=False)
-    pd.DataFrame({"epoch": [0, 1], "val/r2": [0.1, metric], "wall_s": [seconds, 2.0],
-                  "cpu_s": [seconds, 3.0]}).to_csv(root / "rvae" / "metrics.csv", index=False)
+    pd.DataFrame({"epoch": [0, 1], "val/r2": [0.1, metric], "wall_s": [seconds, 2.0], "cpu_s": [seconds, 3.0]}).to_csv(
+        root / "rvae" / "metrics.csv", index=False
+    )
     img = np.zeros((4, 5, 3), np.uint8)
     img[0, 0, 0] = pixel
     Image.fromarray(img).save(root / "fig.png")
@@ -40,12 +47,15 @@ def test_the_seconds_a_training_took_are_no_result(tmp_path):
     assert compare_runs(_run(tmp_path / "a"), _run(tmp_path / "b", seconds=7.5)) == []
 
 
-@pytest.mark.parametrize("change, where", [
-    ({"value": 1.0 + 1e-6}, "rvae/latents.zarr"),
-    ({"attrs": {"window": 8}}, "rvae/latents.zarr"),
-    ({"metric": 0.51}, "rvae/metrics.csv"),
-    ({"pixel": 3}, "fig.png"),
-])
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        ({"value": 1.0 + 1e-6}, "rvae/latents.zarr"),
+        ({"attrs": {"window": 8}}, "rvae/latents.zarr"),
+        ({"metric": 0.51}, "rvae/metrics.csv"),
+        ({"pixel": 3}, "fig.png"),
+    ],
+)
 def test_a_changed_value_attribute_table_or_pixel_is_found(tmp_path, change, where):
     diffs = compare_runs(_run(tmp_path / "a"), _run(tmp_path / "b", **change))
     assert where in {d.path for d in diffs}

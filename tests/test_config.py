@@ -35,8 +35,12 @@ def test_a_checked_section_is_remembered_frozen_and_exactly_as_given():
     from ferrolens.errors import InputError
 
     a = cfgmod.section("rvae", {"latent_dim": 3})
-    for change in (lambda: a.__setitem__("latent_dim", 7), lambda: a["quality"].update(min_r2=0),
-                   lambda: a.pop("lr"), lambda: cfgmod.section("segment")["n_classes"].append(4)):
+    for change in (
+        lambda: a.__setitem__("latent_dim", 7),
+        lambda: a["quality"].update(min_r2=0),
+        lambda: a.pop("lr"),
+        lambda: cfgmod.section("segment")["n_classes"].append(4),
+    ):
         with pytest.raises(TypeError, match="read-only"):
             change()
     assert cfgmod.section("rvae", {"latent_dim": 3})["latent_dim"] == 3
@@ -65,8 +69,10 @@ def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
     base = {"datasets": {"d": {"path": "m.tif"}}}
     bad = [
         ({"dynamics": {"ranges": {"z1": [1.0, -1.0]}}}, r"dynamics\.ranges\.z1.*\[1\.0, -1\.0\]"),
-        ({"dynamics": {"bandwidth": "fixed", "variables": ["angle", "z1"], "fixed_bandwidth": {"angle": 0.1}}},
-         r"dynamics\.fixed_bandwidth.*missing \['z1'\]"),
+        (
+            {"dynamics": {"bandwidth": "fixed", "variables": ["angle", "z1"], "fixed_bandwidth": {"angle": 0.1}}},
+            r"dynamics\.fixed_bandwidth.*missing \['z1'\]",
+        ),
         ({"latent_space": {"rgb_components": [0, 1, 7]}}, r"latent_space\.rgb_components.*0 … 2 of the image NMF"),
         ({"latent_space": {"physical_bounds": [1.05, 0.95]}}, r"latent_space\.physical_bounds"),
         ({"windows": [8, 12], "rvae": {"epochs": {8: 3}}}, r"rvae\.epochs.*missing \[12\]"),
@@ -82,7 +88,6 @@ def test_cross_field_rules_are_checked_once_with_the_schema_at_validation():
     cfgmod.validate({**copy.deepcopy(base), "windows": [8, 12], "rvae": {"epochs": {8: 3, 12: 2}}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"segmentation": 2}})
     cfgmod.validate({**copy.deepcopy(base), "segment": {"n_classes": [2]}, "rvae": {"input": "raw"}})
-
 
 
 def test_the_typed_sections_are_generated_from_the_current_schema_and_cover_every_key():
@@ -120,8 +125,12 @@ def test_section_is_typed_for_every_section_and_a_dataset_entry_is_typed_and_fil
     from ferrolens import sections
     from ferrolens.errors import InputError
 
-    returns = {typing.get_args(typing.get_type_hints(f, globalns=vars(sections) | vars(cfgmod))["name"])[0]:
-               f.__annotations__["return"] for f in typing.get_overloads(cfgmod.section)}
+    returns = {
+        typing.get_args(typing.get_type_hints(f, globalns=vars(sections) | vars(cfgmod))["name"])[0]: f.__annotations__[
+            "return"
+        ]
+        for f in typing.get_overloads(cfgmod.section)
+    }
     assert returns == {name: cfgmod._camel(name) + "Config" for name in cfgmod.SECTIONS}
 
     def keys_match(cls, value, where):

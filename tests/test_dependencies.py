@@ -34,8 +34,14 @@ DATASET = "demo"  # the tiny run's dataset through every stage: datasets.*.<key>
 OVERRIDES = {
     "classes": ["background", "domain_wall", "contaminant"],
     "windows": [8, 12],
-    "datasets.*.synthetic": {"n_frames": 8, "size": 48, "seed": 0, "needles_per_family": 4, "n_contaminants": 2,
-                             "dose": 150.0},
+    "datasets.*.synthetic": {
+        "n_frames": 8,
+        "size": 48,
+        "seed": 0,
+        "needles_per_family": 4,
+        "n_contaminants": 2,
+        "dose": 150.0,
+    },
     "datasets.*.path": "{npy}",  # a file that exists (written by the test)
     "datasets.*.channel": 0,
     "datasets.*.frames.stop": 7,
@@ -187,9 +193,12 @@ def _workflow(workdir: Path, overrides: dict, configfiles=TINY, snakefile: Path 
     cwd = os.getcwd()
     try:
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            wf = api.workflow(resource_settings=ResourceSettings(cores=1),
-                              config_settings=ConfigSettings(configfiles=list(configfiles), config=overrides),
-                              snakefile=snakefile, workdir=workdir)
+            wf = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=list(configfiles), config=overrides),
+                snakefile=snakefile,
+                workdir=workdir,
+            )
             wf.dag(DAGSettings())
             yield wf._workflow
     finally:
@@ -205,15 +214,22 @@ class Decision:
         with _workflow(workdir, overrides or {}, **kw) as w:
             w._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True)
             w._build_dag()
-            self.carried = {_name(job): (tuple((k, repr(v)) for k, v in job.params.items()), tuple(job.input))
-                            for job in w.dag.jobs if job.rule.name != "all"}
+            self.carried = {
+                _name(job): (tuple((k, repr(v)) for k, v in job.params.items()), tuple(job.input))
+                for job in w.dag.jobs
+                if job.rule.name != "all"
+            }
             self.run = {}
             for job in w.dag.needrun_jobs():
                 if job.rule.name == "all":
                     continue
                 r = w.dag.reason(job)
-                own = (r.is_provenance_triggered() or r.forced or bool(r.updated_input)
-                       or ((bool(r.missing_output) or bool(r.incomplete_output)) and not r.updated_input_run))
+                own = (
+                    r.is_provenance_triggered()
+                    or r.forced
+                    or bool(r.updated_input)
+                    or ((bool(r.missing_output) or bool(r.incomplete_output)) and not r.updated_input_run)
+                )
                 self.run[_name(job)] = "own" if own else "follows"
 
 
@@ -311,8 +327,9 @@ def test_each_window_size_sees_its_own_epochs(tiny_run):
     same = Decision(tiny_run, {"rvae": {"epochs": {8: 3, 12: 40}}})
     assert same.run == {} and same.carried == base.carried
     more = Decision(tiny_run, {"rvae": {"epochs": {8: 4, 12: 3}}})
-    assert {job for job, why in more.run.items() if why == "own"} == {("rvae_train", (("dataset", DATASET),
-                                                                                       ("window", "8")))}
+    assert {job for job, why in more.run.items() if why == "own"} == {
+        ("rvae_train", (("dataset", DATASET), ("window", "8")))
+    }
 
 
 def _reversed(value):
@@ -359,13 +376,20 @@ def test_code_a_figure_function_redraws_the_figures_only(tiny_run, tmp_path):
     for module in ("figures/movie.py", "rvae/model.py"):
         with open(wf / "src/ferrolens" / module, "a") as f:
             f.write("\n# edited\n")
-    probe = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_dependencies as t; "
-             f"import ferrolens; assert ferrolens.__file__.startswith({str(wf)!r}), ferrolens.__file__; "
-             f"from pathlib import Path; "
-             f"d = t.Decision(Path({str(tiny_run)!r}), snakefile=Path({str(wf / 'Snakefile')!r})); "
-             "print(json.dumps(sorted({r for (r, _), why in d.run.items() if why == 'own'})))")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(wf / "src")})
+    probe = (
+        f"import sys, json; sys.path.insert(0, {str(ROOT / 'tests')!r}); import test_dependencies as t; "
+        f"import ferrolens; assert ferrolens.__file__.startswith({str(wf)!r}), ferrolens.__file__; "
+        f"from pathlib import Path; "
+        f"d = t.Decision(Path({str(tiny_run)!r}), snakefile=Path({str(wf / 'Snakefile')!r})); "
+        "print(json.dumps(sorted({r for (r, _), why in d.run.items() if why == 'own'})))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(wf / "src")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == figures
 
@@ -381,9 +405,24 @@ def test_editing_a_frame_of_a_folder_reruns_its_ingest_only(tmp_path):
     cfg = tmp_path / "folder.yaml"
     cfg.write_text(yaml.safe_dump({"datasets": {"scan": {"path": str(data), "frame_interval": 2.0}}}))
     files = [TINY[0], cfg]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
-                           str(tmp_path), "--configfile", *map(str, files), "--cores", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            *map(str, files),
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Decision(tmp_path, configfiles=files).run == {}
     frame = sorted(data.iterdir())[3]

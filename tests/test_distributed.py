@@ -53,8 +53,15 @@ def test_plan_kwargs_and_thread_split(clean_env):
 def test_lightning_environment_inside_a_slurm_job(clean_env):
     """Under `srun -n1` (as the SLURM executor runs a job) Lightning alone would pick SLURMEnvironment
     with a world size of 1; with the plan's plugin it starts its own 2 processes."""
-    for var, value in {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-                       "SLURM_NODEID": "0", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "snakejob.rvae_train"}.items():
+    for var, value in {
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "snakejob.rvae_train",
+    }.items():
         clean_env.setenv(var, value)
     assert parallel.is_rank_zero()
     common = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
@@ -91,8 +98,11 @@ def test_fit_threads_keep_lightning_from_resetting_them(clean_env):
 def test_clear_errors_before_training(clean_env):
     clean_env.setattr(parallel, "visible_gpus", lambda: 1)
     clean_env.setenv("CUDA_VISIBLE_DEVICES", "3")
-    with pytest.raises(InputError, match=r"segment\.train\.devices.*value 2 .*'gpu'.*sees 1 CUDA.*"
-                                         r"CUDA_VISIBLE_DEVICES='3'.*at most 1"):
+    with pytest.raises(
+        InputError,
+        match=r"segment\.train\.devices.*value 2 .*'gpu'.*sees 1 CUDA.*"
+        r"CUDA_VISIBLE_DEVICES='3'.*at most 1",
+    ):
         parallel.plan("gpu", 2, "ddp", 4, "segment.train")
     with pytest.raises(InputError, match=r"rvae\.devices.*sees 1"):
         parallel.plan("auto", 2, "auto", 4, "rvae")  # auto takes the visible GPU
@@ -188,8 +198,14 @@ def _ddp_start(root: Path, job: dict) -> subprocess.Popen:
     (root / "jobs.json").write_text(json.dumps([job]))
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS and not k.startswith("SLURM_")}
     env["PYTHONWARNINGS"] = "ignore"
-    return subprocess.Popen([sys.executable, str(SCRIPT), str(root)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=root)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
 
 
 def _check_log(log: Path, stage: str) -> None:
@@ -223,16 +239,38 @@ def ddp_runs(tmp_path_factory):
     truth = demo.class_map.values[labelled].astype(np.int64)
     truth[2] = 0  # held-out frame 2 all background: rank 1's share differs from rank 0's (frames 1, 3)
     np.save(root / "labels.npy", truth)
-    labels = str(ingest_labels({"labels": {"frames": labelled, "path": str(root / "labels.npy")}},
-                               ["background", "wall", "contaminant"], movie, root / "labels.zarr"))
-    seg_cfg = {"model": {"depth": 2, "base_filters": 4},
-               # three held-out frames on two processes: rank 0 validates 1 and 3, rank 1 frame 2 and a blank
-               "train": {"patch_size": 24, "batch_size": 4, "steps_per_epoch": 4, "max_epochs": 2,
-                         "val_frames": [1, 2, 3], **ddp}}
-    jobs = {"rvae": {"stage": "rvae", "log": "../rvae.log",
-                     "args": [str(root / "windows.zarr"), str(root / "rvae"), 7, rvae_cfg, 0, 2]},
-            "segment": {"stage": "segment", "log": "../segment.log",
-                        "args": [movie, labels, str(root / "seg"), 3, seg_cfg, 0, 2]}}
+    labels = str(
+        ingest_labels(
+            {"labels": {"frames": labelled, "path": str(root / "labels.npy")}},
+            ["background", "wall", "contaminant"],
+            movie,
+            root / "labels.zarr",
+        )
+    )
+    seg_cfg = {
+        "model": {"depth": 2, "base_filters": 4},
+        # three held-out frames on two processes: rank 0 validates 1 and 3, rank 1 frame 2 and a blank
+        "train": {
+            "patch_size": 24,
+            "batch_size": 4,
+            "steps_per_epoch": 4,
+            "max_epochs": 2,
+            "val_frames": [1, 2, 3],
+            **ddp,
+        },
+    }
+    jobs = {
+        "rvae": {
+            "stage": "rvae",
+            "log": "../rvae.log",
+            "args": [str(root / "windows.zarr"), str(root / "rvae"), 7, rvae_cfg, 0, 2],
+        },
+        "segment": {
+            "stage": "segment",
+            "log": "../segment.log",
+            "args": [movie, labels, str(root / "seg"), 3, seg_cfg, 0, 2],
+        },
+    }
     running = {name: _ddp_start(root / f"run_{name}", job) for name, job in jobs.items()}
     for name, proc in running.items():
         try:

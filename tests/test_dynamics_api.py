@@ -18,8 +18,9 @@ from ferrolens.errors import InputError
 LABELS = ["angle", "dx", "dy", "z1", "z2"]
 
 
-def make_latents(path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True, cycles=1.0, window=8,
-                 angle_period=None):
+def make_latents(
+    path, n_frames=24, size=24, seed=0, bias=True, hysteretic=True, cycles=1.0, window=8, angle_period=None
+):
     """A latents store in the rVAE layout: a region of state A (z1 ≈ -2, angle ≈ 0.4) whose
     area follows a hysteretic function of a triangular bias (from 0 V: the first quarter-cycle
     is the virgin curve); state B elsewhere (z1 ≈ 2, angle near the π/2 wrap). Structure
@@ -62,12 +63,16 @@ def make_segmentation(path, n_frames=24, size=24):
     label[:, : size // 2] = 1  # structure in the upper half
     prob = np.stack([label == 0, label == 1], axis=1).astype(np.float32)
     F = store.FRAME
-    ds = xr.Dataset({"label": ((F, store.Y, store.X), label),
-                     "probability": ((F, store.CLASS, store.Y, store.X), prob, {"units": "1"}),
-                     "norm_low": ((F,), np.zeros(n_frames)), "norm_high": ((F,), np.ones(n_frames))},
-                    coords={**store.frame_coords(n_frames), store.CLASS: ["domain", "wall"]},
-                    attrs=store.provenance("segmentation", {}, class_names=["domain", "wall"],
-                                           norm_percentiles=[1.0, 99.0]))
+    ds = xr.Dataset(
+        {
+            "label": ((F, store.Y, store.X), label),
+            "probability": ((F, store.CLASS, store.Y, store.X), prob, {"units": "1"}),
+            "norm_low": ((F,), np.zeros(n_frames)),
+            "norm_high": ((F,), np.ones(n_frames)),
+        },
+        coords={**store.frame_coords(n_frames), store.CLASS: ["domain", "wall"]},
+        attrs=store.provenance("segmentation", {}, class_names=["domain", "wall"], norm_percentiles=[1.0, 99.0]),
+    )
     store.write_store(ds, path)
 
 
@@ -147,8 +152,14 @@ def test_structure_pixels_and_subsample(tmp_path):
 def test_no_bias_gives_table_with_note(tmp_path):
     lat = tmp_path / "latents.zarr"
     make_latents(lat, bias=False)
-    kde_nmf(str(lat), None, str(tmp_path / "d.zarr"), str(tmp_path / "t.csv"),
-            {**FAST, "bootstrap": 5, "variables": ["z1"]}, seed=0)
+    kde_nmf(
+        str(lat),
+        None,
+        str(tmp_path / "d.zarr"),
+        str(tmp_path / "t.csv"),
+        {**FAST, "bootstrap": 5, "variables": ["z1"]},
+        seed=0,
+    )
     tab = pd.read_csv(tmp_path / "t.csv")
     assert (tab.stimulus == "time").all() and (tab.cycle == "none").all()
     assert tab.note.str.contains("time, which never turns back").all() and tab.loop_area.isna().all()
@@ -210,8 +221,14 @@ def test_sweep_merge(tmp_path):
         lat = tmp_path / f"n{w}" / "latents.zarr"
         make_latents(lat, seed=w)
         out = tmp_path / f"n{w}" / "dynamics.zarr"
-        kde_nmf(str(lat), None, str(out), str(tmp_path / f"n{w}" / "h.csv"),
-                {**FAST, "bootstrap": 0, "variables": ["angle", "z1"]}, seed=0)
+        kde_nmf(
+            str(lat),
+            None,
+            str(out),
+            str(tmp_path / f"n{w}" / "h.csv"),
+            {**FAST, "bootstrap": 0, "variables": ["angle", "z1"]},
+            seed=0,
+        )
         dyn.append(str(out))
         lats.append(str(lat))
     sweep_merge(dyn, lats, [8, 12], str(tmp_path / "sweep.zarr"))
@@ -299,12 +316,20 @@ def test_the_angle_period_is_the_one_the_rvae_recorded(tmp_path):
         lat = tmp_path / f"lat_{recorded}_{given}.zarr"
         make_latents(lat, n_frames=12, size=16, angle_period=recorded)
         out = tmp_path / f"dyn_{recorded}_{given}.zarr"
-        kde_nmf(str(lat), None, str(out), str(tmp_path / f"t_{recorded}_{given}.csv"), {**cfg, "angle_period": given}, 0)
+        kde_nmf(
+            str(lat), None, str(out), str(tmp_path / f"t_{recorded}_{given}.csv"), {**cfg, "angle_period": given}, 0
+        )
         ds = store.open_store(out, "dynamics")
         assert ds.attrs["angle_period"] == pytest.approx(expected)
         grid = ds["grid_value"].sel(variable="angle").values
         assert grid[-1] - grid[0] == pytest.approx(expected * (1 - 1 / grid.size))  # one period, circular
     with pytest.raises(InputError, match=r"dynamics\.angle_period.*recorded an angle period of 6\.28319"):
-        kde_nmf(str(tmp_path / f"lat_{2 * math.pi}_None.zarr"), None, str(tmp_path / "x.zarr"),
-                str(tmp_path / "x.csv"), {**cfg, "angle_period": math.pi}, 0)
+        kde_nmf(
+            str(tmp_path / f"lat_{2 * math.pi}_None.zarr"),
+            None,
+            str(tmp_path / "x.zarr"),
+            str(tmp_path / "x.csv"),
+            {**cfg, "angle_period": math.pi},
+            0,
+        )
     assert not (tmp_path / "x.zarr").exists()

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from ferrolens.bias import triangular_waveform
-from ferrolens.synthetic import ar1_noise
 from ferrolens.dynamics import dynamics_core
 from ferrolens.dynamics import looptest as lt
 from ferrolens.dynamics.hysteresis import (
@@ -23,12 +22,11 @@ from ferrolens.dynamics.hysteresis import (
 )
 from ferrolens.errors import InputError
 from ferrolens.stimulus import Stimulus
+from ferrolens.synthetic import ar1_noise
 
 
 def seg_tuples(segs):
     return [(s.start, s.stop, s.direction) for s in segs]
-
-
 
 
 # --- branches, virgin curve, cycles ---------------------------------------------------------
@@ -57,8 +55,10 @@ def test_two_cycles_and_starting_at_a_peak():
     bias = triangular_waveform(80, 5.0, cycles=2.0, phase=0.0)
     sw = analyse_sweep(bias)
     assert seg_tuples([sw.virgin]) == [(0, 10, RISING)]
-    assert [seg_tuples(c) for c in sw.cycles] == [[(10, 30, FALLING), (30, 50, RISING)],
-                                                 [(50, 70, FALLING), (70, 79, RISING)]]
+    assert [seg_tuples(c) for c in sw.cycles] == [
+        [(10, 30, FALLING), (30, 50, RISING)],
+        [(50, 70, FALLING), (70, 79, RISING)],
+    ]
     assert sw.n_cycles == 2
     peak = triangular_waveform(40, 10.0, cycles=1.0, phase=0.25)  # +10 → -10 → +9.5
     sw = analyse_sweep(peak)
@@ -170,7 +170,7 @@ def test_level_under_correlated_noise_drift_and_a_shuffled_bias():
     """One cycle from saturation (40 frames), no loop, AR(1) noise of lag-1 correlation 0.8 plus a
     linear drift: ≤ 8 % of 200 seeds called at 0.05 and ≤ 10 % of area intervals exclude 0. The same
     curves against a reference that ignores the correlation (ρ = 0) are called far more often."""
-    bias, sw, op = sweep_and_operator(40, 1.0, 0.25)
+    bias, _sw, op = sweep_and_operator(40, 1.0, 0.25)
     rng = np.random.default_rng(20261206)
     truth = 0.5 + 0.5 * np.tanh(bias / 0.2) + 0.05 * np.linspace(-1, 1, 40)
     curves = truth[None] + ar1_noise(rng, SEEDS, 40, 0.8, 0.05)
@@ -194,11 +194,95 @@ def test_a_smooth_course_under_a_shuffled_bias_is_not_a_loop():
     shuffled: a quadratic drift misfits that course and a loop term picks up the remainder (p at the
     floor at degree 2: the false call of issue 24); under a linear drift it is no loop, so the test,
     which takes the larger p over degrees 1 … drift_degree, calls none."""
-    y = np.array([0.49, 0.523, 0.511, 0.507, 0.505, 0.502, 0.483, 0.474, 0.435, 0.438, 0.33, 0.226, 0.169, 0.148,
-                  0.088, 0.048, 0.035, 0.0, 0.0, 0.0, 0.007, 0.002, 0.014, 0.015, 0.002, 0.0, 0.017, 0.023, 0.062,
-                  0.074, 0.06, 0.094, 0.106, 0.125, 0.167, 0.245, 0.345, 0.402, 0.426, 0.479])
-    bias = np.array([1, -7, -7, -2, 10, 3, 4, -8, -5, -6, 7, -1, -10, -9, -3, 9, 9, -1, 6, -4, -5, 4, -6, 1, 5, 6,
-                     -4, -9, 7, 0, 8, 3, -2, 0, 5, 2, 2, -8, -3, 8], float)
+    y = np.array(
+        [
+            0.49,
+            0.523,
+            0.511,
+            0.507,
+            0.505,
+            0.502,
+            0.483,
+            0.474,
+            0.435,
+            0.438,
+            0.33,
+            0.226,
+            0.169,
+            0.148,
+            0.088,
+            0.048,
+            0.035,
+            0.0,
+            0.0,
+            0.0,
+            0.007,
+            0.002,
+            0.014,
+            0.015,
+            0.002,
+            0.0,
+            0.017,
+            0.023,
+            0.062,
+            0.074,
+            0.06,
+            0.094,
+            0.106,
+            0.125,
+            0.167,
+            0.245,
+            0.345,
+            0.402,
+            0.426,
+            0.479,
+        ]
+    )
+    bias = np.array(
+        [
+            1,
+            -7,
+            -7,
+            -2,
+            10,
+            3,
+            4,
+            -8,
+            -5,
+            -6,
+            7,
+            -1,
+            -10,
+            -9,
+            -3,
+            9,
+            9,
+            -1,
+            6,
+            -4,
+            -5,
+            4,
+            -6,
+            1,
+            5,
+            6,
+            -4,
+            -9,
+            7,
+            0,
+            8,
+            3,
+            -2,
+            0,
+            5,
+            2,
+            2,
+            -8,
+            -3,
+            8,
+        ],
+        float,
+    )
     sw = analyse_sweep(bias)
     op = LoopOperator.build(sw, 101, 1, cycles=sw.complete_cycles() or None)
     assert drift_degrees(2) == [2, 1] and drift_degrees(0) == [0]
@@ -257,8 +341,10 @@ def test_detectable_area_is_what_the_design_detects():
     noise = ar1_noise(rng, SEEDS, 40, 0.3, 0.03)
     designs, ref, null = model(noise, op, rng)
     bound = np.median(null.detectable)
-    found = {f: (lt.model_test(noise + shape[None] * f * bound / unit, designs, ref, 0.95, 0.05).p <= 0.05).mean()
-             for f in (1 / 3, 1, 2)}
+    found = {
+        f: (lt.model_test(noise + shape[None] * f * bound / unit, designs, ref, 0.95, 0.05).p <= 0.05).mean()
+        for f in (1 / 3, 1, 2)
+    }
     assert found[1] >= 0.4 and found[2] >= 0.7 and found[1 / 3] < 0.3
 
 
@@ -269,8 +355,7 @@ def test_open_loop_with_drift_is_not_tested():
     bias, sw, op = sweep_and_operator(40, 1.0, 0.0)
     assert lt.loop_designs(op, 2) == [] and lt.loop_designs(op, 0)
     y = 0.5 + 0.5 * np.tanh((bias - 0.3 * sw.branches.direction) / 0.3)
-    st = loop_statistics(y + ar1_noise(np.random.default_rng(1), 2, 40, 0.0, 0.02), op, n_resample=0,
-                         n_random=99)
+    st = loop_statistics(y + ar1_noise(np.random.default_rng(1), 2, 40, 0.0, 0.02), op, n_resample=0, n_random=99)
     assert np.isnan(st["p_value"]).all() and np.isfinite(st["loop_area"]).all()
 
 
@@ -284,8 +369,12 @@ def test_auto_block_length_follows_the_correlation():
     # the table reports it per curve: longer blocks for slower noise
     bias, sw, op = sweep_and_operator(80, 2.0, 0.0)
     y = 0.5 + 0.5 * np.tanh((bias - 0.3 * sw.branches.direction) / 0.3)
-    tb = [loop_statistics(y + ar1_noise(np.random.default_rng(2), 6, 80, r, 0.03), op, n_resample=0,
-                          n_random=99)["time_block"] for r in (0.0, 0.8)]
+    tb = [
+        loop_statistics(y + ar1_noise(np.random.default_rng(2), 6, 80, r, 0.03), op, n_resample=0, n_random=99)[
+            "time_block"
+        ]
+        for r in (0.0, 0.8)
+    ]
     assert np.median(tb[0]) < np.median(tb[1])
 
 
@@ -300,7 +389,7 @@ def test_coercive_intervals_from_time_blocks_and_cycles():
     assert np.median(st["falling_coercive"]) == pytest.approx(-0.3, abs=0.03)
     width = st["rising_coercive_ci_high"] - st["rising_coercive_ci_low"]
     assert (width > 0).all() and np.median(width) < 0.3
-    assert np.mean((st["rising_coercive_ci_low"] <= 0.3) & (0.3 <= st["rising_coercive_ci_high"])) >= 0.8
+    assert np.mean((st["rising_coercive_ci_low"] <= 0.3) & (st["rising_coercive_ci_high"] >= 0.3)) >= 0.8
     assert (st["p_value"] <= 0.05).all()  # three complete cycles: the loop is plain
 
 
@@ -329,7 +418,7 @@ def planted_frames(fraction, n_pixels, rng):
     exactly round(fraction·n) pixels in state A."""
     frames = {"angle": [], "z1": []}
     for w in fraction:
-        na = int(round(w * n_pixels))
+        na = round(w * n_pixels)
         z = np.r_[rng.normal(-2.0, 0.3, na), rng.normal(2.0, 0.3, n_pixels - na)]
         ang = np.r_[rng.normal(0.4, 0.1, na), rng.normal(1.5, 0.1, n_pixels - na)]  # B straddles the π/2 wrap
         perm = rng.permutation(n_pixels)
@@ -339,7 +428,13 @@ def planted_frames(fraction, n_pixels, rng):
 
 
 # planted frames draw their pixels independently: noise uncorrelated in time, so blocks of 2 frames are valid
-CFG = {"variables": ["angle", "z1"], "grid_points": 64, "bootstrap": 30, "time_block": 2, "permutations": 199}  # p floor 0.005: Holm over 6 loops < 0.05
+CFG = {
+    "variables": ["angle", "z1"],
+    "grid_points": 64,
+    "bootstrap": 30,
+    "time_block": 2,
+    "permutations": 199,
+}  # p floor 0.005: Holm over 6 loops < 0.05
 
 
 def test_nmf_recovers_planted_hysteresis():

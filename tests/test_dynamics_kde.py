@@ -30,12 +30,15 @@ def scipy_circular(x, h, period, grid_values):
 @pytest.mark.parametrize("method", ["scott", "silverman"])
 def test_linear_matches_scipy_rule(method):
     rng = np.random.default_rng(0)
-    frames = [rng.normal(0, 1, 800), np.r_[rng.normal(-1, 0.3, 500), rng.gamma(2.0, 0.5, 300) + 1.0],
-              rng.uniform(-2, 2, 300)]
+    frames = [
+        rng.normal(0, 1, 800),
+        np.r_[rng.normal(-1, 0.3, 500), rng.gamma(2.0, 0.5, 300) + 1.0],
+        rng.uniform(-2, 2, 300),
+    ]
     grid = linear_grid(-5, 6, 300)
     h = np.array([rule_bandwidth(x, method) for x in frames])
     dens = kde_frames(frames, grid, h)
-    for x, hf, d in zip(frames, h, dens):
+    for x, hf, d in zip(frames, h, dens, strict=True):
         ref = stats.gaussian_kde(x, bw_method=method)
         assert hf == pytest.approx(np.sqrt(ref.covariance[0, 0]), rel=1e-12)  # same rule as scipy
         want = ref(grid.values)
@@ -110,7 +113,7 @@ def test_per_frame_bandwidths():
     grid = linear_grid(-5, 5, 128)
     hs = np.array([0.1, 0.3, 0.6])
     d = kde_frames(frames, grid, hs)
-    for x, h, row in zip(frames, hs, d):
+    for x, h, row in zip(frames, hs, d, strict=True):
         want = scipy_kde(x, h, grid.values)
         assert np.abs(row - want).max() < 1e-3 * want.max()
 
@@ -149,7 +152,7 @@ def test_atom_binning_matches_exact_weighted_binning(circular):
     x = wrap(rng.normal(0.5, 0.6, 3000), np.pi) if circular else rng.normal(0.5, 0.6, 3000)
     h = 0.05
     plan = KDEPlan(grid, h)
-    k, t, keep = plan.positions(x)
+    k, t, _keep = plan.positions(x)
     a = plan.atom_index(k, t)
     mult = np.bincount(rng.integers(0, k.size, k.size), minlength=k.size).astype(float)
     exact = plan.smooth(plan.bin(k, t, 0, 1, weights=mult), h)

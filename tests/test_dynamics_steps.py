@@ -70,13 +70,19 @@ def test_select_from_maps_subsamples_sorted_pixels_per_frame():
 
 
 def _maps(n_frames, ny, nx, y0=0, x0=0):
-    return xr.DataArray(np.zeros((n_frames, ny, nx, 1)), dims=(store.FRAME, store.Y, store.X, store.LATENT),
-                        coords={store.Y: np.arange(y0, y0 + ny), store.X: np.arange(x0, x0 + nx)})
+    return xr.DataArray(
+        np.zeros((n_frames, ny, nx, 1)),
+        dims=(store.FRAME, store.Y, store.X, store.LATENT),
+        coords={store.Y: np.arange(y0, y0 + ny), store.X: np.arange(x0, x0 + nx)},
+    )
 
 
 def test_structure_mask_aligns_a_cropped_latent_map_by_pixel_coordinates():
-    label = xr.DataArray(np.arange(2 * 4 * 5).reshape(2, 4, 5) % 3, dims=(store.FRAME, store.Y, store.X),
-                         coords={store.Y: np.arange(4), store.X: np.arange(5)})
+    label = xr.DataArray(
+        np.arange(2 * 4 * 5).reshape(2, 4, 5) % 3,
+        dims=(store.FRAME, store.Y, store.X),
+        coords={store.Y: np.arange(4), store.X: np.arange(5)},
+    )
     mask = structure_mask(label, _maps(2, 2, 3, y0=1, x0=2), 1, "seg.zarr")
     assert mask.shape == (2, 2, 3)
     np.testing.assert_array_equal(mask, label.values[:, 1:3, 2:5] == 1)
@@ -101,9 +107,17 @@ def test_bandwidths_per_frame_fall_back_on_the_shared_median_where_a_frame_has_n
 
 
 def test_variable_grid_fixed_range_circular_angle_and_a_widened_degenerate_range():
-    cfg = section("dynamics", {"variables": ["angle", "z1"], "bandwidth": "fixed",
-                               "fixed_bandwidth": {"z1": 0.5, "angle": 0.1},
-                               "ranges": {"z1": [-1.0, 3.0]}, "grid_points": 9, "angle_period": 2.5})
+    cfg = section(
+        "dynamics",
+        {
+            "variables": ["angle", "z1"],
+            "bandwidth": "fixed",
+            "fixed_bandwidth": {"z1": 0.5, "angle": 0.1},
+            "ranges": {"z1": [-1.0, 3.0]},
+            "grid_points": 9,
+            "angle_period": 2.5,
+        },
+    )
     grid, h = variable_grid("z1", [np.zeros(3), np.ones(3)], cfg)
     assert h.tolist() == [0.5, 0.5]
     assert (grid.values[0], grid.values[-1], grid.size) == (-1.0, 3.0, 9)
@@ -112,8 +126,16 @@ def test_variable_grid_fixed_range_circular_angle_and_a_widened_degenerate_range
     with pytest.raises(ValueError, match="not resolved"):  # the entry functions resolve it; a step does not guess
         variable_grid("angle", [np.zeros(3)], {**cfg, "angle_period": None})
     # every value equal: the quantile range is a point, widened by one bandwidth each side
-    cfg = section("dynamics", {"variables": ["z2"], "bandwidth": "fixed", "fixed_bandwidth": {"z2": 0.25},
-                               "range_padding": 0.0, "grid_points": 9})
+    cfg = section(
+        "dynamics",
+        {
+            "variables": ["z2"],
+            "bandwidth": "fixed",
+            "fixed_bandwidth": {"z2": 0.25},
+            "range_padding": 0.0,
+            "grid_points": 9,
+        },
+    )
     grid, _ = variable_grid("z2", [np.full(4, 2.0)], cfg)
     assert (grid.values[0], grid.values[-1]) == pytest.approx((1.75, 2.25))
 
@@ -194,8 +216,19 @@ def test_loop_specs_pool_the_cycles_and_give_each_its_own_row_when_several():
 
 
 def _row(**kw):
-    base = {"cycle": "all", "loop_area": 0.3, "loop_area_ci_low": 0.1, "loop_area_ci_high": 0.5, "p_value": 0.01,
-            "p_adjusted": 0.02, "alpha": 0.05, "significant": True, "p_floor": 0.001, "detectable_area": 0.2, "note": ""}
+    base = {
+        "cycle": "all",
+        "loop_area": 0.3,
+        "loop_area_ci_low": 0.1,
+        "loop_area_ci_high": 0.5,
+        "p_value": 0.01,
+        "p_adjusted": 0.02,
+        "alpha": 0.05,
+        "significant": True,
+        "p_floor": 0.001,
+        "detectable_area": 0.2,
+        "note": "",
+    }
     base.update(kw)
     return namedtuple("Row", base)(**base)
 
@@ -214,11 +247,29 @@ def test_verdict_words():
 
 def test_loop_table_adjusts_only_the_pooled_rows_and_calls_a_loop_only_clear_of_zero():
     def row(cycle, p, lo):
-        r = {c: 0.0 for c in ("window", "variable", "component", "stimulus", "stimulus_units", "range_low",
-                              "range_high", "virgin_frames", "n_cycles", "drift_degree", "noise_rho", "reference_rho",
-                              "time_block",
-                              "n_resamples", "loop_area_raw", "detectable_area",
-                              "ci_level", "note")}
+        r = {
+            c: 0.0
+            for c in (
+                "window",
+                "variable",
+                "component",
+                "stimulus",
+                "stimulus_units",
+                "range_low",
+                "range_high",
+                "virgin_frames",
+                "n_cycles",
+                "drift_degree",
+                "noise_rho",
+                "reference_rho",
+                "time_block",
+                "n_resamples",
+                "loop_area_raw",
+                "detectable_area",
+                "ci_level",
+                "note",
+            )
+        }
         r.update({"cycle": cycle, "alpha": 0.05, "p_value": p, "p_floor": 1e-4, "note": ""})
         for m in ("loop_area", "max_difference", "max_difference_at", "rising_coercive", "falling_coercive"):
             r.update({m: 1.0, f"{m}_ci_low": lo, f"{m}_ci_high": 2.0})
@@ -228,8 +279,17 @@ def test_loop_table_adjusts_only_the_pooled_rows_and_calls_a_loop_only_clear_of_
     np.testing.assert_allclose(table["p_adjusted"].to_numpy()[:2], [0.02, 0.02])
     assert np.isnan(table["p_adjusted"].iloc[2])
     assert table["significant"].tolist() == [True, False, False]
-    assert list(table.columns[:9]) == ["window", "variable", "component", "cycle", "stimulus", "stimulus_units",
-                                       "loop_area", "loop_area_ci_low", "loop_area_ci_high"]
+    assert list(table.columns[:9]) == [
+        "window",
+        "variable",
+        "component",
+        "cycle",
+        "stimulus",
+        "stimulus_units",
+        "loop_area",
+        "loop_area_ci_low",
+        "loop_area_ci_high",
+    ]
     assert describe("detectable_area").startswith("smallest |loop area|")
     assert describe("max_difference_ci_high") == "high end of the interval of max_difference (level ci_level)"
 
@@ -258,17 +318,25 @@ def test_circular_stats_wrap_across_the_period_and_linear_stats_ignore_nan():
 
 
 def test_frame_stats_lay_out_one_column_per_latent():
-    ds = frame_stats(["angle", "z1"], [(np.array([0.1, 0.2]), np.array([0.0, 0.1])),
-                                       (np.array([1.0, 2.0]), np.array([0.5, 0.6]))])
+    ds = frame_stats(
+        ["angle", "z1"], [(np.array([0.1, 0.2]), np.array([0.0, 0.1])), (np.array([1.0, 2.0]), np.array([0.5, 0.6]))]
+    )
     assert ds["latent_mean"].dims == (store.FRAME, store.LATENT)
     assert ds["latent_mean"].sel({store.LATENT: "z1"}).values.tolist() == [1.0, 2.0]
     assert ds["latent_sd"].sel({store.LATENT: "angle"}).values.tolist() == [0.0, 0.1]
 
 
 def test_frame_densities_stack_masses_side_by_side():
-    cfg = section("dynamics", {"variables": ["z1", "z2"], "bandwidth": "fixed",
-                               "fixed_bandwidth": {"z1": 0.2, "z2": 0.2},
-                               "ranges": {"z1": [-2.0, 2.0], "z2": [-4.0, 4.0]}, "grid_points": 41})
+    cfg = section(
+        "dynamics",
+        {
+            "variables": ["z1", "z2"],
+            "bandwidth": "fixed",
+            "fixed_bandwidth": {"z1": 0.2, "z2": 0.2},
+            "ranges": {"z1": [-2.0, 2.0], "z2": [-4.0, 4.0]},
+            "grid_points": 41,
+        },
+    )
     rng = np.random.default_rng(0)
     dens = frame_densities({"z1": [rng.normal(0, 0.5, 300)], "z2": [rng.normal(0, 0.5, 300)]}, cfg)
     stacked = dens.stack(dens.kdes)

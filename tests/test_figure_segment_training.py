@@ -13,8 +13,12 @@ from ferrolens.errors import InputError
 from ferrolens.figures import segment_training
 from ferrolens.figures.segment import segment_training_figure
 
-REGIONS = {"holdout": "regions", "train_frames": [0, 3], "val_frames": [0, 3],
-           "regions": [{"frame": 0, "side": "bottom", "y": [40, 48], "x": [0, 48]}]}
+REGIONS = {
+    "holdout": "regions",
+    "train_frames": [0, 3],
+    "val_frames": [0, 3],
+    "regions": [{"frame": 0, "side": "bottom", "y": [40, 48], "x": [0, 48]}],
+}
 
 
 def record(folder, names, iou=0.5):
@@ -22,13 +26,24 @@ def record(folder, names, iou=0.5):
     whose held-out IoU is ``iou`` (mean; wall 0.05 lower)."""
     folder.mkdir()
     epochs = np.arange(4)
-    df = pd.DataFrame({"epoch": epochs, "step": 10 * (epochs + 1), "train_loss": 1.0 / (epochs + 1),
-                       "val_loss": 1.2 / (epochs + 1), "val_miou": 0.2 + 0.1 * epochs})
+    df = pd.DataFrame(
+        {
+            "epoch": epochs,
+            "step": 10 * (epochs + 1),
+            "train_loss": 1.0 / (epochs + 1),
+            "val_loss": 1.2 / (epochs + 1),
+            "val_miou": 0.2 + 0.1 * epochs,
+        }
+    )
     for i, n in enumerate(names):
         df[f"iou_{n}"] = 0.15 + 0.1 * epochs + 0.05 * i
     df.to_csv(folder / "metrics.csv", index=False)
-    q = {"heldout_miou": iou, "heldout_iou_wall": iou - 0.05, "split": REGIONS,
-         "held_out": "held out for validation: a strip of each labelled frame"}
+    q = {
+        "heldout_miou": iou,
+        "heldout_iou_wall": iou - 0.05,
+        "split": REGIONS,
+        "held_out": "held out for validation: a strip of each labelled frame",
+    }
     (folder / "quality.json").write_text(json.dumps(q))
     return str(folder / "metrics.csv"), str(folder / "quality.json")
 
@@ -38,11 +53,13 @@ def texts(fig):
 
 
 def test_one_row_per_model_written_as_png(tmp_path):
-    runs = [record(tmp_path / "c2", ["background", "wall"]),
-            record(tmp_path / "c3", ["background", "wall", "contaminant"])]
-    out = segment_training([m for m, _ in runs], [q for _, q in runs], str(tmp_path / "segment_training.png"),
-                           {"dpi": 60},
-                           min_iou=0.3)
+    runs = [
+        record(tmp_path / "c2", ["background", "wall"]),
+        record(tmp_path / "c3", ["background", "wall", "contaminant"]),
+    ]
+    out = segment_training(
+        [m for m, _ in runs], [q for _, q in runs], str(tmp_path / "segment_training.png"), {"dpi": 60}, min_iou=0.3
+    )
     with Image.open(out) as im:
         w, h = im.size
         arr = np.asarray(im.convert("L"))

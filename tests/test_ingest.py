@@ -19,13 +19,14 @@ CLASSES = ["background", "wall", "contaminant"]
 @pytest.fixture
 def demo_stores(tmp_path):
     syn = write_demo_source({"n_frames": 6, "size": 32, "seed": 1, "needles_per_family": 3}, tmp_path / "syn.zarr")
-    movie = ingest_movie({"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2}, tmp_path / "movie.zarr",
-                         source=str(syn))
+    movie = ingest_movie(
+        {"frames": {"start": 1}, "crop": [0, 30, 2, 32], "bin": 2}, tmp_path / "movie.zarr", source=str(syn)
+    )
     return tmp_path, syn, movie
 
 
 def test_movie_store_vocabulary(demo_stores):
-    tmp, syn, movie = demo_stores
+    _tmp, syn, movie = demo_stores
     ds = store.open_store(movie, "movie", ["image"])
     assert ds.image.dims == ("frame", "y", "x") and ds.image.shape == (5, 15, 15)
     assert ds.bias.attrs["units"] == "V" and ds.time.attrs["units"] == "s"
@@ -77,14 +78,22 @@ def test_label_files_index_and_rgb(demo_stores):
     rgb[a == 2] = [0, 0, 255]
     Image.fromarray(rgb).save(tmp / "rgb.png")
     colors = {"background": [0, 0, 0], "wall": [255, 0, 0], "contaminant": [0, 0, 255]}
-    out = ingest_labels({"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
-                        CLASSES, movie, tmp / "l2.zarr")
+    out = ingest_labels(
+        {"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
+        CLASSES,
+        movie,
+        tmp / "l2.zarr",
+    )
     np.testing.assert_array_equal(store.open_store(out, "labels").label.values[0], a)
     rgb[0, 0] = [0, 255, 0]
     Image.fromarray(rgb).save(tmp / "rgb.png")
     with pytest.raises(InputError, match=r"colours \[\[0, 255, 0\]\] are not in labels.colors"):
-        ingest_labels({"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
-                      CLASSES, movie, tmp / "l3.zarr")
+        ingest_labels(
+            {"labels": {"frames": [2], "path": str(tmp / "rgb.png"), "format": "rgb", "colors": colors}},
+            CLASSES,
+            movie,
+            tmp / "l3.zarr",
+        )
     assert not (tmp / "l3.zarr").exists()
 
 
@@ -104,8 +113,8 @@ def test_label_errors(demo_stores):
 
 
 def test_open_store_checks_kind_and_variables(demo_stores):
-    tmp, syn, movie = demo_stores
-    with pytest.raises(InputError, match="store kind is 'movie'.*'labels'"):
+    tmp, _syn, movie = demo_stores
+    with pytest.raises(InputError, match=r"store kind is 'movie'.*'labels'"):
         store.open_store(movie, "labels")
     with pytest.raises(InputError, match=r"lacks variable\(s\) \['probability'\]"):
         store.open_store(movie, "movie", ["probability"])
@@ -114,8 +123,11 @@ def test_open_store_checks_kind_and_variables(demo_stores):
 
 
 def test_atomic_write_replaces_and_cleans_up(tmp_path):
-    ds = xr.Dataset({"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])}, coords=store.frame_coords(3),
-                    attrs=store.provenance("movie"))
+    ds = xr.Dataset(
+        {"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])},
+        coords=store.frame_coords(3),
+        attrs=store.provenance("movie"),
+    )
     out = tmp_path / "s.zarr"
     store.write_store(ds, out)
     store.write_store(ds * 2, out)  # replacing an existing store works
@@ -123,7 +135,7 @@ def test_atomic_write_replaces_and_cleans_up(tmp_path):
 
     bad = ds.copy()
     bad["source_frame"] = (("frame",), np.array([object(), object(), object()]))  # cannot be encoded
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # zarr refuses to encode the object array
         store.write_store(bad, out)
     np.testing.assert_array_equal(xr.open_zarr(out).image.values.ravel(), [0, 2, 4])  # old store intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # no temporaries left
@@ -149,11 +161,17 @@ def test_every_config_key_has_a_description_and_a_default():
 
     def walk(node, path, base):
         if isinstance(node, dict) and "$ref" in node and not node["$ref"].startswith("#"):
-            node = {**yaml.safe_load((base / node["$ref"]).read_text()), **{k: v for k, v in node.items() if k != "$ref"}}
+            node = {
+                **yaml.safe_load((base / node["$ref"]).read_text()),
+                **{k: v for k, v in node.items() if k != "$ref"},
+            }
         for key, sub in (node.get("properties") or {}).items():
             here = f"{path}.{key}".strip(".")
             if "$ref" in sub and not sub["$ref"].startswith("#"):
-                sub = {**yaml.safe_load((base / sub["$ref"]).read_text()), **{k: v for k, v in sub.items() if k != "$ref"}}
+                sub = {
+                    **yaml.safe_load((base / sub["$ref"]).read_text()),
+                    **{k: v for k, v in sub.items() if k != "$ref"},
+                }
             assert sub.get("description") or here in ("segment", "rvae", "dynamics", "latent_space", "figures"), here
             assert "default" in sub, here
             if sub.get("type") == "object" and "properties" in sub:

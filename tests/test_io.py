@@ -95,8 +95,9 @@ def test_beps_cube_bias_axis_becomes_frames():
 
 def test_frame_range_crop_binning(tmp_path, stack):
     np.save(tmp_path / "m.npy", stack)
-    ds = load_movie({"frames": {"start": 1, "stop": 6, "step": 2}, "crop": [2, 18, 0, None], "bin": 2},
-                    str(tmp_path / "m.npy"))
+    ds = load_movie(
+        {"frames": {"start": 1, "stop": 6, "step": 2}, "crop": [2, 18, 0, None], "bin": 2}, str(tmp_path / "m.npy")
+    )
     assert ds.image.shape == (3, 8, 12)
     np.testing.assert_array_equal(ds.source_frame.values, [1, 3, 5])
     expect = stack[3, 2:18, :].reshape(8, 2, 12, 2).mean(axis=(1, 3))
@@ -203,9 +204,12 @@ def test_files_of_different_scans_are_not_joined_silently(tmp_path):
     assert "scan3.h5: (2e-07, 2e-07) m" in msg and "`mixed_series: true`" in msg
     # one scan size but moved: the offsets are named
     moved = [_pfm_scan(tmp_path / f"moved{i}.h5", 2, offset_um=(0.0, x), seed=i) for i, x in enumerate((0, 0, 1.5))]
-    with pytest.raises(InputError, match=r"moved2.h5: the 3 files are not one series: their position/offset \(y, x\) "
-                                         r"differ \(moved0.h5: \(0, 0\) m; moved1.h5: \(0, 0\) m; "
-                                         r"moved2.h5: \(0, 1.5e-06\) m\)"):
+    with pytest.raises(
+        InputError,
+        match=r"moved2.h5: the 3 files are not one series: their position/offset \(y, x\) "
+        r"differ \(moved0.h5: \(0, 0\) m; moved1.h5: \(0, 0\) m; "
+        r"moved2.h5: \(0, 1.5e-06\) m\)",
+    ):
         load_movie(opts, moved)
     # the key that says to join them anyway
     ds = load_movie({**opts, "mixed_series": True}, files)
@@ -221,14 +225,19 @@ def test_tiff_files_with_different_pixel_sizes_refused(tmp_path, stack):
     a, b = tmp_path / "a.tif", tmp_path / "b.tif"
     tifffile.imwrite(a, stack[0], resolution=(1e4, 1e4), resolutionunit="CENTIMETER")  # 1 µm pixels
     tifffile.imwrite(b, stack[1], resolution=(5e3, 5e3), resolutionunit="CENTIMETER")  # 2 µm pixels
-    with pytest.raises(InputError, match=r"b.tif: the 2 files are not one series: their pixel size \(y, x\) differ "
-                                         r"\(a.tif: \(1e-06, 1e-06\) m; b.tif: \(2e-06, 2e-06\) m\)"):
+    with pytest.raises(
+        InputError,
+        match=r"b.tif: the 2 files are not one series: their pixel size \(y, x\) differ "
+        r"\(a.tif: \(1e-06, 1e-06\) m; b.tif: \(2e-06, 2e-06\) m\)",
+    ):
         read_frames([a, b])
     assert read_frames([a, b], {"mixed_series": True}).image.shape == (2, 20, 24)
 
 
-@pytest.mark.skipif(not Path("/work/shared/data/dtmicroscope/PZT_final0003.h5").exists(),
-                    reason="the full PZT series lives in ../shared/data")
+@pytest.mark.skipif(
+    not Path("/work/shared/data/dtmicroscope/PZT_final0003.h5").exists(),
+    reason="the full PZT series lives in ../shared/data",
+)
 def test_three_pzt_scans_are_one_series():
     files = [f"/work/shared/data/dtmicroscope/PZT_final000{i}.h5" for i in (1, 2, 3)]
     fr = read_frames(files, {"channel": "PhaseRetrace"})

@@ -18,8 +18,13 @@ from ferrolens.latent_space import (
 )
 
 N = 8  # decoded image edge
-FAST = {"coarse_grid": 5, "dense_grid": 30, "image_components": 2, "histogram_components": 2,
-        "rgb_components": [0, 1, 1]}
+FAST = {
+    "coarse_grid": 5,
+    "dense_grid": 30,
+    "image_components": 2,
+    "histogram_components": 2,
+    "rgb_components": [0, 1, 1],
+}
 
 
 def ramp_decoder(z):
@@ -52,8 +57,7 @@ def test_contrast_and_physical_mask_exact():
     np.testing.assert_array_equal(ds["physical"].values, (want > 0.95) & (want < 1.05))
     assert 0 < ds["physical"].values.mean() < 1  # both kinds of region are present
     cz1, cz2 = np.linspace(-1, 1, 5), np.linspace(-2, 2, 5)
-    np.testing.assert_array_equal(ds["contrast_coarse"].values,
-                                  1.0 + 0.1 * cz1[:, None] + 0.05 * cz2[None, :] ** 2)
+    np.testing.assert_array_equal(ds["contrast_coarse"].values, 1.0 + 0.1 * cz1[:, None] + 0.05 * cz2[None, :] ** 2)
     assert ds["decoded"].dims == ("z1", "z2", "wy", "wx") and ds["decoded"].shape == (5, 5, N, N)
     # other bounds move the mask accordingly
     tight = latent_space_core(codes, ["z1", "z2"], ramp_decoder, {**cfg, "physical_bounds": [0.99, 1.01]}, 0)
@@ -66,7 +70,10 @@ def test_observed_contrast_reference_rescales_the_bounds():
     rng = np.random.default_rng(0)
     codes = rng.normal(scale=0.3, size=(500, 2))
     cfg = {**FAST, "ranges": {"z1": [-1.0, 1.0], "z2": [-2.0, 2.0]}}
-    half = lambda z: 0.5 * ramp_decoder(z)
+
+    def half(z):
+        return 0.5 * ramp_decoder(z)
+
     absolute = latent_space_core(codes, ["z1", "z2"], half, cfg, seed=0)
     assert not absolute["physical"].values.any() and float(absolute["contrast_reference"]) == 1.0
     obs = latent_space_core(codes, ["z1", "z2"], half, {**cfg, "contrast_reference": "observed"}, seed=0)
@@ -116,7 +123,7 @@ def test_grid_range_follows_code_quantiles():
         lo, hi = np.quantile(codes[:, i], q)
         for d in dims:
             assert ds[d].values[0] == pytest.approx(lo) and ds[d].values[-1] == pytest.approx(hi)
-    (r1, r2), src = grid_ranges(codes, ["z1", "z2"], ["z1", "z2"], q, {"z2": [0.0, 3.0]})
+    (_r1, r2), src = grid_ranges(codes, ["z1", "z2"], ["z1", "z2"], q, {"z2": [0.0, 3.0]})
     assert r2 == (0.0, 3.0) and src == ["quantiles", "config"]
 
 
@@ -150,9 +157,11 @@ def test_more_latents_pair_and_held_medians():
 def make_latents(path, labels=("angle", "dx", "dy", "z1", "z2"), **attrs):
     rng = np.random.default_rng(4)
     ds = xr.Dataset(
-        {"code_mean": ((store.SAMPLE, store.LATENT), rng.normal(size=(200, len(labels)))),
-         "code_logsd": ((store.SAMPLE, store.LATENT), np.full((200, len(labels)), -1.0)),
-         "mean": ((store.FRAME, store.Y, store.X, store.LATENT), np.zeros((2, 3, 3, len(labels)), np.float32))},
+        {
+            "code_mean": ((store.SAMPLE, store.LATENT), rng.normal(size=(200, len(labels)))),
+            "code_logsd": ((store.SAMPLE, store.LATENT), np.full((200, len(labels)), -1.0)),
+            "mean": ((store.FRAME, store.Y, store.X, store.LATENT), np.zeros((2, 3, 3, len(labels)), np.float32)),
+        },
         coords={store.LATENT: list(labels)},
         attrs={**store.provenance("latents", {}, window=8), **attrs},
     )
@@ -202,8 +211,14 @@ def test_bad_input(tmp_path):
     lat = tmp_path / "latents.zarr"
     make_latents(lat)
     wrong = tmp_path / "wrong.zarr"  # a store of another kind
-    store.write_store(xr.Dataset({"image": ((store.FRAME, store.Y, store.X), np.zeros((2, 3, 3)))},
-                                 coords=store.frame_coords(2), attrs=store.provenance("movie", {})), wrong)
+    store.write_store(
+        xr.Dataset(
+            {"image": ((store.FRAME, store.Y, store.X), np.zeros((2, 3, 3)))},
+            coords=store.frame_coords(2),
+            attrs=store.provenance("movie", {}),
+        ),
+        wrong,
+    )
     out = str(tmp_path / "ls.zarr")
     with pytest.raises(InputError, match="kind"):
         latent_space_map(str(wrong), ramp_decoder, out, {}, 0, 8)

@@ -53,8 +53,17 @@ def project(tmp: Path, configs: dict[str, str], data: dict[str, Path]) -> Path:
 
 
 def run(wd: Path, configs: list[str], *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2",
-           "--configfile", str(FIXTURES / "tiny.yaml"), *configs, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        str(FIXTURES / "tiny.yaml"),
+        *configs,
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=1500)
 
 
@@ -65,8 +74,11 @@ def figures(wd: Path, dataset: str) -> set[str]:
 def checksums(folder: Path) -> dict[str, bytes]:
     import hashlib
 
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).digest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).digest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 USER_CONFIGS = ["my.yaml", "scan.yaml"]  # README's example, the PNG-folder dataset
@@ -77,11 +89,18 @@ def user_run(tmp_path_factory):
     """README's TIFF + bias CSV + PNG labels (my_movie) and a folder of PNG frames with a label
     folder and no bias (scan), in one project and one run."""
     tiff, png = FIXTURES / "tiff", FIXTURES / "png_frames"
-    wd = project(tmp_path_factory.mktemp("own"),
-                 {"my.yaml": readme_example(), "scan.yaml": (png / "config.yaml").read_text()},
-                 {"movie.tif": tiff / "movie.tif", "bias.csv": tiff / "bias.csv",
-                  "label_000.png": tiff / "label_000.png", "label_008.png": tiff / "label_008.png",
-                  "frames": png / "frames", "labels": png / "labels"})
+    wd = project(
+        tmp_path_factory.mktemp("own"),
+        {"my.yaml": readme_example(), "scan.yaml": (png / "config.yaml").read_text()},
+        {
+            "movie.tif": tiff / "movie.tif",
+            "bias.csv": tiff / "bias.csv",
+            "label_000.png": tiff / "label_000.png",
+            "label_008.png": tiff / "label_008.png",
+            "frames": png / "frames",
+            "labels": png / "labels",
+        },
+    )
     before = checksums(wd / "data")
     proc = run(wd, USER_CONFIGS)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -107,8 +126,16 @@ def test_readme_tiff_movie_with_bias_csv_and_png_labels(user_run):
         assert seg.probability.shape == (16, c, 96, 96)
     lat = xr.open_zarr(wd / "results/my_movie/rvae/n8/latents.zarr")
     assert lat["mean"].shape[:3] == (16, 96, 96)
-    assert {"fig1_frames", "fig2_segmentation", "fig3_latent_codes_n8", "fig4_latent_maps", "fig5_dynamics_n8",
-            "fig6_latent_space_n8", "fig7_nmf_maps_n8", "rvae_training"} <= figures(wd, "my_movie")
+    assert {
+        "fig1_frames",
+        "fig2_segmentation",
+        "fig3_latent_codes_n8",
+        "fig4_latent_maps",
+        "fig5_dynamics_n8",
+        "fig6_latent_space_n8",
+        "fig7_nmf_maps_n8",
+        "rvae_training",
+    } <= figures(wd, "my_movie")
     assert (wd / "results/my_movie/rvae/n8/hysteresis.csv").exists()
 
 

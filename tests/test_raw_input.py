@@ -26,8 +26,11 @@ def cube(offsets=(-1.0, 0.0, 1.0), cube_attrs=True, seed=0):
     texture = rng.normal(0, 0.1, (32, 30)).astype(np.float32)
     img = np.stack([texture + np.float32(o) for o in offsets])
     attrs = {"frames_from": CUBE_BIAS_AXIS} if cube_attrs else {}
-    return xr.Dataset({"image": ((FRAME, Y, X), img, {"units": "arb. units"})},
-                      coords=frame_coords(len(offsets), bias=np.asarray(offsets)), attrs=attrs)
+    return xr.Dataset(
+        {"image": ((FRAME, Y, X), img, {"units": "arb. units"})},
+        coords=frame_coords(len(offsets), bias=np.asarray(offsets)),
+        attrs=attrs,
+    )
 
 
 def test_movie_scale_keeps_the_offset_that_the_frame_scale_loses():

@@ -30,8 +30,12 @@ def _movie(n_frames=4, h=40, w=36, seed=0):
             y, x = rng.integers(6, h - 6), rng.integers(6, w - 6)
             bar = oriented_bars(11, rng.uniform(0, np.pi, 1))[0]
             frames[f, y - 5 : y + 6, x - 5 : x + 6] = np.maximum(frames[f, y - 5 : y + 6, x - 5 : x + 6], bar)
-    return xr.DataArray(frames, dims=("frame", "y", "x"), name="walls",
-                        coords={"frame": np.arange(10, 10 + n_frames), "bias": ("frame", np.linspace(-2, 2, n_frames))})
+    return xr.DataArray(
+        frames,
+        dims=("frame", "y", "x"),
+        name="walls",
+        coords={"frame": np.arange(10, 10 + n_frames), "bias": ("frame", np.linspace(-2, 2, n_frames))},
+    )
 
 
 def test_schema_fragment_defaults_build_the_documented_model():
@@ -108,8 +112,10 @@ def test_content_weighting_draws_windows_in_proportion_to_their_mean():
     assert len(w.frame) == count and len(np.unique(w.y * 1000 + w.x)) == count  # without replacement
     assert 3.0 < right(w) / left(w) < 5.5  # ~4 (slightly less: drawn without replacement)
     assert 0.7 < right(u) / left(u) < 1.4
-    np.testing.assert_array_equal(w.windows, frame[0][np.add.outer(w.y - 2, np.arange(5))[:, :, None],
-                                                      np.add.outer(w.x - 2, np.arange(5))[:, None, :]])
+    np.testing.assert_array_equal(
+        w.windows,
+        frame[0][np.add.outer(w.y - 2, np.arange(5))[:, :, None], np.add.outer(w.x - 2, np.arange(5))[:, None, :]],
+    )
     # windows of no content are drawn only when nothing else is left
     frame[:, :, :40] = 0.0
     w0 = sample_windows(frame, n, count=count, seed=1, weighting="content")

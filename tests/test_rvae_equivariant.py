@@ -66,8 +66,16 @@ def trained_on_bars():
     shifts = rng.uniform(-0.2, 0.2, (1024, 2))
     bars = oriented_bars(n, angles, shifts=shifts)
     torch.manual_seed(0)
-    model = RVAE(n, architecture="equivariant", decoder="spatial", filters=8, decoder_units=64, fourier_features=8,
-                 lr=3e-3, translation_prior_sd=0.5)
+    model = RVAE(
+        n,
+        architecture="equivariant",
+        decoder="spatial",
+        filters=8,
+        decoder_units=64,
+        fourier_features=8,
+        lr=3e-3,
+        translation_prior_sd=0.5,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     x = torch.from_numpy(bars)
     g = torch.Generator().manual_seed(0)

@@ -11,12 +11,15 @@ from ferrolens.rvae.fftconv import ValidConv, tile_size
 torch.set_num_threads(2)
 
 
-@pytest.mark.parametrize("n, c, h, w, o, k, groups", [
-    (2, 6, 30, 41, 3, 8, 1),     # several tiles per side, batch of 2
-    (1, 16, 50, 37, 4, 20, 2),   # groups, n = 24's kernel, one tile row
-    (1, 8, 20, 21, 2, 20, 1),    # one output row of two (frame about the window)
-    (3, 4, 9, 70, 8, 8, 4),      # two output rows, groups of one channel
-])
+@pytest.mark.parametrize(
+    "n, c, h, w, o, k, groups",
+    [
+        (2, 6, 30, 41, 3, 8, 1),  # several tiles per side, batch of 2
+        (1, 16, 50, 37, 4, 20, 2),  # groups, n = 24's kernel, one tile row
+        (1, 8, 20, 21, 2, 20, 1),  # one output row of two (frame about the window)
+        (3, 4, 9, 70, 8, 8, 4),  # two output rows, groups of one channel
+    ],
+)
 def test_fft_tiles_equal_a_float64_convolution(n, c, h, w, o, k, groups):
     torch.manual_seed(k + c)
     x = F.leaky_relu(torch.randn(n, c, h, w), 0.1)

@@ -82,8 +82,9 @@ def test_strips_and_batches_give_the_same_maps():
 def test_maps_stream_from_a_lazy_dataarray(tmp_path):
     model = _random_model(8)
     frames = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
-    xr.Dataset({"images": (("frame", "y", "x"), frames)}).to_zarr(tmp_path / "m.zarr", zarr_format=3,
-                                                                  consolidated=False)
+    xr.Dataset({"images": (("frame", "y", "x"), frames)}).to_zarr(
+        tmp_path / "m.zarr", zarr_format=3, consolidated=False
+    )
     lazy = xr.open_zarr(tmp_path / "m.zarr", consolidated=False)["images"]
     parts = list(iter_latent_maps(model.encoder, lazy, chunk_mb=1.0))
     assert len(parts) > 1  # streamed in several batches

@@ -229,8 +229,19 @@ def test_a_checkpoint_saved_before_the_schemas_names_loads_as_it_was(tmp_path):
     from ferrolens.rvae.model import legacy_hparams
 
     torch.manual_seed(0)
-    model = RVAE(9, architecture="equivariant", decoder="spatial", filters=4, rotation_filters=4, decoder_units=8,
-                 fourier_features=4, angle_symmetry=1, decoder_pixels=40, lr=1e-3, latent_dim=3).eval()
+    model = RVAE(
+        9,
+        architecture="equivariant",
+        decoder="spatial",
+        filters=4,
+        rotation_filters=4,
+        decoder_units=8,
+        fourier_features=4,
+        angle_symmetry=1,
+        decoder_pixels=40,
+        lr=1e-3,
+        latent_dim=3,
+    ).eval()
     renamed = {"angle_symmetry": "symmetry", "decoder_units": "units", "fourier_features": "fourier"}
     old = {renamed.get(k, k): v for k, v in model.hparams.items() if k != "decoder_pixels"}
     old["pixel_fraction"] = min(1.0, 40 / 81)  # as the old config layer made it

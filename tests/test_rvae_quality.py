@@ -18,8 +18,18 @@ from ferrolens.rvae.toy import oriented_bars
 
 torch.set_num_threads(2)
 
-GOOD = {"window": 12, "r2": 0.9, "r2_blur": 0.95, "r2_pca": 0.8, "r2_gain": 0.1, "angle_follow": 0.95,
-        "loss_tail": 0.01, "epochs": 20, "blur_sigma_px": 1.0, "pca_components": 5}
+GOOD = {
+    "window": 12,
+    "r2": 0.9,
+    "r2_blur": 0.95,
+    "r2_pca": 0.8,
+    "r2_gain": 0.1,
+    "angle_follow": 0.95,
+    "loss_tail": 0.01,
+    "epochs": 20,
+    "blur_sigma_px": 1.0,
+    "pca_components": 5,
+}
 
 
 def test_loss_tail_tells_levelled_from_falling():

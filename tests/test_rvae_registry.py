@@ -94,8 +94,18 @@ def test_a_new_encoder_trains_and_gives_per_pixel_maps_equal_to_per_window_encod
     n = 9
     rng = np.random.default_rng(0)
     bars = oriented_bars(n, rng.uniform(0, np.pi, 96))
-    cfg = {"architecture": "tiny", "filters": 3, "decoder": "spatial", "decoder_units": 16, "latent_dim": 2,
-           "epochs": 1, "max_steps": 1, "batch_size": 32, "val_fraction": 0.25, "quality": {"windows": 16}}
+    cfg = {
+        "architecture": "tiny",
+        "filters": 3,
+        "decoder": "spatial",
+        "decoder_units": 16,
+        "latent_dim": 2,
+        "epochs": 1,
+        "max_steps": 1,
+        "batch_size": 32,
+        "val_fraction": 0.25,
+        "quality": {"windows": 16},
+    }
     torch.manual_seed(0)  # as fit seeds (seed 0): the weights fit starts from
     untrained = RVAE(n, **{k: cfg[k] for k in ("architecture", "filters", "decoder", "decoder_units", "latent_dim")})
     # one step through the training harness (ferrolens.training), as the workflow trains

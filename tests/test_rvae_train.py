@@ -21,8 +21,18 @@ torch.set_num_threads(2)
 
 N_BARS, N = 2048, 9
 # the default (equivariant) model, a few hundred steps on toy bars
-BARS_CFG = {"count": N_BARS, "min_std": 0.0, "lr": 2e-3, "noise_sd": 0.2, "batch_size": 32,
-            "epochs": 100, "max_steps": 300, "val_fraction": 0.05, "maps_logsd": True, "filters": 16}
+BARS_CFG = {
+    "count": N_BARS,
+    "min_std": 0.0,
+    "lr": 2e-3,
+    "noise_sd": 0.2,
+    "batch_size": 32,
+    "epochs": 100,
+    "max_steps": 300,
+    "val_fraction": 0.05,
+    "maps_logsd": True,
+    "filters": 16,
+}
 
 
 def _frames(windows, bias=None):
@@ -40,8 +50,9 @@ def bars_run(tmp_path_factory):
     images = _frames(oriented_bars(N, angles), bias=np.linspace(-1, 1, N_BARS))
     make_windows(images, str(root / "windows.zarr"), N, BARS_CFG, seed=0)
     train(str(root / "windows.zarr"), str(root), N, BARS_CFG, seed=0, threads=2)
-    encode(images, str(root / "windows.zarr"), str(root / "model.ckpt"), str(root / "latents.zarr"), BARS_CFG,
-           threads=2)
+    encode(
+        images, str(root / "windows.zarr"), str(root / "model.ckpt"), str(root / "latents.zarr"), BARS_CFG, threads=2
+    )
     return root, images, angles
 
 
@@ -169,11 +180,24 @@ def test_checkpoint_round_trip_reproduces_codes(bars_run, tmp_path):
     np.testing.assert_array_equal(logsd, lat["code_logsd"].values)
     # non-default hyper-parameters survive save → load_from_checkpoint, codes are identical
     torch.manual_seed(0)
-    m = RVAE(7, latent_dim=3, rotation_prior_sd=0.5, angle_mean_penalty=True, translation=False,
-             reconstruction="bce", lr=1e-3)
+    m = RVAE(
+        7,
+        latent_dim=3,
+        rotation_prior_sd=0.5,
+        angle_mean_penalty=True,
+        translation=False,
+        reconstruction="bce",
+        lr=1e-3,
+    )
     x = torch.rand(64, 7, 7)
-    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(m, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=16))
     trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     back = load(tmp_path / "m.ckpt")
@@ -235,8 +259,15 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     rng = np.random.default_rng(0)
     images = _frames(oriented_bars(7, rng.uniform(0, np.pi, 96)))
     # a constant learning rate (the paper's): a run with fewer epochs is a killed run of a longer one
-    cfg = {"count": 96, "min_std": 0.0, "batch_size": 32, "val_fraction": 0.25, "lr": 1e-3, "lr_schedule": "constant",
-           "filters": 8}
+    cfg = {
+        "count": 96,
+        "min_std": 0.0,
+        "batch_size": 32,
+        "val_fraction": 0.25,
+        "lr": 1e-3,
+        "lr_schedule": "constant",
+        "filters": 8,
+    }
     make_windows(images, str(tmp_path / "w.zarr"), 7, cfg, seed=0)
     train(str(tmp_path / "w.zarr"), str(tmp_path / "straight"), 7, {**cfg, "epochs": 2}, seed=0, threads=1)
     # "killed" after one epoch (last.ckpt written), then rerun with the full config
@@ -258,8 +289,9 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     assert list(pd.read_csv(tmp_path / "straight" / "metrics.csv")["epoch"]) == [0, 1]
     # other hyper-parameters: the old last.ckpt is not resumed from
     with pytest.warns(UserWarning, match="training from scratch"):
-        train(str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, {**cfg, "epochs": 1, "lr": 5e-4}, seed=0,
-              threads=1)
+        train(
+            str(tmp_path / "w.zarr"), str(tmp_path / "resumed"), 7, {**cfg, "epochs": 1, "lr": 5e-4}, seed=0, threads=1
+        )
 
 
 def test_stage_inputs_are_checked(tmp_path, bars_run):
@@ -272,8 +304,14 @@ def test_stage_inputs_are_checked(tmp_path, bars_run):
     with pytest.raises(InputError, match="larger than the 8×8"):
         encode(small, str(root / "windows.zarr"), str(root / "model.ckpt"), str(tmp_path / "l.zarr"), {}, threads=1)
     with pytest.raises(InputError, match="dims"):
-        encode(images.transpose("x", "y", "frame"), str(root / "windows.zarr"), str(root / "model.ckpt"),
-               str(tmp_path / "l.zarr"), {}, threads=1)
+        encode(
+            images.transpose("x", "y", "frame"),
+            str(root / "windows.zarr"),
+            str(root / "model.ckpt"),
+            str(tmp_path / "l.zarr"),
+            {},
+            threads=1,
+        )
     assert not (tmp_path / "l.zarr").exists()
 
 

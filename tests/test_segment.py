@@ -28,9 +28,11 @@ from ferrolens.store import FRAME, X, Y, frame_coords, open_store, provenance, w
 
 torch.set_num_threads(2)
 NAMES = ["background", "wall", "contaminant"]
-TINY = {"model": {"depth": 2, "base_filters": 4},
-        "train": {"patch_size": 24, "batch_size": 4, "steps_per_epoch": 4, "max_epochs": 2},
-        "predict": {"batch_size": 4, "tile": 64, "overlap": 32}}
+TINY = {
+    "model": {"depth": 2, "base_filters": 4},
+    "train": {"patch_size": 24, "batch_size": 4, "steps_per_epoch": 4, "max_epochs": 2},
+    "predict": {"batch_size": 4, "tile": 64, "overlap": 32},
+}
 
 
 # --- small synthetic data -------------------------------------------------------------
@@ -52,15 +54,20 @@ def pattern(n=6, h=45, w=39, seed=0):
 
 def write_movie(path, img):
     n = img.shape[0]
-    ds = xr.Dataset({"image": ((FRAME, Y, X), img)},
-                    coords=frame_coords(n, bias=np.linspace(-1, 1, n), time=np.arange(n) * 0.5),
-                    attrs=provenance("movie", {}))
+    ds = xr.Dataset(
+        {"image": ((FRAME, Y, X), img)},
+        coords=frame_coords(n, bias=np.linspace(-1, 1, n), time=np.arange(n) * 0.5),
+        attrs=provenance("movie", {}),
+    )
     return str(write_store(ds, path))
 
 
 def write_labels(path, label, frames, names=NAMES):
-    ds = xr.Dataset({"label": ((FRAME, Y, X), np.asarray(label, np.int16))}, coords={FRAME: np.asarray(frames)},
-                    attrs=provenance("labels", {}, class_names=list(names)))
+    ds = xr.Dataset(
+        {"label": ((FRAME, Y, X), np.asarray(label, np.int16))},
+        coords={FRAME: np.asarray(frames)},
+        attrs=provenance("labels", {}, class_names=list(names)),
+    )
     return str(write_store(ds, path))
 
 
@@ -69,8 +76,13 @@ def stores(tmp_path_factory):
     d = tmp_path_factory.mktemp("seg")
     img, cls = pattern()
     frames = [0, 2, 4]
-    return {"dir": d, "img": img, "cls": cls, "movie": write_movie(d / "movie.zarr", img),
-            "labels": write_labels(d / "labels.zarr", cls[frames], frames)}
+    return {
+        "dir": d,
+        "img": img,
+        "cls": cls,
+        "movie": write_movie(d / "movie.zarr", img),
+        "labels": write_labels(d / "labels.zarr", cls[frames], frames),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +123,9 @@ def test_fused_inference_net_equals_the_model():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     x = torch.randn(3, 1, 50, 45)
     with torch.no_grad():
-        np.testing.assert_allclose(fast(x.contiguous(memory_format=torch.channels_last)).numpy(),
-                                   model(x).numpy(), atol=2e-4, rtol=1e-5)
+        np.testing.assert_allclose(
+            fast(x.contiguous(memory_format=torch.channels_last)).numpy(), model(x).numpy(), atol=2e-4, rtol=1e-5
+        )
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # original untouched
 
 
@@ -151,8 +164,11 @@ def test_zoom_keeps_labels_on_the_image():
 
 def test_full_augmentation_alignment_and_determinism():
     cfg = seg.resolve_config(None)["augment"]
-    geo = {**cfg, **{k: {**cfg[k], "enabled": False} for k in ("contrast", "gaussian_noise", "poisson_noise", "blur")},
-           "zoom": {**cfg["zoom"], "probability": 1.0}}
+    geo = {
+        **cfg,
+        **{k: {**cfg[k], "enabled": False} for k in ("contrast", "gaussian_noise", "poisson_noise", "blur")},
+        "zoom": {**cfg["zoom"], "probability": 1.0},
+    }
     n = 24
     yy, xx = np.mgrid[0:n, 0:n]
     for seed in range(8):
@@ -165,8 +181,13 @@ def test_full_augmentation_alignment_and_determinism():
     b = aug.augment_pair(img[0] / 1000, cls[0], np.random.default_rng(3), cfg)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    noisy = {**cfg, "rotate90": False, "flip": False, "zoom": {**cfg["zoom"], "enabled": False},
-             **{k: {**cfg[k], "probability": 1.0} for k in ("contrast", "gaussian_noise", "poisson_noise", "blur")}}
+    noisy = {
+        **cfg,
+        "rotate90": False,
+        "flip": False,
+        "zoom": {**cfg["zoom"], "enabled": False},
+        **{k: {**cfg[k], "probability": 1.0} for k in ("contrast", "gaussian_noise", "poisson_noise", "blur")},
+    }
     i, la = aug.augment_pair(img[0] / 1000, cls[0], np.random.default_rng(0), noisy)
     np.testing.assert_array_equal(la, cls[0])
     assert not np.allclose(i, img[0] / 1000)
@@ -244,11 +265,13 @@ def test_rare_class_is_oversampled_and_split_is_held_out():
     by_frames = {**cfg["train"], "holdout": "frames"}
     dm = seg.SegmentationData(images, cls, [0, 3, 5, 7], 3, by_frames, cfg["augment"], seed=0)
     assert dm.split["val_frames"] == [5] and dm.split["train_frames"] == [0, 3, 7]
-    assert seg.describe_split(dm.split) == ("held out for validation: whole labelled frames [5] "
-                                            "(trained on frames [0, 3, 7])")
+    assert seg.describe_split(dm.split) == (
+        "held out for validation: whole labelled frames [5] (trained on frames [0, 3, 7])"
+    )
     # make the contaminant rare: one 3×3 spot in one training frame
     rare = np.where(cls == 2, 0, cls)
     rare[1, 20:23, 20:23] = 2
+
     def share(fraction):  # share of patches that contain the rare class
         t = {**cfg["train"], "rare_class_fraction": fraction}
         d = seg.SegmentationData(images, rare, [0, 3, 5, 7], 3, t, cfg["augment"], seed=0)
@@ -288,8 +311,10 @@ def test_region_holdout_trains_on_every_labelled_frame_and_holds_out_a_strip_of_
         np.testing.assert_array_equal(np.sort(tr_img.ravel()), np.sort(images[k][~held].ravel()))
     assert (dm.split["regions"][0]["y"], dm.split["regions"][1]["x"]) == ([36, 48], [30, 40])  # 25 % of 48, of 40
     text = seg.describe_split(dm.split)
-    assert text == ("held out for validation: a strip of each labelled frame — frame 2 rows 36–47 (bottom), "
-                    "frame 9 columns 30–39 (right), frame 11 rows 0–11 (top)")
+    assert text == (
+        "held out for validation: a strip of each labelled frame — frame 2 rows 36–47 (bottom), "
+        "frame 9 columns 30–39 (right), frame 11 rows 0–11 (top)"
+    )
 
 
 # --- exact tiling ---------------------------------------------------------------------------
@@ -317,7 +342,7 @@ def test_blend_weights_sum_to_one():
     total = np.zeros(n)
     for s in tile_starts(n, tile, overlap):
         length = min(tile, n - s)
-        total[s:s + length] += blend_weights(s, length, n, overlap, margin)
+        total[s : s + length] += blend_weights(s, length, n, overlap, margin)
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
@@ -444,11 +469,23 @@ def test_fit_on_arrays_returns_the_model_and_metrics_and_warns_when_poor(stores,
     """The notebook entry point: arrays in, model and metrics out, no files left behind; a model
     trained for a few steps is reported as poor, in plain words."""
     img, cls = stores["img"], stores["cls"]
-    model, metrics = seg.fit(img[[0, 2, 4]], cls[[0, 2, 4]], frames=[0, 2, 4], n_classes=3, cfg=TINY, seed=0,
-                             threads=2, progress=False)
+    model, metrics = seg.fit(
+        img[[0, 2, 4]], cls[[0, 2, 4]], frames=[0, 2, 4], n_classes=3, cfg=TINY, seed=0, threads=2, progress=False
+    )
     assert isinstance(model, seg.SegmentationModel) and not model.training
-    assert list(metrics.columns) == ["epoch", "step", "train_loss", "val_loss", "val_miou", "iou_background",
-                                     "iou_wall", "iou_contaminant", "lr", "wall_s", "cpu_s"]
+    assert list(metrics.columns) == [
+        "epoch",
+        "step",
+        "train_loss",
+        "val_loss",
+        "val_miou",
+        "iou_background",
+        "iou_wall",
+        "iou_contaminant",
+        "lr",
+        "wall_s",
+        "cpu_s",
+    ]
     assert metrics["epoch"].tolist() == [0, 1] and np.isfinite(metrics["val_loss"]).all()
     assert model.split["holdout"] == "regions" and model.split["train_frames"] == [0, 2, 4]
     # the same training through the stores gives the same weights
@@ -478,8 +515,13 @@ def test_rerun_resumes_from_last_checkpoint(stores, tmp_path):
 
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):
     model = random_model()
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     loaded = seg.load(tmp_path / "m.ckpt")
@@ -533,8 +575,9 @@ def test_input_images(stores, trained):
         assert a.dims == (FRAME, Y, X) and a.dtype == np.float32 and a.shape == stores["img"].shape
         assert not isinstance(a.variable._data, np.ndarray)  # lazy until read
     np.testing.assert_array_equal(seg.input_image(movie, s, "walls").values, s.probability.values[:, 1])
-    np.testing.assert_array_equal(seg.input_image(movie, s, "classes").isel(frame=[1, 3]).values,
-                                  s.label.values[[1, 3]] / 2.0)
+    np.testing.assert_array_equal(
+        seg.input_image(movie, s, "classes").isel(frame=[1, 3]).values, s.label.values[[1, 3]] / 2.0
+    )
     raw = seg.input_image(movie, None, "raw")
     expect = np.clip(seg.normalize_frames(stores["img"][2])[0], 0, 1)
     np.testing.assert_array_equal(raw[2, 5:9, ::3].values, expect[5:9, ::3])
@@ -585,8 +628,15 @@ def test_no_labelled_frames(stores, tmp_path):
     with pytest.raises(InputError, match=r"empty\.zarr: no labelled frames"):
         seg.train(stores["movie"], empty, str(tmp_path / "o"), 3, TINY, 0, 1)
     with pytest.raises(InputError, match="val_frames"):
-        seg.train(stores["movie"], stores["labels"], str(tmp_path / "o"), 3,
-                  {**TINY, "train": {**TINY["train"], "val_frames": [1]}}, 0, 1)
+        seg.train(
+            stores["movie"],
+            stores["labels"],
+            str(tmp_path / "o"),
+            3,
+            {**TINY, "train": {**TINY["train"], "val_frames": [1]}},
+            0,
+            1,
+        )
 
 
 def test_patch_larger_than_the_training_region_shrinks_with_a_log_line_or_stops_when_tiny(caplog):
@@ -598,8 +648,11 @@ def test_patch_larger_than_the_training_region_shrinks_with_a_log_line_or_stops_
     assert dm.patch_size == 24 and dm.train_set[0][0].shape == (1, 24, 24)  # 29 → a multiple of 8
     assert "patch_size = 128 is larger than the training region 45×29 of frame 1: training on 24×24" in caplog.text
     small = images[:, :14, :14], cls[:, :14, :14]
-    with pytest.raises(InputError, match=r"segment.train.patch_size: patch size 128 is larger than the training "
-                                         r"region 10×14 of frame 0 \(expected training regions of at least 16×16"):
+    with pytest.raises(
+        InputError,
+        match=r"segment.train.patch_size: patch size 128 is larger than the training "
+        r"region 10×14 of frame 0 \(expected training regions of at least 16×16",
+    ):
         seg.SegmentationData(*small, [0, 1, 2], 3, {**cfg["train"], "patch_size": 128}, cfg["augment"])
 
 
@@ -642,5 +695,10 @@ def test_bad_config_and_kind(stores, trained):
     with pytest.raises(InputError, match="needs a segmentation store"):
         seg.input_image(movie, None, "walls")
     with pytest.raises(InputError, match=r"predict\.tile.*multiple of 4"):
-        seg.predict(stores["movie"], str(trained[0] / "model.ckpt"), str(stores["dir"] / "x.zarr"),
-                    {**TINY, "predict": {"tile": 62, "overlap": 8}}, 1)
+        seg.predict(
+            stores["movie"],
+            str(trained[0] / "model.ckpt"),
+            str(stores["dir"] / "x.zarr"),
+            {**TINY, "predict": {"tile": 62, "overlap": 8}},
+            1,
+        )

@@ -88,14 +88,20 @@ def test_prediction_adds_the_models_bias_and_checkpoints_carry_it(tmp_path):
         np.testing.assert_allclose(fused(x).numpy(), (model(x) + model.logit_bias[:, None, None]).numpy(), atol=2e-4)
     # the bias changed in place: the cached inference net is made again, and it shifts the log-odds
     shifted = seg.probabilities(model, frames, cfg)
-    np.testing.assert_allclose(np.log(shifted[:, 1] / shifted[:, 0]), np.log(plain[:, 1] / plain[:, 0]) + 1.5,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        np.log(shifted[:, 1] / shifted[:, 0]), np.log(plain[:, 1] / plain[:, 0]) + 1.5, atol=1e-3
+    )
     with torch.no_grad():
         model.logit_bias.copy_(torch.tensor([0.0, 50.0, 0.0]))
     assert (seg.probabilities(model, frames, cfg).argmax(1) == 1).all()
 
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     assert seg.load(tmp_path / "m.ckpt").logit_bias.tolist() == [0.0, 50.0, 0.0]

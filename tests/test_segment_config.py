@@ -58,7 +58,7 @@ def test_resolve_config_fills_nested_defaults_and_names_bad_keys():
     assert cfg["train"] == DEFAULTS["train"]
     with pytest.raises(InputError, match=r"segment.augment.zoom.*'factor' was unexpected"):
         resolve_config({"augment": {"zoom": {"factor": 2}}})
-    with pytest.raises(InputError, match="segment.normalize"):
+    with pytest.raises(InputError, match=r"segment\.normalize"):
         resolve_config({"normalize": {"low_percentile": 99, "high_percentile": 1}})
 
 
@@ -74,5 +74,5 @@ def test_resolve_config_is_read_only_and_checks_every_call():
     with pytest.raises(InputError, match=r"segment\.normalize.*\[50, 50\]"):
         resolve_config({"normalize": {"low_percentile": 50, "high_percentile": 50}})
     for _ in range(2):  # a bad config raises every time, not only the first
-        with pytest.raises(InputError, match="segment.predict.precision"):
+        with pytest.raises(InputError, match=r"segment\.predict\.precision"):
             resolve_config({"predict": {"precision": "fp16"}})

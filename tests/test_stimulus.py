@@ -11,8 +11,10 @@ from ferrolens.stimulus import stimulus
 
 def movie(**coords):
     n = 6
-    return xr.Dataset({"image": (("frame", "y", "x"), np.zeros((n, 2, 2)))},
-                      coords={"frame": np.arange(10, 10 + n), **{k: ("frame", v, a) for k, (v, a) in coords.items()}})
+    return xr.Dataset(
+        {"image": (("frame", "y", "x"), np.zeros((n, 2, 2)))},
+        coords={"frame": np.arange(10, 10 + n), **{k: ("frame", v, a) for k, (v, a) in coords.items()}},
+    )
 
 
 def test_bias_first_with_its_units_and_loop():

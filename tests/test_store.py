@@ -19,18 +19,25 @@ from ferrolens.ingest import load_movie
 
 
 def _write(path, n=3, value=None):
-    image = (np.arange(n * 16, dtype=np.float32).reshape(n, 4, 4) if value is None
-             else np.full((n, 4, 4), value, np.float32))
-    ds = xr.Dataset({"image": (("frame", "y", "x"), image)},
-                    coords=store.frame_coords(n, bias=np.arange(n, dtype=float)), attrs=store.provenance("movie"))
+    image = (
+        np.arange(n * 16, dtype=np.float32).reshape(n, 4, 4) if value is None else np.full((n, 4, 4), value, np.float32)
+    )
+    ds = xr.Dataset(
+        {"image": (("frame", "y", "x"), image)},
+        coords=store.frame_coords(n, bias=np.arange(n, dtype=float)),
+        attrs=store.provenance("movie"),
+    )
     return store.write_store(ds, path, encoding={"image": {"chunks": (1, 4, 4)}})
 
 
 def test_chunks_equal_to_the_fill_value_are_written(tmp_path):
     """An all-zero integer frame equals zarr's fill value: it must still be on disk,
     or a missing chunk could not be told from it."""
-    ds = xr.Dataset({"label": (("frame", "y", "x"), np.zeros((3, 4, 4), np.int16))}, coords=store.frame_coords(3),
-                    attrs=store.provenance("labels", class_names=["a", "b"]))
+    ds = xr.Dataset(
+        {"label": (("frame", "y", "x"), np.zeros((3, 4, 4), np.int16))},
+        coords=store.frame_coords(3),
+        attrs=store.provenance("labels", class_names=["a", "b"]),
+    )
     out = store.write_store(ds, tmp_path / "s.zarr", encoding={"label": {"chunks": (1, 4, 4)}})
     assert sorted(os.listdir(out / "label" / "c")) == ["0", "1", "2"]
     np.testing.assert_array_equal(store.open_store(out, "labels").label.values, 0)
@@ -39,8 +46,11 @@ def test_chunks_equal_to_the_fill_value_are_written(tmp_path):
 def test_missing_chunk_named_at_open(tmp_path):
     out = _write(tmp_path / "s.zarr")
     os.remove(out / "image" / "c" / "1" / "0" / "0")
-    with pytest.raises(InputError, match=r"s.zarr: variable 'image': 1 of 3 chunks missing, e.g. chunk \(1, 0, 0\) "
-                                         r"\(image/c/1/0/0\); they would read as the fill value nan.*intact store"):
+    with pytest.raises(
+        InputError,
+        match=r"s.zarr: variable 'image': 1 of 3 chunks missing, e.g. chunk \(1, 0, 0\) "
+        r"\(image/c/1/0/0\); they would read as the fill value nan.*intact store",
+    ):
         store.open_store(out, "movie", ["image"])
     # a user's zarr movie read by ingest: the same
     with pytest.raises(InputError, match=r"s.zarr: variable 'image': 1 of 3 chunks missing"):
@@ -52,8 +62,11 @@ def test_corrupt_chunk_named_when_read(tmp_path):
     (out / "image" / "c" / "2" / "0" / "0").write_bytes(b"not zstd")
     ds = store.open_store(out, "movie", ["image"])  # lazy: opens
     np.testing.assert_array_equal(ds.image.isel(frame=0).values, np.arange(16).reshape(4, 4))  # intact chunks read
-    with pytest.raises(InputError, match=r"s.zarr: variable 'image': chunk \(2, 0, 0\) \(image/c/2/0/0\) cannot be "
-                                         r"read \(RuntimeError: .*[Dd]ecompress.*\) \(expected an intact store"):
+    with pytest.raises(
+        InputError,
+        match=r"s.zarr: variable 'image': chunk \(2, 0, 0\) \(image/c/2/0/0\) cannot be "
+        r"read \(RuntimeError: .*[Dd]ecompress.*\) \(expected an intact store",
+    ):
         _ = ds.image.values
     with pytest.raises(InputError, match=r"s.zarr: variable 'image': chunk \(2, 0, 0\)"):
         load_movie({}, str(out))
@@ -68,8 +81,9 @@ def test_checked_reads_equal_plain_xarray(tmp_path):
     mask = np.array([True, False, True, False, True])
     np.testing.assert_array_equal(checked.image[mask, ::-1, -1].values, plain.image[mask, ::-1, -1].values)
     pts = xr.DataArray([1, 3], dims="pts")  # vectorised (pointwise) indexing
-    np.testing.assert_array_equal(checked.image.isel(frame=pts, y=pts).values,
-                                  plain.image.isel(frame=pts, y=pts).values)
+    np.testing.assert_array_equal(
+        checked.image.isel(frame=pts, y=pts).values, plain.image.isel(frame=pts, y=pts).values
+    )
     import pickle  # DataLoader workers get the dataset pickled
 
     xr.testing.assert_identical(pickle.loads(pickle.dumps(checked)).load(), plain.load())
@@ -108,14 +122,16 @@ def test_next_write_removes_temporaries_of_killed_writers(tmp_path, target):
     live.mkdir()
     similar = tmp_path / ".movie.zarr.tmp-notapid"
     similar.mkdir()
-    ds = xr.Dataset({"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])}, coords=store.frame_coords(3),
-                    attrs=store.provenance("movie"))
+    ds = xr.Dataset(
+        {"image": (("frame", "y", "x"), np.arange(3.0)[:, None, None])},
+        coords=store.frame_coords(3),
+        attrs=store.provenance("movie"),
+    )
     if target == "write_store":
         store.write_store(ds, path)
     else:
         store.write_store_streamed([ds], path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["movie.zarr", other.name, live.name, similar.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["movie.zarr", other.name, live.name, similar.name])
     np.testing.assert_array_equal(xr.open_zarr(path).image.values.ravel(), [0, 1, 2])
 
 
@@ -153,8 +169,11 @@ def test_checkpoints_are_read_weights_only(tmp_path):
 
 # --- declared stores (issue 16): each kind states its dims, variables and attrs once -------------
 def _movie(n=3, dims=("frame", "y", "x"), **coords):
-    return xr.Dataset({"image": (dims, np.zeros((n, 2, 2), np.float32))},
-                      coords={**store.frame_coords(n), **coords}, attrs=store.provenance("movie", {}))
+    return xr.Dataset(
+        {"image": (dims, np.zeros((n, 2, 2), np.float32))},
+        coords={**store.frame_coords(n), **coords},
+        attrs=store.provenance("movie", {}),
+    )
 
 
 def test_every_declared_dim_is_in_the_one_vocabulary():
@@ -164,7 +183,8 @@ def test_every_declared_dim_is_in_the_one_vocabulary():
         assert kind.dims <= set(store.DIMS), (name, kind.dims - set(store.DIMS))
         assert not set(kind.variables) & set(kind.optional_variables), name
         assert set(kind.units) <= set(kind.variables) | set(kind.optional_variables) | set(kind.coords) | set(
-            kind.optional_coords), name  # a unit for something undeclared would never be checked
+            kind.optional_coords
+        ), name  # a unit for something undeclared would never be checked
     assert len(set(store.DIMS)) == len(store.DIMS)
 
 
@@ -190,16 +210,28 @@ def test_no_other_module_names_a_dimension():
 
 
 @pytest.mark.parametrize("target", ["write_store", "write_store_streamed"])
-@pytest.mark.parametrize("case, message", [
-    ("missing",
-     r"movie store .*m\.zarr not written: store lacks variable\(s\) \['image'\].*expected image\(frame, y, x\)"),
-    ("dims",
-     r"movie store .*variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie"),
-    ("undeclared", (r"variable 'mask'\('frame', 'y', 'x'\) is not declared \(expected only the variables declared "
-                    r"for a movie store \(image\(frame, y, x\)\)")),
-    ("units", r"'bias' has units 'mV' \(expected units 'V' for bias\)"),
-    ("coord_dims", r"coordinate 'source_frame' has dims \('y',\)"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "missing",
+            r"movie store .*m\.zarr not written: store lacks variable\(s\) \['image'\].*expected image\(frame, y, x\)",
+        ),
+        (
+            "dims",
+            r"movie store .*variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie",
+        ),
+        (
+            "undeclared",
+            (
+                r"variable 'mask'\('frame', 'y', 'x'\) is not declared \(expected only the variables declared "
+                r"for a movie store \(image\(frame, y, x\)\)"
+            ),
+        ),
+        ("units", r"'bias' has units 'mV' \(expected units 'V' for bias\)"),
+        ("coord_dims", r"coordinate 'source_frame' has dims \('y',\)"),
+    ],
+)
 def test_a_store_against_its_declaration_is_refused_on_write(tmp_path, target, case, message):
     ds = _movie()
     if case == "missing":
@@ -240,13 +272,18 @@ def _write_unchecked(ds, path):
     return path
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing",
-     r"lacks variable\(s\) \['image'\]; it has \['picture'\] \(expected image\(frame, y, x\) in a movie store\)"),
-    ("dims", r"variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie store\)"),
-    ("units", r"'time' has units 'ms' \(expected units 's' for time\)"),
-    ("attr", r"attr 'class_names' is missing"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "missing",
+            r"lacks variable\(s\) \['image'\]; it has \['picture'\] \(expected image\(frame, y, x\) in a movie store\)",
+        ),
+        ("dims", r"variable 'image' has dims \('frame', 'x', 'y'\) \(expected image\(frame, y, x\) in a movie store\)"),
+        ("units", r"'time' has units 'ms' \(expected units 's' for time\)"),
+        ("attr", r"attr 'class_names' is missing"),
+    ],
+)
 def test_a_store_against_its_declaration_is_refused_on_read(tmp_path, case, message):
     ds, kind = _movie(), "movie"
     if case == "missing":
@@ -256,8 +293,11 @@ def test_a_store_against_its_declaration_is_refused_on_read(tmp_path, case, mess
     elif case == "units":
         ds = ds.assign_coords(time=("frame", np.arange(3.0), {"units": "ms"}))
     elif case == "attr":
-        ds = xr.Dataset({"label": (("frame", "y", "x"), np.zeros((3, 2, 2), np.int16))}, coords=store.frame_coords(3),
-                        attrs=store.provenance("labels", {}))
+        ds = xr.Dataset(
+            {"label": (("frame", "y", "x"), np.zeros((3, 2, 2), np.int16))},
+            coords=store.frame_coords(3),
+            attrs=store.provenance("labels", {}),
+        )
         kind = "labels"
     path = _write_unchecked(ds, tmp_path / "bad.zarr")
     with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: .*{message}"):
@@ -288,8 +328,9 @@ def test_the_writers_stores_pass_their_declarations(tmp_path, demo_small):
     labels = ingest_labels(cfg, ["domain", "wall", "contaminant"], movie, tmp_path / "labels.zarr", truth=syn)
     mv = store.open_store(movie, "movie")
     images = (mv.image - mv.image.min()) / (mv.image.max() - mv.image.min())
-    make_windows(images.astype(np.float32), str(tmp_path / "windows.zarr"), 8,
-                 {"sampling": "random", "count": 20}, seed=0)
+    make_windows(
+        images.astype(np.float32), str(tmp_path / "windows.zarr"), 8, {"sampling": "random", "count": 20}, seed=0
+    )
     written = ((syn, "synthetic"), (movie, "movie"), (labels, "labels"), (tmp_path / "windows.zarr", "windows"))
     for path, kind in written:
         ds = store.open_store(path, kind)
@@ -319,8 +360,11 @@ def test_checked_reads_hold_one_selection_in_memory(tmp_path):
     import tracemalloc
 
     n, side = 64, 128
-    ds = xr.Dataset({"image": (("frame", "y", "x"), np.random.default_rng(0).random((n, side, side), np.float32))},
-                    coords=store.frame_coords(n), attrs=store.provenance("movie"))
+    ds = xr.Dataset(
+        {"image": (("frame", "y", "x"), np.random.default_rng(0).random((n, side, side), np.float32))},
+        coords=store.frame_coords(n),
+        attrs=store.provenance("movie"),
+    )
     out = store.write_store(ds, tmp_path / "big.zarr", encoding={"image": {"chunks": (1, side, side)}})
     full = n * side * side * 4
     opened = store.open_store(out, "movie")
@@ -353,7 +397,7 @@ def _table_rows(section: str, header: str) -> list[list[str]]:
     lines = section.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip().strip("|").split("|")])
@@ -393,8 +437,15 @@ def test_readme_data_model_matches_the_declarations():
 
 
 # --- typed attrs (issue 27 item 3) ------------------------------------------------------------------------------
-_EXAMPLES = {int: 8, float: 0.5, str: "a", list[str]: ["z1", "z3"], list[float]: [0.9, 1.1],
-             dict[str, float]: {"z2": 0.25}, dict[str, str]: {"z1": "quantiles", "z3": "config"}}
+_EXAMPLES = {
+    int: 8,
+    float: 0.5,
+    str: "a",
+    list[str]: ["z1", "z3"],
+    list[float]: [0.9, 1.1],
+    dict[str, float]: {"z2": 0.25},
+    dict[str, str]: {"z1": "quantiles", "z3": "config"},
+}
 
 
 def _minimal(kind: str, **attrs) -> xr.Dataset:
@@ -406,11 +457,15 @@ def _minimal(kind: str, **attrs) -> xr.Dataset:
         values = np.arange(2) if dims == (name,) else np.zeros([2] * len(dims), np.float32)
         return dims, values, ({"units": decl.units[name]} if name in decl.units else {})
 
-    typed = {a: (store.json_attr(_EXAMPLES[t.type]) if t.json else _EXAMPLES[t.type])
-             for a, t in {**decl.attrs, **decl.optional_attrs}.items()}
-    return xr.Dataset({v: var(v, d) for v, d in decl.variables.items()},
-                      coords={c: var(c, d) for c, d in decl.coords.items()},
-                      attrs=store.provenance(kind, {"k": [1, 2]}, **{**typed, **attrs}))
+    typed = {
+        a: (store.json_attr(_EXAMPLES[t.type]) if t.json else _EXAMPLES[t.type])
+        for a, t in {**decl.attrs, **decl.optional_attrs}.items()
+    }
+    return xr.Dataset(
+        {v: var(v, d) for v, d in decl.variables.items()},
+        coords={c: var(c, d) for c, d in decl.coords.items()},
+        attrs=store.provenance(kind, {"k": [1, 2]}, **{**typed, **attrs}),
+    )
 
 
 @pytest.mark.parametrize("kind", store.KINDS)
@@ -449,17 +504,30 @@ def test_the_mapped_latents_attr_is_json_text_read_as_a_list(tmp_path):
         store.read_attr(ds.attrs, "bounds")
 
 
-@pytest.mark.parametrize("kind, attrs, message", [
-    ("latent_space", {"mapped_latents": ["z1", "z3"]},
-     r"attr 'mapped_latents' is \['z1', 'z3'\] \(list\), not JSON text of list\[str\]"),
-    ("latent_space", {"physical_bounds": "[0.9, high]"}, r"attr 'physical_bounds' is '\[0.9, high\]', not JSON text"),
-    ("latent_space", {"held_latents": store.json_attr({"z2": "low"})},
-     r"attr 'held_latents' is .*not JSON text of dict\[str, float\]"),
-    ("labels", {"class_names": "domain, wall"}, r"attr 'class_names' is 'domain, wall' \(str\), not list\[str\]"),
-    ("windows", {"window": "8"}, r"attr 'window' is '8' \(str\), not int"),
-    ("windows", {"window": True}, r"attr 'window' is 'True' \(bool\), not int"),
-    ("segmentation", {"norm_percentiles": [1, "99"]}, r"attr 'norm_percentiles' .*not list\[float\]"),
-])
+@pytest.mark.parametrize(
+    "kind, attrs, message",
+    [
+        (
+            "latent_space",
+            {"mapped_latents": ["z1", "z3"]},
+            r"attr 'mapped_latents' is \['z1', 'z3'\] \(list\), not JSON text of list\[str\]",
+        ),
+        (
+            "latent_space",
+            {"physical_bounds": "[0.9, high]"},
+            r"attr 'physical_bounds' is '\[0.9, high\]', not JSON text",
+        ),
+        (
+            "latent_space",
+            {"held_latents": store.json_attr({"z2": "low"})},
+            r"attr 'held_latents' is .*not JSON text of dict\[str, float\]",
+        ),
+        ("labels", {"class_names": "domain, wall"}, r"attr 'class_names' is 'domain, wall' \(str\), not list\[str\]"),
+        ("windows", {"window": "8"}, r"attr 'window' is '8' \(str\), not int"),
+        ("windows", {"window": True}, r"attr 'window' is 'True' \(bool\), not int"),
+        ("segmentation", {"norm_percentiles": [1, "99"]}, r"attr 'norm_percentiles' .*not list\[float\]"),
+    ],
+)
 def test_an_attr_of_another_type_is_refused_on_write_and_read(tmp_path, kind, attrs, message):
     ds = _minimal(kind, **attrs)
     with pytest.raises(store.LayoutError, match=message):
@@ -480,8 +548,11 @@ def test_xarray_internals_only_through_its_backend_interface():
     import ast
     from pathlib import Path
 
-    allowed = {"xarray": None, "xarray.backends": None,
-               "xarray.core.indexing": {"IndexingSupport", "LazilyIndexedArray", "explicit_indexing_adapter"}}
+    allowed = {
+        "xarray": None,
+        "xarray.backends": None,
+        "xarray.core.indexing": {"IndexingSupport", "LazilyIndexedArray", "explicit_indexing_adapter"},
+    }
     src = Path(store.__file__).parent.parent
     found = []
     for path in sorted(src.rglob("*.py")):
@@ -493,15 +564,22 @@ def test_xarray_internals_only_through_its_backend_interface():
                     module = f"{node.module}.{a.name}"
                     if module in allowed:
                         aliases[a.asname or a.name] = module
-                    elif node.module not in allowed or (allowed[node.module] is not None
-                                                        and a.name not in allowed[node.module]):
+                    elif node.module not in allowed or (
+                        allowed[node.module] is not None and a.name not in allowed[node.module]
+                    ):
                         found.append(f"{path.relative_to(src)}: from {node.module} import {a.name}")
             elif isinstance(node, ast.Import):
-                found += [f"{path.relative_to(src)}: import {a.name}" for a in node.names
-                          if a.name.startswith("xarray.") and a.name not in allowed]
+                found += [
+                    f"{path.relative_to(src)}: import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("xarray.") and a.name not in allowed
+                ]
         for node in ast.walk(tree):
-            names = allowed.get(aliases.get(node.value.id, "")) if (
-                isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)) else None
+            names = (
+                allowed.get(aliases.get(node.value.id, ""))
+                if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name))
+                else None
+            )
             if names is not None and node.attr not in names:
                 found.append(f"{path.relative_to(src)}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not found, found

@@ -6,8 +6,15 @@ import pytest
 
 from ferrolens.bias import triangular_waveform
 from ferrolens.dynamics.hysteresis import analyse_sweep
-from ferrolens.switching.core import (NEVER, NO_SWITCH, SWITCHED, UNSETTLED, branch_switching, latent_state,
-                                      segment_switching)
+from ferrolens.switching.core import (
+    NEVER,
+    NO_SWITCH,
+    SWITCHED,
+    UNSETTLED,
+    branch_switching,
+    latent_state,
+    segment_switching,
+)
 
 BIAS = triangular_waveform(40, 10.0, 1.0, 0.0)  # 0 → +10 → −10 → −1 V, 1 V steps
 SWEEP = analyse_sweep(BIAS)
@@ -74,7 +81,7 @@ def test_state_that_returns_is_not_called_switched():
     r = segment_switching(u + np.random.default_rng(2).normal(0, 0.05, u.shape), np.arange(20.0), np.array([0.05]))
     assert r.status[0] in (UNSETTLED, NO_SWITCH) and np.isnan(r.bias[0])
     # a state that wanders about 1/2 is undecided: unsettled, not switched
-    w = (0.5 + np.random.default_rng(3).normal(0, 0.3, (20, 200)))
+    w = 0.5 + np.random.default_rng(3).normal(0, 0.3, (20, 200))
     r = segment_switching(w, np.arange(20.0), np.full(200, 0.3))
     assert (r.status == SWITCHED).mean() < 0.1
 
@@ -82,8 +89,8 @@ def test_state_that_returns_is_not_called_switched():
 def test_demo_truth_from_its_variants():
     """The map from noisy one-hot variants of the generator's movie against its true switching biases:
     median error under a quarter step, > 90 % within one step, few false calls (issue 26 item 3)."""
-    from ferrolens.synthetic import make_demo
     from ferrolens.switching.truth import switching_errors, true_switching
+    from ferrolens.synthetic import make_demo
 
     ds = make_demo(n_frames=40, size=48, needles_per_family=3, n_contaminants=1)
     var = ds.variant_map.values.reshape(40, -1)
@@ -131,18 +138,25 @@ def test_stage_writes_its_store_and_figure(tmp_path):
     mean = np.stack([rng.uniform(0, np.pi, var.shape), var == 1, var == 2], -1).astype(np.float32)
     mean[..., 1:] += rng.normal(0, 0.1, mean[..., 1:].shape)
     lat = xr.Dataset(
-        {"code_mean": (("sample", "latent"), np.zeros((2, 3), np.float32)),
-         "code_logsd": (("sample", "latent"), np.zeros((2, 3), np.float32)),
-         "mean": (("frame", "y", "x", "latent"), mean)},
+        {
+            "code_mean": (("sample", "latent"), np.zeros((2, 3), np.float32)),
+            "code_logsd": (("sample", "latent"), np.zeros((2, 3), np.float32)),
+            "mean": (("frame", "y", "x", "latent"), mean),
+        },
         coords={"latent": ["angle", "z1", "z2"], "frame": np.arange(40), "bias": ("frame", BIAS, {"units": "V"})},
-        attrs=store.provenance("latents", window=8, angle_period=np.pi))
+        attrs=store.provenance("latents", window=8, angle_period=np.pi),
+    )
     store.write_store(lat, tmp_path / "latents.zarr")
-    movie = xr.Dataset({"image": syn["image"]}, coords={"frame": np.arange(40), "bias": ("frame", BIAS, {"units": "V"})},
-                       attrs=store.provenance("movie"))
+    movie = xr.Dataset(
+        {"image": syn["image"]},
+        coords={"frame": np.arange(40), "bias": ("frame", BIAS, {"units": "V"})},
+        attrs=store.provenance("movie"),
+    )
     store.write_store(movie, tmp_path / "movie.zarr")
     dyn = {"stimulus": "auto", "virgin_branch": "auto"}
-    errors = switching(str(tmp_path / "latents.zarr"), str(tmp_path / "sw.zarr"), {}, dyn,
-                       truth=str(tmp_path / "synthetic.zarr"))
+    errors = switching(
+        str(tmp_path / "latents.zarr"), str(tmp_path / "sw.zarr"), {}, dyn, truth=str(tmp_path / "synthetic.zarr")
+    )
     ds = store.open_store(tmp_path / "sw.zarr", "switching")
     assert ds["switching_bias"].shape == (2, 32, 32) and ds["state"].shape == (40, 32, 32)
     assert ds.attrs["truth_falling_median_abs_error"] == errors["falling"]["median_abs_error"]
@@ -154,11 +168,21 @@ def test_stage_writes_its_store_and_figure(tmp_path):
         lo, hi = ds["switching_bias_low"].sel(direction=d).values, ds["switching_bias_high"].sel(direction=d).values
         assert (lo[sw] <= b[sw]).all() and (b[sw] <= hi[sw]).all()
     assert (ds["status"].values == NEVER).any()  # the matrix far from any needle never switches
-    out = switching_maps(str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 50})
+    out = switching_maps(
+        str(tmp_path / "movie.zarr"), str(tmp_path / "sw.zarr"), str(tmp_path / "fig.png"), {"dpi": 50}
+    )
     assert out.stat().st_size > 1000
     # spatial blocks: 4 × 4 px averaged first, one result per block at the block centres, no truth
-    assert switching(str(tmp_path / "latents.zarr"), str(tmp_path / "sw4.zarr"), {"block": 4}, dyn,
-                     truth=str(tmp_path / "synthetic.zarr")) == {}
+    assert (
+        switching(
+            str(tmp_path / "latents.zarr"),
+            str(tmp_path / "sw4.zarr"),
+            {"block": 4},
+            dyn,
+            truth=str(tmp_path / "synthetic.zarr"),
+        )
+        == {}
+    )
     blk = store.open_store(tmp_path / "sw4.zarr", "switching")
     assert blk["status"].shape == (2, 8, 8) and list(blk["y"].values[:2]) == [1.5, 5.5]
     assert (blk["status"].values == SWITCHED).any()
@@ -212,4 +236,3 @@ def test_separation_calls_a_step_and_not_a_flat_pixel_or_a_slight_steady_change(
             assert np.median(np.abs(r[d].bias[:300][r[d].status[:300] == SWITCHED] - true)) < 0.5
             assert (r[d].status[300:400] == SWITCHED).mean() <= 0.05
             assert (r[d].status[400:] == slight).mean() > 0.9, (floor, d)
-

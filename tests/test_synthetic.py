@@ -22,9 +22,18 @@ def test_default_size_fast_and_deterministic(demo_default, demo_small):
     assert a.image.shape == (40, 256, 256) and a.image.dtype == np.float32
     assert elapsed < 10.0
     # same spec and seed, same movie (bit for bit); another seed, another movie
-    np.testing.assert_array_equal(make_demo(n_frames=12, size=64, seed=3, needles_per_family=4, n_contaminants=2,
-                                            needle_length=(20.0, 40.0), needle_width=(4.0, 7.0)).image.values,
-                                  demo_small.image.values)
+    np.testing.assert_array_equal(
+        make_demo(
+            n_frames=12,
+            size=64,
+            seed=3,
+            needles_per_family=4,
+            n_contaminants=2,
+            needle_length=(20.0, 40.0),
+            needle_width=(4.0, 7.0),
+        ).image.values,
+        demo_small.image.values,
+    )
     c = make_demo(seed=1, n_frames=12, size=64)
     assert not np.array_equal(make_demo(n_frames=12, size=64).image.values, c.image.values)
 

@@ -46,9 +46,10 @@ def test_truth_consistent_with_frames(stripes):
 
     def same(dy, dx):
         """Fraction of wall pixels whose two neighbours 3 px away in direction ±(dy, dx) share their variant."""
-        sides = [var[f, np.clip(np.round(y + s * dy).astype(int), 0, 95),
-                     np.clip(np.round(x + s * dx).astype(int), 0, 95)]
-                 for s in (-1, 1)]
+        sides = [
+            var[f, np.clip(np.round(y + s * dy).astype(int), 0, 95), np.clip(np.round(x + s * dx).astype(int), 0, 95)]
+            for s in (-1, 1)
+        ]
         return np.mean(sides[0] == sides[1])
 
     along, across = same(3 * np.sin(t), 3 * np.cos(t)), same(3 * np.cos(t), -3 * np.sin(t))

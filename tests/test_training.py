@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from ferrolens import training
 from ferrolens.parallel import plan
 
-COLUMNS = training.RecordColumns(train=("train/loss",), val=("val/loss", "val/never_logged"),
-                                 train_loss="train/loss", val_loss="val/loss")
+COLUMNS = training.RecordColumns(
+    train=("train/loss",), val=("val/loss", "val/never_logged"), train_loss="train/loss", val_loss="val/loss"
+)
 STEPS = 4  # batches of 8 in an epoch
 
 
@@ -44,8 +45,10 @@ class Line(pl.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=self.lr)
         # halves the learning rate after every step: each epoch ends with its own rate
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5),
-                                                   "interval": "step"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["ferrolens_model"] = "toy"
@@ -67,16 +70,30 @@ class Data(pl.LightningDataModule):
 
 def _fit(out, epochs: int) -> training.Trained:
     training.seed_everything(0)
-    return training.fit(Line(), Data(), par=plan("cpu", 1, "auto", 1, "toy"), out=out, seed=0, salt=3,
-                        resume_key="toy-1", kind="toy", max_epochs=epochs, record=COLUMNS, progress=False,
-                        check_val_every_n_epoch=2)
+    return training.fit(
+        Line(),
+        Data(),
+        par=plan("cpu", 1, "auto", 1, "toy"),
+        out=out,
+        seed=0,
+        salt=3,
+        resume_key="toy-1",
+        kind="toy",
+        max_epochs=epochs,
+        record=COLUMNS,
+        progress=False,
+        check_val_every_n_epoch=2,
+    )
 
 
 def test_record_holds_what_was_logged_and_nan_where_nothing_was(tmp_path):
     trained = _fit(tmp_path / "run", 3)
     rec = trained.record
-    assert list(rec.columns) == ["epoch", "step", "train/loss", "val/loss", "val/never_logged", "lr", "wall_s",
-                                 "cpu_s"] == COLUMNS.names
+    assert (
+        list(rec.columns)
+        == ["epoch", "step", "train/loss", "val/loss", "val/never_logged", "lr", "wall_s", "cpu_s"]
+        == COLUMNS.names
+    )
     assert rec["epoch"].tolist() == [0, 1, 2] and rec["step"].tolist() == [STEPS, 2 * STEPS, 3 * STEPS]
     # validated after epoch 1 only: epoch 2 has no held-out loss (not epoch 1's, still in the trainer's metrics)
     assert np.isnan(rec["val/loss"][0]) and np.isfinite(rec["val/loss"][1]) and np.isnan(rec["val/loss"][2])

@@ -23,8 +23,20 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None) -> subproce
     if config is not None:
         files = [workdir / "bad.yaml"]
         files[0].write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", *map(str, files), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *map(str, files),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
@@ -67,8 +79,17 @@ def test_every_figure_is_a_nonempty_image_and_the_report_builds(tiny_run):
 
     figs = sorted((tiny_run / "results/demo/figures").glob("*.png"))
     names = {p.stem for p in figs}
-    assert {"fig1_frames", "fig2_segmentation", "fig3_latent_codes_n8", "fig4_latent_maps", "fig5_dynamics_n8",
-            "fig6_latent_space_n8", "fig7_nmf_maps_n8", "rvae_training", "segment_training"} <= names
+    assert {
+        "fig1_frames",
+        "fig2_segmentation",
+        "fig3_latent_codes_n8",
+        "fig4_latent_maps",
+        "fig5_dynamics_n8",
+        "fig6_latent_space_n8",
+        "fig7_nmf_maps_n8",
+        "rvae_training",
+        "segment_training",
+    } <= names
     for p in figs:
         with Image.open(p) as im:
             arr = np.asarray(im.convert("L"))
@@ -110,6 +131,7 @@ def test_bad_input_one_clear_line_and_no_output(tmp_path):
 def test_lint_is_clean():
     if shutil.which("snakemake") is None:
         pytest.skip("snakemake not on PATH")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -72,13 +72,17 @@ def _compare_store(a: Path, b: Path, rtol: float) -> list[str]:
     for name in sorted(set(da.variables) & set(db.variables)):
         va, vb = da[name].variable, db[name].variable
         if va.dims != vb.dims or va.shape != vb.shape or va.dtype != vb.dtype:
-            problems.append(f"{name}: dims/shape/dtype {va.dims} {va.shape} {va.dtype} "
-                            f"vs {vb.dims} {vb.shape} {vb.dtype}")
+            problems.append(
+                f"{name}: dims/shape/dtype {va.dims} {va.shape} {va.dtype} vs {vb.dims} {vb.shape} {vb.dtype}"
+            )
             continue
         xa, xb = va.values, vb.values
         if np.issubdtype(xa.dtype, np.floating) or np.issubdtype(xa.dtype, np.complexfloating):
-            same = np.allclose(xa, xb, rtol=rtol, atol=0.0, equal_nan=True) if rtol else np.array_equal(
-                xa, xb, equal_nan=True)
+            same = (
+                np.allclose(xa, xb, rtol=rtol, atol=0.0, equal_nan=True)
+                if rtol
+                else np.array_equal(xa, xb, equal_nan=True)
+            )
             if not same:
                 diff = np.nanmax(np.abs(xa.astype(float) - xb.astype(float))) if xa.size else 0.0
                 problems.append(f"{name}: values differ (max |a-b| = {diff:.3g}, rtol = {rtol})")
@@ -95,8 +99,10 @@ def compare(local: Path, slurm: Path, rtol: float) -> int:
         bad.append(f"no zarr store under {local / 'results'}")
     for kind, a, b in (("stores", sa, sb), ("files", fa, fb)):
         if set(a) != set(b):
-            bad.append(f"{kind} only in the local run: {sorted(map(str, set(a) - set(b)))}; "
-                       f"only in the SLURM run: {sorted(map(str, set(b) - set(a)))}")
+            bad.append(
+                f"{kind} only in the local run: {sorted(map(str, set(a) - set(b)))}; "
+                f"only in the SLURM run: {sorted(map(str, set(b) - set(a)))}"
+            )
     for rel in sorted(set(sa) & set(sb)):
         problems = _compare_store(local / "results" / rel, slurm / "results" / rel, rtol)
         print(f"  {'MISMATCH' if problems else 'equal   '} {rel}")
@@ -140,8 +146,10 @@ def jobs(log: Path) -> int:
         rule = re.sub(r"^rule_", "", j.get("Comment", "")).split("_wildcards_")[0]
         seen.add(rule)
         tres = j.get("TresPerJob", "") or j.get("TresPerNode", "")
-        print(f"{j.get('JobId', '?'):>6}  {j.get('JobState', '?'):<10} {j.get('Partition', '?'):<9} "
-              f"{j.get('NumCPUs', '?'):>4} {tres or '-':<12} {j.get('Comment', '')}")
+        print(
+            f"{j.get('JobId', '?'):>6}  {j.get('JobState', '?'):<10} {j.get('Partition', '?'):<9} "
+            f"{j.get('NumCPUs', '?'):>4} {tres or '-':<12} {j.get('Comment', '')}"
+        )
         if j.get("JobState") != "COMPLETED":
             bad.append(f"SLURM job {j.get('JobId')} ({rule}) is {j.get('JobState')}")
         gpu = "gpu" in tres
@@ -155,8 +163,10 @@ def jobs(log: Path) -> int:
     if missing:
         bad.append(f"rules that ran but not as SLURM jobs: {missing}")
     on_gpu = sorted(seen & gpu_wanted)
-    print(f"rules run as SLURM jobs: {sorted(seen)}; on the fake GPU: {on_gpu or 'none'} "
-          f"(profiles/slurm gives a GPU to {sorted(gpu_wanted)})")
+    print(
+        f"rules run as SLURM jobs: {sorted(seen)}; on the fake GPU: {on_gpu or 'none'} "
+        f"(profiles/slurm gives a GPU to {sorted(gpu_wanted)})"
+    )
     if bad:
         print("\n".join(["SLURM job check failed:"] + [f"  - {b}" for b in bad]))
         return 1

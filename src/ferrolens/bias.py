@@ -40,24 +40,30 @@ def read_bias_csv(path: str | Path) -> pd.DataFrame:
     df.columns = [str(c).strip().lower() for c in df.columns]
     missing = {"frame", "bias"} - set(df.columns)
     if missing:
-        raise InputError(path, f"columns are {list(df.columns)}, missing {sorted(missing)}",
-                         "columns frame,bias[,time]")
+        raise InputError(
+            path, f"columns are {list(df.columns)}, missing {sorted(missing)}", "columns frame,bias[,time]"
+        )
     for col in [c for c in ("frame", "bias", "time") if c in df.columns]:
         # pandas may give a string or object dtype that numpy cannot interpret: coerce, then name the rows
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             shown = ", ".join(f"row {i + 2}: {df[col].iloc[i]!r}" for i in bad[:5])  # +2: header, 1-based
-            raise InputError(path, f"column {col!r} has {bad.size} non-numeric or non-finite value(s) ({shown}"
-                                   f"{' …' if bad.size > 5 else ''})", "finite numbers")
+            raise InputError(
+                path,
+                f"column {col!r} has {bad.size} non-numeric or non-finite value(s) ({shown}"
+                f"{' …' if bad.size > 5 else ''})",
+                "finite numbers",
+            )
         df[col] = values
     if not np.all(df["frame"] == np.round(df["frame"])):
         fractional = df.loc[df["frame"] != np.round(df["frame"]), "frame"].tolist()[:5]
         raise InputError(path, f"column 'frame' has fractional values {fractional}", "whole source-frame indices")
     df["frame"] = df["frame"].astype(np.int64)
     if df["frame"].duplicated().any():
-        raise InputError(path, f"frames {sorted(df.loc[df['frame'].duplicated(), 'frame'].unique())} repeat",
-                         "one row per frame")
+        raise InputError(
+            path, f"frames {sorted(df.loc[df['frame'].duplicated(), 'frame'].unique())} repeat", "one row per frame"
+        )
     return df.set_index("frame").sort_index()
 
 
@@ -65,9 +71,11 @@ def check_length(values, n_frames: int, where: str) -> np.ndarray:
     """Bias/time values as float64, checking that there is one per frame."""
     arr = np.asarray(values, dtype=float).ravel()
     if arr.size != n_frames:
-        raise InputError(where, f"has {arr.size} values but the movie has {n_frames} frames",
-                         "one value per frame")
+        raise InputError(where, f"has {arr.size} values but the movie has {n_frames} frames", "one value per frame")
     if not np.isfinite(arr).all():
-        raise InputError(where, f"values at positions {np.flatnonzero(~np.isfinite(arr))[:10].tolist()} are not finite",
-                         "finite numbers")
+        raise InputError(
+            where,
+            f"values at positions {np.flatnonzero(~np.isfinite(arr))[:10].tolist()} are not finite",
+            "finite numbers",
+        )
     return arr

@@ -34,8 +34,17 @@ import numpy as np
 warnings.filterwarnings("ignore", message=".*snakemake_timestamp")
 
 #: Attributes that name where or when a run happened, not what it computed.
-VOLATILE_ATTRS = ("ferrolens_version", "checkpoint", "checkpoint_sha256", "movie", "windows", "latents",
-                  "source_sha256", "created", "git_commit")
+VOLATILE_ATTRS = (
+    "ferrolens_version",
+    "checkpoint",
+    "checkpoint_sha256",
+    "movie",
+    "windows",
+    "latents",
+    "source_sha256",
+    "created",
+    "git_commit",
+)
 #: CSV columns that time a run, not what it computed: a training record's seconds per epoch
 #: (:data:`ferrolens.training.TIMES`).
 VOLATILE_COLUMNS = ("wall_s", "cpu_s")
@@ -118,8 +127,11 @@ def compare_csv(a: Path, b: Path, rtol: float, atol: float) -> list[str]:
         return [f"columns/rows {list(x.columns)} × {len(x)} vs {list(y.columns)} × {len(y)}"]
     out = []
     for c in x.columns:
-        ok, why = _close(x[c].to_numpy(), y[c].to_numpy(), rtol, atol) if x[c].dtype.kind in "iufb" and \
-            y[c].dtype.kind in "iufb" else (x[c].astype(str).equals(y[c].astype(str)), "text differs")
+        ok, why = (
+            _close(x[c].to_numpy(), y[c].to_numpy(), rtol, atol)
+            if x[c].dtype.kind in "iufb" and y[c].dtype.kind in "iufb"
+            else (x[c].astype(str).equals(y[c].astype(str)), "text differs")
+        )
         if not ok:
             out.append(f"column {c}: {why}")
     return out
@@ -188,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     diffs = compare_runs(args.a, args.b, args.rtol, args.atol)
     for d in diffs:
         print(f"DIFFERENT {d.path}: {d.what}")
-    print(f"{n} results compared (rtol {args.rtol:g}, atol {args.atol:g}): "
-          + ("all agree" if not diffs else f"{len({d.path for d in diffs})} differ"))
+    print(
+        f"{n} results compared (rtol {args.rtol:g}, atol {args.atol:g}): "
+        + ("all agree" if not diffs else f"{len({d.path for d in diffs})} differ")
+    )
     return 1 if diffs else 0
 
 

@@ -101,10 +101,13 @@ def validate(config: dict, schema: str | Path = SCHEMA, where: str = "config", w
         if errors:
             e = errors[0]
             key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
-            described = {"pattern": e.schema.get("description") if isinstance(e.schema, dict) else None,
-                         "uniqueItems": "each value listed once"}.get(str(e.validator))
-            raise InputError(where, f"key {key}: {e.message}",
-                             described or "a config matching workflow/schemas/config.schema.yaml")
+            described = {
+                "pattern": e.schema.get("description") if isinstance(e.schema, dict) else None,
+                "uniqueItems": "each value listed once",
+            }.get(str(e.validator))
+            raise InputError(
+                where, f"key {key}: {e.message}", described or "a config matching workflow/schemas/config.schema.yaml"
+            )
     for name, dataset in (config.get("datasets") or {}).items():
         check_dataset(f"datasets.{name}", dataset)
     try:
@@ -136,22 +139,27 @@ def stage_seed(seed: int, *names: Any) -> int:
 
 
 @overload
-def section(name: Literal["segment"], cfg: Mapping[str, Any] | None = None,
-            schema: str | Path = SCHEMA) -> SegmentConfig: ...
+def section(
+    name: Literal["segment"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA
+) -> SegmentConfig: ...
 @overload
 def section(name: Literal["rvae"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA) -> RvaeConfig: ...
 @overload
-def section(name: Literal["dynamics"], cfg: Mapping[str, Any] | None = None,
-            schema: str | Path = SCHEMA) -> DynamicsConfig: ...
+def section(
+    name: Literal["dynamics"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA
+) -> DynamicsConfig: ...
 @overload
-def section(name: Literal["latent_space"], cfg: Mapping[str, Any] | None = None,
-            schema: str | Path = SCHEMA) -> LatentSpaceConfig: ...
+def section(
+    name: Literal["latent_space"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA
+) -> LatentSpaceConfig: ...
 @overload
-def section(name: Literal["switching"], cfg: Mapping[str, Any] | None = None,
-            schema: str | Path = SCHEMA) -> SwitchingConfig: ...
+def section(
+    name: Literal["switching"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA
+) -> SwitchingConfig: ...
 @overload
-def section(name: Literal["figures"], cfg: Mapping[str, Any] | None = None,
-            schema: str | Path = SCHEMA) -> FiguresConfig: ...
+def section(
+    name: Literal["figures"], cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA
+) -> FiguresConfig: ...
 def section(name: str, cfg: Mapping[str, Any] | None = None, schema: str | Path = SCHEMA) -> Any:
     """One stage's config section (``segment``, ``rvae`` …: :data:`SECTIONS`), validated with defaults
     filled and frozen: the code trusts it and cannot change it by mistake. Its type is the section's
@@ -180,8 +188,9 @@ def _checked(name: str, cfg: Mapping[str, Any] | None, schema: str | Path) -> Fr
 _ENTRY = "datasets._"  # the name a lone dataset entry is checked under (messages then name the caller's)
 
 
-def dataset_section(cfg: Mapping[str, Any] | None, where: str = "dataset", schema: str | Path = SCHEMA
-                    ) -> DatasetConfig:
+def dataset_section(
+    cfg: Mapping[str, Any] | None, where: str = "dataset", schema: str | Path = SCHEMA
+) -> DatasetConfig:
     """One entry of ``datasets:`` checked as :func:`validate` checks it in a whole config (the schema,
     then :func:`check_dataset`), every default filled, frozen: a ``DatasetConfig``. ``where`` names it
     in messages (``datasets.<name>``). A checked entry is returned as it is.
@@ -192,6 +201,7 @@ def dataset_section(cfg: Mapping[str, Any] | None, where: str = "dataset", schem
     try:
         return cast("DatasetConfig", _checked(_ENTRY, cfg, schema))
     except InputError as exc:  # name the caller's entry, as a whole config names its own
+
         def named(text: str | None) -> str | None:
             return text.replace(_ENTRY, where) if text else text
 
@@ -298,15 +308,30 @@ def check_dataset(key: str, cfg: DatasetConfig) -> None:
     after the schema (defaults filled): a whole config's entries, and one alone (:func:`dataset_section`)."""
     policy = cfg["nonfinite"]
     if policy not in ("error", "median"):
-        require(key, is_number(policy) and abs(policy) <= FLOAT32_MAX, "nonfinite", policy,
-                "'error', 'median' or a finite fill value within the float32 range (|value| <= 3.4e38)")
+        require(
+            key,
+            is_number(policy) and abs(policy) <= FLOAT32_MAX,
+            "nonfinite",
+            policy,
+            "'error', 'median' or a finite fill value within the float32 range (|value| <= 3.4e38)",
+        )
     bias = cfg["bias"]
     if bias["source"] == "csv":
-        require(key, isinstance(bias["csv"], str) and bias["csv"] != "", "bias.csv", bias["csv"],
-                "the CSV file (columns frame,bias[,time]) when bias.source is 'csv'")
+        require(
+            key,
+            isinstance(bias["csv"], str) and bias["csv"] != "",
+            "bias.csv",
+            bias["csv"],
+            "the CSV file (columns frame,bias[,time]) when bias.source is 'csv'",
+        )
     if bias["source"] == "list":
-        require(key, bool(bias["values"]), "bias.values", thaw(bias["values"]),
-                "one bias value per kept frame when bias.source is 'list'")
+        require(
+            key,
+            bool(bias["values"]),
+            "bias.values",
+            thaw(bias["values"]),
+            "one bias value per kept frame when bias.source is 'list'",
+        )
 
 
 def _ordered(section_name: str, key: str, pair: Any, what: str = "[low, high] with low < high") -> None:
@@ -318,12 +343,19 @@ def _check_segment(c: SegmentConfig) -> None:
     lo, hi = c["normalize"]["low_percentile"], c["normalize"]["high_percentile"]
     require("segment", lo < hi, "normalize", [lo, hi], "0 ≤ low_percentile < high_percentile ≤ 100")
     p = c["predict"]
-    require("segment", p["overlap"] < p["tile"], "predict.overlap", p["overlap"],
-            f"an integer 0 ≤ overlap < tile ({p['tile']})")
+    require(
+        "segment",
+        p["overlap"] < p["tile"],
+        "predict.overlap",
+        p["overlap"],
+        f"an integer 0 ≤ overlap < tile ({p['tile']})",
+    )
     a = c["augment"]
-    for k, rng in (("contrast.scale_range", a["contrast"]["scale_range"]),
-                   ("contrast.gamma_range", a["contrast"]["gamma_range"]),
-                   ("poisson_noise.peak_range", a["poisson_noise"]["peak_range"])):
+    for k, rng in (
+        ("contrast.scale_range", a["contrast"]["scale_range"]),
+        ("contrast.gamma_range", a["contrast"]["gamma_range"]),
+        ("poisson_noise.peak_range", a["poisson_noise"]["peak_range"]),
+    ):
         require("segment", rng[0] <= rng[1], f"augment.{k}", thaw(rng), "[low, high] with 0 < low ≤ high")
 
 
@@ -334,8 +366,13 @@ def _check_dynamics(c: DynamicsConfig) -> None:
         _ordered("dynamics", f"ranges.{name}", r)
     if c["bandwidth"] == "fixed":
         missing = [v for v in c["variables"] if v not in c["fixed_bandwidth"]]
-        require("dynamics", not missing, "fixed_bandwidth", thaw(c["fixed_bandwidth"]),
-                f"a bandwidth for every variable (missing {missing})")
+        require(
+            "dynamics",
+            not missing,
+            "fixed_bandwidth",
+            thaw(c["fixed_bandwidth"]),
+            f"a bandwidth for every variable (missing {missing})",
+        )
 
 
 def _check_latent_space(c: LatentSpaceConfig) -> None:
@@ -346,14 +383,22 @@ def _check_latent_space(c: LatentSpaceConfig) -> None:
     _ordered("latent_space", "physical_bounds", c["physical_bounds"])
     _ordered("latent_space", "histogram_range", c["histogram_range"])
     n_src = c["image_components"] if c["rgb_source"] == "image" else c["histogram_components"]
-    require("latent_space", all(i < n_src for i in c["rgb_components"]), "rgb_components",
-            thaw(c["rgb_components"]), f"three component indices 0 … {n_src - 1} of the {c['rgb_source']} NMF")
+    require(
+        "latent_space",
+        all(i < n_src for i in c["rgb_components"]),
+        "rgb_components",
+        thaw(c["rgb_components"]),
+        f"three component indices 0 … {n_src - 1} of the {c['rgb_source']} NMF",
+    )
 
 
 #: Rules between the fields of one section, run by :func:`validate` (so once, in the Snakefile,
 #: for the workflow) after the schema: each section's checks live here, beside its schema.
 CROSS_CHECKS: dict[str, Callable[[Any], None]] = {
-    "segment": _check_segment, "dynamics": _check_dynamics, "latent_space": _check_latent_space}
+    "segment": _check_segment,
+    "dynamics": _check_dynamics,
+    "latent_space": _check_latent_space,
+}
 
 
 def check_workflow(config: Config) -> None:
@@ -364,11 +409,21 @@ def check_workflow(config: Config) -> None:
     if isinstance(epochs, dict):
         given = {int(k) for k in epochs}
         missing = [w for w in windows if int(w) not in given]
-        require("rvae", not missing, "epochs", thaw(epochs),
-                f"an entry for every window size (windows {list(windows)}; missing {missing})")
+        require(
+            "rvae",
+            not missing,
+            "epochs",
+            thaw(epochs),
+            f"an entry for every window size (windows {list(windows)}; missing {missing})",
+        )
     if rvae["input"] != "raw":
-        require("rvae", rvae["segmentation"] in n_classes, "segmentation", rvae["segmentation"],
-                f"one of segment.n_classes = {list(n_classes)} (a trained segmentation), or rvae.input: raw")
+        require(
+            "rvae",
+            rvae["segmentation"] in n_classes,
+            "segmentation",
+            rvae["segmentation"],
+            f"one of segment.n_classes = {list(n_classes)} (a trained segmentation), or rvae.input: raw",
+        )
 
 
 # --- typed sections: ferrolens/sections.py is generated from the schema fragments -------------
@@ -396,15 +451,15 @@ def _python_type(schema: dict, name: tuple[str, ...], classes: list[str], refs: 
         return _typed_dict(schema, name, classes, refs)
     if types == "object":
         extra = schema.get("additionalProperties")
-        return (f"dict[str, {_python_type(extra, name, classes, refs)}]" if isinstance(extra, dict)
-                else "dict[str, Any]")
+        return f"dict[str, {_python_type(extra, name, classes, refs)}]" if isinstance(extra, dict) else "dict[str, Any]"
     if types == "array":
         return f"list[{_python_type(schema.get('items', {}), name, classes, refs)}]"
     return {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "None"}[types]
 
 
-def _typed_dict(schema: dict, name: tuple[str, ...], classes: list[str], refs: dict[str, str] | None = None,
-                doc: str | None = None) -> str:
+def _typed_dict(
+    schema: dict, name: tuple[str, ...], classes: list[str], refs: dict[str, str] | None = None, doc: str | None = None
+) -> str:
     cls = _camel(*name) + "Config"
     lines = []
     for key, sub in schema["properties"].items():
@@ -430,17 +485,22 @@ def typed_sections(schema: str | Path = SCHEMA) -> str:
     classes: list[str] = []
     refs = {}
     for name in SECTIONS:
-        refs[f"fragments/{name}.yaml"] = _typed_dict(yaml.safe_load((folder / f"{name}.yaml").read_text()), (name,),
-                                                     classes)
+        refs[f"fragments/{name}.yaml"] = _typed_dict(
+            yaml.safe_load((folder / f"{name}.yaml").read_text()), (name,), classes
+        )
     root = yaml.safe_load(root_path.read_text())
     refs["#/$defs/dataset"] = _typed_dict(root["$defs"]["dataset"], ("dataset",), classes)
     _typed_dict(root, (), classes, refs, doc="The whole config (:func:`load_config`: checked, defaults filled).")
-    head = ('"""Types of the checked config sections, generated from the schema fragments by\n'
-            "``python -m ferrolens.config > src/ferrolens/sections.py``; ``tests/test_config.py`` checks it\n"
-            'is current. :func:`ferrolens.config.section` hands these out, frozen."""\n\n'
-            "from __future__ import annotations\n\nfrom typing import "
-            + ("Any, " if any("Any]" in c for c in classes) else "") + "Literal, TypedDict\n\n__all__ = [\n"
-            + "".join(f'    "{c.split("(")[0].removeprefix("class ")}",\n' for c in sorted(classes)) + "]\n")
+    head = (
+        '"""Types of the checked config sections, generated from the schema fragments by\n'
+        "``python -m ferrolens.config > src/ferrolens/sections.py``; ``tests/test_config.py`` checks it\n"
+        'is current. :func:`ferrolens.config.section` hands these out, frozen."""\n\n'
+        "from __future__ import annotations\n\nfrom typing import "
+        + ("Any, " if any("Any]" in c for c in classes) else "")
+        + "Literal, TypedDict\n\n__all__ = [\n"
+        + "".join(f'    "{c.split("(")[0].removeprefix("class ")}",\n' for c in sorted(classes))
+        + "]\n"
+    )
     return head + "\n\n" + "\n\n\n".join(classes) + "\n"
 
 

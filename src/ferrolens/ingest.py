@@ -28,13 +28,13 @@ def frame_indices(n_source: int, frames: DatasetFramesConfig, where: str) -> np.
     """Source-frame indices kept by ``frames: {start, stop, step}``."""
     idx = np.arange(n_source)[slice(frames["start"], frames["stop"], frames["step"])]
     if idx.size == 0:
-        raise InputError(where, f"frames {frames} select nothing from {n_source} frames",
-                         "a non-empty frame range")
+        raise InputError(where, f"frames {frames} select nothing from {n_source} frames", "a non-empty frame range")
     return idx
 
 
-def crop_bin(arr: np.ndarray, crop: list[int | None] | None, binning: int, where: str,
-             labels: bool = False) -> np.ndarray:
+def crop_bin(
+    arr: np.ndarray, crop: list[int | None] | None, binning: int, where: str, labels: bool = False
+) -> np.ndarray:
     """Crop ``[y0, y1, x0, x1]`` (None = to the edge), then bin by ``binning``.
 
     Images are binned by block means; labels by taking each block's top-left
@@ -44,10 +44,13 @@ def crop_bin(arr: np.ndarray, crop: list[int | None] | None, binning: int, where
     if crop:
         y0, y1, x0, x1 = crop
         ny, nx = arr.shape[1:]
-        if not (0 <= (y0 or 0) < (ny if y1 is None else min(y1, ny))
-                and 0 <= (x0 or 0) < (nx if x1 is None else min(x1, nx))):
-            raise InputError(where, f"crop {crop} is empty for frames of {ny}×{nx}",
-                             "0 ≤ y0 < y1 ≤ height, 0 ≤ x0 < x1 ≤ width")
+        if not (
+            0 <= (y0 or 0) < (ny if y1 is None else min(y1, ny))
+            and 0 <= (x0 or 0) < (nx if x1 is None else min(x1, nx))
+        ):
+            raise InputError(
+                where, f"crop {crop} is empty for frames of {ny}×{nx}", "0 ≤ y0 < y1 ≤ height, 0 ≤ x0 < x1 ≤ width"
+            )
         arr = arr[:, y0:y1, x0:x1]
     b = int(binning)
     if b > 1:
@@ -55,13 +58,17 @@ def crop_bin(arr: np.ndarray, crop: list[int | None] | None, binning: int, where
         if ny == 0 or nx == 0:
             raise InputError(where, f"binning {b} is larger than the frame {arr.shape[1:]}", "a smaller bin factor")
         arr = arr[:, :ny, :nx]
-        arr = (arr[:, ::b, ::b] if labels  # a class cannot be averaged: the block's top-left pixel
-               else arr.reshape(arr.shape[0], ny // b, b, nx // b, b).mean(axis=(2, 4)))
+        arr = (
+            arr[:, ::b, ::b]
+            if labels  # a class cannot be averaged: the block's top-left pixel
+            else arr.reshape(arr.shape[0], ny // b, b, nx // b, b).mean(axis=(2, 4))
+        )
     return arr
 
 
-def resolve_bias(cfg: DatasetConfig, fr: Frames, idx: np.ndarray, where: str
-                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def resolve_bias(
+    cfg: DatasetConfig, fr: Frames, idx: np.ndarray, where: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Bias (V) and time (s) of the kept frames from the configured source.
 
     ``bias.source``: ``auto`` (the file's, else none), ``file``, ``csv``
@@ -78,15 +85,21 @@ def resolve_bias(cfg: DatasetConfig, fr: Frames, idx: np.ndarray, where: str
         if fr.bias is not None:
             bias = check_length(fr.bias, len(fr.image), f"{where}: bias in the file")[idx]
         elif src == "file":
-            raise InputError(where, "bias.source is 'file' but the file holds no bias",
-                             "bias.dataset naming it, or another bias.source")
+            raise InputError(
+                where,
+                "bias.source is 'file' but the file holds no bias",
+                "bias.dataset naming it, or another bias.source",
+            )
     elif src == "csv":
         csv = str(bcfg["csv"])  # set: checked with the dataset (check_dataset)
         table = read_bias_csv(csv)
         missing = sorted(set(idx.tolist()) - set(table.index.tolist()))
         if missing:
-            raise InputError(csv, f"has no rows for frames {missing[:10]}{' …' if len(missing) > 10 else ''}",
-                             f"a bias for each of the {n} kept frames")
+            raise InputError(
+                csv,
+                f"has no rows for frames {missing[:10]}{' …' if len(missing) > 10 else ''}",
+                f"a bias for each of the {n} kept frames",
+            )
         bias = table.loc[idx, "bias"].to_numpy(float)
         if "time" in table:
             time = table.loc[idx, "time"].to_numpy(float)
@@ -112,18 +125,23 @@ def _fix_nonfinite(image: np.ndarray, policy: str | float, where: str, kept: np.
         return image
     empty = np.flatnonzero(bad.all(axis=(1, 2)))
     if empty.size:  # a fill would make a constant frame that fails much later (or teaches nothing)
-        raise InputError(where, f"source frames {_frame_list(kept, empty)} have no finite pixel (all NaN/inf)",
-                         "frames with data: leave them out with `frames:` (start/stop/step) or fix the file")
+        raise InputError(
+            where,
+            f"source frames {_frame_list(kept, empty)} have no finite pixel (all NaN/inf)",
+            "frames with data: leave them out with `frames:` (start/stop/step) or fix the file",
+        )
     if policy == "error":
         frames = np.flatnonzero(bad.any(axis=(1, 2)))
-        raise InputError(where, f"non-finite pixels in source frames {_frame_list(kept, frames)}",
-                         "finite pixels, or `nonfinite:` set to a fill value or 'median'")
+        raise InputError(
+            where,
+            f"non-finite pixels in source frames {_frame_list(kept, frames)}",
+            "finite pixels, or `nonfinite:` set to a fill value or 'median'",
+        )
     fill = np.nanmedian(image[~bad]) if policy == "median" else float(policy)
     return np.where(bad, fill, image)
 
 
-def check_movie(image: np.ndarray, kept: np.ndarray, where: str, source: str,
-                windows: list[int] | None = None) -> None:
+def check_movie(image: np.ndarray, kept: np.ndarray, where: str, source: str, windows: list[int] | None = None) -> None:
     """Refuse a movie (float32, after selection, crop and binning) that later stages
     could only fail on, or analyse as if it held data.
 
@@ -135,27 +153,42 @@ def check_movie(image: np.ndarray, kept: np.ndarray, where: str, source: str,
     over = ~np.isfinite(image)
     if over.any():
         frames = np.flatnonzero(over.any(axis=(1, 2)))
-        raise InputError(where, f"{source}: values beyond the float32 range (|value| > 3.4e38) in source frames "
-                                f"{_frame_list(kept, frames)}",
-                         "values a float32 movie can hold: rescale the data")
+        raise InputError(
+            where,
+            f"{source}: values beyond the float32 range (|value| > 3.4e38) in source frames "
+            f"{_frame_list(kept, frames)}",
+            "values a float32 movie can hold: rescale the data",
+        )
     if image.shape[0] < 2:
-        raise InputError(where, f"{source}: the movie has {image.shape[0]} frame (source frames {kept.tolist()})",
-                         "at least 2 frames (the analysis follows change from frame to frame); check `frames:`")
+        raise InputError(
+            where,
+            f"{source}: the movie has {image.shape[0]} frame (source frames {kept.tolist()})",
+            "at least 2 frames (the analysis follows change from frame to frame); check `frames:`",
+        )
     lo, hi = float(image.min()), float(image.max())
     if lo == hi:
-        raise InputError(where, f"{source}: every pixel of all {image.shape[0]} frames is {lo:g}",
-                         "a movie whose pixels vary (an empty or blank recording cannot be segmented)")
+        raise InputError(
+            where,
+            f"{source}: every pixel of all {image.shape[0]} frames is {lo:g}",
+            "a movie whose pixels vary (an empty or blank recording cannot be segmented)",
+        )
     if windows:
         n = max(int(w) for w in windows)
         ny, nx = image.shape[1:]
         if n > min(ny, nx):
-            raise InputError("config windows", f"window size {n} is larger than the {ny}×{nx} frames of {where} "
-                                               f"(after crop and bin)",
-                             f"windows no larger than {min(ny, nx)} pixels, or a larger crop / smaller bin")
+            raise InputError(
+                "config windows",
+                f"window size {n} is larger than the {ny}×{nx} frames of {where} (after crop and bin)",
+                f"windows no larger than {min(ny, nx)} pixels, or a larger crop / smaller bin",
+            )
 
 
-def load_movie(cfg: Partial[DatasetConfig], source: str | Path | list | None = None, where: str | None = None,
-               windows: list[int] | None = None) -> xr.Dataset:
+def load_movie(
+    cfg: Partial[DatasetConfig],
+    source: str | Path | list | None = None,
+    where: str | None = None,
+    windows: list[int] | None = None,
+) -> xr.Dataset:
     """Read, select, crop, bin and check one dataset's movie (no write).
 
     Parameters
@@ -199,8 +232,13 @@ def load_movie(cfg: Partial[DatasetConfig], source: str | Path | list | None = N
     return xr.Dataset({"image": ((store.FRAME, store.Y, store.X), image, img_attrs)}, coords=coords, attrs=attrs)
 
 
-def ingest_movie(cfg: Partial[DatasetConfig], out: str | Path, source: str | Path | list | None = None,
-                 name: str = "dataset", windows: list[int] | None = None) -> Path:
+def ingest_movie(
+    cfg: Partial[DatasetConfig],
+    out: str | Path,
+    source: str | Path | list | None = None,
+    name: str = "dataset",
+    windows: list[int] | None = None,
+) -> Path:
     """Ingest one dataset into ``movie.zarr`` (atomically).
 
     Everything is read and checked before the store is written, so bad input
@@ -219,8 +257,11 @@ def write_demo_source(spec: dict, out: str | Path) -> Path:
     from .synthetic import make_demo
 
     ds = make_demo(**spec)
-    return store.write_store(ds, out, encoding={v: {"chunks": (1, *ds[v].shape[1:])}
-                                                for v in ("image", "class_map", "variant_map", "orientation")})
+    return store.write_store(
+        ds,
+        out,
+        encoding={v: {"chunks": (1, *ds[v].shape[1:])} for v in ("image", "class_map", "variant_map", "orientation")},
+    )
 
 
 # --- labels ------------------------------------------------------------------------
@@ -242,15 +283,20 @@ def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str],
     for p in files:
         a, rgb = read_image_array(p)
         if fmt != "rgb" and rgb:
-            raise InputError(p, f"label image is RGB colour {a.shape}",
-                             "a single-channel class map (labels.format: index), "
-                             "or labels.format: rgb with labels.colors")
+            raise InputError(
+                p,
+                f"label image is RGB colour {a.shape}",
+                "a single-channel class map (labels.format: index), or labels.format: rgb with labels.colors",
+            )
         if fmt != "rgb" and a.dtype.kind == "f":
             frac = ~np.isfinite(a) | (a != np.round(a))
             if frac.any():
                 vals = np.unique(a[frac])[:5].tolist()
-                raise InputError(p, f"label values {vals} are not whole numbers",
-                                 "integer class indices (-1 = unlabelled), not fractions or NaN")
+                raise InputError(
+                    p,
+                    f"label values {vals} are not whole numbers",
+                    "integer class indices (-1 = unlabelled), not fractions or NaN",
+                )
         elif fmt != "rgb" and a.dtype.kind not in "iub":
             raise InputError(p, f"label data type {a.dtype}", "integer class indices")
         if fmt == "rgb":
@@ -260,13 +306,22 @@ def _read_label_images(paths: list, fmt: str, colours: dict, classes: list[str],
         else:
             arrays.extend(list(a) if a.ndim == 3 else [a])
     if len(arrays) != n_expected:
-        raise InputError("labels.path", f"gives {len(arrays)} label images for {n_expected} labels.frames",
-                         "one label image per listed frame")
+        raise InputError(
+            "labels.path",
+            f"gives {len(arrays)} label images for {n_expected} labels.frames",
+            "one label image per listed frame",
+        )
     return arrays
 
 
-def ingest_labels(dataset_cfg: Partial[DatasetConfig], classes: list[str], movie: str | Path, out: str | Path,
-                  truth: str | Path | None = None, name: str = "dataset") -> Path:
+def ingest_labels(
+    dataset_cfg: Partial[DatasetConfig],
+    classes: list[str],
+    movie: str | Path,
+    out: str | Path,
+    truth: str | Path | None = None,
+    name: str = "dataset",
+) -> Path:
     """Read human labels of a few frames into ``labels.zarr``.
 
     Labels come from files (integer class maps in PNG/TIFF/npy, or RGB masks
@@ -293,32 +348,49 @@ def ingest_labels(dataset_cfg: Partial[DatasetConfig], classes: list[str], movie
             raise InputError(f"{where}.source", "is 'truth' but the dataset is not synthetic", "labels.path")
         gt = store.open_store(truth, "synthetic")
         src_idx = mv["source_frame"].values[frames]
-        arrays = list(crop_bin(gt["class_map"].values[src_idx].astype(np.int16), entry["crop"], entry["bin"], where,
-                               labels=True))
+        arrays = list(
+            crop_bin(gt["class_map"].values[src_idx].astype(np.int16), entry["crop"], entry["bin"], where, labels=True)
+        )
     else:
         paths = lcfg["path"]
         if not paths:
             raise InputError(f"{where}.path", "is not set", "label files (or source: truth for the demo)")
-        arrays = _read_label_images(paths if isinstance(paths, list) else [paths], lcfg["format"], lcfg["colors"],
-                                    classes, len(frames))
+        arrays = _read_label_images(
+            paths if isinstance(paths, list) else [paths], lcfg["format"], lcfg["colors"], classes, len(frames)
+        )
     for f, a in zip(frames, arrays, strict=True):  # one label image per frame (counted above)
         if a.shape != shape:
             raise InputError(where, f"label of frame {f} has shape {a.shape}", f"the frame shape {shape}")
         vals = np.unique(a)
-        outside: list = [] if lcfg["format"] == "rgb" else [
-            v for v in vals[(vals < 0) | (vals >= len(classes))] if v != UNLABELLED]
+        outside: list = (
+            [] if lcfg["format"] == "rgb" else [v for v in vals[(vals < 0) | (vals >= len(classes))] if v != UNLABELLED]
+        )
         if len(outside):
-            raise InputError(where, f"label of frame {f} has values {list(map(int, outside))}",
-                             f"class indices 0 … {len(classes) - 1} ({', '.join(classes)})")
+            raise InputError(
+                where,
+                f"label of frame {f} has values {list(map(int, outside))}",
+                f"class indices 0 … {len(classes) - 1} ({', '.join(classes)})",
+            )
     label = np.stack(arrays).astype(np.int16)
     coords: dict[str, Any] = {store.FRAME: np.asarray(frames)}
     if "bias" in mv.coords:
         coords["bias"] = (store.FRAME, mv["bias"].values[frames], {"units": "V"})
-    ds = xr.Dataset({"label": ((store.FRAME, store.Y, store.X), label,
-                               {"flag_values": list(range(len(classes))), "flag_meanings": " ".join(classes),
-                                "unlabelled": UNLABELLED})},
-                    coords=coords,
-                    # the labels: as given, as the movie's provenance records its settings
-                    attrs=store.provenance("labels", (dataset_cfg or {}).get("labels") or {},
-                                           class_names=list(classes), movie=str(movie), dataset=name))
+    ds = xr.Dataset(
+        {
+            "label": (
+                (store.FRAME, store.Y, store.X),
+                label,
+                {
+                    "flag_values": list(range(len(classes))),
+                    "flag_meanings": " ".join(classes),
+                    "unlabelled": UNLABELLED,
+                },
+            )
+        },
+        coords=coords,
+        # the labels: as given, as the movie's provenance records its settings
+        attrs=store.provenance(
+            "labels", (dataset_cfg or {}).get("labels") or {}, class_names=list(classes), movie=str(movie), dataset=name
+        ),
+    )
     return store.write_store(ds, out)

@@ -38,11 +38,19 @@ from .errors import InputError
 
 IMAGE_EXT = {".tif", ".tiff", ".png"}
 FORMATS = {
-    ".tif": "tiff", ".tiff": "tiff", ".png": "image",
-    ".npy": "npy", ".npz": "npz",
-    ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".nxs": "hdf5",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "image",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".hdf": "hdf5",
+    ".nxs": "hdf5",
     ".zarr": "zarr",
-    ".dm3": "dm", ".dm4": "dm", ".emd": "emd",
+    ".dm3": "dm",
+    ".dm4": "dm",
+    ".emd": "emd",
 }
 
 #: ``frames_from`` attr of a movie whose frames are the bias steps of a spectroscopy cube (kept in the movie
@@ -100,8 +108,9 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return fmt
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise InputError(path, f"unknown extension {path.suffix!r}",
-                         f"one of {sorted(FORMATS)} or `format:` set in config")
+        raise InputError(
+            path, f"unknown extension {path.suffix!r}", f"one of {sorted(FORMATS)} or `format:` set in config"
+        )
     return kind
 
 
@@ -109,11 +118,15 @@ def _as_frames(arr: np.ndarray, where: Path, channel: int | None = None) -> np.n
     """Bring an array to (frame, y, x): 2-D → one frame; 4-D needs a channel index (last axis)."""
     if arr.ndim == 4:
         if channel is None:
-            raise InputError(where, f"array of shape {arr.shape} has a channel axis",
-                             "`channel:` set to the channel index (last axis)")
+            raise InputError(
+                where,
+                f"array of shape {arr.shape} has a channel axis",
+                "`channel:` set to the channel index (last axis)",
+            )
         if not 0 <= int(channel) < arr.shape[-1]:
-            raise InputError(where, f"channel {channel} out of range for {arr.shape[-1]} channels",
-                             f"0 … {arr.shape[-1] - 1}")
+            raise InputError(
+                where, f"channel {channel} out of range for {arr.shape[-1]} channels", f"0 … {arr.shape[-1] - 1}"
+            )
         arr = arr[..., int(channel)]
     if arr.ndim == 2:
         arr = arr[None]
@@ -133,8 +146,11 @@ def _rgb_to_gray(arr: np.ndarray, channel: Any, where: Path) -> np.ndarray:
     if channel is None:
         return arr[..., :3].astype(np.float64) @ np.asarray(LUMINANCE)
     if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < arr.shape[-1]:
-        raise InputError(where, f"channel {channel!r} for an RGB image of {arr.shape[-1]} samples",
-                         f"`channel:` 0 … {arr.shape[-1] - 1} (0 = R, 1 = G, 2 = B), or null for luminance")
+        raise InputError(
+            where,
+            f"channel {channel!r} for an RGB image of {arr.shape[-1]} samples",
+            f"`channel:` 0 … {arr.shape[-1] - 1} (0 = R, 1 = G, 2 = B), or null for luminance",
+        )
     return arr[..., int(channel)]
 
 
@@ -169,8 +185,11 @@ def read_image_array(path: Path) -> tuple[np.ndarray, bool]:
         with Image.open(path) as im:
             return np.asarray(im), im.mode in ("RGB", "RGBA")  # decodes all: a truncated file fails here
     except Exception as exc:
-        raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
-                         "a complete PNG/TIFF/.npy file (copy or export it again)") from exc
+        raise InputError(
+            path,
+            f"cannot be read as an image ({type(exc).__name__}: {exc})",
+            "a complete PNG/TIFF/.npy file (copy or export it again)",
+        ) from exc
 
 
 def _read_tiff(path: Path, opts: dict) -> Frames:
@@ -198,8 +217,9 @@ def _read_tiff(path: Path, opts: dict) -> Frames:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(path, f"cannot be read as TIFF ({type(exc).__name__}: {exc})",
-                         "a readable (multi-page) TIFF") from exc
+        raise InputError(
+            path, f"cannot be read as TIFF ({type(exc).__name__}: {exc})", "a readable (multi-page) TIFF"
+        ) from exc
     channel = opts.get("channel")
     if rgb:  # colour samples are one image, never frames (a planar RGB page reads as (3, y, x))
         arr = _rgb_to_gray(arr, channel, path)
@@ -221,8 +241,9 @@ def _read_image(path: Path, opts: dict) -> Frames:
         with Image.open(path) as im:
             arr = np.asarray(im)
     except Exception as exc:
-        raise InputError(path, f"cannot be read as an image ({type(exc).__name__}: {exc})",
-                         "a readable PNG/TIFF") from exc
+        raise InputError(
+            path, f"cannot be read as an image ({type(exc).__name__}: {exc})", "a readable PNG/TIFF"
+        ) from exc
     attrs = {}
     if arr.ndim == 3:  # RGB(A) frame: luminance unless a channel is chosen
         ch = opts.get("channel")
@@ -281,31 +302,42 @@ def _read_hdf5(path: Path, opts: dict) -> Frames:
     try:
         f = h5py.File(path, "r")
     except Exception as exc:
-        raise InputError(path, f"cannot be opened as HDF5 ({type(exc).__name__}: {exc})",
-                         "a readable HDF5 file") from exc
+        raise InputError(
+            path, f"cannot be opened as HDF5 ({type(exc).__name__}: {exc})", "a readable HDF5 file"
+        ) from exc
     with f:
         geometry: dict[str, Any] = {}
         dsets = _h5_datasets(f)
         name, channel = opts.get("dataset"), opts.get("channel")
         if name is not None:
             if name.strip("/") not in dsets:
-                raise InputError(path, f"dataset {name!r} is not there",
-                                 f"one of {sorted(n for n, d in dsets.items() if d.ndim >= 2)}")
+                raise InputError(
+                    path,
+                    f"dataset {name!r} is not there",
+                    f"one of {sorted(n for n, d in dsets.items() if d.ndim >= 2)}",
+                )
             name = name.strip("/")
         else:
             images = {n: d for n, d in dsets.items() if d.ndim >= 2}
             if isinstance(channel, str):
                 by_q = {n: d for n, d in images.items() if _h5_attr(d, "quantity") == channel}
                 if not by_q:
-                    quantities = sorted({str(_h5_attr(d, "quantity")) for d in images.values()
-                                         if _h5_attr(d, "quantity") is not None})
-                    raise InputError(path, f"no dataset has quantity {channel!r}",
-                                     f"`channel:` one of {quantities}" if quantities else "`dataset:` set")
+                    quantities = sorted(
+                        {str(_h5_attr(d, "quantity")) for d in images.values() if _h5_attr(d, "quantity") is not None}
+                    )
+                    raise InputError(
+                        path,
+                        f"no dataset has quantity {channel!r}",
+                        f"`channel:` one of {quantities}" if quantities else "`dataset:` set",
+                    )
                 images = by_q
             if len(images) != 1:
                 listing = {n: _h5_attr(d, "quantity") for n, d in images.items()}
-                raise InputError(path, f"{len(images)} candidate image datasets {listing}",
-                                 "`dataset:` (path) or `channel:` (quantity name) choosing one")
+                raise InputError(
+                    path,
+                    f"{len(images)} candidate image datasets {listing}",
+                    "`dataset:` (path) or `channel:` (quantity name) choosing one",
+                )
             name = next(iter(images))
         d = dsets[name]
         arr = d[()]
@@ -357,8 +389,12 @@ def _spatial_units(xs, dsets: dict[str, Any]) -> str:
         return units
     base, values = xs.name.rsplit("/", 1)[-1], xs[()]
     for other in dsets.values():
-        if (other.name.rsplit("/", 1)[-1] == base and str(_h5_attr(other, "units", "")) in LENGTH_UNITS
-                and other.shape == xs.shape and np.array_equal(other[()], values)):
+        if (
+            other.name.rsplit("/", 1)[-1] == base
+            and str(_h5_attr(other, "units", "")) in LENGTH_UNITS
+            and other.shape == xs.shape
+            and np.array_equal(other[()], values)
+        ):
             return str(_h5_attr(other, "units"))
     return units
 
@@ -382,8 +418,7 @@ def _read_zarr(path: Path, opts: dict) -> Frames:
     var = opts.get("dataset") or "image"
     # missing chunks of the frames (and their bias/time) are named, not read as fill values;
     # a chunk that does not decode is named when read
-    ds = open_zarr_checked(path, "a zarr store with the frames", variables=[var, "bias", "time"],
-                           consolidated=False)
+    ds = open_zarr_checked(path, "a zarr store with the frames", variables=[var, "bias", "time"], consolidated=False)
     if var not in ds:
         raise InputError(path, f"variable {var!r} is not there", f"`dataset:` one of {sorted(map(str, ds.data_vars))}")
     da = ds[var]
@@ -402,21 +437,31 @@ def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
 
         reader = importlib.import_module(f"rsciio.{module}").file_reader
     except ImportError as exc:
-        raise InputError(path, "reading Gatan/Velox files needs rosettasciio, which is not installed",
-                         "`pip install 'ferrolens[microscopy]'`") from exc
+        raise InputError(
+            path,
+            "reading Gatan/Velox files needs rosettasciio, which is not installed",
+            "`pip install 'ferrolens[microscopy]'`",
+        ) from exc
     try:
         signals = reader(str(path))
     except Exception as exc:
-        raise InputError(path, f"cannot be read by rosettasciio ({type(exc).__name__}: {exc})",
-                         "a readable .dm3/.dm4/.emd file") from exc
+        raise InputError(
+            path, f"cannot be read by rosettasciio ({type(exc).__name__}: {exc})", "a readable .dm3/.dm4/.emd file"
+        ) from exc
     images = [s for s in signals if np.ndim(s["data"]) >= 2]
     ch = opts.get("channel")
     if len(images) > 1 and ch is None:
         names = [s.get("metadata", {}).get("General", {}).get("title", str(i)) for i, s in enumerate(images)]
         raise InputError(path, f"{len(images)} signals {names}", "`channel:` (index or title) choosing one")
-    sig = images[0] if ch is None else (
-        images[int(ch)] if isinstance(ch, int) else
-        next((s for s in images if s.get("metadata", {}).get("General", {}).get("title") == ch), None))
+    sig = (
+        images[0]
+        if ch is None
+        else (
+            images[int(ch)]
+            if isinstance(ch, int)
+            else next((s for s in images if s.get("metadata", {}).get("General", {}).get("title") == ch), None)
+        )
+    )
     if sig is None:
         raise InputError(path, f"no signal titled {ch!r}", "`channel:` naming an existing signal")
     attrs: dict[str, Any] = {}
@@ -427,10 +472,12 @@ def _read_rosettasciio(path: Path, opts: dict, module: str) -> Frames:
         attrs["pixel_units"] = str(axes[-1].get("units", ""))
     if len(axes) >= 2:
         ya, xa = axes[-2], axes[-1]
-        geometry = {"pixel_size": (float(ya.get("scale", 1.0)), float(xa.get("scale", 1.0))),
-                    "pixel_units": str(xa.get("units", "")),
-                    "scan_size": tuple(float(a.get("scale", 1.0)) * int(a.get("size", 0)) for a in (ya, xa)),
-                    "offset": (float(ya.get("offset", 0.0)), float(xa.get("offset", 0.0)))}
+        geometry = {
+            "pixel_size": (float(ya.get("scale", 1.0)), float(xa.get("scale", 1.0))),
+            "pixel_units": str(xa.get("units", "")),
+            "scan_size": tuple(float(a.get("scale", 1.0)) * int(a.get("size", 0)) for a in (ya, xa)),
+            "offset": (float(ya.get("offset", 0.0)), float(xa.get("offset", 0.0))),
+        }
     return Frames(_as_frames(np.asarray(sig["data"]), path), attrs=attrs, geometry=geometry)
 
 
@@ -446,8 +493,12 @@ READERS = {
 }
 
 
-GEOMETRY = {"pixel_units": "pixel units", "pixel_size": "pixel size (y, x)",
-            "scan_size": "scan size (y, x)", "offset": "position/offset (y, x)"}
+GEOMETRY = {
+    "pixel_units": "pixel units",
+    "pixel_size": "pixel size (y, x)",
+    "scan_size": "scan size (y, x)",
+    "offset": "position/offset (y, x)",
+}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -476,12 +527,15 @@ def check_one_series(paths: list[Path], parts: list[Frames]) -> None:
         first_bad = next(i for i, v in enumerate(values) if not _same(v, values[0]))
         units = next((fr.geometry.get("pixel_units") for fr in parts if fr.geometry.get("pixel_units")), "")
         unit = f" {units}" if key in ("pixel_size", "scan_size", "offset") and units else ""
-        listing = "; ".join(f"{p.name}: {_show(v)}{unit if v is not None else ''}"
-                            for p, v in zip(paths, values, strict=True))
-        raise InputError(paths[first_bad], f"the {len(paths)} files are not one series: their {label} differ "
-                                           f"({listing})",
-                         "files of one scan (same pixel size, scan size and position), "
-                         "or `mixed_series: true` in the dataset's config to join them anyway")
+        listing = "; ".join(
+            f"{p.name}: {_show(v)}{unit if v is not None else ''}" for p, v in zip(paths, values, strict=True)
+        )
+        raise InputError(
+            paths[first_bad],
+            f"the {len(paths)} files are not one series: their {label} differ ({listing})",
+            "files of one scan (same pixel size, scan size and position), "
+            "or `mixed_series: true` in the dataset's config to join them anyway",
+        )
 
 
 def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
@@ -504,8 +558,11 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
             raise InputError(p, f"format {fmt!r}", f"one of {sorted(READERS)}")
         fr = READERS[fmt](p, opts)
         if parts and fr.image.shape[1:] != parts[0].image.shape[1:]:
-            raise InputError(p, f"frame size {fr.image.shape[1:]} differs from {parts[0].image.shape[1:]} "
-                                f"of {paths[0].name}", "frames of one size")
+            raise InputError(
+                p,
+                f"frame size {fr.image.shape[1:]} differs from {parts[0].image.shape[1:]} of {paths[0].name}",
+                "frames of one size",
+            )
         parts.append(fr)
         biases.append(fr.bias)
         attrs = {**fr.attrs, **attrs}
@@ -518,8 +575,11 @@ def read_frames(path: str | Path | list, opts: dict | None = None) -> Frames:
             attrs.pop("pixel_size", None)
             attrs["source_pixel_size"] = [None if v is None else list(v) for v in sizes]
     image = parts[0].image if len(parts) == 1 else np.concatenate([q.image for q in parts])
-    bias = parts[0].bias if len(parts) == 1 else (
-        np.concatenate([b for b in biases if b is not None]) if all(b is not None for b in biases) else None)
+    bias = (
+        parts[0].bias
+        if len(parts) == 1
+        else (np.concatenate([b for b in biases if b is not None]) if all(b is not None for b in biases) else None)
+    )
     time = parts[0].time if len(parts) == 1 else None
     if image.shape[0] == 0 or 0 in image.shape[1:]:
         raise InputError(paths[0], f"holds no frames (shape {image.shape})", "at least one non-empty frame")

@@ -40,9 +40,11 @@ from .store import CHANNEL, HIST_BIN, HIST_COMPONENT, Z1D, Z2D
 
 POSE_LATENTS = ("angle", "dx", "dy")
 
+
 # --- pieces --------------------------------------------------------------------------
-def grid_ranges(codes: np.ndarray, labels: list[str], pair: list[str], quantiles: list[float],
-                ranges: dict[str, list[float]]) -> tuple[list[tuple[float, float]], list[str]]:
+def grid_ranges(
+    codes: np.ndarray, labels: list[str], pair: list[str], quantiles: list[float], ranges: dict[str, list[float]]
+) -> tuple[list[tuple[float, float]], list[str]]:
     """Range of each latent of ``pair``: ``ranges[label]`` if given, else the codes' quantiles.
 
     ``codes`` (N, L) with column labels ``labels``. A degenerate range (all
@@ -68,8 +70,14 @@ def grid_ranges(codes: np.ndarray, labels: list[str], pair: list[str], quantiles
     return out, source
 
 
-def decode_grid(decode: Callable[[np.ndarray], np.ndarray], axis1: np.ndarray, axis2: np.ndarray,
-                pair_index: tuple[int, int], held: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def decode_grid(
+    decode: Callable[[np.ndarray], np.ndarray],
+    axis1: np.ndarray,
+    axis2: np.ndarray,
+    pair_index: tuple[int, int],
+    held: np.ndarray,
+    batch_size: int = 1024,
+) -> np.ndarray:
     """Decoded images (len(axis1), len(axis2), wy, wx) of the grid ``axis1 × axis2``.
 
     ``held`` (L,) is the latent vector for the other free latents; its entries
@@ -82,19 +90,23 @@ def decode_grid(decode: Callable[[np.ndarray], np.ndarray], axis1: np.ndarray, a
     z[:, pair_index[1]] = a2.ravel()
     out = None
     for s in range(0, z.shape[0], batch_size):
-        batch = z[s: s + batch_size]
+        batch = z[s : s + batch_size]
         img = np.asarray(decode(batch))
         if img.ndim != 3 or img.shape[0] != batch.shape[0]:
-            raise InputError("decoder", f"returned shape {img.shape} for {batch.shape[0]} codes",
-                             "(N, wy, wx) images, one per code")
+            raise InputError(
+                "decoder", f"returned shape {img.shape} for {batch.shape[0]} codes", "(N, wy, wx) images, one per code"
+            )
         if not np.isfinite(img).all():
             raise InputError("decoder", "returned non-finite values", "finite images")
         if out is None:
             out = np.empty((z.shape[0], *img.shape[1:]), dtype=np.float64)
         elif img.shape[1:] != out.shape[1:]:
-            raise InputError("decoder", f"image shape changed from {out.shape[1:]} to {img.shape[1:]}",
-                             "the same image shape for every code")
-        out[s: s + batch.shape[0]] = img
+            raise InputError(
+                "decoder",
+                f"image shape changed from {out.shape[1:]} to {img.shape[1:]}",
+                "the same image shape for every code",
+            )
+        out[s : s + batch.shape[0]] = img
     if out is None:
         raise ValueError("decode_grid: the grid has no points")
     return out.reshape(axis1.size, axis2.size, *out.shape[1:])
@@ -107,6 +119,7 @@ def code_density(codes2: np.ndarray, axis1: np.ndarray, axis2: np.ndarray) -> tu
     a step beyond the ends); density = count / (N · cell area), N counting
     all finite codes, so it integrates to the fraction of codes in the grid.
     """
+
     def edges(a: np.ndarray) -> np.ndarray:
         step = a[1] - a[0]
         return np.concatenate([[a[0] - step / 2], (a[:-1] + a[1:]) / 2, [a[-1] + step / 2]])
@@ -134,24 +147,36 @@ def intensity_histograms(images: np.ndarray, bins: int, value_range: tuple[float
 def _check_codes(codes: np.ndarray, labels: list[str], cfg: LatentSpaceConfig) -> None:
     """The codes fit the labels, the pair is among them, and the NMF sizes fit the grid."""
     if codes.ndim != 2 or codes.shape[1] != len(labels) or codes.shape[0] == 0:
-        raise InputError("latents code_mean", f"codes of shape {codes.shape} for labels {labels}",
-                         "(samples ≥ 1, one column per free latent)")
+        raise InputError(
+            "latents code_mean",
+            f"codes of shape {codes.shape} for labels {labels}",
+            "(samples ≥ 1, one column per free latent)",
+        )
     missing = [p for p in cfg["pair"] if p not in labels]
     if missing:
-        raise InputError("config latent_space.pair", f"{missing} not among the free latents {labels}",
-                         "two labels of the model's free latents")
+        raise InputError(
+            "config latent_space.pair",
+            f"{missing} not among the free latents {labels}",
+            "two labels of the model's free latents",
+        )
     G, n_bins = cfg["dense_grid"], cfg["histogram_bins"]
-    for key, n in (("image_components", cfg["image_components"]),
-                   ("histogram_components", cfg["histogram_components"])):
+    for key, n in (
+        ("image_components", cfg["image_components"]),
+        ("histogram_components", cfg["histogram_components"]),
+    ):
         if n > G * G:
             raise InputError(f"config latent_space.{key}", f"value {n}", f"at most dense_grid² = {G * G}")
     if cfg["histogram_components"] > n_bins:
-        raise InputError("config latent_space.histogram_components", f"value {cfg['histogram_components']}",
-                         f"at most histogram_bins = {n_bins}")
+        raise InputError(
+            "config latent_space.histogram_components",
+            f"value {cfg['histogram_components']}",
+            f"at most histogram_bins = {n_bins}",
+        )
 
 
-def contrast_reference(codes: np.ndarray, held: np.ndarray, decode: Callable[[np.ndarray], np.ndarray],
-                       kind: str, seed: int) -> float:
+def contrast_reference(
+    codes: np.ndarray, held: np.ndarray, decode: Callable[[np.ndarray], np.ndarray], kind: str, seed: int
+) -> float:
     """What the physical bounds are relative to: 1 (``absolute``), or with ``observed`` the median
     contrast of the decodings at (up to 2000 of) the observed codes ``(N, L)`` — how contrasted the
     model draws real windows; a missing latent takes its ``held`` value."""
@@ -161,9 +186,11 @@ def contrast_reference(codes: np.ndarray, held: np.ndarray, decode: Callable[[np
     z = np.where(np.isfinite(codes[pick]), codes[pick], held)
     reference = float(np.median(np.asarray(decode(z), dtype=float).max(axis=(1, 2))))
     if not reference > 0:
-        raise InputError("config latent_space.contrast_reference",
-                         f"'observed', but the decodings at the observed codes have median contrast {reference:.3g}",
-                         "a decoder that draws the observed windows with positive contrast, or 'absolute'")
+        raise InputError(
+            "config latent_space.contrast_reference",
+            f"'observed', but the decodings at the observed codes have median contrast {reference:.3g}",
+            "a decoder that draws the observed windows with positive contrast, or 'absolute'",
+        )
     return reference
 
 
@@ -179,14 +206,17 @@ def grid_nmfs(dense: np.ndarray, cfg: LatentSpaceConfig, seed: int):
     negative_fraction = float((flat < 0).mean())
     X_img = np.clip(flat, 0.0, None)
     if not (X_img > 0).any():
-        raise InputError("decoder", "decoded no positive intensity anywhere on the grid",
-                         "images with some positive intensity")
-    img = fit_nmf(X_img, cfg["image_components"], seed, 1.0 / (wy * wx), cfg["nmf_max_iter"], cfg["nmf_tol"],
-                  order="total_weight")
+        raise InputError(
+            "decoder", "decoded no positive intensity anywhere on the grid", "images with some positive intensity"
+        )
+    img = fit_nmf(
+        X_img, cfg["image_components"], seed, 1.0 / (wy * wx), cfg["nmf_max_iter"], cfg["nmf_tol"], order="total_weight"
+    )
     h_lo, h_hi = cfg["histogram_range"]
     X_hist = intensity_histograms(dense.reshape(G * G, wy, wx), cfg["histogram_bins"], (h_lo, h_hi))
-    hist = fit_nmf(X_hist, cfg["histogram_components"], seed, 1.0, cfg["nmf_max_iter"], cfg["nmf_tol"],
-                   order="total_weight")
+    hist = fit_nmf(
+        X_hist, cfg["histogram_components"], seed, 1.0, cfg["nmf_max_iter"], cfg["nmf_tol"], order="total_weight"
+    )
     src = img if cfg["rgb_source"] == "image" else hist
     rgb = np.stack([src.weights[:, i] for i in cfg["rgb_components"]], axis=-1).reshape(G, G, 3)
     peak = rgb.max(axis=(0, 1))
@@ -194,10 +224,24 @@ def grid_nmfs(dense: np.ndarray, cfg: LatentSpaceConfig, seed: int):
     return img, hist, rgb, negative_fraction
 
 
-def _dataset(cfg: LatentSpaceConfig, coarse_axes: tuple, dense_axes: tuple, coarse: np.ndarray, dense: np.ndarray,
-             contrast_c: np.ndarray, physical_c: np.ndarray, contrast: np.ndarray, physical: np.ndarray,
-             reference: float, density: np.ndarray, counts: np.ndarray, img, hist, rgb: np.ndarray,
-             found: dict) -> xr.Dataset:
+def _dataset(
+    cfg: LatentSpaceConfig,
+    coarse_axes: tuple,
+    dense_axes: tuple,
+    coarse: np.ndarray,
+    dense: np.ndarray,
+    contrast_c: np.ndarray,
+    physical_c: np.ndarray,
+    contrast: np.ndarray,
+    physical: np.ndarray,
+    reference: float,
+    density: np.ndarray,
+    counts: np.ndarray,
+    img,
+    hist,
+    rgb: np.ndarray,
+    found: dict,
+) -> xr.Dataset:
     """The latent_space store's layout (see :func:`latent_space_core`) from its computed parts; ``found``:
     the attrs that record what the computation found (held latents, range sources, clipping, codes)."""
     coarse1, coarse2 = coarse_axes
@@ -213,11 +257,13 @@ def _dataset(cfg: LatentSpaceConfig, coarse_axes: tuple, dense_axes: tuple, coar
         Z2: (Z2, coarse2, {"long_name": f"latent {p2} (coarse grid)"}),
         Z1D: (Z1D, dense1, {"long_name": f"latent {p1} (dense grid)"}),
         Z2D: (Z2D, dense2, {"long_name": f"latent {p2} (dense grid)"}),
-        WY: np.arange(wy), WX: np.arange(wx),
+        WY: np.arange(wy),
+        WX: np.arange(wx),
         C: np.arange(cfg["image_components"]),
         HIST_COMPONENT: np.arange(cfg["histogram_components"]),
         HIST_BIN: np.arange(n_bins),
-        "hist_bin_low": (HIST_BIN, edges[:-1]), "hist_bin_high": (HIST_BIN, edges[1:]),
+        "hist_bin_low": (HIST_BIN, edges[:-1]),
+        "hist_bin_high": (HIST_BIN, edges[1:]),
         CHANNEL: ["r", "g", "b"],
     }
     dd = (Z1D, Z2D)
@@ -226,29 +272,56 @@ def _dataset(cfg: LatentSpaceConfig, coarse_axes: tuple, dense_axes: tuple, coar
         "contrast_coarse": ((Z1, Z2), contrast_c, {"long_name": "maximum reconstructed contrast"}),
         "physical_coarse": ((Z1, Z2), physical_c),
         "contrast": (dd, contrast, {"long_name": "maximum reconstructed contrast"}),
-        "contrast_reference": ((), reference, {
-            "long_name": "contrast the physical bounds are relative to (1: absolute; else median at observed codes)"}),
-        "physical": (dd, physical,
-                     {"long_name": f"{lo_b} < contrast / contrast_reference < {hi_b}: physically realisable"}),
+        "contrast_reference": (
+            (),
+            reference,
+            {"long_name": "contrast the physical bounds are relative to (1: absolute; else median at observed codes)"},
+        ),
+        "physical": (
+            dd,
+            physical,
+            {"long_name": f"{lo_b} < contrast / contrast_reference < {hi_b}: physically realisable"},
+        ),
         "density": (dd, density, {"units": "1/latent unit²", "long_name": "density of the observed codes"}),
         "code_count": (dd, counts.astype(np.int64), {"long_name": "observed codes in the cell of each grid point"}),
-        "image_components": ((C, WY, WX), img.components.reshape(-1, wy, wx),
-                             {"long_name": "NMF components of the decoded images (mean intensity 1)"}),
-        "image_loadings": ((C, *dd), img.weights.T.reshape(-1, G, G),
-                           {"long_name": "NMF loadings of the decoded images (mean intensity contributed)"}),
+        "image_components": (
+            (C, WY, WX),
+            img.components.reshape(-1, wy, wx),
+            {"long_name": "NMF components of the decoded images (mean intensity 1)"},
+        ),
+        "image_loadings": (
+            (C, *dd),
+            img.weights.T.reshape(-1, G, G),
+            {"long_name": "NMF loadings of the decoded images (mean intensity contributed)"},
+        ),
         "image_nmf_error": ((), img.relative_error, {"long_name": "relative Frobenius error of the image NMF"}),
-        "histogram_components": ((HIST_COMPONENT, HIST_BIN), hist.components,
-                                 {"long_name": "NMF components of the intensity histograms (fractions, sum 1)"}),
-        "histogram_loadings": ((HIST_COMPONENT, *dd), hist.weights.T.reshape(-1, G, G),
-                               {"long_name": "NMF loadings of the intensity histograms (fraction of pixels)"}),
-        "histogram_nmf_error": ((), hist.relative_error,
-                                {"long_name": "relative Frobenius error of the histogram NMF"}),
-        "rgb": ((*dd, CHANNEL), rgb.astype(np.float32),
-                {"long_name": f"{cfg['rgb_source']} loadings {cfg['rgb_components']} as RGB, each over its max"}),
+        "histogram_components": (
+            (HIST_COMPONENT, HIST_BIN),
+            hist.components,
+            {"long_name": "NMF components of the intensity histograms (fractions, sum 1)"},
+        ),
+        "histogram_loadings": (
+            (HIST_COMPONENT, *dd),
+            hist.weights.T.reshape(-1, G, G),
+            {"long_name": "NMF loadings of the intensity histograms (fraction of pixels)"},
+        ),
+        "histogram_nmf_error": (
+            (),
+            hist.relative_error,
+            {"long_name": "relative Frobenius error of the histogram NMF"},
+        ),
+        "rgb": (
+            (*dd, CHANNEL),
+            rgb.astype(np.float32),
+            {"long_name": f"{cfg['rgb_source']} loadings {cfg['rgb_components']} as RGB, each over its max"},
+        ),
     }
     if cfg["store_dense_decoded"]:
-        data["decoded_dense"] = ((*dd, WY, WX), dense.astype(np.float32),
-                                 {"long_name": "decoded image at angle 0, zero shift"})
+        data["decoded_dense"] = (
+            (*dd, WY, WX),
+            dense.astype(np.float32),
+            {"long_name": "decoded image at angle 0, zero shift"},
+        )
     attrs = {
         "mapped_latents": store.json_attr(cfg["pair"]),
         "held_latents": found["held_latents"],
@@ -257,14 +330,21 @@ def _dataset(cfg: LatentSpaceConfig, coarse_axes: tuple, dense_axes: tuple, coar
         "contrast_reference_kind": cfg["contrast_reference"],
         "negative_fraction_clipped": found["negative_fraction_clipped"],
         "n_codes": found["n_codes"],
-        "dims": ("z1, z2: coarse grid (manifold figure); z1_dense, z2_dense: dense grid (maps). Both mean the "
-                 "first / second latent of mapped_latents. NMF components ordered by decreasing total loading."),
+        "dims": (
+            "z1, z2: coarse grid (manifold figure); z1_dense, z2_dense: dense grid (maps). Both mean the "
+            "first / second latent of mapped_latents. NMF components ordered by decreasing total loading."
+        ),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np.ndarray], np.ndarray],
-                      cfg: Partial[LatentSpaceConfig], seed: int) -> xr.Dataset:
+def latent_space_core(
+    codes: np.ndarray,
+    labels: list[str],
+    decode: Callable[[np.ndarray], np.ndarray],
+    cfg: Partial[LatentSpaceConfig],
+    seed: int,
+) -> xr.Dataset:
     """Latent-space maps from observed codes and a decoder (no I/O).
 
     Parameters
@@ -312,8 +392,9 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
     dense = decode_grid(decode, dense1, dense2, pair_index, held, bs)
     wy, wx = dense.shape[2:]
     if coarse.shape[2:] != (wy, wx):
-        raise InputError("decoder", f"image shape {coarse.shape[2:]} on the coarse grid, {(wy, wx)} on the dense",
-                         "one image shape")
+        raise InputError(
+            "decoder", f"image shape {coarse.shape[2:]} on the coarse grid, {(wy, wx)} on the dense", "one image shape"
+        )
 
     lo_b, hi_b = cfg["physical_bounds"]
     contrast = dense.max(axis=(2, 3))
@@ -325,15 +406,39 @@ def latent_space_core(codes: np.ndarray, labels: list[str], decode: Callable[[np
 
     img, hist, rgb, negative_fraction = grid_nmfs(dense, cfg, seed)
 
-    return _dataset(cfg, (coarse1, coarse2), (dense1, dense2), coarse, dense, contrast_c, physical_c, contrast,
-                    physical, reference, density, counts, img, hist, rgb,
-                    {"held_latents": store.json_attr(held_named),
-                     "range_source": store.json_attr(dict(zip(cfg["pair"], range_source, strict=True))),
-                     "negative_fraction_clipped": negative_fraction, "n_codes": int(codes.shape[0])})
+    return _dataset(
+        cfg,
+        (coarse1, coarse2),
+        (dense1, dense2),
+        coarse,
+        dense,
+        contrast_c,
+        physical_c,
+        contrast,
+        physical,
+        reference,
+        density,
+        counts,
+        img,
+        hist,
+        rgb,
+        {
+            "held_latents": store.json_attr(held_named),
+            "range_source": store.json_attr(dict(zip(cfg["pair"], range_source, strict=True))),
+            "negative_fraction_clipped": negative_fraction,
+            "n_codes": int(codes.shape[0]),
+        },
+    )
 
 
-def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], out: str,
-                     cfg: Partial[LatentSpaceConfig], seed: int, window: int | None = None) -> None:
+def latent_space_map(
+    latents: str,
+    decode: Callable[[np.ndarray], np.ndarray],
+    out: str,
+    cfg: Partial[LatentSpaceConfig],
+    seed: int,
+    window: int | None = None,
+) -> None:
     """Latent-space maps of one window size → ``out`` (latent_space.zarr, kind "latent_space").
 
     Parameters
@@ -356,11 +461,23 @@ def latent_space_map(latents: str, decode: Callable[[np.ndarray], np.ndarray], o
     free = [v for v in all_labels if v not in POSE_LATENTS]
     missing = [p for p in cfg["pair"] if p not in free]
     if missing:
-        raise InputError("config latent_space.pair", f"{missing} not among the free latents {free}",
-                         "two labels of the model's free latents")
+        raise InputError(
+            "config latent_space.pair",
+            f"{missing} not among the free latents {free}",
+            "two labels of the model's free latents",
+        )
     codes = cm.sel({store.LATENT: free}).transpose(..., store.LATENT).values.reshape(-1, len(free))
     ds = latent_space_core(codes, free, decode, cfg, seed)
-    ds.attrs = {**store.provenance("latent_space", cfg, source_latents=str(latents),
-                                   source_latents_sha256=store.sha256_file(latents), seed=seed,
-                                   window=int(window)), **store.inherited_quality(lat.attrs), **ds.attrs}
+    ds.attrs = {
+        **store.provenance(
+            "latent_space",
+            cfg,
+            source_latents=str(latents),
+            source_latents_sha256=store.sha256_file(latents),
+            seed=seed,
+            window=int(window),
+        ),
+        **store.inherited_quality(lat.attrs),
+        **ds.attrs,
+    }
     store.write_store(ds, out)

@@ -106,8 +106,12 @@ class Plan:
         """``accelerator``, ``devices``, ``strategy`` and ``plugins`` for ``pl.Trainer``."""
         from pytorch_lightning.plugins.environments import LightningEnvironment
 
-        return {"accelerator": self.accelerator, "devices": self.devices, "strategy": self.strategy,
-                "plugins": [LightningEnvironment()]}
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "strategy": self.strategy,
+            "plugins": [LightningEnvironment()],
+        }
 
     def set_threads(self) -> None:
         """``torch.set_num_threads`` of this process."""
@@ -151,29 +155,40 @@ def plan(accelerator: str, devices: int, strategy: str, threads: int, key: str) 
     if strategy not in STRATEGIES:
         raise InputError(f"config {key}.strategy", f"value {strategy!r}", " or ".join(STRATEGIES))
     if accelerator == "mps" and devices > 1:
-        raise InputError(f"config {key}.devices", f"value {devices} with accelerator 'mps'",
-                         "1 (Lightning trains on one Apple GPU)")
+        raise InputError(
+            f"config {key}.devices", f"value {devices} with accelerator 'mps'", "1 (Lightning trains on one Apple GPU)"
+        )
     gpus = visible_gpus()
     on_gpu = accelerator in GPU_ACCELERATORS or (accelerator == "auto" and gpus > 0)
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     seen = f"CUDA_VISIBLE_DEVICES={cvd!r}" if cvd is not None else "CUDA_VISIBLE_DEVICES unset"
     if on_gpu and devices > gpus:
-        raise InputError(f"config {key}.devices",
-                         f"value {devices} with accelerator {accelerator!r}, but this process sees {gpus} CUDA "
-                         f"device(s) ({seen})",
-                         (f"at most {gpus}" if gpus else "accelerator 'cpu' or 'auto', or a job with GPUs")
-                         + f"; on SLURM the rule's `gpu` resource in the profile must ask for {key}.devices GPUs")
+        raise InputError(
+            f"config {key}.devices",
+            f"value {devices} with accelerator {accelerator!r}, but this process sees {gpus} CUDA device(s) ({seen})",
+            (f"at most {gpus}" if gpus else "accelerator 'cpu' or 'auto', or a job with GPUs")
+            + f"; on SLURM the rule's `gpu` resource in the profile must ask for {key}.devices GPUs",
+        )
     main = is_rank_zero()  # the processes Lightning starts say nothing more
     if main and on_gpu and gpus > devices and "SLURM_JOB_ID" in os.environ:
-        warnings.warn(f"this job holds {gpus} GPUs ({seen}) but trains on {key}.devices = {devices}; "
-                      "ask the profile for as many GPUs as devices", stacklevel=2)
+        warnings.warn(
+            f"this job holds {gpus} GPUs ({seen}) but trains on {key}.devices = {devices}; "
+            "ask the profile for as many GPUs as devices",
+            stacklevel=2,
+        )
     if main and accelerator == "auto" and not on_gpu and devices > 1:
-        warnings.warn(f"{key}.accelerator is 'auto' and no GPU is visible: training with {devices} CPU "
-                      "processes", stacklevel=2)
+        warnings.warn(
+            f"{key}.accelerator is 'auto' and no GPU is visible: training with {devices} CPU processes", stacklevel=2
+        )
     per_process = max(1, int(threads) // devices)
     if main:
-        log.info("training: accelerator %s, %d process(es), strategy %s, %d torch thread(s) each",
-                 accelerator, devices, strategy, per_process)
+        log.info(
+            "training: accelerator %s, %d process(es), strategy %s, %d torch thread(s) each",
+            accelerator,
+            devices,
+            strategy,
+            per_process,
+        )
     return Plan(accelerator=str(accelerator), devices=int(devices), strategy=str(strategy), threads=per_process)
 
 

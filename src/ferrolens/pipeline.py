@@ -22,8 +22,9 @@ def rvae_images(movie: str, segmentation: str | None, cfg: Partial[RvaeConfig]):
     return input_image(mv, seg, c["input"], c["raw_normalize"])
 
 
-def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cfg: Partial[RvaeConfig],
-                 seed: int) -> None:
+def rvae_windows(
+    movie: str, segmentation: str | None, out: str, window: int, cfg: Partial[RvaeConfig], seed: int
+) -> None:
     """Windows of one size from the chosen rVAE input → ``windows.zarr``."""
     from .rvae.inputs import make_windows
 
@@ -31,8 +32,15 @@ def rvae_windows(movie: str, segmentation: str | None, out: str, window: int, cf
     make_windows(rvae_images(movie, segmentation, c), out, window, c, seed)
 
 
-def rvae_encode(movie: str, segmentation: str | None, windows: str, checkpoint: str, out: str,
-                cfg: Partial[RvaeConfig], threads: int) -> None:
+def rvae_encode(
+    movie: str,
+    segmentation: str | None,
+    windows: str,
+    checkpoint: str,
+    out: str,
+    cfg: Partial[RvaeConfig],
+    threads: int,
+) -> None:
     """Window codes and per-pixel latent maps → ``latents.zarr``."""
     from .rvae import encode
 

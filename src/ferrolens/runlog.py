@@ -38,17 +38,23 @@ def run_logged(snakemake: Any, func: Callable, *args: Any, **kwargs: Any) -> Any
             prefix = ""
             if rank:
                 prefix = f"[rank {rank}] "
-                print(f"ferrolens: training process of rank {rank} (pid {os.getpid()}) writes to this log too",
-                      file=fh)
+                print(f"ferrolens: training process of rank {rank} (pid {os.getpid()}) writes to this log too", file=fh)
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
-            logging.basicConfig(stream=fh, level=logging.INFO, force=True,
-                                format=f"{prefix}%(asctime)s %(name)s %(levelname)s: %(message)s")
+            logging.basicConfig(
+                stream=fh,
+                level=logging.INFO,
+                force=True,
+                format=f"{prefix}%(asctime)s %(name)s %(levelname)s: %(message)s",
+            )
             # libraries imported before this (Lightning) hold handlers on the terminal's streams
             for logger in [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)]:
                 for h in getattr(logger, "handlers", []):
-                    if (isinstance(h, logging.StreamHandler) and h.stream is not fh
-                            and h.stream in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout)):
+                    if (
+                        isinstance(h, logging.StreamHandler)
+                        and h.stream is not fh
+                        and h.stream in (sys.__stderr__, sys.__stdout__, sys.stderr, sys.stdout)
+                    ):
                         # back to the terminal afterwards, not left on the closed log
                         stack.callback(h.setStream, h.setStream(fh))
         try:

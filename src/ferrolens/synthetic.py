@@ -120,14 +120,14 @@ def _render_variants(spec: DemoSpec, needles, fractions_t, shift) -> np.ndarray:
         hi = np.ceil(np.maximum(root, tip) + half + 1).astype(int).clip(0, n)
         if np.any(hi <= lo):
             continue
-        yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]].astype(float)
+        yy, xx = np.mgrid[lo[0] : hi[0], lo[1] : hi[1]].astype(float)
         dy, dx = yy - root[0], xx - root[1]
         along = dy * nd["axis"][0] + dx * nd["axis"][1]
         across = -dy * nd["axis"][1] + dx * nd["axis"][0]
         # needle = rectangle tapering to a point over its last width: a lens-like tip
         taper = np.clip((length - along) / nd["width"], 0.0, 1.0)
         inside = (along >= 0) & (along <= length) & (np.abs(across) <= half * taper)
-        vmap[lo[0]:hi[0], lo[1]:hi[1]][inside] = nd["variant"]
+        vmap[lo[0] : hi[0], lo[1] : hi[1]][inside] = nd["variant"]
     return vmap
 
 
@@ -210,18 +210,31 @@ def make_demo(n_frames: int = 40, size: int = 256, seed: int = 0, **kwargs) -> x
     ds = xr.Dataset(
         {
             "image": ((store.FRAME, store.Y, store.X), image, {"units": "arb. units"}),
-            "class_map": ((store.FRAME, store.Y, store.X), class_map,
-                          {"flag_values": [0, 1, 2], "flag_meanings": " ".join(CLASS_NAMES)}),
-            "variant_map": ((store.FRAME, store.Y, store.X), variant,
-                            {"flag_values": [0, 1, 2], "flag_meanings": " ".join(VARIANTS)}),
-            "orientation": ((store.FRAME, store.Y, store.X), orientation,
-                            {"units": "rad", "long_name": "wall direction (mod pi)"}),
+            "class_map": (
+                (store.FRAME, store.Y, store.X),
+                class_map,
+                {"flag_values": [0, 1, 2], "flag_meanings": " ".join(CLASS_NAMES)},
+            ),
+            "variant_map": (
+                (store.FRAME, store.Y, store.X),
+                variant,
+                {"flag_values": [0, 1, 2], "flag_meanings": " ".join(VARIANTS)},
+            ),
+            "orientation": (
+                (store.FRAME, store.Y, store.X),
+                orientation,
+                {"units": "rad", "long_name": "wall direction (mod pi)"},
+            ),
             "fraction": ((store.FRAME, store.VARIANT), fraction, {"units": "1"}),
         },
         coords=coords,
-        attrs=store.provenance("synthetic", {k: list(v) if isinstance(v, tuple) else v
-                                             for k, v in asdict(spec).items()},
-                               class_names=list(CLASS_NAMES), pixel_size=1.0, pixel_units="px"),
+        attrs=store.provenance(
+            "synthetic",
+            {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()},
+            class_names=list(CLASS_NAMES),
+            pixel_size=1.0,
+            pixel_units="px",
+        ),
     )
     return ds
 

@@ -68,8 +68,9 @@ def _phase(spec: StripeSpec, theta: float, yy: np.ndarray, xx: np.ndarray) -> np
     u = xx * np.cos(theta) + yy * np.sin(theta)
     v = -xx * np.sin(theta) + yy * np.cos(theta)
     u0 = u - u.min()
-    return ((u0 + spec.bend * np.sin(2 * np.pi * v / spec.bend_length)) / spec.period
-            + spec.chirp * (u0 / s) ** 2 * s / spec.period)
+    return (u0 + spec.bend * np.sin(2 * np.pi * v / spec.bend_length)) / spec.period + spec.chirp * (
+        u0 / s
+    ) ** 2 * s / spec.period
 
 
 def _wall_direction(phi: np.ndarray) -> np.ndarray:
@@ -109,16 +110,19 @@ def make_stripes(n_frames: int = 12, size: int = 128, seed: int = 0, **kwargs) -
     along = -(xx - n / 2) * np.sin(gb_angle) + (yy - n / 2) * np.cos(gb_angle)
     grain2 = across > 0.12 * n * np.sin(2 * np.pi * along / n + gb_phase)
     phi = np.where(grain2, _phase(spec, theta2, yy, xx) + rng.uniform(), _phase(spec, theta1, yy, xx) + rng.uniform())
-    direction = np.where(grain2, _wall_direction(_phase(spec, theta2, yy, xx)),
-                         _wall_direction(_phase(spec, theta1, yy, xx)))
+    direction = np.where(
+        grain2, _wall_direction(_phase(spec, theta2, yy, xx)), _wall_direction(_phase(spec, theta1, yy, xx))
+    )
     # walls along the grain boundary have no stripe direction: their truth is left undefined
-    boundary = ndimage.binary_dilation(ndimage.binary_dilation(grain2) ^ ndimage.binary_erosion(grain2),
-                                       iterations=int(np.ceil(spec.wall_width)))
+    boundary = ndimage.binary_dilation(
+        ndimage.binary_dilation(grain2) ^ ndimage.binary_erosion(grain2), iterations=int(np.ceil(spec.wall_width))
+    )
 
     bias = triangular_waveform(n_frames, spec.amplitude, spec.cycles)
     lo, hi = spec.duty
     duty = 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.clip(
-        play_hysteron(bias / spec.amplitude, spec.play) / (1 - spec.play), -1, 1)
+        play_hysteron(bias / spec.amplitude, spec.play) / (1 - spec.play), -1, 1
+    )
     image = np.empty((n_frames, n, n), np.float32)
     class_map = np.empty((n_frames, n, n), np.uint8)
     variant = np.empty((n_frames, n, n), np.uint8)
@@ -144,16 +148,30 @@ def make_stripes(n_frames: int = 12, size: int = 128, seed: int = 0, **kwargs) -
     return xr.Dataset(
         {
             "image": ((store.FRAME, store.Y, store.X), image, {"units": "arb. units"}),
-            "class_map": ((store.FRAME, store.Y, store.X), class_map,
-                          {"flag_values": [0, 1], "flag_meanings": " ".join(CLASS_NAMES)}),
-            "variant_map": ((store.FRAME, store.Y, store.X), variant,
-                            {"flag_values": [0, 1], "flag_meanings": " ".join(VARIANTS)}),
-            "orientation": ((store.FRAME, store.Y, store.X), orientation,
-                            {"units": "rad", "long_name": "wall direction (mod pi)"}),
+            "class_map": (
+                (store.FRAME, store.Y, store.X),
+                class_map,
+                {"flag_values": [0, 1], "flag_meanings": " ".join(CLASS_NAMES)},
+            ),
+            "variant_map": (
+                (store.FRAME, store.Y, store.X),
+                variant,
+                {"flag_values": [0, 1], "flag_meanings": " ".join(VARIANTS)},
+            ),
+            "orientation": (
+                (store.FRAME, store.Y, store.X),
+                orientation,
+                {"units": "rad", "long_name": "wall direction (mod pi)"},
+            ),
             "fraction": ((store.FRAME, store.VARIANT), fraction, {"units": "1"}),
         },
         coords=coords,
-        attrs=store.provenance("synthetic",
-                               {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()},
-                               class_names=list(CLASS_NAMES), pixel_size=1.0, pixel_units="px", generator="stripes"),
+        attrs=store.provenance(
+            "synthetic",
+            {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()},
+            class_names=list(CLASS_NAMES),
+            pixel_size=1.0,
+            pixel_units="px",
+            generator="stripes",
+        ),
     )

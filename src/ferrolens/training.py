@@ -124,8 +124,9 @@ class EpochRecord(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start(trainer.current_epoch)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._epoch != trainer.current_epoch:  # right after a resume the epoch-start hook may be skipped
             self._start(trainer.current_epoch)
 
@@ -143,10 +144,15 @@ class EpochRecord(pl.Callback):
             return
         logged = trainer.callback_metrics
         wall, cpu = time.perf_counter() - self._t0[0], time.process_time() - self._t0[1]
-        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
-               **{k: _number(logged.get(k)) for k in self.columns.train},
-               **{k: self._val.get(k, math.nan) for k in self.columns.val},
-               LR: self._lr, TIMES[0]: wall, TIMES[1]: cpu}
+        row = {
+            "epoch": int(trainer.current_epoch),
+            "step": int(trainer.global_step),
+            **{k: _number(logged.get(k)) for k in self.columns.train},
+            **{k: self._val.get(k, math.nan) for k in self.columns.val},
+            LR: self._lr,
+            TIMES[0]: wall,
+            TIMES[1]: cpu,
+        }
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
 
     def frame(self) -> pd.DataFrame:
@@ -208,8 +214,9 @@ class EpochSeed(pl.Callback):
     def __init__(self, seed: int, salt: int) -> None:
         self.seed, self.salt = int(seed), int(salt)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if batch_idx == 0:
             rank = [trainer.global_rank] if trainer.world_size > 1 else []
             seed = np.random.default_rng([self.seed, trainer.current_epoch, self.salt, *rank]).integers(2**62)
@@ -248,8 +255,9 @@ def resumable(last: Path, resume_key: str, kind: str, stale: Sequence[str] = ())
         same = False
     else:
         if not same:
-            warnings.warn(f"{last}: made with other data, hyper-parameters or seed; training from scratch",
-                          stacklevel=3)
+            warnings.warn(
+                f"{last}: made with other data, hyper-parameters or seed; training from scratch", stacklevel=3
+            )
     if not same:
         for name in (last.name, *stale):
             (last.parent / name).unlink(missing_ok=True)
@@ -311,10 +319,23 @@ class _reuse_freed_memory:
                 self.libc.mallopt(param, value)
 
 
-def fit(model: M, datamodule: pl.LightningDataModule, *, par: Plan, out: Path, seed: int,
-        salt: int, resume_key: str, kind: str, max_epochs: int, record: RecordColumns,
-        callbacks: Sequence[pl.Callback] = (), stale: Sequence[str] = (), progress: bool = True,
-        **trainer_kwargs: Any) -> Trained[M]:
+def fit(
+    model: M,
+    datamodule: pl.LightningDataModule,
+    *,
+    par: Plan,
+    out: Path,
+    seed: int,
+    salt: int,
+    resume_key: str,
+    kind: str,
+    max_epochs: int,
+    record: RecordColumns,
+    callbacks: Sequence[pl.Callback] = (),
+    stale: Sequence[str] = (),
+    progress: bool = True,
+    **trainer_kwargs: Any,
+) -> Trained[M]:
     """Train ``model`` on ``datamodule`` into the folder ``out``; returns it with the fitted trainer and
     the per-epoch record (every epoch, those of a resumed ``last.ckpt`` included).
 

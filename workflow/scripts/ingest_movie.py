@@ -1,4 +1,5 @@
 """Rule ingest_movie: read one dataset's movie into movie.zarr."""
+
 from ferrolens.ingest import ingest_movie
 from ferrolens.runlog import run_logged
 
@@ -10,5 +11,12 @@ source = movie if len(movie) > 1 else movie[0]
 # config, not from params: a new window size does not ingest the movie again (schemas/dependencies.yaml)
 c = sm.config
 rvae_runs = c["rvae"]["input"] == "raw" or bool(c["datasets"][sm.wildcards.dataset]["labels"]["frames"])
-run_logged(sm, ingest_movie, sm.params.cfg, sm.output[0], source=source, name=sm.wildcards.dataset,
-           windows=c["windows"] if rvae_runs else [])
+run_logged(
+    sm,
+    ingest_movie,
+    sm.params.cfg,
+    sm.output[0],
+    source=source,
+    name=sm.wildcards.dataset,
+    windows=c["windows"] if rvae_runs else [],
+)

@@ -1,4 +1,5 @@
 """Rule ingest_synthetic: generate the demo movie with its ground truth."""
+
 from ferrolens.ingest import write_demo_source
 from ferrolens.runlog import run_logged
 

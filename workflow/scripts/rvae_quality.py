@@ -1,4 +1,5 @@
 """Rule rvae_quality: the quality gate's verdict on one window size's rVAE (quality.json)."""
+
 from ferrolens.runlog import run_logged
 from ferrolens.rvae.quality import report
 

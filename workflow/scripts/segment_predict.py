@@ -1,4 +1,5 @@
 """Rule segment_predict: segment every frame of the movie."""
+
 from ferrolens.runlog import run_logged
 from ferrolens.segment import predict
 

@@ -1,4 +1,5 @@
 """Rule sweep_merge: all window sizes in one store."""
+
 from ferrolens.dynamics import sweep_merge
 from ferrolens.runlog import run_logged
 

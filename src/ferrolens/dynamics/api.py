@@ -54,8 +54,18 @@ from .table import TABLE_COLUMNS, describe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ANGLE", "DEFAULT_BLOCK", "STACKED", "TABLE_COLUMNS", "dynamics_core", "kde_nmf", "pixel_blocks",
-           "select_pixels", "select_values", "sweep_merge"]
+__all__ = [
+    "ANGLE",
+    "DEFAULT_BLOCK",
+    "STACKED",
+    "TABLE_COLUMNS",
+    "dynamics_core",
+    "kde_nmf",
+    "pixel_blocks",
+    "select_pixels",
+    "select_values",
+    "sweep_merge",
+]
 
 DEFAULT_BLOCK = 16  # spatial block (px) when the latents store does not record its window
 
@@ -74,8 +84,11 @@ def _chosen_stimulus(lat: xr.Dataset, choice: str, path: Any) -> Stimulus:
     if choice == "frame":
         return Stimulus("frame", np.arange(lat.sizes[store.FRAME], dtype=float), "")
     if choice not in lat.coords or not np.isfinite(np.asarray(lat[choice].values, float)).all():
-        raise InputError(path, f"has no finite {choice!r} coordinate along frame",
-                         "config dynamics.stimulus: auto, or a coordinate the latents store has")
+        raise InputError(
+            path,
+            f"has no finite {choice!r} coordinate along frame",
+            "config dynamics.stimulus: auto, or a coordinate the latents store has",
+        )
     units = str(lat[choice].attrs.get("units", dict(CANDIDATES).get(choice, "")))
     return Stimulus(choice, np.asarray(lat[choice].values, float), units)
 
@@ -86,11 +99,17 @@ def _check_request(lat: xr.Dataset, segmentation: str | None, cfg: DynamicsConfi
     labels = [str(v) for v in lat[store.LATENT].values]
     unknown = [v for v in cfg["variables"] if v not in labels]
     if unknown:
-        raise InputError("config dynamics.variables", f"{unknown} not among the latents' labels {labels}",
-                         "latent labels of the rVAE")
+        raise InputError(
+            "config dynamics.variables",
+            f"{unknown} not among the latents' labels {labels}",
+            "latent labels of the rVAE",
+        )
     if cfg["pixels"] == "structure" and not segmentation:
-        raise InputError("config dynamics.pixels", "is 'structure' but no segmentation store was given",
-                         "a segmentation store, or pixels: all / subsample")
+        raise InputError(
+            "config dynamics.pixels",
+            "is 'structure' but no segmentation store was given",
+            "a segmentation store, or pixels: all / subsample",
+        )
     check_n_components(cfg, lat.sizes[store.FRAME])
     return labels
 
@@ -99,9 +118,11 @@ def _block_size(cfg: DynamicsConfig, window: Any) -> int:
     """Spatial block (px) of the resamples: ``spatial_block``, else the rVAE window, at least the window."""
     size = cfg["spatial_block"] or (int(window) if window is not None else DEFAULT_BLOCK)
     if window is not None and size < int(window):
-        raise InputError("config dynamics.spatial_block", f"value {size} px is smaller than the rVAE window "
-                         f"n = {window}", "0 (the window) or at least the window: overlapping windows are not "
-                         "independent")
+        raise InputError(
+            "config dynamics.spatial_block",
+            f"value {size} px is smaller than the rVAE window n = {window}",
+            "0 (the window) or at least the window: overlapping windows are not independent",
+        )
     return size
 
 
@@ -124,8 +145,9 @@ def _write_table(table: pd.DataFrame, path: str | Path) -> None:
     store.write_file_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     rows = json.loads(table.to_json(orient="records"))  # NaN → null
     doc = {"columns": {c: describe(c) for c in table.columns}, "rows": rows}
-    store.write_file_atomic(path.with_suffix(".json"),
-                            lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1, ensure_ascii=False)))
+    store.write_file_atomic(
+        path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+    )
 
 
 # --- entry functions ----------------------------------------------------------------
@@ -137,14 +159,18 @@ def _angle_period(lat: xr.Dataset, cfg: DynamicsConfig, where: str) -> float:
     if recorded is None:
         return float(given) if given is not None else math.pi
     if given is not None and not math.isclose(float(given), float(recorded), rel_tol=1e-9):
-        raise InputError("config dynamics.angle_period", f"value {given} but the rVAE of {where} recorded an angle "
-                         f"period of {float(recorded):.6g} rad (2π / rvae.angle_symmetry)",
-                         "null (the rVAE's period), or the same value")
+        raise InputError(
+            "config dynamics.angle_period",
+            f"value {given} but the rVAE of {where} recorded an angle "
+            f"period of {float(recorded):.6g} rad (2π / rvae.angle_symmetry)",
+            "null (the rVAE's period), or the same value",
+        )
     return float(recorded)
 
 
-def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: Partial[DynamicsConfig],
-            seed: int) -> None:
+def kde_nmf(
+    latents: str, segmentation: str | None, out: str, table: str, cfg: Partial[DynamicsConfig], seed: int
+) -> None:
     """Dynamics of one window size: KDE(L, t), NMF and hysteresis → ``out`` (dynamics.zarr) and ``table``.
 
     Parameters
@@ -177,23 +203,26 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: P
     lat = store.open_store(latents, "latents")  # mean(frame, y, x, latent) and latent labels: declared
     cfg = section("dynamics", {**cfg, "angle_period": _angle_period(lat, cfg, latents)})
     labels = _check_request(lat, segmentation, cfg)
-    structure = (_structure_mask(segmentation, lat, cfg["structure_class"])
-                 if cfg["pixels"] == "structure" and segmentation else None)  # _check_request: one is given
+    structure = (
+        _structure_mask(segmentation, lat, cfg["structure_class"])
+        if cfg["pixels"] == "structure" and segmentation
+        else None
+    )  # _check_request: one is given
     pixel_seed, _ = np.random.SeedSequence(seed).spawn(2)
     determined = _angle_determined(lat) if ANGLE in cfg["variables"] else None
-    frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
-                                  determined)
+    frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure, determined)
     angle_note = None
     if determined is not None and not all(np.isfinite(a).any() for a in frames[ANGLE]):
         # a frame without oriented structure (a flat input, a single domain) has no angle density: rather than
         # stopping the run, every pixel's angle is counted, as before the rule, and the store and log say so
         empty = sum(not np.isfinite(a).any() for a in frames[ANGLE])
-        angle_note = (f"{rule_text(lat['angle_confidence'])}: no determined angle in {empty} of "
-                      f"{len(frames[ANGLE])} frames, so every selected pixel's angle is counted (noise where the "
-                      "input holds no oriented structure)")
+        angle_note = (
+            f"{rule_text(lat['angle_confidence'])}: no determined angle in {empty} of "
+            f"{len(frames[ANGLE])} frames, so every selected pixel's angle is counted (noise where the "
+            "input holds no oriented structure)"
+        )
         log.warning("%s: %s", latents, angle_note)
-        frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure,
-                                      None)
+        frames, where = select_pixels(lat, cfg["variables"], cfg, np.random.default_rng(pixel_seed), structure, None)
     window = lat.attrs.get("window")
     size = _block_size(cfg, window)
     blocks = pixel_blocks(where, (lat.sizes[store.Y], lat.sizes[store.X]), size)
@@ -208,8 +237,9 @@ def kde_nmf(latents: str, segmentation: str | None, out: str, table: str, cfg: P
         ds.attrs["angle_counted"] = angle_note
     elif determined is not None:
         counted = np.concatenate(frames[ANGLE])
-        ds.attrs["angle_counted"] = (f"{rule_text(lat['angle_confidence'])}: "
-                                     f"{np.isfinite(counted).mean():.1%} of the selected pixels")
+        ds.attrs["angle_counted"] = (
+            f"{rule_text(lat['angle_confidence'])}: {np.isfinite(counted).mean():.1%} of the selected pixels"
+        )
     if "latent_units" in lat.coords:  # the rVAE records units per latent (rad, grid, 1 …)
         units = dict(zip(labels, (str(u) for u in lat["latent_units"].values), strict=True))
         ds = ds.assign_coords(variable_units=(store.VARIABLE, [units[v] for v in cfg["variables"]]))
@@ -239,8 +269,11 @@ def _frame_stats(lat: xr.Dataset, angle_period: float) -> xr.Dataset:
 
 def _check_windows(dynamics: list[str], latents: list[str], windows: list[int]) -> None:
     if not (len(dynamics) == len(latents) == len(windows)) or not windows:
-        raise InputError("sweep_merge", f"{len(dynamics)} dynamics, {len(latents)} latents, {len(windows)} windows",
-                         "one dynamics and one latents store per window size")
+        raise InputError(
+            "sweep_merge",
+            f"{len(dynamics)} dynamics, {len(latents)} latents, {len(windows)} windows",
+            "one dynamics and one latents store per window size",
+        )
     if len(set(windows)) != len(windows):
         raise InputError("sweep_merge", f"windows {windows} repeat", "distinct window sizes")
 
@@ -251,15 +284,24 @@ def _read_window(dyn_path: str, lat_path: str, ref: dict) -> tuple[xr.Dataset, x
     dyn = store.open_store(dyn_path, "dynamics")
     lat = store.open_store(lat_path, "latents")
     if lat.sizes[store.FRAME] != dyn.sizes[store.FRAME]:
-        raise InputError(lat_path, f"has {lat.sizes[store.FRAME]} frames, {dyn_path} {dyn.sizes[store.FRAME]}",
-                         "the latents the dynamics store was made from")
+        raise InputError(
+            lat_path,
+            f"has {lat.sizes[store.FRAME]} frames, {dyn_path} {dyn.sizes[store.FRAME]}",
+            "the latents the dynamics store was made from",
+        )
     bias = _frame_coord(dyn, store.BIAS)
     if ref.get("bias") is None:  # as before the split: windows without a bias are not compared
         ref.update(bias=bias, path=dyn_path, n_frames=dyn.sizes[store.FRAME])
-    elif dyn.sizes[store.FRAME] != ref["n_frames"] or (bias is None) != (ref["bias"] is None) or (
-            bias is not None and not np.allclose(bias, ref["bias"], equal_nan=True)):
-        raise InputError(dyn_path, f"frames or bias differ from those of {ref['path']}",
-                         "every window size computed from the same movie")
+    elif (
+        dyn.sizes[store.FRAME] != ref["n_frames"]
+        or (bias is None) != (ref["bias"] is None)
+        or (bias is not None and not np.allclose(bias, ref["bias"], equal_nan=True))
+    ):
+        raise InputError(
+            dyn_path,
+            f"frames or bias differ from those of {ref['path']}",
+            "every window size computed from the same movie",
+        )
     return dyn, lat
 
 
@@ -287,7 +329,10 @@ def sweep_merge(dynamics: list[str], latents: list[str], windows: list[int], out
         dyn, lat = _read_window(dyn_path, lat_path, ref)
         parts.append(sweep_part(dyn, _frame_stats(lat, float(dyn.attrs.get("angle_period", math.pi))), w))
     merged = merge_windows(parts)
-    merged.attrs = store.provenance("sweep", {"windows": [int(w) for w in windows]},
-                                    sources=json.dumps([str(p) for p in dynamics]),
-                                    latents=json.dumps([str(p) for p in latents]))
+    merged.attrs = store.provenance(
+        "sweep",
+        {"windows": [int(w) for w in windows]},
+        sources=json.dumps([str(p) for p in dynamics]),
+        latents=json.dumps([str(p) for p in latents]),
+    )
     store.write_store(merged, out)

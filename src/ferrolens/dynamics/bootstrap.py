@@ -18,8 +18,9 @@ from .nmf import NMFResult, nnls_weights, refit_nmf
 BOOT_CHUNK = 1 << 22  # atom counts held per bootstrap pass (bounds temporaries to ~100 MB)
 
 
-def block_multiplicities(blocks: list[np.ndarray], n_boot: int, rng: np.random.Generator
-                         ) -> tuple[list[np.ndarray], np.ndarray]:
+def block_multiplicities(
+    blocks: list[np.ndarray], n_boot: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Blocks renumbered 0 … n_blocks-1 (per frame), and how often each replicate draws each block
     (n_boot, n_blocks): n_blocks draws with replacement per replicate."""
     ids, inverse = np.unique(np.concatenate(blocks), return_inverse=True)
@@ -40,9 +41,16 @@ def frame_atoms(plan: KDEPlan, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return atoms, plan.bin(k, t, 0, 1) - plan.bin_atoms(ones)
 
 
-def _resample_frame(f: int, frames: dict[str, list[np.ndarray]], plans: dict[str, KDEPlan],
-                    bws: dict[str, np.ndarray], out: dict[str, np.ndarray], rng: np.random.Generator,
-                    blocks: list[np.ndarray] | None, block_mult: np.ndarray | None) -> None:
+def _resample_frame(
+    f: int,
+    frames: dict[str, list[np.ndarray]],
+    plans: dict[str, KDEPlan],
+    bws: dict[str, np.ndarray],
+    out: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    blocks: list[np.ndarray] | None,
+    block_mult: np.ndarray | None,
+) -> None:
     """Every replicate's KDE of frame ``f`` of every variable, into ``out[v][:, f]`` (NaN: no value drawn)."""
     names = list(frames)
     n = frames[names[0]][f].size
@@ -70,12 +78,17 @@ def _resample_frame(f: int, frames: dict[str, list[np.ndarray]], plans: dict[str
             binned = plans[v].bin_atoms(counts[v]) + correction[v] * (total[v] / n_counted[v])[:, None]
             dens = plans[v].smooth(binned, bws[v][f])
             good = total[v] > 0  # a frame whose blocks were all left out keeps its own estimate
-            out[v][b0:b0 + nb_, f] = np.where(good[:, None], dens / np.maximum(total[v], 1)[:, None], np.nan)
+            out[v][b0 : b0 + nb_, f] = np.where(good[:, None], dens / np.maximum(total[v], 1)[:, None], np.nan)
 
 
-def resample_kdes(frames: dict[str, list[np.ndarray]], grids: dict[str, Grid], bws: dict[str, np.ndarray],
-                  n_boot: int, rng: np.random.Generator, blocks: list[np.ndarray] | None = None
-                  ) -> dict[str, np.ndarray]:
+def resample_kdes(
+    frames: dict[str, list[np.ndarray]],
+    grids: dict[str, Grid],
+    bws: dict[str, np.ndarray],
+    n_boot: int,
+    rng: np.random.Generator,
+    blocks: list[np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """KDEs (B, F, G) of every variable from resampled pixels.
 
     With ``blocks`` (per frame, the spatial block of each value): every replicate
@@ -106,8 +119,9 @@ def resample_kdes(frames: dict[str, list[np.ndarray]], grids: dict[str, Grid], b
     return out
 
 
-def replicate_weights(boot: dict[str, np.ndarray], fits: dict[str, NMFResult], measures: dict[str, float],
-                      cfg: DynamicsConfig) -> dict[str, np.ndarray]:
+def replicate_weights(
+    boot: dict[str, np.ndarray], fits: dict[str, NMFResult], measures: dict[str, float], cfg: DynamicsConfig
+) -> dict[str, np.ndarray]:
     """NMF weights (B, F, C) of each resampled KDE(L, t) ``boot[v]`` (B, F, G): refitted from the point
     estimate ``fits[v]`` (``nmf_resample: refit``), else projected on its components."""
     out = {}
@@ -115,6 +129,10 @@ def replicate_weights(boot: dict[str, np.ndarray], fits: dict[str, NMFResult], m
         if cfg["nmf_resample"] == "project":
             out[v] = nnls_weights(boot[v], point.components)
         else:
-            out[v] = np.stack([refit_nmf(boot[v][b], point, measures[v], cfg["nmf_max_iter"],
-                                         cfg["nmf_tol"]).weights for b in range(boot[v].shape[0])])
+            out[v] = np.stack(
+                [
+                    refit_nmf(boot[v][b], point, measures[v], cfg["nmf_max_iter"], cfg["nmf_tol"]).weights
+                    for b in range(boot[v].shape[0])
+                ]
+            )
     return out

@@ -26,12 +26,14 @@ def check_n_components(cfg: DynamicsConfig, n_frames: int) -> None:
     """``n_components`` at most min(frames, grid_points), else :class:`InputError`."""
     limit = min(n_frames, cfg["grid_points"])
     if cfg["n_components"] > limit:
-        raise InputError("config dynamics.n_components", f"value {cfg['n_components']}",
-                         f"at most min(frames, grid_points) = {limit}")
+        raise InputError(
+            "config dynamics.n_components",
+            f"value {cfg['n_components']}",
+            f"at most min(frames, grid_points) = {limit}",
+        )
 
 
-def as_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: np.ndarray | None,
-                n_frames: int) -> Stimulus:
+def as_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: np.ndarray | None, n_frames: int) -> Stimulus:
     """``stimulus`` when given, else the bias (V), else a time that moves (s), else the frame index."""
     if stimulus is not None:
         return stimulus
@@ -42,8 +44,9 @@ def as_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: np.nda
     return Stimulus("frame", np.arange(n_frames, dtype=float), "")
 
 
-def check_frames(frames: dict[str, list[np.ndarray]], cfg: DynamicsConfig,
-                 blocks: list[np.ndarray] | None) -> np.ndarray:
+def check_frames(
+    frames: dict[str, list[np.ndarray]], cfg: DynamicsConfig, blocks: list[np.ndarray] | None
+) -> np.ndarray:
     """Values per frame (F,) after checking that every variable has the same pixels (and blocks)."""
     names = list(frames)
     if not names:
@@ -60,8 +63,9 @@ def check_frames(frames: dict[str, list[np.ndarray]], cfg: DynamicsConfig,
     return counts
 
 
-def checked_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: np.ndarray | None,
-                     n_frames: int) -> tuple[Stimulus, np.ndarray | None]:
+def checked_stimulus(
+    stimulus: Stimulus | None, bias: np.ndarray | None, time: np.ndarray | None, n_frames: int
+) -> tuple[Stimulus, np.ndarray | None]:
     """The stimulus (:func:`as_stimulus`) and the bias as float, each checked to hold one finite value per frame."""
     if bias is not None:
         bias = np.asarray(bias, dtype=float)
@@ -69,13 +73,20 @@ def checked_stimulus(stimulus: Stimulus | None, bias: np.ndarray | None, time: n
             raise InputError("bias", f"has shape {bias.shape}", f"one value per frame ({n_frames})")
     stim = as_stimulus(stimulus, bias, time, n_frames)
     if stim.values.shape != (n_frames,) or not np.isfinite(stim.values).all():
-        raise InputError(stim.name, f"has shape {stim.values.shape} or non-finite values",
-                         f"one finite value per frame ({n_frames})")
+        raise InputError(
+            stim.name, f"has shape {stim.values.shape} or non-finite values", f"one finite value per frame ({n_frames})"
+        )
     return stim, bias
 
 
-def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: DynamicsConfig, seed: int,
-              rng: np.random.Generator, blocks: list[np.ndarray] | None) -> Factorisation:
+def factorise(
+    frames: dict[str, list[np.ndarray]],
+    dens: Densities,
+    cfg: DynamicsConfig,
+    seed: int,
+    rng: np.random.Generator,
+    blocks: list[np.ndarray] | None,
+) -> Factorisation:
     """NMF of each variable's KDE(L, t) (densities: components integrate to 1) and of all of them
     stacked (mass per bin), and (``bootstrap`` > 0) the weights of every resample: pixels in
     spatial blocks → KDEs → NMF refitted (or re-projected)."""
@@ -84,8 +95,10 @@ def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: Dynamic
     inputs[STACKED] = dens.stack(dens.kdes)
     measures = {v: dens.grids[v].step for v in names}
     measures[STACKED] = 1.0 / len(names)  # stacked rows sum to n_variables: weights stay fractions
-    fits = {v: fit_nmf(inputs[v], cfg["n_components"], seed, measures[v], cfg["nmf_max_iter"], cfg["nmf_tol"])
-            for v in inputs}
+    fits = {
+        v: fit_nmf(inputs[v], cfg["n_components"], seed, measures[v], cfg["nmf_max_iter"], cfg["nmf_tol"])
+        for v in inputs
+    }
     replicates: dict[str, np.ndarray | None] = {v: None for v in fits}
     if cfg["bootstrap"] > 0:
         boot = resample_kdes(frames, dens.grids, dens.bandwidths, cfg["bootstrap"], rng, blocks)
@@ -94,10 +107,16 @@ def factorise(frames: dict[str, list[np.ndarray]], dens: Densities, cfg: Dynamic
     return Factorisation(fits, replicates)
 
 
-def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, cfg: Partial[DynamicsConfig],
-                  seed: int, time: np.ndarray | None = None, window: int | None = None,
-                  blocks: list[np.ndarray] | None = None, stimulus: Stimulus | None = None
-                  ) -> tuple[xr.Dataset, pd.DataFrame]:
+def dynamics_core(
+    frames: dict[str, list[np.ndarray]],
+    bias: np.ndarray | None,
+    cfg: Partial[DynamicsConfig],
+    seed: int,
+    time: np.ndarray | None = None,
+    window: int | None = None,
+    blocks: list[np.ndarray] | None = None,
+    stimulus: Stimulus | None = None,
+) -> tuple[xr.Dataset, pd.DataFrame]:
     """KDE, NMF and hysteresis of per-frame latent values (no I/O).
 
     Parameters
@@ -137,6 +156,7 @@ def dynamics_core(frames: dict[str, list[np.ndarray]], bias: np.ndarray | None, 
     rows = loop_rows(curves, reps, sweep, specs, cfg, window, np.random.default_rng(stat_seed))
     table = loop_table(rows, cfg["alpha"])
     # 5. dataset
-    ds = dynamics_dataset(dens, nmf, counts, stim, sweep, specs[0][1], cfg, bias, time, window,
-                          blocked=blocks is not None)
+    ds = dynamics_dataset(
+        dens, nmf, counts, stim, sweep, specs[0][1], cfg, bias, time, window, blocked=blocks is not None
+    )
     return ds, table

@@ -25,8 +25,11 @@ def bandwidths(name: str, frames: list[np.ndarray], cfg: DynamicsConfig, period:
     per_frame = np.array([rule_bandwidth(v[np.isfinite(v)], cfg["bandwidth"], period) for v in frames])
     good = per_frame[np.isfinite(per_frame) & (per_frame > 0)]
     if good.size == 0:
-        raise InputError(f"latents variable {name}", "values have no spread in any frame (or < 2 values)",
-                         "at least two distinct values in some frame")
+        raise InputError(
+            f"latents variable {name}",
+            "values have no spread in any frame (or < 2 values)",
+            "at least two distinct values in some frame",
+        )
     shared = float(np.median(good))
     if cfg["bandwidth_scope"] == "shared":
         return np.full(len(frames), shared)
@@ -51,8 +54,11 @@ def variable_grid(name: str, frames: list[np.ndarray], cfg: DynamicsConfig) -> t
         pooled = np.concatenate(frames)
         pooled = pooled[np.isfinite(pooled)]
         if pooled.size == 0:
-            raise InputError(f"latents variable {name}", "no finite values at the selected pixels",
-                             "some pixels with finite latent values")
+            raise InputError(
+                f"latents variable {name}",
+                "no finite values at the selected pixels",
+                "some pixels with finite latent values",
+            )
         lo, hi = np.quantile(pooled, cfg["range_quantiles"])
         pad = cfg["range_padding"] * float(np.median(h))
         lo, hi = lo - pad, hi + pad

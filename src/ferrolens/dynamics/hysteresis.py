@@ -80,7 +80,7 @@ class Branches:
         """(F,) int: index of each frame's segment (same convention as ``direction``)."""
         out = np.zeros(self.direction.size, dtype=np.int64)
         for i, s in enumerate(self.segments):
-            out[s.start + (1 if i else 0): s.stop + 1] = i
+            out[s.start + (1 if i else 0) : s.stop + 1] = i
         return out
 
 
@@ -137,7 +137,7 @@ def split_branches(bias: np.ndarray, tolerance: float = 0.02) -> Branches:
     segments = tuple(Segment(turns[i], turns[i + 1], dirs[i]) for i in range(len(dirs)))
     labels = np.zeros(n, dtype=np.int8)
     for i, s in enumerate(segments):
-        labels[s.start + (1 if i else 0): s.stop + 1] = s.direction
+        labels[s.start + (1 if i else 0) : s.stop + 1] = s.direction
     return Branches(segments, labels)
 
 
@@ -201,15 +201,17 @@ class Sweep:
             v = self.values[seg.frames]
             return v.min() <= lo + tol and v.max() >= hi - tol
 
-        return tuple(k for k, c in enumerate(self.cycles)
-                     if len({s.direction for s in c}) == 2 and all(spans(s) for s in c))
+        return tuple(
+            k for k, c in enumerate(self.cycles) if len({s.direction for s in c}) == 2 and all(spans(s) for s in c)
+        )
 
     def text(self, v: float) -> str:
         return f"{v:+.3g} {self.units}".strip() if self.name == "bias" else f"{v:.4g} {self.units}".strip()
 
 
-def analyse_sweep(values: np.ndarray, tolerance: float = 0.02, virgin: str = "auto", name: str = "bias",
-                  units: str = "V") -> Sweep:
+def analyse_sweep(
+    values: np.ndarray, tolerance: float = 0.02, virgin: str = "auto", name: str = "bias", units: str = "V"
+) -> Sweep:
     """Branches, virgin curve and cycles of a stimulus sequence (see :class:`Sweep`).
 
     ``virgin``: ``auto`` sets the first segment apart when it starts more than
@@ -233,19 +235,26 @@ def analyse_sweep(values: np.ndarray, tolerance: float = 0.02, virgin: str = "au
         # 0 V (a unipolar one starts at an end of its range there) also starts from the unbiased state
         if v.min() + tol < s0 < v.max() - tol or (name == "bias" and abs(s0) <= tol and len(segs) > 1):
             virgin_seg = segs.pop(0)
-    cycles = tuple(tuple(segs[i:i + 2]) for i in range(0, len(segs), 2))
+    cycles = tuple(tuple(segs[i : i + 2]) for i in range(0, len(segs), 2))
     note = ""
     if len(br.segments) == 1:
         note = f"{what} does not turn back within the movie (one monotone sweep): no loop"
     elif not any(len({s.direction for s in c}) == 2 for c in cycles):
-        note = (f"after the virgin curve (frames {virgin_seg.start}–{virgin_seg.stop}) {what} sweeps only one way: "
-                "no closed loop") if virgin_seg is not None else f"{what} sweeps only one way: no loop"
+        note = (
+            (
+                f"after the virgin curve (frames {virgin_seg.start}–{virgin_seg.stop}) {what} sweeps only one way: "
+                "no closed loop"
+            )
+            if virgin_seg is not None
+            else f"{what} sweeps only one way: no loop"
+        )
     return Sweep(v, name, units, br, virgin_seg, cycles, tolerance, note)
 
 
 # --- linear maps from per-frame curves to branches -----------------------------------
-def _interp_matrix(x: np.ndarray, frames: np.ndarray, grid: np.ndarray, weight: np.ndarray | None = None,
-                   clamp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _interp_matrix(
+    x: np.ndarray, frames: np.ndarray, grid: np.ndarray, weight: np.ndarray | None = None, clamp: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(P, F) matrix interpolating the values of ``frames`` linearly in ``x`` onto ``grid`` and its
     coverage mask (P,). Frames at equal ``x`` are averaged into one node (weighted by ``weight``;
     frames of weight 0 are left out). ``clamp``: hold the end nodes' values beyond them."""
@@ -276,9 +285,14 @@ def _interp_matrix(x: np.ndarray, frames: np.ndarray, grid: np.ndarray, weight: 
     return mat, covered
 
 
-def _pooled(x: np.ndarray, segs: list[Segment], cycle_of: list[int], grid: np.ndarray,
-            frame_weight: np.ndarray | None, cycle_weight: np.ndarray | None
-            ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def _pooled(
+    x: np.ndarray,
+    segs: list[Segment],
+    cycle_of: list[int],
+    grid: np.ndarray,
+    frame_weight: np.ndarray | None,
+    cycle_weight: np.ndarray | None,
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """Pooled branch matrix (P, F) of one direction: the weighted mean over its segments that
     reach each grid value, bridged by interpolation over all its frames where none does.
     Also each segment's own matrix and coverage."""
@@ -347,9 +361,17 @@ class LoopOperator:
         return int(self.units.shape[0])
 
     @classmethod
-    def build(cls, sweep: Sweep, n_points: int = 101, time_block: int | str = 6, cycles: tuple[int, ...] | None = None,
-              frame_weight: np.ndarray | None = None, cycle_weight: np.ndarray | None = None,
-              grid: np.ndarray | None = None, own_grid: dict | None = None) -> LoopOperator:
+    def build(
+        cls,
+        sweep: Sweep,
+        n_points: int = 101,
+        time_block: int | str = 6,
+        cycles: tuple[int, ...] | None = None,
+        frame_weight: np.ndarray | None = None,
+        cycle_weight: np.ndarray | None = None,
+        grid: np.ndarray | None = None,
+        own_grid: dict | None = None,
+    ) -> LoopOperator:
         """Operator of the cycles ``cycles`` (indices into ``sweep.cycles``; default all: the pooled loop).
 
         ``frame_weight`` (F,) / ``cycle_weight`` (K,): resampling multiplicities
@@ -376,8 +398,9 @@ class LoopOperator:
             grid = np.linspace(lo, hi, n_points)
         pooled, seg_mats, seg_covs = {}, {}, {}
         for d in segs:
-            pooled[d], seg_mats[d], seg_covs[d] = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], grid,
-                                                         frame_weight, cycle_weight)
+            pooled[d], seg_mats[d], seg_covs[d] = _pooled(
+                x, [s for s, _ in segs[d]], [k for _, k in segs[d]], grid, frame_weight, cycle_weight
+            )
         # each branch over its own range, for saturated and coercive values
         closed = np.unique(np.concatenate([frames[RISING], frames[FALLING]]))
         og, own, spans = _own_branches(sweep, segs, frames, closed, n_points, own_grid, frame_weight, cycle_weight)
@@ -408,8 +431,20 @@ class LoopOperator:
                     ucyc.append(k)
                     ublk.append(j)
         units = np.array(rows) if rows else np.zeros((0, n))
-        return cls(sweep, grid, pooled[RISING], pooled[FALLING], og, own, spans, units,
-                   np.array(ucyc, int), np.array(ublk, int), ks, area=area)
+        return cls(
+            sweep,
+            grid,
+            pooled[RISING],
+            pooled[FALLING],
+            og,
+            own,
+            spans,
+            units,
+            np.array(ucyc, int),
+            np.array(ublk, int),
+            ks,
+            area=area,
+        )
 
     def resampled(self, rng: np.random.Generator) -> LoopOperator:
         """The same loop from its complete cycles resampled with replacement (itself when it has fewer
@@ -422,8 +457,9 @@ class LoopOperator:
             return self
         cw = np.ones(len(self.sweep.cycles))
         cw[full] = np.bincount(rng.integers(0, len(full), len(full)), minlength=len(full))
-        return LoopOperator.build(self.sweep, self.grid.size, 1, self.cycles, cycle_weight=cw, grid=self.grid,
-                                  own_grid=self.own_grid)
+        return LoopOperator.build(
+            self.sweep, self.grid.size, 1, self.cycles, cycle_weight=cw, grid=self.grid, own_grid=self.own_grid
+        )
 
     def branches_of(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rising and falling branch curves (…, P) on :attr:`grid`."""
@@ -450,22 +486,28 @@ def _first_crossing(values: np.ndarray, level: np.ndarray, x: np.ndarray, revers
     return np.where(has, out, np.nan)
 
 
-def _own_branches(sweep: Sweep, segs: dict, frames: dict, closed: np.ndarray, n_points: int, own_grid: dict | None,
-                  frame_weight: np.ndarray | None, cycle_weight: np.ndarray | None) -> tuple[dict, dict, dict]:
+def _own_branches(
+    sweep: Sweep,
+    segs: dict,
+    frames: dict,
+    closed: np.ndarray,
+    n_points: int,
+    own_grid: dict | None,
+    frame_weight: np.ndarray | None,
+    cycle_weight: np.ndarray | None,
+) -> tuple[dict, dict, dict]:
     """Per direction: the branch's own stimulus grid (``own_grid[d]`` when given), the pooled branch
     (P, F) there, and whether it spans the sweep: it comes within the reversal tolerance, or one
     stimulus step (a recorded sweep stops one step short of its start), of both ends of ``closed``."""
     x = sweep.values
     steps = np.abs(np.diff(x[closed]))
-    tol = max(sweep.tolerance * (x.max() - x.min()), float(np.median(steps[steps > 0])) if (steps > 0).any()
-              else 0.0)
+    tol = max(sweep.tolerance * (x.max() - x.min()), float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0)
     smin, smax = x[closed].min(), x[closed].max()
     og, own, spans = {}, {}, {}
     for d in segs:
         g = own_grid[d] if own_grid is not None else np.linspace(x[frames[d]].min(), x[frames[d]].max(), n_points)
         og[d] = g
-        own[d], _, _ = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], g, frame_weight,
-                               cycle_weight)
+        own[d], _, _ = _pooled(x, [s for s, _ in segs[d]], [k for _, k in segs[d]], g, frame_weight, cycle_weight)
         spans[d] = bool(g[0] <= smin + tol and g[-1] >= smax - tol)
     return og, own, spans
 
@@ -482,8 +524,9 @@ def _matched_pairs(ks: tuple[int, ...], segs: dict, seg_covs: dict) -> list[tupl
     return pairs
 
 
-def _time_blocks(x: np.ndarray, ks: tuple[int, ...], segs: dict, closed: np.ndarray, grid: np.ndarray,
-                 time_block: int) -> tuple[int, np.ndarray]:
+def _time_blocks(
+    x: np.ndarray, ks: tuple[int, ...], segs: dict, closed: np.ndarray, grid: np.ndarray, time_block: int
+) -> tuple[int, np.ndarray]:
     """Number of stimulus blocks (about ``time_block`` frames of a branch each) and their edges over
     ``grid``: edges half a stimulus step off the frames' values, so that frames of the two branches
     at the same stimulus value (up to round-off) always fall in the same block."""
@@ -530,8 +573,7 @@ def loop_metrics(curves: np.ndarray, op: LoopOperator) -> dict[str, np.ndarray]:
 
 
 # --- the test and the intervals -----------------------------------------------------------
-def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0.5
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def percentile_ci(samples: np.ndarray, level: float = 0.95, min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over the first axis of ``samples`` (N, K) (NaNs ignored); NaN where
     fewer than ``min_valid`` of the N are finite."""
     s = np.asarray(samples, dtype=float)
@@ -560,13 +602,14 @@ def drift_degrees(drift_degree: int) -> list[int]:
     return [drift_degree, *range(drift_degree - 1, 0, -1)]
 
 
-def null_reference(op: LoopOperator, drift_degree: int, n_random: int, rng: np.random.Generator
-                   ) -> list[tuple[list[lt.LoopDesign], lt.Reference]]:
+def null_reference(
+    op: LoopOperator, drift_degree: int, n_random: int, rng: np.random.Generator
+) -> list[tuple[list[lt.LoopDesign], lt.Reference]]:
     """The candidate models of the loop of ``op`` and the simulated reference of its test, one pair per
     drift degree of :func:`drift_degrees` (the configured degree first), computed once per loop and
     shared by every curve looped against it; ``[]`` when there is no loop or no test."""
     out = []
-    for deg in (drift_degrees(drift_degree) if not op.note else []):
+    for deg in drift_degrees(drift_degree) if not op.note else []:
         designs = lt.loop_designs(op, deg)
         if not designs:
             break  # a lower degree has no test where a higher one has none (an open end)
@@ -574,8 +617,9 @@ def null_reference(op: LoopOperator, drift_degree: int, n_random: int, rng: np.r
     return out
 
 
-def drift_robust_test(curves: np.ndarray, null: list[tuple[list[lt.LoopDesign], lt.Reference]],
-                      level: float = 0.95, alpha: float = 0.05) -> lt.ModelTest:
+def drift_robust_test(
+    curves: np.ndarray, null: list[tuple[list[lt.LoopDesign], lt.Reference]], level: float = 0.95, alpha: float = 0.05
+) -> lt.ModelTest:
     """:func:`~.looptest.model_test` of curves (K, F) under the configured drift degree (``null[0]``,
     :func:`null_reference`), with the p-value and the detectable area the largest over every drift
     degree of ``null``: a loop is called only where it stands under a linear drift as well as under the
@@ -586,15 +630,26 @@ def drift_robust_test(curves: np.ndarray, null: list[tuple[list[lt.LoopDesign], 
     if len(null) == 1:
         return mt
     others = [lt.model_test(curves, d, r, level, alpha) for d, r in null[1:]]
-    return replace(mt, p=np.max([mt.p] + [o.p for o in others], axis=0),
-                               detectable=np.max([mt.detectable] + [o.detectable for o in others], axis=0))
+    return replace(
+        mt,
+        p=np.max([mt.p] + [o.p for o in others], axis=0),
+        detectable=np.max([mt.detectable] + [o.detectable for o in others], axis=0),
+    )
 
 
-def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray | None = None,
-                    level: float = 0.95, n_resample: int = 200, n_random: int = 499,
-                    rng: np.random.Generator | None = None, drift_degree: int = 2,
-                    time_block: int | str = "auto", alpha: float = 0.05,
-                    null: list[tuple[list[lt.LoopDesign], lt.Reference]] | None = None) -> dict[str, np.ndarray]:
+def loop_statistics(
+    curves: np.ndarray,
+    op: LoopOperator,
+    replicates: np.ndarray | None = None,
+    level: float = 0.95,
+    n_resample: int = 200,
+    n_random: int = 499,
+    rng: np.random.Generator | None = None,
+    drift_degree: int = 2,
+    time_block: int | str = "auto",
+    alpha: float = 0.05,
+    null: list[tuple[list[lt.LoopDesign], lt.Reference]] | None = None,
+) -> dict[str, np.ndarray]:
     """Metrics of curves (K, F) with intervals and the p-value against no hysteresis (:mod:`.looptest`).
 
     ``replicates`` (B, K, F): the same curves from spatial resamples of the pixels (NMF
@@ -612,8 +667,15 @@ def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray
     point = loop_metrics(c, op)
     out: dict[str, np.ndarray] = dict(point)
     nan = np.full(k, np.nan)
-    out.update(loop_area_raw=point["loop_area"].copy(), p_value=nan.copy(), p_floor=nan.copy(),
-               noise_rho=nan.copy(), reference_rho=nan.copy(), detectable_area=nan.copy(), time_block=nan.copy())
+    out.update(
+        loop_area_raw=point["loop_area"].copy(),
+        p_value=nan.copy(),
+        p_floor=nan.copy(),
+        noise_rho=nan.copy(),
+        reference_rho=nan.copy(),
+        detectable_area=nan.copy(),
+        time_block=nan.copy(),
+    )
     for m in METRICS:
         out[f"{m}_ci_low"] = np.full(k, np.nan)
         out[f"{m}_ci_high"] = np.full(k, np.nan)
@@ -622,13 +684,25 @@ def loop_statistics(curves: np.ndarray, op: LoopOperator, replicates: np.ndarray
         return out
     designs, ref = null[0]
     mt = drift_robust_test(c, null, level, alpha)
-    out.update(loop_area=mt.area, p_value=mt.p, p_floor=np.full(k, 1.0 / (1 + ref.t.shape[1])), noise_rho=mt.rho,
-               reference_rho=mt.rho_reference, detectable_area=mt.detectable)
+    out.update(
+        loop_area=mt.area,
+        p_value=mt.p,
+        p_floor=np.full(k, 1.0 / (1 + ref.t.shape[1])),
+        noise_rho=mt.rho,
+        reference_rho=mt.rho_reference,
+        detectable_area=mt.detectable,
+    )
     frames = designs[0].frames
     groups = _branch_groups(op, frames)
     if time_block == "auto":
-        blocks = np.array([max(lt.optimal_block_length(r[g]) for g in groups if g.size >= 4)
-                           if any(g.size >= 4 for g in groups) else 1.0 for r in mt.residuals])
+        blocks = np.array(
+            [
+                max(lt.optimal_block_length(r[g]) for g in groups if g.size >= 4)
+                if any(g.size >= 4 for g in groups)
+                else 1.0
+                for r in mt.residuals
+            ]
+        )
     else:
         blocks = np.full(k, float(time_block))
     out["time_block"] = np.ceil(blocks)

@@ -169,8 +169,9 @@ class KDEPlan:
             t = p - k
         return k, t, keep
 
-    def bin(self, k: np.ndarray, t: np.ndarray, rows: np.ndarray | int, n_rows: int,
-            weights: np.ndarray | None = None) -> np.ndarray:
+    def bin(
+        self, k: np.ndarray, t: np.ndarray, rows: np.ndarray | int, n_rows: int, weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """Linear binning: (n_rows, n_fft) float64 sums of ``(1-t)`` at ``k`` and ``t`` at ``k+1``.
 
         ``rows`` gives each value's row (frame or bootstrap replicate), or one int for all.
@@ -212,7 +213,7 @@ class KDEPlan:
         if self.grid.circular:
             binned += np.roll(upper, 1, axis=1)
         else:
-            binned[:, 1: self.n_bins] += upper[:, :-1]  # the last bin never has an upper share
+            binned[:, 1 : self.n_bins] += upper[:, :-1]  # the last bin never has an upper share
         return binned
 
     # --- smoothing --------------------------------------------------------------
@@ -264,8 +265,7 @@ def _as_frames(values: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(v).ravel() for v in values]
 
 
-def kde_frames(values: np.ndarray | Sequence[np.ndarray], grid: Grid,
-               bandwidth: float | np.ndarray) -> np.ndarray:
+def kde_frames(values: np.ndarray | Sequence[np.ndarray], grid: Grid, bandwidth: float | np.ndarray) -> np.ndarray:
     """Gaussian KDE of each frame's values on ``grid``.
 
     Parameters

@@ -66,8 +66,9 @@ POWER = 0.8  # power at which the detectable area is quoted
 
 
 # --- design ------------------------------------------------------------------------------------
-def spline_basis(x: np.ndarray, lo: float, hi: float, n_basis: int, drop: tuple[bool, bool] = (False, False)
-                 ) -> np.ndarray:
+def spline_basis(
+    x: np.ndarray, lo: float, hi: float, n_basis: int, drop: tuple[bool, bool] = (False, False)
+) -> np.ndarray:
     """(F, n) cubic B-spline basis on [lo, hi] (uniform knots; 0 outside). ``drop``: leave out the
     first/last function, so that every column vanishes at that end (a loop closed there)."""
     n_basis = max(4, int(n_basis))
@@ -159,8 +160,11 @@ def loop_design(op, drift_degree: int = 2, n_basis: int | None = None) -> LoopDe
     nb = n_basis or int(np.clip(per_branch // 2, 4, 12))
     g = spline_basis(xs, xs.min(), xs.max(), nb)
     t = (frames - frames.mean()) / max(1.0, np.ptp(frames) / 2)
-    drift = np.stack([np.polynomial.legendre.legval(t, np.eye(q + 1)[q]) for q in range(1, drift_degree + 1)],
-                     axis=1) if drift_degree > 0 else np.zeros((frames.size, 0))
+    drift = (
+        np.stack([np.polynomial.legendre.legval(t, np.eye(q + 1)[q]) for q in range(1, drift_degree + 1)], axis=1)
+        if drift_degree > 0
+        else np.zeros((frames.size, 0))
+    )
     lo, hi = float(op.grid[0]), float(op.grid[-1])
     closed = _closed_ends(op)
     nk = int(np.clip(round(nb * (hi - lo) / max(np.ptp(xs), 1e-12)), 4, nb))
@@ -278,8 +282,11 @@ def gls_fit(y: np.ndarray, design: LoopDesign, rho: np.ndarray | None = None) ->
     :data:`RHO_GRID`) or, when None, at the REML estimate on that grid."""
     y = np.atleast_2d(y)
     f = design.factors
-    idx = (np.argmax(reml_profile(y, f), axis=0) if rho is None
-           else np.abs(RHO_GRID[:, None] - np.asarray(rho)[None, :]).argmin(axis=0))
+    idx = (
+        np.argmax(reml_profile(y, f), axis=0)
+        if rho is None
+        else np.abs(RHO_GRID[:, None] - np.asarray(rho)[None, :]).argmin(axis=0)
+    )
     area, se, res, loop = np.zeros(y.shape[0]), np.zeros(y.shape[0]), np.zeros_like(y), np.zeros_like(y)
     p0 = design.null.shape[1]
     for i in np.unique(idx):
@@ -317,8 +324,7 @@ def choose_design(y: np.ndarray, designs: list[LoopDesign]) -> np.ndarray:
     return np.argmin(np.array(bic), axis=0)
 
 
-def fit_chosen(y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray | None = None
-               ) -> tuple[GLSFit, np.ndarray]:
+def fit_chosen(y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray | None = None) -> tuple[GLSFit, np.ndarray]:
     """GLS fit of every curve (K, n) under its BIC-chosen design; the fit and the choice (K,)."""
     pick = choose_design(y, designs)
     k = y.shape[0]
@@ -374,12 +380,14 @@ def _switch_fit(y: np.ndarray, d: LoopDesign) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(2):
         c = grf[i] / grr[i][:, None]  # (K, P_f)
         g2 = gff[None] - grf[i] * c
-        j = np.argmax(np.where(g2 > 1e-12 * gff[None], (af - ar[kk, i][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1),
-                      axis=1)
+        j = np.argmax(
+            np.where(g2 > 1e-12 * gff[None], (af - ar[kk, i][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1), axis=1
+        )
         c = grf[:, j].T / gff[j][:, None]  # (K, P_r)
         g2 = grr[None] - grf[:, j].T * c
-        i = np.argmax(np.where(g2 > 1e-12 * grr[None], (ar - af[kk, j][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1),
-                      axis=1)
+        i = np.argmax(
+            np.where(g2 > 1e-12 * grr[None], (ar - af[kk, j][:, None] * c) ** 2 / np.maximum(g2, 1e-300), -1), axis=1
+        )
     a_i, a_j, dd = ar[kk, i], af[kk, j], det[i, j]
     gain = np.where(np.isfinite(dd), (a_i**2 * gff[j] - 2 * a_i * a_j * grf[i, j] + a_j**2 * grr[i]) / dd, 0.0)
     best = i * fall.shape[1] + j
@@ -400,8 +408,9 @@ def noise_rho(y: np.ndarray, designs: list[LoopDesign]) -> tuple[np.ndarray, np.
     k, n = y.shape
     designs = designs[:NOISE_DESIGNS]
     fits = [_switch_fit(y, d) for d in designs]
-    bic = np.array([n * np.log(rss / n) + (d.full.shape[1] + 2) * np.log(n)
-                    for d, (_, rss) in zip(designs, fits, strict=True)])
+    bic = np.array(
+        [n * np.log(rss / n) + (d.full.shape[1] + 2) * np.log(n) for d, (_, rss) in zip(designs, fits, strict=True)]
+    )
     choice = np.argmin(bic, axis=0)
     rho, sigma = np.empty(k), np.empty(k)
     for c in np.unique(choice):
@@ -425,8 +434,9 @@ def noise_rho(y: np.ndarray, designs: list[LoopDesign]) -> tuple[np.ndarray, np.
     return rho, sigma
 
 
-def scaled_fit(y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray, sigma: np.ndarray
-               ) -> tuple[GLSFit, np.ndarray]:
+def scaled_fit(
+    y: np.ndarray, designs: list[LoopDesign], rho: np.ndarray, sigma: np.ndarray
+) -> tuple[GLSFit, np.ndarray]:
     """GLS fit of curves (K, n) under their BIC-chosen design at the noise model's ρ (K,), its standard
     error from the noise model's innovation sd ``sigma`` (K,) (:func:`noise_rho`: a square loop the
     splines cannot follow does not inflate it); the fit and the choice (K,)."""
@@ -496,8 +506,9 @@ def reference(designs: list[LoopDesign], n_boot: int, rng: np.random.Generator) 
     return Reference(t, np.maximum.accumulate(low))
 
 
-def model_test(curves: np.ndarray, designs: list[LoopDesign], ref: Reference, level: float = 0.95,
-               alpha: float = 0.05) -> ModelTest:
+def model_test(
+    curves: np.ndarray, designs: list[LoopDesign], ref: Reference, level: float = 0.95, alpha: float = 0.05
+) -> ModelTest:
     """The test, interval and detectable area of curves (K, F) (all frames; the designs pick theirs).
 
     ``designs``: candidate models (:func:`loop_designs`), chosen per curve by BIC (as in every
@@ -542,7 +553,7 @@ def optimal_block_length(x: np.ndarray) -> float:
     small = np.abs(rho[1:]) < thresh
     m_hat = None
     for m in range(small.size - kn + 1):
-        if small[m:m + kn].all():
+        if small[m : m + kn].all():
             m_hat = m
             break
     if m_hat is None:
@@ -560,8 +571,7 @@ def optimal_block_length(x: np.ndarray) -> float:
     return float(np.clip(b, 1.0, bmax))
 
 
-def block_resample(residuals: np.ndarray, groups: list[np.ndarray], block: int, rng: np.random.Generator
-                   ) -> np.ndarray:
+def block_resample(residuals: np.ndarray, groups: list[np.ndarray], block: int, rng: np.random.Generator) -> np.ndarray:
     """Residuals (K, n) resampled in circular blocks of ``block`` frames within each group of frame
     indices (each branch of each cycle: along time, not across a reversal)."""
     out = np.array(residuals, float, copy=True)

@@ -81,8 +81,9 @@ def order_components(W: np.ndarray, H: np.ndarray, order: str = "peak_row") -> n
     if order == "peak_row":
         lo, hi = W.min(axis=0), W.max(axis=0)
         reached = lo + PEAK_FRACTION * (hi - lo) <= W
-        keys: list[tuple[float, int, int]] = [(int(np.argmax(reached[:, c])), int(np.argmax(H[c])), c)
-                                              for c in range(H.shape[0])]
+        keys: list[tuple[float, int, int]] = [
+            (int(np.argmax(reached[:, c])), int(np.argmax(H[c])), c) for c in range(H.shape[0])
+        ]
     elif order == "total_weight":
         keys = [(-float(W[:, c].sum()), int(np.argmax(W[:, c])), c) for c in range(H.shape[0])]
     else:
@@ -90,8 +91,15 @@ def order_components(W: np.ndarray, H: np.ndarray, order: str = "peak_row") -> n
     return np.array([c for *_, c in sorted(keys)], dtype=int)
 
 
-def fit_nmf(X: np.ndarray, n_components: int, seed: int, measure: np.ndarray | float = 1.0,
-            max_iter: int = 2000, tol: float = 1e-5, order: str = "peak_row") -> NMFResult:
+def fit_nmf(
+    X: np.ndarray,
+    n_components: int,
+    seed: int,
+    measure: np.ndarray | float = 1.0,
+    max_iter: int = 2000,
+    tol: float = 1e-5,
+    order: str = "peak_row",
+) -> NMFResult:
     """Fit ``X ≈ W H`` (Frobenius loss, coordinate descent, NNDSVDa init seeded with ``seed``).
 
     Parameters
@@ -105,8 +113,15 @@ def fit_nmf(X: np.ndarray, n_components: int, seed: int, measure: np.ndarray | f
     X = np.clip(np.asarray(X, dtype=float), 0.0, None)
     if not 1 <= n_components <= min(X.shape):
         raise ValueError(f"n_components={n_components} must be between 1 and min{X.shape}")
-    model = NMF(n_components=n_components, init="nndsvda", solver="cd", beta_loss="frobenius",
-                max_iter=max_iter, tol=tol, random_state=seed)
+    model = NMF(
+        n_components=n_components,
+        init="nndsvda",
+        solver="cd",
+        beta_loss="frobenius",
+        max_iter=max_iter,
+        tol=tol,
+        random_state=seed,
+    )
     with warnings.catch_warnings():
         # non-convergence is recorded in the result (converged=False), not shouted
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -124,8 +139,9 @@ def fit_nmf(X: np.ndarray, n_components: int, seed: int, measure: np.ndarray | f
     return NMFResult(H, W, err, int(model.n_iter_), bool(model.n_iter_ < max_iter))
 
 
-def refit_nmf(X: np.ndarray, point: NMFResult, measure: np.ndarray | float = 1.0, max_iter: int = 2000,
-              tol: float = 1e-5) -> NMFResult:
+def refit_nmf(
+    X: np.ndarray, point: NMFResult, measure: np.ndarray | float = 1.0, max_iter: int = 2000, tol: float = 1e-5
+) -> NMFResult:
     """Refit ``X`` (a resample of the data ``point`` was fitted to) from ``point``'s factors, with the
     components normalised as in :func:`fit_nmf` and matched to ``point``'s order (the assignment that
     maximises the summed correlation of the components), so that replicate weights line up.

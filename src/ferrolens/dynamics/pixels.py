@@ -23,25 +23,40 @@ def structure_mask(label: xr.DataArray, mean: xr.DataArray, structure_class: int
     their y/x pixel coordinates.
     """
     if label.sizes[store.FRAME] != mean.sizes[store.FRAME]:
-        raise InputError(where, f"has {label.sizes[store.FRAME]} frames, the latents {mean.sizes[store.FRAME]}",
-                         "the segmentation of the same movie")
+        raise InputError(
+            where,
+            f"has {label.sizes[store.FRAME]} frames, the latents {mean.sizes[store.FRAME]}",
+            "the segmentation of the same movie",
+        )
     same_shape = (label.sizes[store.Y], label.sizes[store.X]) == (mean.sizes[store.Y], mean.sizes[store.X])
     if not same_shape:
         if all(d in label.coords and d in mean.coords for d in (store.Y, store.X)):
             try:
                 label = label.sel({store.Y: mean[store.Y].values, store.X: mean[store.X].values})
             except KeyError as exc:
-                raise InputError(where, "pixel coordinates y/x do not cover those of the latent maps",
-                                 "a segmentation covering every latent-map pixel") from exc
+                raise InputError(
+                    where,
+                    "pixel coordinates y/x do not cover those of the latent maps",
+                    "a segmentation covering every latent-map pixel",
+                ) from exc
         else:
-            raise InputError(where, f"frames are {label.sizes[store.Y]}×{label.sizes[store.X]}, the latent maps "
-                             f"{mean.sizes[store.Y]}×{mean.sizes[store.X]}", "the same frame size")
+            raise InputError(
+                where,
+                f"frames are {label.sizes[store.Y]}×{label.sizes[store.X]}, the latent maps "
+                f"{mean.sizes[store.Y]}×{mean.sizes[store.X]}",
+                "the same frame size",
+            )
     return label.transpose(store.FRAME, store.Y, store.X).values == structure_class
 
 
-def select_from_maps(block: np.ndarray, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
-                     structure: np.ndarray | None = None, determined: np.ndarray | None = None
-                     ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+def select_from_maps(
+    block: np.ndarray,
+    variables: list[str],
+    cfg: DynamicsConfig,
+    rng: np.random.Generator,
+    structure: np.ndarray | None = None,
+    determined: np.ndarray | None = None,
+) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """:func:`select_pixels` on the maps as one array ``block`` (frame, y, x, variable)."""
     maps = {v: block[..., i] for i, v in enumerate(variables)}
     ok = np.isfinite(block).all(axis=-1)
@@ -62,9 +77,14 @@ def select_from_maps(block: np.ndarray, variables: list[str], cfg: DynamicsConfi
     return out, where
 
 
-def select_pixels(lat: xr.Dataset, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
-                  structure: np.ndarray | None = None, determined: np.ndarray | None = None
-                  ) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
+def select_pixels(
+    lat: xr.Dataset,
+    variables: list[str],
+    cfg: DynamicsConfig,
+    rng: np.random.Generator,
+    structure: np.ndarray | None = None,
+    determined: np.ndarray | None = None,
+) -> tuple[dict[str, list[np.ndarray]], list[np.ndarray]]:
     """Per-frame values of each variable at the selected pixels, and those pixels' flat indices.
 
     Pixels: those finite in every variable, and (``pixels: structure``) where
@@ -83,8 +103,13 @@ def select_pixels(lat: xr.Dataset, variables: list[str], cfg: DynamicsConfig, rn
     return select_from_maps(block, variables, cfg, rng, structure, determined)
 
 
-def select_values(lat: xr.Dataset, variables: list[str], cfg: DynamicsConfig, rng: np.random.Generator,
-                  structure: np.ndarray | None = None) -> dict[str, list[np.ndarray]]:
+def select_values(
+    lat: xr.Dataset,
+    variables: list[str],
+    cfg: DynamicsConfig,
+    rng: np.random.Generator,
+    structure: np.ndarray | None = None,
+) -> dict[str, list[np.ndarray]]:
     """:func:`select_pixels` without the pixel indices."""
     return select_pixels(lat, variables, cfg, rng, structure)[0]
 

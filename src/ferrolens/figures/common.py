@@ -95,8 +95,11 @@ def quality_warning(fig, attrs: dict) -> None:
     if not text:
         return
     per_line = max(40, int(fig.get_size_inches()[0] * 72 / (8 * 0.6)))  # 8-pt characters across the figure
-    lines = [line for t in text.split(" | ")  # a long warning wraps instead of running off the right edge
-             for line in textwrap.wrap("WARNING: " + t, per_line, subsequent_indent="    ")]
+    lines = [
+        line
+        for t in text.split(" | ")  # a long warning wraps instead of running off the right edge
+        for line in textwrap.wrap("WARNING: " + t, per_line, subsequent_indent="    ")
+    ]
     extra = 0.17 * len(lines) + 0.15  # inches: one 8-pt line each, and a margin
     w, h = fig.get_size_inches()
     fig.set_size_inches(w, h + extra)

@@ -27,7 +27,7 @@ def _mosaic(decoded: np.ndarray) -> np.ndarray:
     out = np.full((n1 * (wy + 1) - 1, n2 * (wx + 1) - 1), np.nan)
     for i in range(n1):
         for j in range(n2):
-            out[i * (wy + 1):i * (wy + 1) + wy, j * (wx + 1):j * (wx + 1) + wx] = decoded[i, j]
+            out[i * (wy + 1) : i * (wy + 1) + wy, j * (wx + 1) : j * (wx + 1) + wx] = decoded[i, j]
     return out
 
 
@@ -65,8 +65,9 @@ def _verdict(attrs: dict, quality: str | list[str] | None) -> dict:
     return out
 
 
-def latent_codes(latents: str, latent_space: str, out: str, cfg: Partial[FiguresConfig],
-                 quality: str | None = None) -> Path:
+def latent_codes(
+    latents: str, latent_space: str, out: str, cfg: Partial[FiguresConfig], quality: str | None = None
+) -> Path:
     """Fig. 3: decoded latent manifold, latent points coloured by frame, angle histogram (stamped with
     the model's ``quality.json`` verdict when given)."""
     lat = store.open_store(latents, "latents")
@@ -85,8 +86,9 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: Partial[Figures
         ax.set_title("decoded manifold (angle 0, no shift)")
         ax = axes[1]
         frames = lat.sample_frame.values if "sample_frame" in lat.coords else np.zeros(codes.shape[0])
-        sc = ax.scatter(codes.sel(latent=n2), codes.sel(latent=n1), c=frames, s=3, cmap="viridis", alpha=0.7,
-                        linewidths=0)
+        sc = ax.scatter(
+            codes.sel(latent=n2), codes.sel(latent=n1), c=frames, s=3, cmap="viridis", alpha=0.7, linewidths=0
+        )
         fig.colorbar(sc, ax=ax, label="frame")
         ax.set_xlabel(n2)
         ax.set_ylabel(n1)
@@ -105,8 +107,14 @@ def latent_codes(latents: str, latent_space: str, out: str, cfg: Partial[Figures
     return save(fig, out, cfg)
 
 
-def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cfg: Partial[FiguresConfig],
-                quality: list[str] | None = None) -> Path:
+def latent_maps(
+    movie: str,
+    latents: list[str],
+    windows: list[int],
+    out: str,
+    cfg: Partial[FiguresConfig],
+    quality: list[str] | None = None,
+) -> Path:
     """Fig. 4: per-pixel angle, dx, dy, z1, z2 of one frame for several window sizes (stamped with the
     models' ``quality.json`` verdicts when given)."""
     mv = store.open_store(movie, "movie")
@@ -135,8 +143,15 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                     if "angle_confidence" in lat:  # grey where the window holds no one orientation
                         keep = determined_in(lat["angle_confidence"].sel(frame=f).transpose(store.Y, store.X))
                         label += "\ngrey: undetermined"
-                        ax.text(0.02, 0.02, f"determined {keep.mean():.0%}", transform=ax.transAxes, fontsize=7,
-                                color="k", bbox={"facecolor": "w", "alpha": 0.7, "lw": 0, "pad": 1})
+                        ax.text(
+                            0.02,
+                            0.02,
+                            f"determined {keep.mean():.0%}",
+                            transform=ax.transAxes,
+                            fontsize=7,
+                            color="k",
+                            bbox={"facecolor": "w", "alpha": 0.7, "lw": 0, "pad": 1},
+                        )
                     cmap = plt.get_cmap("twilight").with_extremes(bad="0.6")
                     shown = np.degrees(v) % 180.0 if keep is None else np.ma.masked_where(~keep, np.degrees(v) % 180.0)
                     im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=180, interpolation="nearest")
@@ -153,11 +168,16 @@ def latent_maps(movie: str, latents: list[str], windows: list[int], out: str, cf
                     ax.set_title(label)
                 ax.set_axis_off()
         rules = sorted({rule_text(lat["angle_confidence"]) for lat in lats if "angle_confidence" in lat})
-        fig.suptitle("per-pixel latent maps (window centred on each pixel, reflect padding)"
-                     + "".join(f"\n{t} (grey elsewhere)" for t in rules))
+        fig.suptitle(
+            "per-pixel latent maps (window centred on each pixel, reflect padding)"
+            + "".join(f"\n{t} (grey elsewhere)" for t in rules)
+        )
         fig.tight_layout()
-        failed = (_verdict({}, quality)["quality_warning"] if quality else
-                  " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning")))
+        failed = (
+            _verdict({}, quality)["quality_warning"]
+            if quality
+            else " | ".join(str(lat.attrs["quality_warning"]) for lat in lats if lat.attrs.get("quality_warning"))
+        )
         quality_warning(fig, {"quality_warning": failed})
     return save(fig, out, cfg)
 
@@ -168,7 +188,7 @@ def _loop(ax, x: np.ndarray, w: np.ndarray, color, label: str, virgin: np.ndarra
     keep = np.ones(x.size, bool) if virgin is None else ~virgin
     if virgin is not None and virgin.any():
         last = int(np.flatnonzero(virgin)[-1])
-        ax.plot(x[:last + 1], w[:last + 1], "--", color=color, lw=0.9, alpha=0.6)
+        ax.plot(x[: last + 1], w[: last + 1], "--", color=color, lw=0.9, alpha=0.6)
         keep[last] = True  # the turning frame starts the loop
     xs, ws = np.where(keep, x, np.nan), np.where(keep, w, np.nan)
     ax.plot(xs, ws, "-", color=color, lw=1.2, label=label)
@@ -177,8 +197,12 @@ def _loop(ax, x: np.ndarray, w: np.ndarray, color, label: str, virgin: np.ndarra
     step = max(1, idx.size // 8)
     for i in idx[:-1:step]:
         if keep[i + 1] and (x[i + 1] != x[i] or w[i + 1] != w[i]):
-            ax.annotate("", xy=(x[i + 1], w[i + 1]), xytext=(x[i], w[i]),
-                        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.0, "mutation_scale": 9})
+            ax.annotate(
+                "",
+                xy=(x[i + 1], w[i + 1]),
+                xytext=(x[i], w[i]),
+                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.0, "mutation_scale": 9},
+            )
 
 
 def _dynamics_stimulus(dyn) -> Stimulus:
@@ -204,8 +228,14 @@ def _kde_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str, unit: str, v
     """KDE(variable, frame) as an image, the end of the virgin curve dashed."""
     ax = fig.add_subplot(cell)
     # square-root colour scale: one dominant peak would otherwise hide the changing minor modes
-    im = ax.imshow(d.kde.values.T, origin="lower", aspect="auto", cmap="magma", norm=PowerNorm(0.5, vmin=0),
-                   extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]])
+    im = ax.imshow(
+        d.kde.values.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        norm=PowerNorm(0.5, vmin=0),
+        extent=[dyn.frame.values[0] - 0.5, dyn.frame.values[-1] + 0.5, y[0], y[-1]],
+    )
     if virgin.any():
         ax.axvline(dyn.frame.values[np.flatnonzero(virgin)[-1]], color="w", lw=0.8, ls="--")
     deg = v == "angle"
@@ -215,8 +245,11 @@ def _kde_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str, unit: str, v
     ax.set_ylabel(ylab)
     # the dynamics store says when the angle was counted only where determined (rvae.angle_confidence)
     counted = str(dyn.attrs.get("angle_counted", ""))
-    note = ("\n(no determined angle in some frames: every pixel counted)" if "every selected pixel" in counted
-            else "\n(pixels where the angle is determined)")
+    note = (
+        "\n(no determined angle in some frames: every pixel counted)"
+        if "every selected pixel" in counted
+        else "\n(pixels where the angle is determined)"
+    )
     ax.set_title(f"KDE({v}, frame)" + (note if deg and counted else ""))
 
 
@@ -231,8 +264,9 @@ def _components_panel(fig, cell, dyn, d, v: str, y: np.ndarray, ylab: str) -> No
     ax.legend(frameon=False)
 
 
-def _weights_panel(fig, cell, dyn, v: str, stim, pooled: pd.DataFrame, loop: bool, virgin: np.ndarray,
-                   what: str) -> None:
+def _weights_panel(
+    fig, cell, dyn, v: str, stim, pooled: pd.DataFrame, loop: bool, virgin: np.ndarray, what: str
+) -> None:
     """The NMF weights against the stimulus (a loop with sweep arrows when it cycles), their intervals,
     each component's p-value in the legend."""
     ax = fig.add_subplot(cell)
@@ -256,8 +290,11 @@ def _weights_panel(fig, cell, dyn, v: str, stim, pooled: pd.DataFrame, loop: boo
                 ax.fill_between(stim.values, lo, hi, color=f"C{c}", alpha=0.15, lw=0)
     ax.set_xlabel(what)
     ax.set_ylabel("NMF weight")
-    extra = "\n(arrows: sweep direction; dashed: virgin curve)" if loop and virgin.any() else (
-        "\n(arrows: sweep direction)" if loop else "")
+    extra = (
+        "\n(arrows: sweep direction; dashed: virgin curve)"
+        if loop and virgin.any()
+        else ("\n(arrows: sweep direction)" if loop else "")
+    )
     ax.set_title(f"weights of {v} vs {stim.name if stim.name != 'frame' else 'frame index'}{extra}")
     ax.legend(frameon=False)
 
@@ -275,48 +312,74 @@ def _hysteresis_table(ax, pooled: pd.DataFrame, tab: pd.DataFrame, stim) -> None
     ax.set_axis_off()
     if not len(pooled):
         why = tab.note.dropna().iloc[0] if "note" in tab.columns and tab.note.notna().any() else ""
-        ax.text(0.5, 0.5, textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
-                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            textwrap.fill(f"No hysteresis loop or table: {why[:1].lower() + why[1:]}", 150),
+            ha="center",
+            va="center",
+            fontsize=9,
+            transform=ax.transAxes,
+        )
         return
     level = round(100 * float(pooled.ci_level.iloc[0]))
     u = stim.units
     rows = []
     for rr in pooled.itertuples():
-        rows.append([rr.variable, rr.component,
-                     _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
-                     f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
-                     f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
-                     "yes" if rr.significant else (f"no (> {rr.detectable_area:.2g})"
-                                                  if np.isfinite(rr.detectable_area) else "no"),
-                     _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
-                     _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high)])
-    cols = ["variable", "component", f"loop area [{level}% CI]", "p", "p (Holm)",
-            f"significant (α = {pooled.alpha.iloc[0]:g}; no: none larger than)", f"rising coercive ({u}) [CI]",
-            f"falling coercive ({u}) [CI]"]
+        rows.append(
+            [
+                rr.variable,
+                rr.component,
+                _value(rr.loop_area, rr.loop_area_ci_low, rr.loop_area_ci_high),
+                f"{rr.p_value:.2g}" if np.isfinite(rr.p_value) else "—",
+                f"{rr.p_adjusted:.2g}" if np.isfinite(rr.p_adjusted) else "—",
+                "yes"
+                if rr.significant
+                else (f"no (> {rr.detectable_area:.2g})" if np.isfinite(rr.detectable_area) else "no"),
+                _value(rr.rising_coercive, rr.rising_coercive_ci_low, rr.rising_coercive_ci_high),
+                _value(rr.falling_coercive, rr.falling_coercive_ci_low, rr.falling_coercive_ci_high),
+            ]
+        )
+    cols = [
+        "variable",
+        "component",
+        f"loop area [{level}% CI]",
+        "p",
+        "p (Holm)",
+        f"significant (α = {pooled.alpha.iloc[0]:g}; no: none larger than)",
+        f"rising coercive ({u}) [CI]",
+        f"falling coercive ({u}) [CI]",
+    ]
     t = ax.table(cellText=rows, colLabels=cols, cellLoc="center", bbox=[0, 0.22, 1, 0.68])
     t.auto_set_font_size(False)
     t.set_fontsize(7)
     r0 = pooled.iloc[0]
-    head = (f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
-            f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
-            f"p: whole-curve model with {_drift_words(pooled)} and AR(1) noise"
-            + (f"; time blocks of {pooled.time_block.max():.0f} frames)" if pooled.time_block.notna().any() else ")"))
+    head = (
+        f"hysteresis of the NMF weights, pooled over {int(r0.n_cycles)} cycle{'s' if r0.n_cycles != 1 else ''} "
+        f"(loop area in weight·{u}; {stim.name} {r0.range_low:.3g} … {r0.range_high:.3g} {u}; "
+        f"p: whole-curve model with {_drift_words(pooled)} and AR(1) noise"
+        + (f"; time blocks of {pooled.time_block.max():.0f} frames)" if pooled.time_block.notna().any() else ")")
+    )
     ax.set_title(head)
     notes = sorted({n for n in pooled.note.dropna() if n})
     floor = pooled.p_floor.iloc[0]
     if pooled.p_value.isna().all() and pooled.loop_area.notna().any():
-        notes.append("Not testable: the loop is open at one end of its range (the movie stops mid-branch), where "
-                     "a drift in time cannot be told from a loop; a start from saturation or a complete cycle "
-                     "allows a test (dynamics.drift_degree: 0 assumes no drift).")
+        notes.append(
+            "Not testable: the loop is open at one end of its range (the movie stops mid-branch), where "
+            "a drift in time cannot be told from a loop; a start from saturation or a complete cycle "
+            "allows a test (dynamics.drift_degree: 0 assumes no drift)."
+        )
     if np.isfinite(floor) and floor >= float(r0.alpha) / max(len(pooled), 1):
-        notes.append(f"p cannot go below {floor:.2g} with this many simulated no-loop curves "
-                     "(dynamics.permutations): no loop can be significant.")
-    ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top",
-            transform=ax.transAxes)
+        notes.append(
+            f"p cannot go below {floor:.2g} with this many simulated no-loop curves "
+            "(dynamics.permutations): no loop can be significant."
+        )
+    ax.text(0, 0.16, "\n".join(textwrap.fill(n, 190) for n in notes), fontsize=7, va="top", transform=ax.transAxes)
 
 
-def dynamics(dynamics_store: str, table: str, out: str, cfg: Partial[FiguresConfig],
-             quality: str | None = None) -> Path:
+def dynamics(
+    dynamics_store: str, table: str, out: str, cfg: Partial[FiguresConfig], quality: str | None = None
+) -> Path:
     """Fig. 5: KDE(variable, frame) images, NMF components, weights against the stimulus (the loop
     with its virgin curve set apart, when the stimulus cycles) and the pooled hysteresis table."""
     dyn = store.open_store(dynamics_store, "dynamics").load()
@@ -372,8 +435,14 @@ def latent_space_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], 
         fig.colorbar(im, ax=ax, label="max contrast")
         if float(ls.density.max()) > 0:
             # smoothed over ~2 grid cells: the contours show where codes lie, not counting noise
-            ax.contour(ls.z2_dense.values, ls.z1_dense.values, gaussian_filter(ls.density.values, 2.0), levels=5,
-                       colors="w", linewidths=0.7)
+            ax.contour(
+                ls.z2_dense.values,
+                ls.z1_dense.values,
+                gaussian_filter(ls.density.values, 2.0),
+                levels=5,
+                colors="w",
+                linewidths=0.7,
+            )
         ax.set_title("contrast with code density (contours)")
         ax = axes[2]
         # white at the reference contrast (1, or the observed median): blue too faint, red too strong
@@ -386,11 +455,17 @@ def latent_space_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], 
         fig.colorbar(im, ax=ax, label=f"max contrast / {ref:.2f}" if observed else "max reconstructed contrast")
         ax.set_title("contrast relative to the observed median" if observed else "maximum reconstructed contrast")
         ax = axes[3]
-        ax.imshow(ls.physical.values.astype(float), origin="lower", extent=ext, aspect="auto",
-                  cmap=ListedColormap(["0.85", "C2"]), vmin=0, vmax=1)
+        ax.imshow(
+            ls.physical.values.astype(float),
+            origin="lower",
+            extent=ext,
+            aspect="auto",
+            cmap=ListedColormap(["0.85", "C2"]),
+            vmin=0,
+            vmax=1,
+        )
         what = f"contrast / {ref:.2f}" if observed else "contrast"
-        ax.set_title(f"physical: {what} in ({bounds[0]}, {bounds[1]}) — "
-                     f"{100 * float(ls.physical.mean()):.0f}%")
+        ax.set_title(f"physical: {what} in ({bounds[0]}, {bounds[1]}) — {100 * float(ls.physical.mean()):.0f}%")
         ax = axes[4]
         ax.imshow(np.clip(ls.rgb.values, 0, 1), origin="lower", extent=ext, aspect="auto")
         ax.set_title(f"RGB of three {ls.attrs.get('rgb_source', 'image')}-NMF loadings")
@@ -416,8 +491,9 @@ def nmf_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], quality: 
         fig, axes = grid(n, ncols=min(n, 4), size=3.0)
         for k, c in enumerate(ci):
             ax = axes[k]
-            im = ax.imshow(ls.image_loadings.sel(component=c).values, origin="lower", extent=ext, aspect="auto",
-                           cmap="viridis")
+            im = ax.imshow(
+                ls.image_loadings.sel(component=c).values, origin="lower", extent=ext, aspect="auto", cmap="viridis"
+            )
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="loading")
             ins = inset_axes(ax, width="28%", height="28%", loc="upper right", borderpad=0.4)
             ins.imshow(ls.image_components.sel(component=c).values, cmap="gray")
@@ -429,23 +505,30 @@ def nmf_maps(latent_space: str, out: str, cfg: Partial[FiguresConfig], quality: 
         ax = axes[len(ci)]
         centres = 0.5 * (ls.hist_bin_low.values + ls.hist_bin_high.values)
         for c in hi:
-            ax.plot(centres, ls.histogram_components.sel(hist_component=c).values, color=f"C{c}",
-                    label=f"component {c}")
+            ax.plot(
+                centres, ls.histogram_components.sel(hist_component=c).values, color=f"C{c}", label=f"component {c}"
+            )
         ax.set_xlabel("decoded intensity")
         ax.set_ylabel("weight")
         ax.set_title("histogram NMF components")
         ax.legend(frameon=False)
         for k, c in enumerate(hi):
             ax = axes[len(ci) + 1 + k]
-            im = ax.imshow(ls.histogram_loadings.sel(hist_component=c).values, origin="lower", extent=ext,
-                           aspect="auto", cmap="viridis")
+            im = ax.imshow(
+                ls.histogram_loadings.sel(hist_component=c).values,
+                origin="lower",
+                extent=ext,
+                aspect="auto",
+                cmap="viridis",
+            )
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="loading")
             ax.set_title(f"histogram NMF loading {c}")
             ax.set_xlabel(n2)
             ax.set_ylabel(n1)
         verdict = _verdict(ls.attrs, quality)
-        fig.suptitle(f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}"
-                     + _quality_line(verdict))
+        fig.suptitle(
+            f"NMF maps of the decoded latent space, window n = {ls.attrs.get('window', '?')}" + _quality_line(verdict)
+        )
         fig.tight_layout()
         quality_warning(fig, verdict)
     return save(fig, out, cfg)

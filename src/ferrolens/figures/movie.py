@@ -53,8 +53,12 @@ def frames_at_bias(movie: str, out: str, cfg: Partial[FiguresConfig]) -> Path:
             ax.set_title(f"applied {stim.name}")
             ax.legend(loc="best", frameon=False)
             ax.set_box_aspect(1)
-        what = {"bias": "across the bias sweep", "temperature": "across the temperature sweep",
-                "time": "over time", "frame": "in frame order (the movie has no bias, temperature or time)"}
+        what = {
+            "bias": "across the bias sweep",
+            "temperature": "across the temperature sweep",
+            "time": "over time",
+            "frame": "in frame order (the movie has no bias, temperature or time)",
+        }
         fig.suptitle(f"{ds.attrs.get('dataset', '')}: frames {what[stim.name]}".strip(": "))
         fig.tight_layout()
     return save(fig, out, cfg)
@@ -74,8 +78,9 @@ def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: P
         im = axes[0].imshow(img, cmap="gray", vmin=lo, vmax=hi)
         axes[0].set_title(f"raw, {frame_title(ds, f)}")
         # every panel has its colourbar, so all images come out the same size
-        fig.colorbar(im, ax=axes[0], shrink=0.8, pad=0.02,
-                     label=f"intensity ({ds.image.attrs.get('units', 'arb. units')})")
+        fig.colorbar(
+            im, ax=axes[0], shrink=0.8, pad=0.02, label=f"intensity ({ds.image.attrs.get('units', 'arb. units')})"
+        )
         k = 1
         for seg in segs:
             names = [str(c) for c in seg["class"].values]
@@ -86,8 +91,9 @@ def segmentation_overview(movie: str, segmentations: list[str], out: str, cfg: P
             cb = fig.colorbar(im, ax=axes[k], shrink=0.8, pad=0.02, ticks=range(len(names)))
             cb.ax.set_yticklabels(names)
             wall = names.index("wall") if "wall" in names else 1
-            im = axes[k + 1].imshow(seg.probability.sel(frame=f).isel({store.CLASS: wall}).values,
-                                    cmap="magma", vmin=0, vmax=1)
+            im = axes[k + 1].imshow(
+                seg.probability.sel(frame=f).isel({store.CLASS: wall}).values, cmap="magma", vmin=0, vmax=1
+            )
             axes[k + 1].set_title(f"wall probability ({len(names)}-class)")
             fig.colorbar(im, ax=axes[k + 1], shrink=0.8, pad=0.02, label="p(wall)")
             k += 2
@@ -130,8 +136,9 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partia
                     ax.plot(s.index, s.values, "--" if c.startswith("val") else "-", color=f"C{i}")
             ax.set_title({"loss": "total (negative ELBO)"}.get(g, g.replace("_", " ")))
             ax.set_xlabel("epoch")
-            if g in order and all(df[c].dropna().gt(0).all() for _, df in frames for c in loss_cols
-                                  if c.split("/")[-1] == g and c in df):
+            if g in order and all(
+                df[c].dropna().gt(0).all() for _, df in frames for c in loss_cols if c.split("/")[-1] == g and c in df
+            ):
                 ax.set_yscale("log")
         if groups:
             axes[0].set_ylabel("nats per window")
@@ -140,8 +147,9 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partia
             for i, (label, df) in enumerate(frames):
                 for j, c in enumerate(c for c in iou_cols if c in df):
                     s = df[c].dropna()
-                    ax.plot(s.index, s.values, "-", color=f"C{j}", alpha=1.0 - 0.35 * i,
-                            label=f"{label} {c.split('/')[-1]}")
+                    ax.plot(
+                        s.index, s.values, "-", color=f"C{j}", alpha=1.0 - 0.35 * i, label=f"{label} {c.split('/')[-1]}"
+                    )
             ax.set_ylim(0, 1)
             ax.set_xlabel("epoch")
             ax.set_ylabel("IoU (held-out frames)")
@@ -151,8 +159,10 @@ def training_curves(metrics: list[str], labels: list[str], out: str, cfg: Partia
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if groups:  # colour = training, line style = split: one legend for every panel
             handles = [Line2D([], [], color=f"C{i}", label=label) for i, (label, _) in enumerate(frames)]
-            handles += [Line2D([], [], color="0.3", ls="-", label="train"),
-                        Line2D([], [], color="0.3", ls="--", label="held-out")]
+            handles += [
+                Line2D([], [], color="0.3", ls="-", label="train"),
+                Line2D([], [], color="0.3", ls="--", label="held-out"),
+            ]
             fig.legend(handles=handles, loc="outside right center", frameon=False)
         fig.suptitle(title)
     return save(fig, out, cfg)

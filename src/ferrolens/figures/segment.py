@@ -19,8 +19,9 @@ def _read(metrics: str, quality: str) -> tuple[pd.DataFrame, dict, list[str]]:
     need = ["epoch", "train_loss", "val_loss", "val_miou"]
     names = [c.removeprefix("iou_") for c in df.columns if c.startswith("iou_")]
     if not set(need) <= set(df.columns) or not names:
-        raise InputError(metrics, f"columns {list(df.columns)}",
-                         f"a U-Net metrics CSV with columns {need} and iou_<class>")
+        raise InputError(
+            metrics, f"columns {list(df.columns)}", f"a U-Net metrics CSV with columns {need} and iou_<class>"
+        )
     return df, json.loads(Path(quality).read_text()), names
 
 
@@ -29,8 +30,10 @@ def segment_training_figure(metrics: list[str], quality: list[str], min_iou: flo
     from ..segment.model import judge
 
     # the floor is applied here, where the quality is reported: training records the measurement only
-    runs = [(df, {**q, **judge(q, min_iou)}, names) for df, q, names in
-            (_read(m, q) for m, q in zip(metrics, quality, strict=True))]
+    runs = [
+        (df, {**q, **judge(q, min_iou)}, names)
+        for df, q, names in (_read(m, q) for m, q in zip(metrics, quality, strict=True))
+    ]
     with style():
         fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.6 * len(runs)), squeeze=False)
         for (df, q, names), (a, b) in zip(runs, axes, strict=True):
@@ -44,8 +47,9 @@ def segment_training_figure(metrics: list[str], quality: list[str], min_iou: flo
             b.plot(ep, df["val_miou"], "k--", label="mean")
             b.axhline(min_iou, color="C3", ls=":", lw=1, label="train.min_iou")
             split = q["split"]
-            held = ("a strip of each labelled frame" if split["holdout"] == "regions"
-                    else f"frames {split['val_frames']}")
+            held = (
+                "a strip of each labelled frame" if split["holdout"] == "regions" else f"frames {split['val_frames']}"
+            )
             b.set(xlabel="epoch", ylabel="IoU", ylim=(0, 1.02), title=f"{k}-class U-Net: held-out IoU ({held})")
             b.legend(loc="lower right")
             # a log axis over less than a decade labels its minor ticks as 1.2×10⁰: plain numbers instead

@@ -13,8 +13,12 @@ from ..sections import FiguresConfig
 from .common import bias_label, save, style
 
 # status codes of ferrolens.switching.core, drawn under the maps (switched pixels are coloured by bias)
-_STATUS_COLOURS = {1: ("#d9d9d9", "no switch in branch"), 2: ("#ffffff", "never switches"),
-                   3: ("#000000", "unsettled"), 4: ("#ff00ff", "no data")}
+_STATUS_COLOURS = {
+    1: ("#d9d9d9", "no switch in branch"),
+    2: ("#ffffff", "never switches"),
+    3: ("#000000", "unsettled"),
+    4: ("#ff00ff", "no data"),
+}
 
 
 def nucleation_order(bias: np.ndarray, direction: str) -> np.ndarray:
@@ -66,15 +70,23 @@ def switching_maps(movie: str, switching: str, out: str, cfg: Partial[FiguresCon
         ax.set_ylabel("y (px)")
         for ax, d in zip(axes[0, 1:], dirs, strict=False):
             _status_layer(ax, status[d], extent)
-            im = ax.imshow(np.ma.masked_invalid(bias[d]), cmap="coolwarm", vmin=lo, vmax=hi, extent=extent,
-                           origin="upper")
+            im = ax.imshow(
+                np.ma.masked_invalid(bias[d]), cmap="coolwarm", vmin=lo, vmax=hi, extent=extent, origin="upper"
+            )
             n_sw = int((status[d] == 0).sum())
             ax.set_title(f"{d} branch: switching {stim} ({n_sw / status[d].size:.0%} switched)")
             ax.set_xlabel("x (px)")
             fig.colorbar(im, ax=ax, shrink=0.8, label=f"switching {stim} ({units})")
         handles = [plt.Rectangle((0, 0), 1, 1, facecolor=c, edgecolor="0.5") for c, _ in _STATUS_COLOURS.values()]
-        axes[0, 2].legend(handles, [t for _, t in _STATUS_COLOURS.values()], loc="upper left",
-                          bbox_to_anchor=(0.0, -0.2), ncol=2, fontsize=7, frameon=False)
+        axes[0, 2].legend(
+            handles,
+            [t for _, t in _STATUS_COLOURS.values()],
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.2),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+        )
 
         ax = axes[1, 0]
         edges = np.linspace(lo, hi, 41)
@@ -119,14 +131,24 @@ def switching_maps(movie: str, switching: str, out: str, cfg: Partial[FiguresCon
         ax.set_ylim(-0.6, 1.6)  # a state far outside its levels is noise (or a pixel that never switches)
         ax.set_title("state of three pixels")
         ax.legend(fontsize=7)
-        truth = [f"{d}: median |error| {sw.attrs[f'truth_{d}_median_abs_error']:.2g} {units}, "
-                 f"{sw.attrs[f'truth_{d}_within_one_step']:.0%} within one step, recall "
-                 f"{sw.attrs[f'truth_{d}_recall']:.0%}" for d in dirs if f"truth_{d}_median_abs_error" in sw.attrs]
+        truth = [
+            f"{d}: median |error| {sw.attrs[f'truth_{d}_median_abs_error']:.2g} {units}, "
+            f"{sw.attrs[f'truth_{d}_within_one_step']:.0%} within one step, recall "
+            f"{sw.attrs[f'truth_{d}_recall']:.0%}"
+            for d in dirs
+            if f"truth_{d}_median_abs_error" in sw.attrs
+        ]
         window = sw.attrs.get("window")
         # nothing switched (a time series, a stimulus that never turns back): say why in one sentence
-        why = ("" if any((status[d] == 0).any() for d in dirs) or not sw.attrs.get("loop_note")
-               else f"\nno pixel switched: {sw.attrs['loop_note']}")
-        fig.suptitle(f"Switching maps{f' (window n = {window})' if window else ''}"
-                     + ("\nagainst the generator's truth: " + "; ".join(truth) if truth else "") + why)
+        why = (
+            ""
+            if any((status[d] == 0).any() for d in dirs) or not sw.attrs.get("loop_note")
+            else f"\nno pixel switched: {sw.attrs['loop_note']}"
+        )
+        fig.suptitle(
+            f"Switching maps{f' (window n = {window})' if window else ''}"
+            + ("\nagainst the generator's truth: " + "; ".join(truth) if truth else "")
+            + why
+        )
         fig.tight_layout()
         return save(fig, out, cfg)

@@ -19,11 +19,26 @@ from ..lazy import lazy_names
 
 #: Where each public name lives.
 _WHERE = {
-    "encode": "apply", "DEFAULTS": "config", "make_windows": "inputs", "fit": "learn", "load": "learn",
-    "train": "learn", "circular_agreement": "geometry", "circular_correlation": "geometry",
-    "coordinate_grid": "geometry", "rotate_translate": "geometry", "centred_windows": "maps",
-    "iter_latent_maps": "maps", "latent_maps": "maps", "RVAE": "model", "LossParts": "model",
-    "kl_normal": "model", "Encoder": "modules", "SpatialDecoder": "modules", "sample_windows": "windows",
-    "WindowEncoder": "registry", "CoordinateDecoder": "registry",
+    "encode": "apply",
+    "DEFAULTS": "config",
+    "make_windows": "inputs",
+    "fit": "learn",
+    "load": "learn",
+    "train": "learn",
+    "circular_agreement": "geometry",
+    "circular_correlation": "geometry",
+    "coordinate_grid": "geometry",
+    "rotate_translate": "geometry",
+    "centred_windows": "maps",
+    "iter_latent_maps": "maps",
+    "latent_maps": "maps",
+    "RVAE": "model",
+    "LossParts": "model",
+    "kl_normal": "model",
+    "Encoder": "modules",
+    "SpatialDecoder": "modules",
+    "sample_windows": "windows",
+    "WindowEncoder": "registry",
+    "CoordinateDecoder": "registry",
 }
 __getattr__, __dir__, __all__ = lazy_names(__name__, _WHERE)

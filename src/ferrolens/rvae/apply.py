@@ -40,14 +40,18 @@ from .model import RVAE
 log = logging.getLogger(__name__)
 
 
-PADDING = ("reflect (numpy.pad mode='reflect', mirror without repeating the edge pixel): "
-           "n//2 pixels before and n - 1 - n//2 after on each axis, so every pixel has a centred window")
+PADDING = (
+    "reflect (numpy.pad mode='reflect', mirror without repeating the edge pixel): "
+    "n//2 pixels before and n - 1 - n//2 after on each axis, so every pixel has a centred window"
+)
 
 
-ANGLE_DOC = ("angle: radians, rotation of the decoded content counter-clockwise as displayed (row 0 at top); "
-             "the decoder samples its template at R(angle)·p + (dx, dy) for pixel coordinates p in [-1, 1]^2. "
-             "Line-like content (walls) is pi-periodic: compare angles modulo pi, circularly. "
-             "dx, dy: grid units, 1 = (n - 1)/2 pixels; the content appears moved by -(dx, dy). z: dimensionless.")
+ANGLE_DOC = (
+    "angle: radians, rotation of the decoded content counter-clockwise as displayed (row 0 at top); "
+    "the decoder samples its template at R(angle)·p + (dx, dy) for pixel coordinates p in [-1, 1]^2. "
+    "Line-like content (walls) is pi-periodic: compare angles modulo pi, circularly. "
+    "dx, dy: grid units, 1 = (n - 1)/2 pixels; the content appears moved by -(dx, dy). z: dimensionless."
+)
 
 
 def latent_units(latent_dim: int) -> list[str]:
@@ -63,8 +67,10 @@ def _model_checks(model: RVAE) -> dict:
     if quality:
         log.info("rVAE n=%d quality: %s", n, _quality.summary(quality))
     else:
-        log.warning("rVAE n=%d: the checkpoint records no quality checks (trained by an older ferrolens); "
-                    "retrain to check it", n)
+        log.warning(
+            "rVAE n=%d: the checkpoint records no quality checks (trained by an older ferrolens); retrain to check it",
+            n,
+        )
     return quality
 
 
@@ -81,28 +87,37 @@ def _window_codes(model: RVAE, wds: xr.Dataset, batch: int) -> tuple[np.ndarray,
 
 def _along_frame(images: xr.DataArray) -> dict[str, tuple]:
     """The coordinates along ``frame`` to carry into the latents store, bias (V) always."""
-    along = {str(k): (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
-             for k, c in images.coords.items() if k != FRAME and c.dims == (FRAME,)}
+    along = {
+        str(k): (FRAME, np.asarray(images[k].values), dict(images[k].attrs))
+        for k, c in images.coords.items()
+        if k != FRAME and c.dims == (FRAME,)
+    }
     along.setdefault(BIAS, (FRAME, _bias(images), {}))
     along[BIAS][2].update(units=UNITS[BIAS], long_name="applied bias")
     return along
 
 
-def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Dataset, model: RVAE, height: int,
-                   width: int, attrs: dict) -> xr.Dataset:
+def _codes_dataset(
+    code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Dataset, model: RVAE, height: int, width: int, attrs: dict
+) -> xr.Dataset:
     """The latents store's first part: the sampled windows' codes with their sample coordinates, the
     latent axis (labels, units) and the frame grid."""
     latent_attrs = {"long_name": "latent variable", "doc": ANGLE_DOC}
     return xr.Dataset(
         {
             "code_mean": ((SAMPLE, LATENT), code_mean, {"long_name": "posterior mean of the sampled windows"}),
-            "code_logsd": ((SAMPLE, LATENT), code_logsd,
-                           {"long_name": "posterior log standard deviation of the sampled windows"}),
+            "code_logsd": (
+                (SAMPLE, LATENT),
+                code_logsd,
+                {"long_name": "posterior log standard deviation of the sampled windows"},
+            ),
         },
         coords={
             SAMPLE: wds[SAMPLE].values,
-            **{k: (SAMPLE, wds[k].values, dict(wds[k].attrs))
-               for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")},
+            **{
+                k: (SAMPLE, wds[k].values, dict(wds[k].attrs))
+                for k in ("sample_frame", "sample_y", "sample_x", "sample_bias")
+            },
             LATENT: (LATENT, np.array(model.labels, dtype=object), latent_attrs),
             "latent_units": (LATENT, np.array(latent_units(model.cfg["latent_dim"]), dtype=object)),
             Y: np.arange(height),
@@ -113,8 +128,9 @@ def _codes_dataset(code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Datase
     )
 
 
-def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: Partial[RvaeConfig],
-           threads: int) -> None:
+def encode(
+    images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: Partial[RvaeConfig], threads: int
+) -> None:
     """Encode the sampled windows and every pixel of every frame → ``latents.zarr``.
 
     The store holds (``L`` = latent_dim, labels ``angle, dx, dy, z1 … zL``,
@@ -142,8 +158,11 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: P
     check_images(images, n)
     wds = open_store(windows, "windows")
     if (wds.sizes.get(WY), wds.sizes.get(WX)) != (n, n):
-        raise InputError(windows, f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
-                         f"{n}×{n} windows to match the model {checkpoint}")
+        raise InputError(
+            windows,
+            f"windows are {wds.sizes.get(WY)}×{wds.sizes.get(WX)} pixels",
+            f"{n}×{n} windows to match the model {checkpoint}",
+        )
     device = device_for(str(c["accelerator"]), "config rvae.accelerator")
     model.to(device)
     labels = model.labels
@@ -155,16 +174,27 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: P
     frames = _frame_values(images)
     along_frame = _along_frame(images)
     attrs = provenance(
-        "latents", c, window=n, checkpoint=str(checkpoint), checkpoint_sha256=sha256_file(checkpoint),
-        windows=str(windows), padding=PADDING, origin=CENTRE, latent_doc=ANGLE_DOC,
-        hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True), **_source_attrs(images),
-        quality=json.dumps(quality, sort_keys=True), quality_r2=float(quality.get("r2", np.nan)),
+        "latents",
+        c,
+        window=n,
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256_file(checkpoint),
+        windows=str(windows),
+        padding=PADDING,
+        origin=CENTRE,
+        latent_doc=ANGLE_DOC,
+        hyper_parameters=json.dumps(dict(model.hparams), sort_keys=True),
+        **_source_attrs(images),
+        quality=json.dumps(quality, sort_keys=True),
+        quality_r2=float(quality.get("r2", np.nan)),
         quality_angle_follow=float(quality.get("angle_follow", np.nan)),
         angle_period=2 * math.pi / model.cfg["angle_symmetry"],
     )
     head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
-    map_attrs = {"mean": {"long_name": "posterior mean of the window centred on each pixel"},
-                 "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"}}
+    map_attrs = {
+        "mean": {"long_name": "posterior mean of the window centred on each pixel"},
+        "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"},
+    }
     chunks = (1, min(height, 1024), min(width, 1024), len(labels))
 
     logsd = bool(c["maps_logsd"])
@@ -174,8 +204,9 @@ def encode(images: xr.DataArray, windows: str, checkpoint: str, out: str, cfg: P
 
     def parts():
         """The codes with the first frame batch, then one batch of maps after another."""
-        for a, b, m, s in iter_latent_maps(model.encoder, images, logsd=logsd, chunk_mb=float(c["maps_chunk_mb"]),
-                                           device=device, progress=True):
+        for a, b, m, s in iter_latent_maps(
+            model.encoder, images, logsd=logsd, chunk_mb=float(c["maps_chunk_mb"]), device=device, progress=True
+        ):
             m, s = model._finish(m, s)
             data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
             if logsd:

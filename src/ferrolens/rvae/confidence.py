@@ -41,15 +41,18 @@ from scipy import ndimage
 
 SIGMA = 1.0  # px: gradients at the pixel scale (the demo's walls are 1-3 px wide); the window sets the averaging scale
 
-RULE = ("angle determined where the n×n window of the rVAE input (the window the angle is read from) holds one "
-        "dominant orientation: structure-tensor coherence ≥ min_coherence, and a mean squared gradient at least "
-        "that of one straight step of contrast min_contrast across the window (gradients of a Gaussian of sigma "
-        "px, tensor averaged over the window); elsewhere the angle is noise and is left out of the angle maps "
-        "and the angle KDE")
+RULE = (
+    "angle determined where the n×n window of the rVAE input (the window the angle is read from) holds one "
+    "dominant orientation: structure-tensor coherence ≥ min_coherence, and a mean squared gradient at least "
+    "that of one straight step of contrast min_contrast across the window (gradients of a Gaussian of sigma "
+    "px, tensor averaged over the window); elsewhere the angle is noise and is left out of the angle maps "
+    "and the angle KDE"
+)
 
 
-def structure_tensor(frames: np.ndarray, window: int,
-                     sigma: float = SIGMA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def structure_tensor(
+    frames: np.ndarray, window: int, sigma: float = SIGMA
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Structure tensor of every pixel's centred ``window × window`` window.
 
     Parameters
@@ -104,10 +107,16 @@ def determined(confidence: np.ndarray, min_coherence: float) -> np.ndarray:
 
 def store_attrs(window: int, min_contrast: float, min_coherence: float, sigma: float = SIGMA) -> dict:
     """Attributes of ``angle_confidence(frame, y, x)`` in the latents store: the rule and its thresholds."""
-    return {"long_name": "confidence of the latent angle: structure-tensor coherence of the window, 0 below the "
-                         "energy floor", "units": "1", "rule": RULE, "min_contrast": float(min_contrast),
-            "min_coherence": float(min_coherence), "sigma_px": float(sigma),
-            "energy_floor": energy_floor(window, min_contrast, sigma)}
+    return {
+        "long_name": "confidence of the latent angle: structure-tensor coherence of the window, 0 below the "
+        "energy floor",
+        "units": "1",
+        "rule": RULE,
+        "min_contrast": float(min_contrast),
+        "min_coherence": float(min_coherence),
+        "sigma_px": float(sigma),
+        "energy_floor": energy_floor(window, min_contrast, sigma),
+    }
 
 
 def determined_in(confidence) -> np.ndarray:
@@ -118,5 +127,7 @@ def determined_in(confidence) -> np.ndarray:
 def rule_text(confidence) -> str:
     """One line for captions: the rule with the thresholds a latents store's ``angle_confidence`` records."""
     a = confidence.attrs
-    return (f"angle shown and counted only where determined: window coherence ≥ {float(a['min_coherence']):g} "
-            f"and gradient energy ≥ a step of contrast {float(a['min_contrast']):g} across the window")
+    return (
+        f"angle shown and counted only where determined: window coherence ≥ {float(a['min_coherence']):g} "
+        f"and gradient energy ≥ a step of contrast {float(a['min_contrast']):g} across the window"
+    )

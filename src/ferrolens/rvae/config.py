@@ -32,9 +32,26 @@ def resolve_config(cfg: Partial[RvaeConfig]) -> RvaeConfig:
 #: Keys of the ``rvae:`` section that are the model's hyper-parameters (:class:`~ferrolens.rvae.model.RVAE`
 #: takes them by these names, with the window size; the rest of the section is sampling, training and encoding).
 MODEL_KEYS = (
-    "architecture", "filters", "rotations", "rotation_filters", "angle_symmetry", "decoder", "decoder_units",
-    "fourier_features", "fourier_scale", "decoder_pixels", "lr_schedule", "warmup", "kl_warmup", "latent_dim",
-    "rotation_prior_sd", "angle_mean_penalty", "translation", "translation_prior_sd", "reconstruction", "noise_sd",
+    "architecture",
+    "filters",
+    "rotations",
+    "rotation_filters",
+    "angle_symmetry",
+    "decoder",
+    "decoder_units",
+    "fourier_features",
+    "fourier_scale",
+    "decoder_pixels",
+    "lr_schedule",
+    "warmup",
+    "kl_warmup",
+    "latent_dim",
+    "rotation_prior_sd",
+    "angle_mean_penalty",
+    "translation",
+    "translation_prior_sd",
+    "reconstruction",
+    "noise_sd",
     "lr",
 )
 
@@ -50,8 +67,11 @@ def epochs_for(cfg: Mapping[str, Any], window: int) -> int:
     value = cfg["epochs"]
     if isinstance(value, dict):
         if int(window) not in value and str(window) not in value:
-            raise InputError("rvae.epochs", f"gives epochs for window sizes {sorted(value)} but not for {window}",
-                             "one number for every window size, or an entry for each")
+            raise InputError(
+                "rvae.epochs",
+                f"gives epochs for window sizes {sorted(value)} but not for {window}",
+                "one number for every window size, or an entry for each",
+            )
         value = value.get(int(window), value.get(str(window)))
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError("rvae.epochs", f"value {value!r} for window {window}", "an integer >= 1")

@@ -22,8 +22,9 @@ def read_windows(path: str | Path, window: int | None = None) -> np.ndarray:
     """
     da = open_store(path, "windows")["windows"]  # kind, variable and dims checked against the declaration
     if window is not None and (da.sizes[WY], da.sizes[WX]) != (window, window):
-        raise InputError(path, f"windows are {da.sizes[WY]}×{da.sizes[WX]} pixels",
-                         f"{window}×{window} windows (window={window})")
+        raise InputError(
+            path, f"windows are {da.sizes[WY]}×{da.sizes[WX]} pixels", f"{window}×{window} windows (window={window})"
+        )
     arr = np.asarray(da.values, dtype=np.float32)
     if arr.shape[0] == 0:
         raise InputError(path, "store holds no windows", "at least one window")
@@ -44,8 +45,14 @@ class WindowDataModule(pl.LightningDataModule):
     window : expected window size (checked when reading a store).
     """
 
-    def __init__(self, windows: str | Path | np.ndarray, batch_size: int = 128, val_fraction: float = 0.1,
-                 seed: int = 0, window: int | None = None):
+    def __init__(
+        self,
+        windows: str | Path | np.ndarray,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        window: int | None = None,
+    ):
         super().__init__()
         self.source = windows
         self.batch_size, self.val_fraction, self.seed, self.window = batch_size, val_fraction, seed, window

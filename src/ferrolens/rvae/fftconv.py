@@ -53,8 +53,9 @@ class ValidConv:
     Calling it on ``(N, C, H, W)`` gives ``(N, O, H - k + 1, W - k + 1)``.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, groups: int = 1, fft_from: int = FFT_FROM,
-                 block_mb: float = BLOCK_MB):
+    def __init__(
+        self, weight: Tensor, bias: Tensor | None, groups: int = 1, fft_from: int = FFT_FROM, block_mb: float = BLOCK_MB
+    ):
         self.weight, self.bias, self.groups = weight.detach(), None if bias is None else bias.detach(), groups
         _, _, k, k2 = weight.shape
         if k != k2:

@@ -44,8 +44,9 @@ def rotation_matrix(angle: Tensor) -> Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
-def rotate_translate(coords: Tensor, angle: Tensor | float,
-                     shift: Tensor | tuple[float, float] | None = None) -> Tensor:
+def rotate_translate(
+    coords: Tensor, angle: Tensor | float, shift: Tensor | tuple[float, float] | None = None
+) -> Tensor:
     """Rotate coordinates by ``angle`` and then add ``shift``: ``R(angle) · p + shift``.
 
     Parameters
@@ -91,7 +92,8 @@ def circular_correlation(a: np.ndarray, b: np.ndarray, period: float = 2 * math.
     ca, sa, cb, sb = np.cos(a), np.sin(a), np.cos(b), np.sin(b)
     num = 4 * (np.sum(ca * cb) * np.sum(sa * sb) - np.sum(ca * sb) * np.sum(sa * cb))
     den = (n**2 - np.sum(np.cos(2 * a)) ** 2 - np.sum(np.sin(2 * a)) ** 2) * (
-        n**2 - np.sum(np.cos(2 * b)) ** 2 - np.sum(np.sin(2 * b)) ** 2)
+        n**2 - np.sum(np.cos(2 * b)) ** 2 - np.sum(np.sin(2 * b)) ** 2
+    )
     return float(num / math.sqrt(den)) if den > 0 else 0.0
 
 

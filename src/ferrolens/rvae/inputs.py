@@ -30,8 +30,10 @@ from .windows import sample_windows
 log = logging.getLogger(__name__)
 
 
-CENTRE = ("centre pixel: a window at (y, x) covers rows y - n//2 ... y - n//2 + n - 1 "
-          "and columns x - n//2 ... x - n//2 + n - 1 (0-based, row 0 at the top)")
+CENTRE = (
+    "centre pixel: a window at (y, x) covers rows y - n//2 ... y - n//2 + n - 1 "
+    "and columns x - n//2 ... x - n//2 + n - 1 (0-based, row 0 at the top)"
+)
 
 
 # --- checks -------------------------------------------------------------------------
@@ -46,11 +48,13 @@ def check_window(window: Any, height: int | None = None, width: int | None = Non
         raise InputError(where, f"window size {window!r}", "an integer number of pixels")
     n = int(window)
     if n < 5:
-        raise InputError(where, f"window size {n}",
-                         "at least 5 pixels (the encoder's two valid 3×3 convolutions take 4 away)")
+        raise InputError(
+            where, f"window size {n}", "at least 5 pixels (the encoder's two valid 3×3 convolutions take 4 away)"
+        )
     if height is not None and width is not None and n > min(height, width):
-        raise InputError(where, f"window size {n} is larger than the {height}×{width} frames",
-                         "a window no larger than the frame")
+        raise InputError(
+            where, f"window size {n} is larger than the {height}×{width} frames", "a window no larger than the frame"
+        )
     return n
 
 
@@ -74,12 +78,16 @@ def check_images(images: Any, window: int | None = None, batch: int = 16) -> Non
     for a in range(0, n_frames, batch):
         block = np.asarray(images[a : a + batch].values, dtype=np.float32)
         if not np.isfinite(block).all():
-            raise InputError(where, f"frames {a}..{a + len(block) - 1} contain NaN or infinite values",
-                             "finite values in [0, 1]")
+            raise InputError(
+                where, f"frames {a}..{a + len(block) - 1} contain NaN or infinite values", "finite values in [0, 1]"
+            )
         lo, hi = float(block.min()), float(block.max())
         if lo < -tol or hi > 1 + tol:
-            raise InputError(where, f"values span [{lo:.4g}, {hi:.4g}] in frames {a}..{a + len(block) - 1}",
-                             "values in [0, 1] (wall probability, class fraction or a normalised frame)")
+            raise InputError(
+                where,
+                f"values span [{lo:.4g}, {hi:.4g}] in frames {a}..{a + len(block) - 1}",
+                "values in [0, 1] (wall probability, class fraction or a normalised frame)",
+            )
 
 
 def _frame_values(images: xr.DataArray) -> np.ndarray:
@@ -94,9 +102,12 @@ def _bias(images: xr.DataArray) -> np.ndarray:
 
 def _source_attrs(images: xr.DataArray) -> dict[str, Any]:
     """What the stores record of their input image: its source, and for the raw frame its normalisation."""
-    keep = {k: v for k, v in images.attrs.items()
-            if (k.startswith("source") or k.startswith("raw_normalize") or k == "normalisation")
-            and isinstance(v, (str, int, float))}
+    keep = {
+        k: v
+        for k, v in images.attrs.items()
+        if (k.startswith("source") or k.startswith("raw_normalize") or k == "normalisation")
+        and isinstance(v, (str, int, float))
+    }
     return {"input": str(images.name or "images"), **keep}
 
 
@@ -120,12 +131,25 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: Partial[RvaeC
     c = resolve_config(cfg)
     check_images(images, window)
     n = int(window)
-    s = sample_windows(images, n, mode=c["sampling"], count=int(c["count"]), stride=int(c["stride"]),
-                       min_std=float(c["min_std"]), seed=int(seed), weighting=str(c["weighting"]))
+    s = sample_windows(
+        images,
+        n,
+        mode=c["sampling"],
+        count=int(c["count"]),
+        stride=int(c["stride"]),
+        min_std=float(c["min_std"]),
+        seed=int(seed),
+        weighting=str(c["weighting"]),
+    )
     frames = _frame_values(images)
     ds = xr.Dataset(
-        {"windows": ((SAMPLE, WY, WX), s.windows,
-                     {"long_name": f"{n}×{n} rVAE input windows", "units": str(images.attrs.get("units", "1"))})},
+        {
+            "windows": (
+                (SAMPLE, WY, WX),
+                s.windows,
+                {"long_name": f"{n}×{n} rVAE input windows", "units": str(images.attrs.get("units", "1"))},
+            )
+        },
         coords={
             SAMPLE: np.arange(len(s.frame)),
             "sample_frame": (SAMPLE, frames[s.frame], {"long_name": "frame of the window"}),
@@ -133,11 +157,19 @@ def make_windows(images: xr.DataArray, out: str, window: int, cfg: Partial[RvaeC
             "sample_x": (SAMPLE, s.x, {"long_name": "window centre column", "units": "px"}),
             "sample_bias": (SAMPLE, _bias(images)[s.frame], {"long_name": "applied bias", "units": UNITS[BIAS]}),
         },
-        attrs=provenance("windows", c, window=n, seed=int(seed), sampling=c["sampling"],
-                         count_requested=int(c["count"]) if c["sampling"] == "random" else None,
-                         stride=int(c["stride"]) if c["sampling"] == "dense" else None,
-                         min_std=float(c["min_std"]), weighting=str(c["weighting"]), origin=CENTRE,
-                         **_source_attrs(images)),
+        attrs=provenance(
+            "windows",
+            c,
+            window=n,
+            seed=int(seed),
+            sampling=c["sampling"],
+            count_requested=int(c["count"]) if c["sampling"] == "random" else None,
+            stride=int(c["stride"]) if c["sampling"] == "dense" else None,
+            min_std=float(c["min_std"]),
+            weighting=str(c["weighting"]),
+            origin=CENTRE,
+            **_source_attrs(images),
+        ),
     )
     chunk = max(1, min(len(s.frame), 4096))
     write_store(ds, out, encoding={"windows": {"chunks": (chunk, n, n)}})

@@ -36,9 +36,12 @@ _PARTS = sorted(("loss", *LossParts._fields))  # the negative ELBO and its parts
 #: The rVAE's per-epoch record (``metrics.csv``): epoch means of the negative ELBO and its parts on the
 #: training and the held-out windows (nats per window, as logged), then the final held-out checks
 #: ``val/r2`` and ``val/angle_follow`` (:func:`ferrolens.rvae.quality.assess`, the last epoch's row only).
-RECORD = training.RecordColumns(train=tuple(f"train/{p}" for p in _PARTS),
-                                val=(*(f"val/{p}" for p in _PARTS), "val/r2", "val/angle_follow"),
-                                train_loss="train/loss", val_loss="val/loss")
+RECORD = training.RecordColumns(
+    train=tuple(f"train/{p}" for p in _PARTS),
+    val=(*(f"val/{p}" for p in _PARTS), "val/r2", "val/angle_follow"),
+    train_loss="train/loss",
+    val_loss="val/loss",
+)
 
 
 # --- rvae_train -----------------------------------------------------------------------------
@@ -75,8 +78,14 @@ def train(windows: str, out_dir: str, window: int | None, cfg: Partial[RvaeConfi
     _fit(arr, Path(out_dir), n, cfg, int(seed), threads, data_key=sha256_file(windows), where=str(windows))
 
 
-def fit(windows: np.ndarray, cfg: Partial[RvaeConfig] = None, seed: int = 0, threads: int | None = None,
-        out_dir: str | Path | None = None, progress: bool = True) -> tuple[RVAE, pd.DataFrame]:
+def fit(
+    windows: np.ndarray,
+    cfg: Partial[RvaeConfig] = None,
+    seed: int = 0,
+    threads: int | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[RVAE, pd.DataFrame]:
     """Train an rVAE on windows given as an array: the notebook entry point.
 
     Parameters
@@ -107,8 +116,17 @@ def fit(windows: np.ndarray, cfg: Partial[RvaeConfig] = None, seed: int = 0, thr
         with tempfile.TemporaryDirectory(prefix="ferrolens-rvae-") as tmp:
             return fit(arr, cfg, seed, threads, tmp, progress)
     cfg = resolve_config(cfg)
-    trained = _fit(arr, Path(out_dir), n, cfg, int(seed), threads if threads is not None else torch.get_num_threads(),
-                   data_key=hashlib.sha256(arr.tobytes()).hexdigest(), where="windows (array)", progress=progress)
+    trained = _fit(
+        arr,
+        Path(out_dir),
+        n,
+        cfg,
+        int(seed),
+        threads if threads is not None else torch.get_num_threads(),
+        data_key=hashlib.sha256(arr.tobytes()).hexdigest(),
+        where="windows (array)",
+        progress=progress,
+    )
     model = trained.model
     if model.quality:  # in a notebook the verdict is reported here (the workflow: rule rvae_quality)
         for text in _quality.judge(model.quality, cfg["quality"], what=f"rVAE n={n}"):
@@ -116,16 +134,28 @@ def fit(windows: np.ndarray, cfg: Partial[RvaeConfig] = None, seed: int = 0, thr
     return model.eval(), trained.record
 
 
-def _fit(arr: np.ndarray, out: Path, n: int, cfg: RvaeConfig, seed: int, threads: int, data_key: str, where: str,
-         progress: bool = True) -> training.Trained[RVAE]:
+def _fit(
+    arr: np.ndarray,
+    out: Path,
+    n: int,
+    cfg: RvaeConfig,
+    seed: int,
+    threads: int,
+    data_key: str,
+    where: str,
+    progress: bool = True,
+) -> training.Trained[RVAE]:
     """Train on ``(S, n, n)`` windows into ``out`` with the shared harness (:mod:`ferrolens.training`);
     returns the model (``model.quality``: the gate's measurements) and its per-epoch record with the
     final checks on the last row (rank 0 writes ``model.ckpt`` and ``metrics.csv``)."""
     par = plan(str(cfg["accelerator"]), cfg["devices"], str(cfg["strategy"]), threads, "rvae")
     par.set_threads()  # the rule's threads from here on (fit_threads keeps them while fitting)
     if cfg["reconstruction"] == "bce" and (arr.min() < 0 or arr.max() > 1):
-        raise InputError(where, f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
-                         "values in [0, 1] for rvae.reconstruction = 'bce'")
+        raise InputError(
+            where,
+            f"window values span [{arr.min():.4g}, {arr.max():.4g}]",
+            "values in [0, 1] for rvae.reconstruction = 'bce'",
+        )
     hp = model_hparams(cfg, n)
     epochs = epochs_for(cfg, n)
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
@@ -133,21 +163,42 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: RvaeConfig, seed: int, threads
     # a decaying learning rate depends on the total number of steps: a longer run is another training
     schedule = {"epochs": epochs, "max_steps": int(cfg["max_steps"])} if hp["lr_schedule"] != "constant" else {}
     clip = {"gradient_clip": float(cfg["gradient_clip"])} if float(cfg["gradient_clip"]) else {}
-    resume_key = config_digest({"hparams": hp, "batch_size": int(cfg["batch_size"]),
-                                "val_fraction": float(cfg["val_fraction"]), "seed": int(seed),
-                                "windows_sha256": data_key, **processes, **schedule, **clip})
+    resume_key = config_digest(
+        {
+            "hparams": hp,
+            "batch_size": int(cfg["batch_size"]),
+            "val_fraction": float(cfg["val_fraction"]),
+            "seed": int(seed),
+            "windows_sha256": data_key,
+            **processes,
+            **schedule,
+            **clip,
+        }
+    )
 
     training.seed_everything(seed)
     model = RVAE(**hp)
-    dm = WindowDataModule(arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]),
-                          seed=int(seed))
+    dm = WindowDataModule(
+        arr, batch_size=int(cfg["batch_size"]), val_fraction=float(cfg["val_fraction"]), seed=int(seed)
+    )
     n_train = arr.shape[0] - round(float(cfg["val_fraction"]) * arr.shape[0])
     steps_per_epoch = max(1, math.ceil(n_train / par.devices / int(cfg["batch_size"])))
     bar = pl.callbacks.TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))  # ~20 updates per epoch in logs
     trained = training.fit(
-        model, dm, par=par, out=out, seed=seed, salt=7, resume_key=resume_key, kind=MODEL_KIND, max_epochs=epochs,
-        record=RECORD, callbacks=[bar] if progress else [], progress=progress,
-        max_steps=int(cfg["max_steps"]), gradient_clip_val=float(cfg["gradient_clip"]) or None,
+        model,
+        dm,
+        par=par,
+        out=out,
+        seed=seed,
+        salt=7,
+        resume_key=resume_key,
+        kind=MODEL_KIND,
+        max_epochs=epochs,
+        record=RECORD,
+        callbacks=[bar] if progress else [],
+        progress=progress,
+        max_steps=int(cfg["max_steps"]),
+        gradient_clip_val=float(cfg["gradient_clip"]) or None,
         limit_val_batches=1.0 if float(cfg["val_fraction"]) > 0 else 0,
     )
     metrics = trained.record
@@ -165,8 +216,9 @@ def _fit(arr: np.ndarray, out: Path, n: int, cfg: RvaeConfig, seed: int, threads
     return trained
 
 
-def assess_model(model: RVAE, dm: WindowDataModule, cfg: RvaeConfig, seed: int,
-                 metrics: pd.DataFrame | None = None) -> dict[str, Any]:
+def assess_model(
+    model: RVAE, dm: WindowDataModule, cfg: RvaeConfig, seed: int, metrics: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """The gate's measurements (:func:`ferrolens.rvae.quality.assess`) of a trained model.
 
     On the validation windows, or, with ``val_fraction = 0``, on training

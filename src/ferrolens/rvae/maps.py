@@ -148,8 +148,9 @@ def iter_latent_maps(
         encoder.train(was_training)
 
 
-def latent_maps(encoder: WindowEncoder, frames: Any, *, logsd: bool = False,
-                **kwargs: Any) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def latent_maps(
+    encoder: WindowEncoder, frames: Any, *, logsd: bool = False, **kwargs: Any
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """All per-pixel maps in memory: ``(F, H, W, 3 + L)`` mean (and log-sd if asked).
 
     See :func:`iter_latent_maps` for the arguments; use that generator to

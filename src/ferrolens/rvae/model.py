@@ -64,10 +64,26 @@ MODEL_KIND = "rvae"  # written into every checkpoint; load() checks it
 #: keys added after a checkpoint was written. Read only by :func:`legacy_hparams` when loading.
 _LEGACY_NAMES = {"symmetry": "angle_symmetry", "fourier": "fourier_features", "units": "decoder_units"}
 _LEGACY_DEFAULTS: dict[str, Any] = {
-    "latent_dim": 2, "rotation_prior_sd": 0.1, "angle_mean_penalty": False, "translation": True,
-    "translation_prior_sd": 0.1, "reconstruction": "gaussian", "noise_sd": 0.1, "lr": 1e-4, "filters": 128,
-    "units": 128, "architecture": "paper", "rotations": 8, "symmetry": 2, "rotation_filters": 16, "fourier": 0,
-    "fourier_scale": 1.0, "lr_schedule": "constant", "warmup": 0.0, "pixel_fraction": 1.0, "decoder": "spatial",
+    "latent_dim": 2,
+    "rotation_prior_sd": 0.1,
+    "angle_mean_penalty": False,
+    "translation": True,
+    "translation_prior_sd": 0.1,
+    "reconstruction": "gaussian",
+    "noise_sd": 0.1,
+    "lr": 1e-4,
+    "filters": 128,
+    "units": 128,
+    "architecture": "paper",
+    "rotations": 8,
+    "symmetry": 2,
+    "rotation_filters": 16,
+    "fourier": 0,
+    "fourier_scale": 1.0,
+    "lr_schedule": "constant",
+    "warmup": 0.0,
+    "pixel_fraction": 1.0,
+    "decoder": "spatial",
     "kl_warmup": 0.0,
 }
 
@@ -126,8 +142,9 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 def _as_tensor(x: Any, device: torch.device) -> Tensor:
-    return torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x,
-                           dtype=torch.float32, device=device)
+    return torch.as_tensor(
+        np.asarray(x, dtype=np.float32) if not isinstance(x, Tensor) else x, dtype=torch.float32, device=device
+    )
 
 
 class RVAE(pl.LightningModule):
@@ -161,8 +178,11 @@ class RVAE(pl.LightningModule):
         n = check_window(window, where="rvae window")
         unknown = sorted(set(hparams) - set(MODEL_KEYS))
         if unknown:
-            raise InputError("RVAE", f"hyper-parameters {unknown} are not the model's",
-                             f"keys of the rvae section among {list(MODEL_KEYS)}")
+            raise InputError(
+                "RVAE",
+                f"hyper-parameters {unknown} are not the model's",
+                f"keys of the rvae section among {list(MODEL_KEYS)}",
+            )
         # the schema's checks and defaults (config.SCHEMA read at call time: a test may extend its enums)
         checked = _config.section("rvae", hparams, schema=_config.SCHEMA)
         cfg = cast(RvaeConfig, _config.freeze(with_fixed(checked), "rvae"))
@@ -178,8 +198,15 @@ class RVAE(pl.LightningModule):
         self.quality: dict[str, Any] | None = None
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
-                             strict: bool | None = None, weights_only: bool | None = True, **kwargs: Any) -> Self:
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = True,
+        **kwargs: Any,
+    ) -> Self:
         """The model of a checkpoint (:meth:`pytorch_lightning.LightningModule.load_from_checkpoint`), also of
         one saved before the model took the schema's names (:func:`legacy_hparams`)."""
         ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=weights_only is not False)
@@ -393,9 +420,11 @@ class RVAE(pl.LightningModule):
         if len(shape) != 3:
             raise InputError("frames", f"shape {shape}", "(frame, y, x) images")
         if self.window > min(shape[1:]):
-            raise InputError("frames",
-                             f"frames are {shape[1]}×{shape[2]} pixels, smaller than the window {self.window}",
-                             f"frames of at least {self.window}×{self.window} pixels")
+            raise InputError(
+                "frames",
+                f"frames are {shape[1]}×{shape[2]} pixels, smaller than the window {self.window}",
+                f"frames of at least {self.window}×{self.window} pixels",
+            )
         out = _maps.latent_maps(self.encoder, frames, logsd=logsd, chunk_mb=chunk_mb, progress=progress)
         if isinstance(out, tuple):
             mean, sd = self._finish(*out)

@@ -213,8 +213,18 @@ class RotationEncoder(nn.Module):
     rot3: Tensor
     rotk: Tensor
 
-    def __init__(self, window: int, n_latent: int, filters: int = 64, rotations: int = 8, symmetry: int = 2,
-                 rotation_filters: int = 16, reduce: int = 16, slope: float = 0.1, init_logsd: float = -3.0):
+    def __init__(
+        self,
+        window: int,
+        n_latent: int,
+        filters: int = 64,
+        rotations: int = 8,
+        symmetry: int = 2,
+        rotation_filters: int = 16,
+        reduce: int = 16,
+        slope: float = 0.1,
+        init_logsd: float = -3.0,
+    ):
         super().__init__()
         self.window, self.n_latent, self.filters, self.rotations = window, n_latent, filters, rotations
         self.symmetry, self.rotation_filters, self.reduce, self.slope = symmetry, rotation_filters, reduce, slope
@@ -320,8 +330,7 @@ class SpatialDecoder(nn.Module):
 
     freqs: Tensor  # buffer (with Fourier features): the fixed frequencies B, (2, F)
 
-    def __init__(self, latent_dim: int, units: int = 128, fourier: int = 0, fourier_scale: float = 1.0,
-                 seed: int = 0):
+    def __init__(self, latent_dim: int, units: int = 128, fourier: int = 0, fourier_scale: float = 1.0, seed: int = 0):
         super().__init__()
         self.latent_dim, self.units, self.fourier = latent_dim, units, fourier
         if fourier > 0:

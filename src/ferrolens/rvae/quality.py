@@ -114,8 +114,11 @@ def scrambled(model: Any, seed: int = 12345) -> Any:
     its equivariant encoder re-initialised at random. The angle still follows turns (by construction)
     but no longer reads the content's orientation, so the decoder draws walls at the wrong angles."""
     if not hasattr(model.encoder, "head") or not hasattr(model.encoder, "rotations"):
-        raise InputError("model", f"architecture {model.hparams.get('architecture')!r}",
-                         "an equivariant rVAE (its angle network is scrambled)")
+        raise InputError(
+            "model",
+            f"architecture {model.hparams.get('architecture')!r}",
+            "an equivariant rVAE (its angle network is scrambled)",
+        )
     with torch.random.fork_rng():  # the caller's random stream stays as it was
         torch.manual_seed(seed)
         for layer in (model.encoder.conv1, model.encoder.conv2, model.encoder.conv3, model.encoder.head):
@@ -144,8 +147,14 @@ def turned(windows: np.ndarray, angle: float) -> np.ndarray:
     return torch.where(disc, out, fill).numpy()
 
 
-def rotation_check(model: Any, windows: np.ndarray, symmetry: int = 2, tolerance_deg: float = 15.0,
-                   angles_deg: tuple[float, ...] = CHECK_ANGLES, batch_size: int = 1024) -> dict[str, float]:
+def rotation_check(
+    model: Any,
+    windows: np.ndarray,
+    symmetry: int = 2,
+    tolerance_deg: float = 15.0,
+    angles_deg: tuple[float, ...] = CHECK_ANGLES,
+    batch_size: int = 1024,
+) -> dict[str, float]:
     """Does the latent angle follow known turns of the input?
 
     Returns ``follow`` (fraction of (window, turn) pairs whose angle moved by
@@ -167,8 +176,9 @@ def rotation_check(model: Any, windows: np.ndarray, symmetry: int = 2, tolerance
     return {"follow": float(np.mean(err < tolerance_deg)), "median_error_deg": float(np.median(err))}
 
 
-def assess(model: Any, windows: np.ndarray, symmetry: int, max_windows: int = 512, seed: int = 0,
-           val_loss: Any = None) -> dict[str, Any]:
+def assess(
+    model: Any, windows: np.ndarray, symmetry: int, max_windows: int = 512, seed: int = 0, val_loss: Any = None
+) -> dict[str, Any]:
     """Every measurement of the gate on (up to ``max_windows`` of, seeded) held-out windows ``(N, n, n)``.
 
     ``r2`` held-out reconstruction R²; ``r2_blur`` the same after a Gaussian blur of
@@ -187,33 +197,64 @@ def assess(model: Any, windows: np.ndarray, symmetry: int, max_windows: int = 51
     code = 3 + int(model.hparams.latent_dim)
     r2, r2_pca = r2_score(w, rec), pca_r2(w, code)
     tail, epochs = loss_tail([] if val_loss is None else val_loss)
-    return {"r2": r2, "r2_blur": r2_score(blurred(w), blurred(rec)), "r2_pca": r2_pca, "r2_gain": r2 - r2_pca,
-            "angle_follow": rot["follow"], "angle_median_error_deg": rot["median_error_deg"],
-            "loss_tail": tail, "epochs": epochs, "windows": int(w.shape[0]), "window": int(model.window),
-            "angle_symmetry": int(symmetry), "angle_tolerance_deg": 15.0, "angle_turns_deg": list(CHECK_ANGLES),
-            "blur_sigma_px": BLUR_SIGMA, "pca_components": code}
+    return {
+        "r2": r2,
+        "r2_blur": r2_score(blurred(w), blurred(rec)),
+        "r2_pca": r2_pca,
+        "r2_gain": r2 - r2_pca,
+        "angle_follow": rot["follow"],
+        "angle_median_error_deg": rot["median_error_deg"],
+        "loss_tail": tail,
+        "epochs": epochs,
+        "windows": int(w.shape[0]),
+        "window": int(model.window),
+        "angle_symmetry": int(symmetry),
+        "angle_tolerance_deg": 15.0,
+        "angle_turns_deg": list(CHECK_ANGLES),
+        "blur_sigma_px": BLUR_SIGMA,
+        "pca_components": code,
+    }
 
 
 #: The gate's checks: measurement, config key of its threshold (``rvae.quality``), which way passes,
 #: what a failure means and what to do about it. ``{n}`` is the window size.
 GATE = {
-    "r2": ("min_r2", 1, "reconstruction",
-           "held-out R² = {value:.3f} < {threshold:.3g}",
-           "train longer (rvae.epochs for n={n}) or use a smaller window"),
-    "r2_blur": ("min_r2_blur", 1, "reconstruction",
-                "held-out R² after a {blur:g}-px blur = {value:.3f} < {threshold:.3g}",
-                "train longer (rvae.epochs for n={n}) or use a smaller window"),
-    "r2_gain": ("min_r2_gain", 1, "reconstruction",
-                "held-out R² {r2:.3f} is {value:+.3f} against a {k}-component PCA (threshold {threshold:+.3g})",
-                "train longer (rvae.epochs for n={n}) or use a smaller window"),
-    "angle_follow": ("min_angle_follow", 1, "orientation",
-                     "the latent angle follows {pct:.0f}% of known turns of held-out windows within 15° "
-                     "(< {tpct:.0f}%)",
-                     "train longer (rvae.epochs for n={n}); the angle maps are not orientations"),
-    "loss_tail": ("max_loss_tail", -1, "not converged",
-                  "the held-out loss still fell by {value:.2f} of its whole improvement in the last quarter of "
-                  "{epochs} epochs (> {threshold:.3g})",
-                  "train longer: raise rvae.epochs for n={n}"),
+    "r2": (
+        "min_r2",
+        1,
+        "reconstruction",
+        "held-out R² = {value:.3f} < {threshold:.3g}",
+        "train longer (rvae.epochs for n={n}) or use a smaller window",
+    ),
+    "r2_blur": (
+        "min_r2_blur",
+        1,
+        "reconstruction",
+        "held-out R² after a {blur:g}-px blur = {value:.3f} < {threshold:.3g}",
+        "train longer (rvae.epochs for n={n}) or use a smaller window",
+    ),
+    "r2_gain": (
+        "min_r2_gain",
+        1,
+        "reconstruction",
+        "held-out R² {r2:.3f} is {value:+.3f} against a {k}-component PCA (threshold {threshold:+.3g})",
+        "train longer (rvae.epochs for n={n}) or use a smaller window",
+    ),
+    "angle_follow": (
+        "min_angle_follow",
+        1,
+        "orientation",
+        "the latent angle follows {pct:.0f}% of known turns of held-out windows within 15° (< {tpct:.0f}%)",
+        "train longer (rvae.epochs for n={n}); the angle maps are not orientations",
+    ),
+    "loss_tail": (
+        "max_loss_tail",
+        -1,
+        "not converged",
+        "the held-out loss still fell by {value:.2f} of its whole improvement in the last quarter of "
+        "{epochs} epochs (> {threshold:.3g})",
+        "train longer: raise rvae.epochs for n={n}",
+    ),
 }
 
 
@@ -244,11 +285,21 @@ def failures(quality: dict[str, Any], thresholds: Mapping[str, Any], what: str =
         v = float(quality.get(check, float("nan")))
         if np.isfinite(v) and (v >= t if sign > 0 else v <= t):
             continue
-        detail = (text.format(value=v, threshold=t, n=n, blur=quality.get("blur_sigma_px", BLUR_SIGMA),
-                              r2=float(quality.get("r2", float("nan"))), k=quality.get("pca_components", "?"),
-                              pct=100 * v, tpct=100 * t, epochs=quality.get("epochs", "?"))
-                  if np.isfinite(v)
-                  else f"{check} was not measured (NaN: e.g. a run of {quality.get('epochs', '?')} epoch(s))")
+        detail = (
+            text.format(
+                value=v,
+                threshold=t,
+                n=n,
+                blur=quality.get("blur_sigma_px", BLUR_SIGMA),
+                r2=float(quality.get("r2", float("nan"))),
+                k=quality.get("pca_components", "?"),
+                pct=100 * v,
+                tpct=100 * t,
+                epochs=quality.get("epochs", "?"),
+            )
+            if np.isfinite(v)
+            else f"{check} was not measured (NaN: e.g. a run of {quality.get('epochs', '?')} epoch(s))"
+        )
         out.append((kind, f"{what}: {kind.upper()} check failed: {detail} (rvae.quality.{key}); {advice.format(n=n)}"))
     return out
 
@@ -263,27 +314,36 @@ def verdict(quality: dict[str, Any], thresholds: dict[str, Any], what: str = "rV
     of check that failed) and ``quality_warning`` (the warnings joined by " | ", "" when passed)."""
     failed = failures(quality, thresholds, what)
     warnings_ = [w for _, w in failed]
-    return {"measurements": dict(quality), "thresholds": _plain_thresholds(thresholds),
-            "passed": not warnings_, "failed": sorted({k for k, _ in failed}), "quality_warning": " | ".join(warnings_)}
+    return {
+        "measurements": dict(quality),
+        "thresholds": _plain_thresholds(thresholds),
+        "passed": not warnings_,
+        "failed": sorted({k for k, _ in failed}),
+        "quality_warning": " | ".join(warnings_),
+    }
 
 
 def _plain_thresholds(thresholds: dict[str, Any]) -> dict[str, Any]:
     """The thresholds of every check (plain numbers, dicts keyed by window size, or None), for JSON."""
+
     def plain(v):
         return {str(k): float(x) for k, x in v.items()} if isinstance(v, Mapping) else v
+
     return {key: plain(thresholds.get(key)) for key, *_ in GATE.values()}
 
 
 def summary(quality: dict[str, Any]) -> str:
     """One line: the held-out measurements."""
     g = quality.get
-    return (f"held-out R² {g('r2', float('nan')):.3f} (after a {g('blur_sigma_px', BLUR_SIGMA):g}-px blur "
-            f"{g('r2_blur', float('nan')):.3f}; "
-            f"a {g('pca_components', '?')}-component PCA {g('r2_pca', float('nan')):.3f}); "
-            f"latent angle follows {100 * g('angle_follow', float('nan')):.0f}% of known turns within "
-            f"{g('angle_tolerance_deg', 15.0):.0f}° (median miss {g('angle_median_error_deg', float('nan')):.1f}°); "
-            f"held-out loss tail {g('loss_tail', float('nan')):.3f} over {g('epochs', '?')} epochs "
-            f"({g('windows', 0)} windows)")
+    return (
+        f"held-out R² {g('r2', float('nan')):.3f} (after a {g('blur_sigma_px', BLUR_SIGMA):g}-px blur "
+        f"{g('r2_blur', float('nan')):.3f}; "
+        f"a {g('pca_components', '?')}-component PCA {g('r2_pca', float('nan')):.3f}); "
+        f"latent angle follows {100 * g('angle_follow', float('nan')):.0f}% of known turns within "
+        f"{g('angle_tolerance_deg', 15.0):.0f}° (median miss {g('angle_median_error_deg', float('nan')):.1f}°); "
+        f"held-out loss tail {g('loss_tail', float('nan')):.3f} over {g('epochs', '?')} epochs "
+        f"({g('windows', 0)} windows)"
+    )
 
 
 def warn(log: logging.Logger, quality: dict[str, Any], thresholds: dict[str, Any], what: str = "rVAE") -> list[str]:
@@ -316,10 +376,16 @@ def report(checkpoint: str, out: str, thresholds: dict[str, Any]) -> dict[str, A
         log.info("%s quality: %s", what, summary(quality))
         record = verdict(quality, thresholds, what)
     else:
-        text = (f"{what}: {checkpoint} records no quality measurements (trained by an older ferrolens); "
-                "retrain to check it")
-        record = {"measurements": {}, "thresholds": _plain_thresholds(thresholds),
-                  "passed": False, "failed": ["unmeasured"], "quality_warning": text}
+        text = (
+            f"{what}: {checkpoint} records no quality measurements (trained by an older ferrolens); retrain to check it"
+        )
+        record = {
+            "measurements": {},
+            "thresholds": _plain_thresholds(thresholds),
+            "passed": False,
+            "failed": ["unmeasured"],
+            "quality_warning": text,
+        }
     for text in filter(None, record["quality_warning"].split(" | ")):
         log.warning("%s", text)
     write_file_atomic(Path(out), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, default=float)))

@@ -86,14 +86,16 @@ DecoderBuilder = Callable[[int, RvaeConfig], CoordinateDecoder]
 #: ``rvae.architecture`` → its encoder (the schema's enum; a test checks the two agree).
 ENCODERS: dict[str, EncoderBuilder] = {
     "paper": lambda n, c, hp: Encoder(n, c, hp["filters"]),
-    "equivariant": lambda n, c, hp: RotationEncoder(n, c, hp["filters"], hp["rotations"], hp["angle_symmetry"],
-                                                    hp["rotation_filters"]),
+    "equivariant": lambda n, c, hp: RotationEncoder(
+        n, c, hp["filters"], hp["rotations"], hp["angle_symmetry"], hp["rotation_filters"]
+    ),
 }
 
 #: ``rvae.decoder`` → its decoder (the schema's enum; a test checks the two agree).
 DECODERS: dict[str, DecoderBuilder] = {
-    "spatial": lambda n, hp: SpatialDecoder(hp["latent_dim"], hp["decoder_units"], hp["fourier_features"],
-                                            hp["fourier_scale"]),
+    "spatial": lambda n, hp: SpatialDecoder(
+        hp["latent_dim"], hp["decoder_units"], hp["fourier_features"], hp["fourier_scale"]
+    ),
     "image": lambda n, hp: ImageDecoder(hp["latent_dim"], n, hp["decoder_units"]),
 }
 

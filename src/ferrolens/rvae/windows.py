@@ -104,8 +104,9 @@ def sample_windows(
     """
     n_frames, height, width = (int(s) for s in frames.shape)
     if n > min(height, width):
-        raise InputError("window", f"{n} pixels is larger than the {height}×{width} frames",
-                         "a window no larger than the frame")
+        raise InputError(
+            "window", f"{n} pixels is larger than the {height}×{width} frames", "a window no larger than the frame"
+        )
     ny, nx = height - n + 1, width - n + 1
     if mode == "dense":
         ys, xs = np.arange(0, ny, stride), np.arange(0, nx, stride)
@@ -135,8 +136,11 @@ def sample_windows(
     else:
         total = n_frames * ny * nx
     if total == 0:
-        raise InputError("rvae.min_std", f"no {n}×{n} window has a pixel standard deviation >= {min_std}",
-                         "a lower rvae.min_std (0 keeps every window) or input with structure")
+        raise InputError(
+            "rvae.min_std",
+            f"no {n}×{n} window has a pixel standard deviation >= {min_std}",
+            "a lower rvae.min_std (0 keeps every window) or input with structure",
+        )
 
     if mode == "dense":
         chosen = np.arange(total)

@@ -54,8 +54,9 @@ def load(checkpoint: str | Path) -> SegmentationModel:
     not a checkpoint, or a checkpoint of another model kind (e.g. an rVAE),
     raises :class:`InputError` naming the file.
     """
-    path = check_checkpoint(checkpoint, MODEL_KIND,
-                            "a segmentation checkpoint (model.ckpt) written by ferrolens.segment.train")
+    path = check_checkpoint(
+        checkpoint, MODEL_KIND, "a segmentation checkpoint (model.ckpt) written by ferrolens.segment.train"
+    )
     model = SegmentationModel.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return model.eval()
 
@@ -72,12 +73,14 @@ def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[U
     mult = model.net.multiple
     for k in ("tile", "overlap"):
         if p[k] % mult:
-            raise InputError(f"config segment.predict.{k}", f"value {p[k]}",
-                             f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling")
+            raise InputError(
+                f"config segment.predict.{k}",
+                f"value {p[k]}",
+                f"a multiple of {mult} (2**depth of the model), so tiles align with its pooling",
+            )
     device = device_for(p["accelerator"], "config segment.predict.accelerator")
     bf16 = resolve_precision(p["precision"], device)
-    key = (str(device), tuple((t.data_ptr(), t._version)
-                              for t in [*model.net.state_dict().values(), model.logit_bias]))
+    key = (str(device), tuple((t.data_ptr(), t._version) for t in [*model.net.state_dict().values(), model.logit_bias]))
     cached = getattr(model, "_ferrolens_inference", None)
     if cached is None or cached[0] != key:
         cached = (key, fuse_for_inference(model.net, model.logit_bias).to(device))
@@ -85,8 +88,9 @@ def _inference_net(model: SegmentationModel, p: SegmentPredictConfig) -> tuple[U
     return cached[1], device, bf16
 
 
-def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: Partial[SegmentConfig] = None,
-                  threads: int | None = None) -> np.ndarray:
+def probabilities(
+    model: SegmentationModel, frames: np.ndarray, cfg: Partial[SegmentConfig] = None, threads: int | None = None
+) -> np.ndarray:
     """Class probabilities of raw frames given as an array: :func:`predict` without the stores.
 
     Parameters
@@ -116,11 +120,11 @@ def probabilities(model: SegmentationModel, frames: np.ndarray, cfg: Partial[Seg
     bs = int(p["batch_size"])
     out: np.ndarray | None = None
     for i in range(0, len(a), bs):  # normalised a batch at a time: a long movie is not copied whole
-        normed, _, _ = normalize_frames(a[i:i + bs], hp.norm_low, hp.norm_high)
+        normed, _, _ = normalize_frames(a[i : i + bs], hp.norm_low, hp.norm_high)
         probs = predict_frames(net, normed, int(p["tile"]), int(p["overlap"]), bs, device, bf16=bf16)
         if out is None:
             out = np.empty((len(a), *probs.shape[1:]), np.float32)
-        out[i:i + len(probs)] = probs
+        out[i : i + len(probs)] = probs
     assert out is not None  # a has ≥ 1 frame (checked above)
     return out[0] if single else out
 
@@ -156,11 +160,20 @@ def predict(movie: str, checkpoint: str, out: str, cfg: Partial[SegmentConfig], 
     n, h, w = image.shape
     bs = int(p["batch_size"])
     attrs = provenance(
-        "segmentation", cfg, movie=str(movie), checkpoint=str(checkpoint),
-        checkpoint_sha256=sha256_file(checkpoint), model_kind=MODEL_KIND,
-        model_hparams=json.dumps(dict(hp), sort_keys=True, default=str), n_classes=int(hp.n_classes),
-        class_names=names, normalisation=NORMALISATION, norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
-        tile=int(p["tile"]), overlap=int(p["overlap"]), context_margin=int(model.context_margin()),
+        "segmentation",
+        cfg,
+        movie=str(movie),
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256_file(checkpoint),
+        model_kind=MODEL_KIND,
+        model_hparams=json.dumps(dict(hp), sort_keys=True, default=str),
+        n_classes=int(hp.n_classes),
+        class_names=names,
+        normalisation=NORMALISATION,
+        norm_percentiles=[float(hp.norm_low), float(hp.norm_high)],
+        tile=int(p["tile"]),
+        overlap=int(p["overlap"]),
+        context_margin=int(model.context_margin()),
         precision="bfloat16 autocast" if bf16 else "float32",
         # the decision rule (segment.train.decision): label = argmax(logits + logit_bias), probability
         # = softmax(logits + logit_bias); the bias was chosen on the model's held-out pixels
@@ -168,7 +181,8 @@ def predict(movie: str, checkpoint: str, out: str, cfg: Partial[SegmentConfig], 
         logit_bias=[float(b) for b in model.logit_bias],
         # the model's held-out IoU, where a notebook user reads the results (judged against train.min_iou
         # where it is reported: segment.quality(), the training figure)
-        **measure(metrics_table(model.history, names)))
+        **measure(metrics_table(model.history, names)),
+    )
     encoding = {"probability": {"chunks": (1, len(names), h, w)}, "label": {"chunks": (1, h, w)}}
 
     def parts():
@@ -180,16 +194,35 @@ def predict(movie: str, checkpoint: str, out: str, cfg: Partial[SegmentConfig], 
                 # argmax in torch: threaded, where numpy's is not
                 label = torch.from_numpy(probs).argmax(1).to(torch.uint8).numpy()
                 ds = xr.Dataset(
-                    {"probability": ((FRAME, CLASS, Y, X), probs,
-                                     {"long_name": "class probability (softmax)", "units": "1"}),
-                     "label": ((FRAME, Y, X), label,
-                               {"long_name": "most probable class", "flag_values": list(range(len(names))),
-                                "flag_meanings": " ".join(names)}),
-                     "norm_low": ((FRAME,), lo, {"long_name": f"per-frame {hp.norm_low} percentile",
-                                                 "units": "raw intensity"}),
-                     "norm_high": ((FRAME,), hi, {"long_name": f"per-frame {hp.norm_high} percentile",
-                                                  "units": "raw intensity"})},
-                    coords=_frame_coords(mov, sl), attrs=attrs)
+                    {
+                        "probability": (
+                            (FRAME, CLASS, Y, X),
+                            probs,
+                            {"long_name": "class probability (softmax)", "units": "1"},
+                        ),
+                        "label": (
+                            (FRAME, Y, X),
+                            label,
+                            {
+                                "long_name": "most probable class",
+                                "flag_values": list(range(len(names))),
+                                "flag_meanings": " ".join(names),
+                            },
+                        ),
+                        "norm_low": (
+                            (FRAME,),
+                            lo,
+                            {"long_name": f"per-frame {hp.norm_low} percentile", "units": "raw intensity"},
+                        ),
+                        "norm_high": (
+                            (FRAME,),
+                            hi,
+                            {"long_name": f"per-frame {hp.norm_high} percentile", "units": "raw intensity"},
+                        ),
+                    },
+                    coords=_frame_coords(mov, sl),
+                    attrs=attrs,
+                )
                 if i == 0:
                     ds = ds.assign_coords({CLASS: names})
                     for c in (Y, X):

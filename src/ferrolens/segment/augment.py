@@ -53,8 +53,9 @@ def _nearest(a: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     return np.take(a, np.floor(coords + 0.5).astype(np.intp), axis=axis)
 
 
-def zoom(image: np.ndarray, label: np.ndarray, factor: float, position_y: float = 0.5,
-         position_x: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def zoom(
+    image: np.ndarray, label: np.ndarray, factor: float, position_y: float = 0.5, position_x: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Zoom in by ``factor`` ≥ 1: crop a ``1/factor`` window and resize it back to
     the input shape — image bilinear, label nearest, from the same coordinates."""
     cy = zoom_coords(image.shape[0], factor, position_y)
@@ -90,8 +91,9 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(image, sigma, mode="reflect")
 
 
-def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                 cfg: SegmentAugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def augment_pair(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, cfg: SegmentAugmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply the augmentations switched on in ``cfg`` (the ``segment.augment``
     section) with random parameters drawn from ``rng``.
 
@@ -112,8 +114,9 @@ def augment_pair(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
     c = cfg["contrast"]
     if c["enabled"] and rng.random() < c["probability"]:
         (s_lo, s_hi), (g_lo, g_hi) = c["scale_range"], c["gamma_range"]  # [low, high] each
-        image = contrast_gamma(image, rng.uniform(s_lo, s_hi), rng.uniform(-c["shift"], c["shift"]),
-                               rng.uniform(g_lo, g_hi))
+        image = contrast_gamma(
+            image, rng.uniform(s_lo, s_hi), rng.uniform(-c["shift"], c["shift"]), rng.uniform(g_lo, g_hi)
+        )
     b = cfg["blur"]
     if b["enabled"] and rng.random() < b["probability"]:
         image = blur(image, rng.uniform(0.0, b["max_sigma"]))

@@ -67,8 +67,9 @@ def _score(logits: np.ndarray, truth: np.ndarray, bias: np.ndarray, objective: s
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
 
 
-def tune_logit_bias(logits: np.ndarray, truth: np.ndarray, objective: str = "iou", rounds: int = 3,
-                    seed: int = 0) -> np.ndarray:
+def tune_logit_bias(
+    logits: np.ndarray, truth: np.ndarray, objective: str = "iou", rounds: int = 3, seed: int = 0
+) -> np.ndarray:
     """The per-class logit bias ``b`` ``(K,)`` for ``argmax(logits + b)``: the one maximising the mean IoU
     of the held-out pixels (``objective="iou"``), or matching their class fractions (``"fractions"``:
     least ``Σ_c |predicted − labelled fraction of class c|``).
@@ -122,8 +123,7 @@ def decision_record(logits: np.ndarray, truth: np.ndarray, bias: np.ndarray, nam
     logits, truth = _labelled_pixels(logits, truth)
     k = logits.shape[1]
     n = max(len(truth), 1)
-    out: dict[str, Any] = {"pixels": len(truth),
-                           "fraction_true": (np.bincount(truth, minlength=k) / n).tolist()}
+    out: dict[str, Any] = {"pixels": len(truth), "fraction_true": (np.bincount(truth, minlength=k) / n).tolist()}
     for tag, b in (("argmax", np.zeros(k)), ("calibrated", np.asarray(bias, np.float64))):
         pred = (logits + b).argmax(1)
         out[f"fraction_{tag}"] = (np.bincount(pred, minlength=k) / n).tolist()

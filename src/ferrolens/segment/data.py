@@ -34,8 +34,16 @@ class PatchDataset(Dataset):
     image ``(1, P, P)`` float32, label ``(P, P)`` int64 (−1 unlabelled).
     """
 
-    def __init__(self, sources: Sequence[tuple[np.ndarray, np.ndarray]], patch: int, n_classes: int,
-                 augment: SegmentAugmentConfig, seed: int, rare_class_fraction: float, length: int) -> None:
+    def __init__(
+        self,
+        sources: Sequence[tuple[np.ndarray, np.ndarray]],
+        patch: int,
+        n_classes: int,
+        augment: SegmentAugmentConfig,
+        seed: int,
+        rare_class_fraction: float,
+        length: int,
+    ) -> None:
         self.sources = list(sources)
         self.patch = patch
         self.augment = augment
@@ -83,7 +91,7 @@ class PatchDataset(Dataset):
         s, y0, x0 = self.origin(rng)
         im, lab = self.sources[s]
         p = self.patch
-        image, label = augment_pair(im[y0:y0 + p, x0:x0 + p], lab[y0:y0 + p, x0:x0 + p], rng, self.augment)
+        image, label = augment_pair(im[y0 : y0 + p, x0 : x0 + p], lab[y0 : y0 + p, x0 : x0 + p], rng, self.augment)
         return torch.from_numpy(image)[None], torch.from_numpy(label)
 
 
@@ -166,8 +174,10 @@ def describe_split(split: dict) -> str:
     """One sentence on what was held out to measure the held-out loss and IoU."""
     if split["holdout"] == "regions":
         return f"held out for validation: a strip of each labelled frame — {describe_regions(split['regions'])}"
-    return (f"held out for validation: whole labelled frames {split['val_frames']} "
-            f"(trained on frames {split['train_frames']})")
+    return (
+        f"held out for validation: whole labelled frames {split['val_frames']} "
+        f"(trained on frames {split['train_frames']})"
+    )
 
 
 class SegmentationData(pl.LightningDataModule):
@@ -195,9 +205,17 @@ class SegmentationData(pl.LightningDataModule):
     says it in words.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, frames: Sequence[int], n_classes: int,
-                 train_cfg: SegmentTrainConfig, augment_cfg: SegmentAugmentConfig, seed: int = 0,
-                 where: str = "labels") -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        frames: Sequence[int],
+        n_classes: int,
+        train_cfg: SegmentTrainConfig,
+        augment_cfg: SegmentAugmentConfig,
+        seed: int = 0,
+        where: str = "labels",
+    ) -> None:
         super().__init__()
         self.cfg, self.augment, self.seed, self.n_classes = train_cfg, augment_cfg, int(seed), n_classes
         images = np.asarray(images, dtype=np.float32)
@@ -205,30 +223,38 @@ class SegmentationData(pl.LightningDataModule):
         frames = [int(f) for f in frames]
         bad = (labels < -1) | (labels >= n_classes)
         if bad.any():
-            raise InputError(where, f"label values {sorted(np.unique(labels[bad]).tolist())[:10]} outside "
-                             f"the {n_classes} classes", f"class indices 0…{n_classes - 1} or −1 (unlabelled)")
+            raise InputError(
+                where,
+                f"label values {sorted(np.unique(labels[bad]).tolist())[:10]} outside the {n_classes} classes",
+                f"class indices 0…{n_classes - 1} or −1 (unlabelled)",
+            )
         labelled = [i for i in range(len(frames)) if (labels[i] >= 0).any()]
         if not labelled:
-            raise InputError(where, "no labelled pixel in any frame (all −1 or no frames)",
-                             "at least one frame with labelled pixels")
+            raise InputError(
+                where, "no labelled pixel in any frame (all −1 or no frames)", "at least one frame with labelled pixels"
+            )
         self.train_sources, self.val_sources, self.split = self._split(images, labels, frames, labelled, where)
         counts = np.zeros(n_classes, np.int64)
         for _, lab in self.train_sources + self.val_sources:
             counts += np.bincount(lab[lab >= 0], minlength=n_classes)
         if (counts > 0).sum() < 2:
             only = int(np.flatnonzero(counts)[0])
-            raise InputError(where, f"all labelled pixels are class {only}",
-                             "at least two classes among the labelled pixels")
+            raise InputError(
+                where, f"all labelled pixels are class {only}", "at least two classes among the labelled pixels"
+            )
         self.train_counts = np.zeros(n_classes, np.int64)
         for _, lab in self.train_sources:
             self.train_counts += np.bincount(lab[lab >= 0], minlength=n_classes)
         for c in np.flatnonzero(self.train_counts == 0):
-            warnings.warn(f"{where}: class {c} has no labelled pixel in the training part; "
-                          "the model cannot learn it", stacklevel=2)
+            warnings.warn(
+                f"{where}: class {c} has no labelled pixel in the training part; the model cannot learn it",
+                stacklevel=2,
+            )
         p = self.patch_size = self._fit_patch(int(train_cfg["patch_size"]))
         n = int(train_cfg["steps_per_epoch"]) * int(train_cfg["batch_size"])
-        self.train_set = PatchDataset(self.train_sources, p, n_classes, augment_cfg, self.seed,
-                                      train_cfg["rare_class_fraction"], n)
+        self.train_set = PatchDataset(
+            self.train_sources, p, n_classes, augment_cfg, self.seed, train_cfg["rare_class_fraction"], n
+        )
         self.val_set = RegionDataset(self.val_sources)
         # indices unique over epochs: each patch is drawn from its index (see PatchDataset)
         self.sampler = EpochSampler(n)
@@ -237,19 +263,30 @@ class SegmentationData(pl.LightningDataModule):
         """The training patch edge: ``patch_size``, or, when a training region is smaller (small
         frames, a held-out strip), the largest multiple of 8 that fits, said in the log. A region
         under MIN_PATCH pixels is too small to train a U-Net on."""
-        (im, _), f = min(zip(self.train_sources, self.split["train_frames"], strict=False),
-                         key=lambda s: min(s[0][0].shape))
+        (im, _), f = min(
+            zip(self.train_sources, self.split["train_frames"], strict=False), key=lambda s: min(s[0][0].shape)
+        )
         fit = min(im.shape)
         if p <= fit:
             return p
         if fit < MIN_PATCH:
-            raise InputError("config segment.train.patch_size",
-                             f"patch size {p} is larger than the training region {im.shape[0]}×{im.shape[1]} "
-                             f"of frame {f}", f"training regions of at least {MIN_PATCH}×{MIN_PATCH} pixels "
-                             "(larger frames, or a smaller segment.train.val_fraction)")
+            raise InputError(
+                "config segment.train.patch_size",
+                f"patch size {p} is larger than the training region {im.shape[0]}×{im.shape[1]} of frame {f}",
+                f"training regions of at least {MIN_PATCH}×{MIN_PATCH} pixels "
+                "(larger frames, or a smaller segment.train.val_fraction)",
+            )
         new = fit - fit % 8
-        log.warning("config segment.train.patch_size = %d is larger than the training region %d×%d of frame %d: "
-                    "training on %d×%d patches instead", p, im.shape[0], im.shape[1], f, new, new)
+        log.warning(
+            "config segment.train.patch_size = %d is larger than the training region %d×%d of frame %d: "
+            "training on %d×%d patches instead",
+            p,
+            im.shape[0],
+            im.shape[1],
+            f,
+            new,
+            new,
+        )
         return new
 
     def _split(self, images, labels, frames, labelled, where):
@@ -258,13 +295,19 @@ class SegmentationData(pl.LightningDataModule):
         if vf is not None:
             missing = sorted(set(vf) - set(labelled_frames))
             if missing or not vf:
-                raise InputError("config segment.train.val_frames", f"frames {missing or vf} are not labelled",
-                                 f"a non-empty subset of the labelled frames {labelled_frames}")
+                raise InputError(
+                    "config segment.train.val_frames",
+                    f"frames {missing or vf} are not labelled",
+                    f"a non-empty subset of the labelled frames {labelled_frames}",
+                )
             val = [i for i in labelled if frames[i] in set(vf)]
             train = [i for i in labelled if frames[i] not in set(vf)]
             if not train:
-                raise InputError("config segment.train.val_frames", f"{vf} holds out every labelled frame",
-                                 "at least one labelled frame left for training")
+                raise InputError(
+                    "config segment.train.val_frames",
+                    f"{vf} holds out every labelled frame",
+                    "at least one labelled frame left for training",
+                )
         elif self.cfg["holdout"] == "frames" and len(labelled) >= 2:
             n_val = min(max(1, round(frac * len(labelled))), len(labelled) - 1)
             pos = set(((np.arange(n_val) + 0.5) * len(labelled) / n_val).astype(int).tolist())
@@ -272,8 +315,12 @@ class SegmentationData(pl.LightningDataModule):
             train = [i for i in labelled if i not in val]
         else:
             return self._split_regions(images, labels, frames, labelled, frac, where)
-        split = {"holdout": "frames", "train_frames": [frames[i] for i in train],
-                 "val_frames": [frames[i] for i in val], "regions": []}
+        split = {
+            "holdout": "frames",
+            "train_frames": [frames[i] for i in train],
+            "val_frames": [frames[i] for i in val],
+            "regions": [],
+        }
         return ([(images[i], labels[i]) for i in train], [(images[i], labels[i]) for i in val], split)
 
     def _split_regions(self, images, labels, frames, labelled, frac, where):
@@ -297,11 +344,18 @@ class SegmentationData(pl.LightningDataModule):
             regions.append({"frame": frames[i], "side": side, "y": [ys.start, ys.stop], "x": [xs.start, xs.stop]})
         for parts, name in ((train, "training"), (val, "held-out")):
             if not any((lab >= 0).any() for _, lab in parts):
-                raise InputError(where, f"no labelled pixel in the {name} part of the labelled frames "
-                                 f"{[frames[i] for i in labelled]} (held out: {describe_regions(regions)})",
-                                 "labels that reach the frame edges, or segment.train.val_fraction changed")
-        split = {"holdout": "regions", "train_frames": [frames[i] for i in labelled],
-                 "val_frames": [frames[i] for i in labelled], "regions": regions}
+                raise InputError(
+                    where,
+                    f"no labelled pixel in the {name} part of the labelled frames "
+                    f"{[frames[i] for i in labelled]} (held out: {describe_regions(regions)})",
+                    "labels that reach the frame edges, or segment.train.val_fraction changed",
+                )
+        split = {
+            "holdout": "regions",
+            "train_frames": [frames[i] for i in labelled],
+            "val_frames": [frames[i] for i in labelled],
+            "regions": regions,
+        }
         return train, val, split
 
     def class_weights(self) -> list[float]:
@@ -313,14 +367,23 @@ class SegmentationData(pl.LightningDataModule):
         if cw == "none":
             return [1.0] * self.n_classes
         if len(cw) != self.n_classes:
-            raise InputError("config segment.train.class_weights", f"{len(cw)} weights {cw}",
-                             f"one weight per class ({self.n_classes})")
+            raise InputError(
+                "config segment.train.class_weights",
+                f"{len(cw)} weights {cw}",
+                f"one weight per class ({self.n_classes})",
+            )
         return [float(w) for w in cw]
 
     def train_dataloader(self) -> DataLoader:
         nw = int(self.cfg["num_workers"])
-        return DataLoader(self.train_set, batch_size=int(self.cfg["batch_size"]), sampler=self.sampler,
-                          num_workers=nw, persistent_workers=nw > 0, drop_last=True)
+        return DataLoader(
+            self.train_set,
+            batch_size=int(self.cfg["batch_size"]),
+            sampler=self.sampler,
+            num_workers=nw,
+            persistent_workers=nw > 0,
+            drop_last=True,
+        )
 
     def val_dataloader(self) -> DataLoader:
         trainer = self.trainer

@@ -44,22 +44,27 @@ def raw_scale(movie: xr.Dataset, choice: str) -> tuple[str, str]:
     if choice != "auto":
         return choice, f"rvae.raw_normalize: {choice}"
     if movie.attrs.get("frames_from") == CUBE_BIAS_AXIS:
-        return "movie", (f"rvae.raw_normalize: auto, and the frames are the {CUBE_BIAS_AXIS}: one scale for the "
-                         "whole movie keeps each frame's level and sign")
-    return "frame", ("rvae.raw_normalize: auto, and the frames are not recorded as a spectroscopy cube's bias "
-                     "steps (set movie for a cube laid out by hand)")
+        return "movie", (
+            f"rvae.raw_normalize: auto, and the frames are the {CUBE_BIAS_AXIS}: one scale for the "
+            "whole movie keeps each frame's level and sign"
+        )
+    return "frame", (
+        "rvae.raw_normalize: auto, and the frames are not recorded as a spectroscopy cube's bias "
+        "steps (set movie for a cube laid out by hand)"
+    )
 
 
-def movie_percentiles(image: xr.DataArray, low: float, high: float, max_values: int = 1 << 24,
-                      batch: int = 16) -> tuple[float, float]:
+def movie_percentiles(
+    image: xr.DataArray, low: float, high: float, max_values: int = 1 << 24, batch: int = 16
+) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles (0–100, ``np.percentile``'s linear rule) of every pixel of
     ``image`` ``(frame, y, x)``, read a batch of frames at a time; over a regular subsample of at most
     ``max_values`` of them (every k-th value of the flattened movie) when the movie holds more."""
     step = max(1, math.ceil(image.size / max_values))
     parts, seen = [], 0
     for a in range(0, image.sizes[FRAME], batch):
-        block = np.asarray(image[a:a + batch].values, dtype=np.float64).ravel()
-        parts.append(block[(-seen) % step::step])  # the same positions whatever the batch
+        block = np.asarray(image[a : a + batch].values, dtype=np.float64).ravel()
+        parts.append(block[(-seen) % step :: step])  # the same positions whatever the batch
         seen += block.size
     lo, hi = np.percentile(np.concatenate(parts), [low, high])
     return float(lo), float(hi)
@@ -80,8 +85,11 @@ def _per_frame(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
 def _movie_image(ds: xr.Dataset, where: str | Path) -> xr.DataArray:
     image = ds["image"]  # dims checked by open_store against the movie's declaration
     if 0 in image.shape:
-        raise InputError(where, f"the movie is empty: image shape {dict(zip(image.dims, image.shape, strict=True))}",
-                         "at least one frame of at least 1×1 pixels")
+        raise InputError(
+            where,
+            f"the movie is empty: image shape {dict(zip(image.dims, image.shape, strict=True))}",
+            "at least one frame of at least 1×1 pixels",
+        )
     return image
 
 
@@ -111,8 +119,9 @@ def _lazy(source: xr.DataArray, fn: Callable[[np.ndarray], np.ndarray], name: st
     return xr.DataArray(xr.Variable((FRAME, Y, X), data), coords=coords, name=name, attrs=attrs)
 
 
-def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str,
-                raw_normalize: str = "auto") -> xr.DataArray:
+def input_image(
+    movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str, raw_normalize: str = "auto"
+) -> xr.DataArray:
     """The image the rVAE takes, ``(frame, y, x)`` float32, computed lazily per frame.
 
     kind : ``walls`` — wall-class probability (0…1);
@@ -131,31 +140,43 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str,
     image = _movie_image(movie, "movie dataset")
     if segmentation is None:
         if kind != "raw":
-            raise InputError("segmentation", f"kind {kind!r} needs a segmentation store, got None",
-                             "the dataset written by ferrolens.segment.predict")
+            raise InputError(
+                "segmentation",
+                f"kind {kind!r} needs a segmentation store, got None",
+                "the dataset written by ferrolens.segment.predict",
+            )
         lo, hi = DEFAULTS["normalize"]["low_percentile"], DEFAULTS["normalize"]["high_percentile"]
     else:
         if segmentation.attrs.get("ferrolens_kind") != "segmentation":
-            raise InputError("segmentation", f"dataset kind {segmentation.attrs.get('ferrolens_kind')!r}",
-                             "kind 'segmentation'")
+            raise InputError(
+                "segmentation", f"dataset kind {segmentation.attrs.get('ferrolens_kind')!r}", "kind 'segmentation'"
+            )
         if segmentation.sizes.get(FRAME) != image.sizes[FRAME] or (
-                segmentation.sizes.get(Y), segmentation.sizes.get(X)) != (image.sizes[Y], image.sizes[X]):
-            raise InputError("segmentation", f"shape {dict(segmentation.sizes)}",
-                             f"the movie's {dict(image.sizes)}")
+            segmentation.sizes.get(Y),
+            segmentation.sizes.get(X),
+        ) != (image.sizes[Y], image.sizes[X]):
+            raise InputError("segmentation", f"shape {dict(segmentation.sizes)}", f"the movie's {dict(image.sizes)}")
         lo, hi = segmentation.attrs.get("norm_percentiles", [1.0, 99.0])
     if kind == "raw":
         scale, why = raw_scale(movie, raw_normalize)
-        attrs = {"long_name": "normalised frame, clipped to 0…1", "normalisation": NORMALISATION,
-                 "norm_percentiles": [float(lo), float(hi)], "units": "1", "raw_normalize": scale,
-                 "raw_normalize_why": why}
+        attrs = {
+            "long_name": "normalised frame, clipped to 0…1",
+            "normalisation": NORMALISATION,
+            "norm_percentiles": [float(lo), float(hi)],
+            "units": "1",
+            "raw_normalize": scale,
+            "raw_normalize_why": why,
+        }
         if scale == "frame":
             fn = _per_frame(lo, hi)
         else:
             p_lo, p_hi = movie_percentiles(image, lo, hi)
             fn = _scaled(p_lo, p_hi)
-            attrs["normalisation"] = (f"one scale for the whole movie: (x - p_low) / (p_high - p_low), p_low = "
-                                      f"{p_lo:.6g}, p_high = {p_hi:.6g} ({image.attrs.get('units', 'raw units')}), "
-                                      f"the {lo:g} and {hi:g} % percentiles of all frames' pixels")
+            attrs["normalisation"] = (
+                f"one scale for the whole movie: (x - p_low) / (p_high - p_low), p_low = "
+                f"{p_lo:.6g}, p_high = {p_hi:.6g} ({image.attrs.get('units', 'raw units')}), "
+                f"the {lo:g} and {hi:g} % percentiles of all frames' pixels"
+            )
         log.info("raw rVAE input, %s normalisation (%s): %s", scale, why, attrs["normalisation"])
         return _lazy(image, fn, "raw", attrs)
     assert segmentation is not None  # only kind "raw" runs without one (refused above otherwise)
@@ -166,5 +187,9 @@ def input_image(movie: xr.Dataset, segmentation: xr.Dataset | None, kind: str,
         walls = segmentation["probability"].isel({CLASS: names.index("wall")}, drop=True)
         return walls.rename("walls").assign_attrs(long_name="wall-class probability", units="1")
     k = len(names)
-    return _lazy(segmentation["label"], lambda a: a.astype(np.float32) / (k - 1), "classes",
-                 {"long_name": f"class / {k - 1} ({', '.join(names)})", "units": "1"})
+    return _lazy(
+        segmentation["label"],
+        lambda a: a.astype(np.float32) / (k - 1),
+        "classes",
+        {"long_name": f"class / {k - 1} ({', '.join(names)})", "units": "1"},
+    )

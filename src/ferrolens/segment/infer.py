@@ -44,8 +44,9 @@ def _percentile(flat: torch.Tensor, q: float) -> torch.Tensor:
     return a + (b - a) * frac
 
 
-def normalize_frames(frames: np.ndarray, low: float = 1.0, high: float = 99.0
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def normalize_frames(
+    frames: np.ndarray, low: float = 1.0, high: float = 99.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame robust normalisation ``(x − p_low) / (p_high − p_low)``.
 
     Parameters
@@ -118,8 +119,9 @@ def blend_weights(start: int, length: int, n: int, overlap: int, margin: int) ->
 CPU_PIXELS_PER_PASS = 256 * 256
 
 
-def forward_probabilities(model: nn.Module, images: np.ndarray, batch_size: int,
-                          device: torch.device, bf16: bool = False) -> np.ndarray:
+def forward_probabilities(
+    model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, bf16: bool = False
+) -> np.ndarray:
     """Softmax probabilities ``(n, K, H, W)`` float32 of normalised images
     ``(n, H, W)``, in mini-batches of ``batch_size`` (model must be in eval
     mode; see :func:`~ferrolens.segment.unet.fuse_for_inference`). On a CPU a
@@ -136,13 +138,13 @@ def forward_probabilities(model: nn.Module, images: np.ndarray, batch_size: int,
     out: torch.Tensor | None = None
     with torch.inference_mode():
         for i in range(0, n, batch_size):
-            x = src[i:i + batch_size, None].to(device).contiguous(memory_format=torch.channels_last)
+            x = src[i : i + batch_size, None].to(device).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             if out is None:  # written in place: no list of parts to concatenate
                 out = torch.empty((n, logits.shape[1], *logits.shape[2:]), dtype=torch.float32)
             # softmax in torch (threaded); copy_ also turns channels-last into the plain layout
-            out[i:i + batch_size].copy_(torch.softmax(logits.float(), dim=1))
+            out[i : i + batch_size].copy_(torch.softmax(logits.float(), dim=1))
     assert out is not None, "no images"  # n ≥ 1: the callers check it
     return out.numpy()
 
@@ -172,8 +174,16 @@ def resolve_precision(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and bf16_is_native(device))
 
 
-def predict_frames(model: UNet, images: np.ndarray, tile: int, overlap: int, batch_size: int,
-                   device: torch.device, margin: int | None = None, bf16: bool = False) -> np.ndarray:
+def predict_frames(
+    model: UNet,
+    images: np.ndarray,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    device: torch.device,
+    margin: int | None = None,
+    bf16: bool = False,
+) -> np.ndarray:
     """Probabilities ``(n, K, H, W)`` float32 for normalised frames ``(n, H, W)``.
 
     Frames no larger than ``tile`` on both axes go through whole, ``batch_size``
@@ -188,13 +198,20 @@ def predict_frames(model: UNet, images: np.ndarray, tile: int, overlap: int, bat
     if margin is None:
         margin = model.context_margin()
     if overlap > 0 and 2 * margin >= overlap:
-        warnings.warn(f"tile overlap {overlap} < 2 × context margin {margin}: tiles are blended "
-                      "smoothly but no longer equal the whole-frame prediction exactly", stacklevel=2)
+        warnings.warn(
+            f"tile overlap {overlap} < 2 × context margin {margin}: tiles are blended "
+            "smoothly but no longer equal the whole-frame prediction exactly",
+            stacklevel=2,
+        )
         margin = (overlap - 1) // 2
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     boxes = [(y0, min(y0 + tile, h), x0, min(x0 + tile, w)) for y0 in ys for x0 in xs]
-    weights = {b: np.outer(blend_weights(b[0], b[1] - b[0], h, overlap, margin),
-                           blend_weights(b[2], b[3] - b[2], w, overlap, margin)) for b in boxes}
+    weights = {
+        b: np.outer(
+            blend_weights(b[0], b[1] - b[0], h, overlap, margin), blend_weights(b[2], b[3] - b[2], w, overlap, margin)
+        )
+        for b in boxes
+    }
     acc: np.ndarray | None = None
     # group tiles of equal shape so they batch together across frames
     shapes: dict[tuple[int, int], list] = {}
@@ -213,6 +230,6 @@ def predict_frames(model: UNet, images: np.ndarray, tile: int, overlap: int, bat
                 k += 1
     total = np.zeros((h, w), np.float32)
     for b, wt in weights.items():
-        total[b[0]:b[1], b[2]:b[3]] += wt
+        total[b[0] : b[1], b[2] : b[3]] += wt
     assert acc is not None  # at least one tile
     return acc / total

@@ -54,14 +54,20 @@ def _training_inputs(movie: str, labels: str, n_classes: int, cfg: SegmentConfig
     if lab.sizes[FRAME] == 0:
         raise InputError(labels, "no labelled frames (the label store has 0 frames)", "at least one labelled frame")
     if (lab.sizes[Y], lab.sizes[X]) != (image.sizes[Y], image.sizes[X]):
-        raise InputError(labels, f"label frames are {lab.sizes[Y]}×{lab.sizes[X]}",
-                         f"the movie's frame size {image.sizes[Y]}×{image.sizes[X]}")
+        raise InputError(
+            labels,
+            f"label frames are {lab.sizes[Y]}×{lab.sizes[X]}",
+            f"the movie's frame size {image.sizes[Y]}×{image.sizes[X]}",
+        )
     movie_frames = {int(f): i for i, f in enumerate(mov[FRAME].values)}
     frames = [int(f) for f in lab[FRAME].values]
     missing = [f for f in frames if f not in movie_frames]
     if missing:
-        raise InputError(labels, f"label frames {missing} are not frames of the movie {movie}",
-                         f"frame indices among 0…{len(movie_frames) - 1}")
+        raise InputError(
+            labels,
+            f"label frames {missing} are not frames of the movie {movie}",
+            f"frame indices among 0…{len(movie_frames) - 1}",
+        )
     label, model_names = _model_labels(lab["label"].values, names, n_classes, labels)
     raw = image.isel({FRAME: [movie_frames[f] for f in frames]}).values
     return mov, label, raw, frames, model_names
@@ -71,29 +77,44 @@ def _model_labels(label: np.ndarray | None, names: list[str], n_classes: int, wh
     """Labels (int64) in the model's classes and their names: 3-class labels serve a 2-class model
     with contaminant (2) merged into background (0), wall vs the rest."""
     if n_classes not in (2, 3):
-        raise InputError("n_classes", f"value {n_classes!r}",
-                         "2 (wall vs the rest) or 3 (background, wall, contaminant)")
+        raise InputError(
+            "n_classes", f"value {n_classes!r}", "2 (wall vs the rest) or 3 (background, wall, contaminant)"
+        )
     if len(names) < 2:
-        raise InputError(where, f"class_names {names} name {len(names)} class(es)",
-                         "at least 2 classes, e.g. ['background', 'wall', 'contaminant']")
+        raise InputError(
+            where,
+            f"class_names {names} name {len(names)} class(es)",
+            "at least 2 classes, e.g. ['background', 'wall', 'contaminant']",
+        )
     if len(names) == n_classes:
         model_names, merge = names, False
     elif len(names) == 3 and n_classes == 2:
         model_names, merge = names[:2], True
     else:
-        raise InputError(where, f"labels have {len(names)} classes {names}",
-                         f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
-                         "serve the 2-class model, contaminant merged into background)")
+        raise InputError(
+            where,
+            f"labels have {len(names)} classes {names}",
+            f"{n_classes} classes for the {n_classes}-class model (3-class labels also "
+            "serve the 2-class model, contaminant merged into background)",
+        )
     if label is None:
         return None, model_names
     label = np.asarray(label).astype(np.int64)
     return (np.where(label == 2, 0, label) if merge else label), model_names
 
 
-def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None, n_classes: int = 3,
-        cfg: Partial[SegmentConfig] = None, seed: int = 0, threads: int | None = None,
-        out_dir: str | Path | None = None,
-        class_names: list[str] | None = None, progress: bool = True) -> tuple[SegmentationModel, pd.DataFrame]:
+def fit(
+    images: np.ndarray,
+    labels: np.ndarray,
+    frames: list[int] | None = None,
+    n_classes: int = 3,
+    cfg: Partial[SegmentConfig] = None,
+    seed: int = 0,
+    threads: int | None = None,
+    out_dir: str | Path | None = None,
+    class_names: list[str] | None = None,
+    progress: bool = True,
+) -> tuple[SegmentationModel, pd.DataFrame]:
     """Train the U-Net on labelled frames given as arrays: the notebook entry point.
 
     Parameters
@@ -121,24 +142,41 @@ def fit(images: np.ndarray, labels: np.ndarray, frames: list[int] | None = None,
 
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 3 or labels.shape != images.shape:
-        raise InputError("images, labels", f"shapes {images.shape} and {labels.shape}",
-                         "the same (n, H, W) for both")
+        raise InputError("images, labels", f"shapes {images.shape} and {labels.shape}", "the same (n, H, W) for both")
     frames = list(range(len(images))) if frames is None else [int(f) for f in frames]
-    names = list(class_names) if class_names is not None else ["background", "wall", "contaminant"][:max(n_classes, 2)]
+    names = list(class_names) if class_names is not None else ["background", "wall", "contaminant"][: max(n_classes, 2)]
     label, model_names = _model_labels(labels, names, n_classes, "labels")
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="ferrolens-unet-") as tmp:
             return fit(images, labels, frames, n_classes, cfg, seed, threads, tmp, class_names, progress)
     cfg = resolve_config(cfg)
-    trained = _fit(images, label, frames, model_names, cfg, seed,
-                   threads if threads is not None else torch.get_num_threads(), Path(out_dir), progress,
-                   where="labels (array)")
+    trained = _fit(
+        images,
+        label,
+        frames,
+        model_names,
+        cfg,
+        seed,
+        threads if threads is not None else torch.get_num_threads(),
+        Path(out_dir),
+        progress,
+        where="labels (array)",
+    )
     return trained.model, trained.record
 
 
-def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str], cfg: SegmentConfig, seed: int,
-         threads: int, out: Path, progress: bool = True,
-         where: str = "labels") -> training.Trained[SegmentationModel]:
+def _fit(
+    raw: np.ndarray,
+    label: np.ndarray,
+    frames: list[int],
+    names: list[str],
+    cfg: SegmentConfig,
+    seed: int,
+    threads: int,
+    out: Path,
+    progress: bool = True,
+    where: str = "labels",
+) -> training.Trained[SegmentationModel]:
     """Train on normalised-here frames with the shared harness (:mod:`ferrolens.training`) into ``out``;
     returns the best held-out model (eval mode, its decision calibrated; ``out/best.ckpt``) and the
     per-epoch record. ``where`` names the labels in error messages (the store's path)."""
@@ -152,29 +190,65 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     dm = SegmentationData(images, label, frames, n_classes, t, cfg["augment"], seed, where=where)
     log.info("%s", describe_split(dm.split))
     weights = dm.class_weights()
-    hparams: dict[str, Any] = dict(n_classes=n_classes, class_names=names, **cfg["model"],
-                                   learning_rate=float(t["learning_rate"]), class_weights=weights,
-                                   norm_low=float(norm["low_percentile"]), norm_high=float(norm["high_percentile"]))
+    hparams: dict[str, Any] = dict(
+        n_classes=n_classes,
+        class_names=names,
+        **cfg["model"],
+        learning_rate=float(t["learning_rate"]),
+        class_weights=weights,
+        norm_low=float(norm["low_percentile"]),
+        norm_high=float(norm["high_percentile"]),
+    )
     # what must be equal for last.ckpt to be resumed (max_epochs may grow)
     data_hash = hashlib.sha256(label.tobytes() + images.tobytes()).hexdigest()
-    fixed = {k: v for k, v in t.items()
-             if k not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy",
-                          "min_iou", "decision")}  # the decision is chosen after training
+    fixed = {
+        k: v
+        for k, v in t.items()
+        if k
+        not in ("max_epochs", "max_minutes", "num_workers", "accelerator", "devices", "strategy", "min_iou", "decision")
+    }  # the decision is chosen after training
     # several processes train with a larger total batch: another training (the key of one process is unchanged)
     processes = {"devices": par.devices} if par.devices > 1 else {}
-    key = config_digest({"hparams": hparams, "train": fixed, "augment": cfg["augment"], "seed": seed,
-                         "data": data_hash, "split": dm.split, **processes})
+    key = config_digest(
+        {
+            "hparams": hparams,
+            "train": fixed,
+            "augment": cfg["augment"],
+            "seed": seed,
+            "data": data_hash,
+            "split": dm.split,
+            **processes,
+        }
+    )
 
     training.seed_everything(seed)
     model = SegmentationModel(**hparams)
-    best_cb = ModelCheckpoint(dirpath=out, filename=BEST, monitor="val_miou", mode="max", save_top_k=1,
-                              auto_insert_metric_name=False, enable_version_counter=False)
+    best_cb = ModelCheckpoint(
+        dirpath=out,
+        filename=BEST,
+        monitor="val_miou",
+        mode="max",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
     fitted = training.fit(
-        model, dm, par=par, out=out, seed=seed, salt=11, resume_key=key, kind=MODEL_KIND,
-        max_epochs=int(t["max_epochs"]), record=model.record_columns, callbacks=[best_cb],
-        stale=[f"{BEST}.ckpt"], progress=progress,
+        model,
+        dm,
+        par=par,
+        out=out,
+        seed=seed,
+        salt=11,
+        resume_key=key,
+        kind=MODEL_KIND,
+        max_epochs=int(t["max_epochs"]),
+        record=model.record_columns,
+        callbacks=[best_cb],
+        stale=[f"{BEST}.ckpt"],
+        progress=progress,
         max_time=None if t["max_minutes"] is None else {"minutes": float(t["max_minutes"])},
-        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))))
+        log_every_n_steps=max(1, min(50, int(t["steps_per_epoch"]))),
+    )
 
     best = out / f"{BEST}.ckpt"
     # rank 0 decides (every process must take part in save_checkpoint, or none)
@@ -187,8 +261,9 @@ def _fit(raw: np.ndarray, label: np.ndarray, frames: list[int], names: list[str]
     return dataclasses.replace(fitted, model=trained)
 
 
-def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
-                   cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def heldout_logits(
+    model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]], cfg: SegmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, K)`` (up to a per-pixel constant) and labels ``(N,)`` of the held-out ``sources``
     (normalised image, labels), as the prediction path computes them (fused net with the model's
     current ``logit_bias``, tiling, float32)."""
@@ -205,8 +280,9 @@ def heldout_logits(model: SegmentationModel, sources: list[tuple[np.ndarray, np.
     return np.concatenate(logits), np.concatenate(truth)
 
 
-def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]],
-                       cfg: SegmentConfig) -> dict[str, Any]:
+def calibrate_decision(
+    model: SegmentationModel, sources: list[tuple[np.ndarray, np.ndarray]], cfg: SegmentConfig
+) -> dict[str, Any]:
     """Choose ``model.logit_bias`` on the held-out ``sources`` (normalised image, labels) per
     ``train.decision`` and return its record (for ``quality.json``).
 
@@ -222,11 +298,20 @@ def calibrate_decision(model: SegmentationModel, sources: list[tuple[np.ndarray,
     bias = np.zeros(logits.shape[1]) if rule == "argmax" else tune_logit_bias(logits, truth, rule)
     with torch.no_grad():
         model.logit_bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    record = {"rule": rule, "logit_bias": [float(b) for b in bias],
-              **decision_record(logits, truth, bias, model.class_names)}
-    log.info("decision (%s): logit bias %s; held-out %s fraction true %.4f, argmax %.4f, calibrated %.4f",
-             rule, np.round(bias, 3).tolist(), model.class_names[1], record["fraction_true"][1],
-             record["fraction_argmax"][1], record["fraction_calibrated"][1])
+    record = {
+        "rule": rule,
+        "logit_bias": [float(b) for b in bias],
+        **decision_record(logits, truth, bias, model.class_names),
+    }
+    log.info(
+        "decision (%s): logit bias %s; held-out %s fraction true %.4f, argmax %.4f, calibrated %.4f",
+        rule,
+        np.round(bias, 3).tolist(),
+        model.class_names[1],
+        record["fraction_true"][1],
+        record["fraction_argmax"][1],
+        record["fraction_calibrated"][1],
+    )
     return record
 
 
@@ -240,8 +325,9 @@ def _save_model(best: Path, path: Path, model: SegmentationModel) -> None:
     write_file_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
-def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: Partial[SegmentConfig], seed: int,
-          threads: int) -> None:
+def train(
+    movie: str, labels: str, out_dir: str, n_classes: int, cfg: Partial[SegmentConfig], seed: int, threads: int
+) -> None:
     """Train the U-Net on the labelled frames of the stores; write the model and its training record.
 
     Parameters
@@ -287,8 +373,16 @@ def train(movie: str, labels: str, out_dir: str, n_classes: int, cfg: Partial[Se
     training.write_metrics(out / "metrics.csv", trained.record)
     # the measurement only: train.min_iou is applied where the quality is reported (the figure), so a
     # changed floor retrains nothing
-    q = {**measure(trained.record), "split": model.split, "held_out": describe_split(model.split),
-         "decision": model.decision}
+    q = {
+        **measure(trained.record),
+        "split": model.split,
+        "held_out": describe_split(model.split),
+        "decision": model.decision,
+    }
     write_file_atomic(out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q, indent=1)))
-    log.info("held-out IoU of the model kept: wall %.3f, mean %.3f (judged against segment.train.min_iou by "
-             "figure_segment_training)", q["heldout_iou_wall"], q["heldout_miou"])
+    log.info(
+        "held-out IoU of the model kept: wall %.3f, mean %.3f (judged against segment.train.min_iou by "
+        "figure_segment_training)",
+        q["heldout_iou_wall"],
+        q["heldout_miou"],
+    )

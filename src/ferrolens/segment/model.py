@@ -21,8 +21,9 @@ MODEL_KIND = "ferrolens.segment.unet"  # written into every checkpoint; checked 
 CLASS_NAMES = {2: ["background", "wall"], 3: ["background", "wall", "contaminant"]}
 
 
-def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                           ignore_index: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, ignore_index: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-weighted cross-entropy averaged over labelled pixels.
 
     Parameters
@@ -45,8 +46,9 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: t
     return (w * nll).sum() / wsum.clamp_min(1e-12), wsum
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -1,
-                   smooth: float = 1.0) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -1, smooth: float = 1.0
+) -> torch.Tensor:
     """Soft Dice loss ``1 − (2 Σ p_c y_c + s) / (Σ p_c + Σ y_c + s)``, averaged over the ``K`` classes.
 
     Parameters
@@ -67,8 +69,9 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int
     return 1.0 - ((2.0 * inter + smooth) / (total + smooth)).mean()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
-                      ignore_index: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, ignore_index: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The training objective: :func:`weighted_cross_entropy` + :func:`soft_dice_loss`.
 
     Returns ``(loss, weight_sum)`` as :func:`weighted_cross_entropy` does. On the peer
@@ -128,8 +131,9 @@ class SegmentationModel(pl.LightningModule):
         if len(class_names) != n_classes or (class_weights is not None and len(class_weights) != n_classes):
             raise ValueError("class_names and class_weights need one entry per class")
         self.net = UNet(1, n_classes, depth, base_filters, convs_per_block, batchnorm, dropout)
-        self.register_buffer("class_weight", torch.tensor(class_weights or [1.0] * n_classes,
-                                                          dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "class_weight", torch.tensor(class_weights or [1.0] * n_classes, dtype=torch.float32), persistent=False
+        )
         # the decision rule: prediction labels argmax(logits + logit_bias) (see .calibrate); zero
         # while training, chosen on the held-out pixels after it, saved in the state dict
         self.register_buffer("logit_bias", torch.zeros(n_classes, dtype=torch.float32))
@@ -141,8 +145,7 @@ class SegmentationModel(pl.LightningModule):
         # epoch accumulators; under DDP, compute() sums them over the processes (each validated its
         # own regions), so every process logs, monitors and records the same global values. Not in
         # the state dict.
-        self.val_iou = MulticlassJaccardIndex(n_classes, average="none", ignore_index=-1,
-                                              zero_division=float("nan"))
+        self.val_iou = MulticlassJaccardIndex(n_classes, average="none", ignore_index=-1, zero_division=float("nan"))
         # weighted by labelled pixels ("disable" would drop the weights, torchmetrics 1.9)
         self.val_loss = MeanMetric(nan_strategy="warn")
         # mean over steps; "disable": no NaN check, so no host sync per step (it matters on a GPU)
@@ -179,8 +182,15 @@ class SegmentationModel(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         out = self._step(batch)
-        self.log("train/loss", out["loss"], on_step=True, on_epoch=False, prog_bar=True, logger=False,
-                 batch_size=batch[0].shape[0])  # the progress bar's
+        self.log(
+            "train/loss",
+            out["loss"],
+            on_step=True,
+            on_epoch=False,
+            prog_bar=True,
+            logger=False,
+            batch_size=batch[0].shape[0],
+        )  # the progress bar's
         self.train_loss.update(out["loss"].detach())
         # the epoch's mean over steps, computed (and summed over DDP processes) when the epoch ends
         self.log("train_loss", self.train_loss, on_step=False, on_epoch=True)
@@ -236,8 +246,12 @@ def record_columns(names: list[str]) -> RecordColumns:
     ``train_loss``: mean over the epoch's steps of the training loss (augmented patches);
     ``val_loss``: the held-out loss weighted by labelled pixels; ``val_miou``: mean of the held-out
     per-class IoUs ``iou_<class>`` (0 when none is defined)."""
-    return RecordColumns(train=("train_loss",), val=("val_loss", "val_miou", *(f"iou_{n}" for n in names)),
-                         train_loss="train_loss", val_loss="val_loss")
+    return RecordColumns(
+        train=("train_loss",),
+        val=("val_loss", "val_miou", *(f"iou_{n}" for n in names)),
+        train_loss="train_loss",
+        val_loss="val_loss",
+    )
 
 
 def metrics_table(history: list[dict], names: list[str]) -> pd.DataFrame:
@@ -253,8 +267,10 @@ def measure(metrics: pd.DataFrame) -> dict[str, float]:
     if metrics.empty:
         return {"heldout_miou": float("nan"), "heldout_iou_wall": float("nan")}
     best = metrics.loc[metrics["val_miou"].fillna(-1).idxmax()]
-    return {"heldout_miou": float(best["val_miou"]),
-            "heldout_iou_wall": float(best["iou_wall"]) if "iou_wall" in best else float("nan")}
+    return {
+        "heldout_miou": float(best["val_miou"]),
+        "heldout_iou_wall": float(best["iou_wall"]) if "iou_wall" in best else float("nan"),
+    }
 
 
 def judge(measured: dict[str, Any], min_iou: float) -> dict[str, Any]:
@@ -264,10 +280,15 @@ def judge(measured: dict[str, Any], min_iou: float) -> dict[str, Any]:
     if not np.isfinite(miou):
         return {"quality_ok": False, "quality_warning": "the U-Net was never validated (no epoch finished)"}
     ok = bool(np.isfinite(wall) and wall >= floor and miou >= floor)
-    warning = "" if ok else (
-        f"POOR SEGMENTATION: held-out IoU wall {wall:.2f}, mean {miou:.2f} is below segment.train.min_iou = "
-        f"{floor:.2f}; walls and everything downstream (rVAE input, dynamics) may follow the model's errors "
-        "rather than the sample: label more frames, train longer, or check the labels")
+    warning = (
+        ""
+        if ok
+        else (
+            f"POOR SEGMENTATION: held-out IoU wall {wall:.2f}, mean {miou:.2f} is below segment.train.min_iou = "
+            f"{floor:.2f}; walls and everything downstream (rVAE input, dynamics) may follow the model's errors "
+            "rather than the sample: label more frames, train longer, or check the labels"
+        )
+    )
     return {"quality_ok": ok, "quality_warning": warning}
 
 

@@ -105,8 +105,9 @@ def write_store(ds: xr.Dataset, path: str | Path, encoding: Mapping | None = Non
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             # every chunk is written, even one equal to the fill value, so that a chunk
             # missing on disk is damage that open_store can name (not a silent fill value)
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=dict(encoding or {}),
-                       write_empty_chunks=True)
+            ds.to_zarr(
+                tmp, mode="w", zarr_format=3, consolidated=True, encoding=dict(encoding or {}), write_empty_chunks=True
+            )
         replace_atomically(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -142,8 +143,14 @@ def write_store_streamed(
                 check_layout(part, path)
                 attrs = dict(part.attrs)
                 part = part.assign_coords({k: v.astype(object) for k, v in part.coords.items() if v.dtype.kind == "U"})
-                part.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=dict(encoding or {}),
-                            write_empty_chunks=True)
+                part.to_zarr(
+                    tmp,
+                    mode="w",
+                    zarr_format=3,
+                    consolidated=False,
+                    encoding=dict(encoding or {}),
+                    write_empty_chunks=True,
+                )
             else:
                 # an append rewrites the group's attrs with the part's: keep the store's
                 part = part.copy()

@@ -31,8 +31,31 @@ Z1D, Z2D = "z1_dense", "z2_dense"  # latent-space dense grid (same two latents)
 VARIANT = "variant"  # synthetic: polarisation variant of the needles
 VARIABLE_NMF, DIRECTION, STIM_POINT = "variable_nmf", "direction", "stimulus_point"  # dynamics: NMFs, loop branches
 HIST_COMPONENT, HIST_BIN, CHANNEL = "hist_component", "hist_bin", "channel"  # latent space: histogram NMF, RGB
-DIMS = (FRAME, Y, X, CLASS, SAMPLE, WY, WX, LATENT, WINDOW, VARIABLE, GRID, COMPONENT, Z1, Z2,
-        Z1D, Z2D, VARIANT, VARIABLE_NMF, DIRECTION, STIM_POINT, HIST_COMPONENT, HIST_BIN, CHANNEL)
+DIMS = (
+    FRAME,
+    Y,
+    X,
+    CLASS,
+    SAMPLE,
+    WY,
+    WX,
+    LATENT,
+    WINDOW,
+    VARIABLE,
+    GRID,
+    COMPONENT,
+    Z1,
+    Z2,
+    Z1D,
+    Z2D,
+    VARIANT,
+    VARIABLE_NMF,
+    DIRECTION,
+    STIM_POINT,
+    HIST_COMPONENT,
+    HIST_BIN,
+    CHANNEL,
+)
 
 BIAS, TIME = "bias", "time"  # coordinates along `frame`
 UNITS = {BIAS: "V", TIME: "s"}
@@ -53,8 +76,9 @@ def _conforms(value: Any, kind: Any) -> bool:
     if origin is list:
         return isinstance(value, (list, tuple)) and all(_conforms(v, args[0]) for v in value)
     if origin is dict:
-        return isinstance(value, Mapping) and all(_conforms(k, args[0]) and _conforms(v, args[1])
-                                                  for k, v in value.items())
+        return isinstance(value, Mapping) and all(
+            _conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items()
+        )
     if kind is float:
         return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
     if kind is int:
@@ -102,10 +126,14 @@ def json_attr(value: list | tuple | Mapping) -> str:
 
 
 #: Attrs of every store (see ``ferrolens.store.provenance``); the kind's own attrs come on top.
-PROVENANCE_ATTRS: Mapping[str, Attr] = MappingProxyType({
-    "ferrolens_kind": Attr(str), "ferrolens_version": Attr(str), "config_digest": Attr(str),
-    "config_json": Attr(Any, json=True),
-})
+PROVENANCE_ATTRS: Mapping[str, Attr] = MappingProxyType(
+    {
+        "ferrolens_kind": Attr(str),
+        "ferrolens_version": Attr(str),
+        "config_digest": Attr(str),
+        "config_json": Attr(Any, json=True),
+    }
+)
 
 _NO_DEFAULT: Any = object()
 
@@ -120,8 +148,9 @@ def read_attr(attrs: Mapping[str, Any], name: str, default: Any = _NO_DEFAULT) -
     kind = STORE_KINDS.get(str(attrs.get("ferrolens_kind")))
     decl = PROVENANCE_ATTRS.get(name) or (kind.attr(name) if kind is not None else None)
     if decl is None:
-        raise ValueError(f"attr {name!r} is not declared for a {attrs.get('ferrolens_kind')!r} store "
-                         "(ferrolens.store.STORE_KINDS)")
+        raise ValueError(
+            f"attr {name!r} is not declared for a {attrs.get('ferrolens_kind')!r} store (ferrolens.store.STORE_KINDS)"
+        )
     if name not in attrs:
         if default is _NO_DEFAULT:
             raise KeyError(name)
@@ -169,8 +198,12 @@ class StoreKind:
     @property
     def dims(self) -> set[str]:
         """Every dimension a store of this kind may have."""
-        return {d for group in (self.variables, self.optional_variables, self.coords, self.optional_coords)
-                for dims in group.values() for d in dims}
+        return {
+            d
+            for group in (self.variables, self.optional_variables, self.coords, self.optional_coords)
+            for dims in group.values()
+            for d in dims
+        }
 
     def declared(self, name: str) -> tuple[str, ...] | None:
         """Declared dims of variable or coordinate ``name`` (None: not declared)."""
@@ -183,8 +216,9 @@ class StoreKind:
         """``name(dim, …)`` as declared, for messages."""
         return f"{name}({', '.join(self.declared(name) or ())})"
 
-    def problems(self, ds: xr.Dataset, required: Iterable[str] = (), writing: bool = False,
-                 part: bool = False) -> list[tuple[str, str]]:
+    def problems(
+        self, ds: xr.Dataset, required: Iterable[str] = (), writing: bool = False, part: bool = False
+    ) -> list[tuple[str, str]]:
         """What in ``ds`` (metadata only) breaks this declaration: ``(problem, expected)`` pairs.
 
         required : data variables needed beyond :attr:`variables`.
@@ -197,14 +231,27 @@ class StoreKind:
         if not part:
             for a in ("ferrolens_kind", "ferrolens_version", *self.attrs):
                 if a not in ds.attrs:
-                    out.append((f"attr {a!r} is missing", (f"attrs {list(self.attrs)} of a {self.name} store "
-                                                           "and those of ferrolens.store.provenance()")))
+                    out.append(
+                        (
+                            f"attr {a!r} is missing",
+                            (
+                                f"attrs {list(self.attrs)} of a {self.name} store "
+                                "and those of ferrolens.store.provenance()"
+                            ),
+                        )
+                    )
             need = [*self.variables, *(v for v in required if v not in self.variables)]
             missing = [v for v in need if v not in ds.data_vars]
             if missing:
-                out.append((f"store lacks variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}",
-                            (f"{', '.join(self.spec(v) if self.declared(v) is not None else v for v in need)} "
-                             f"in a {self.name} store")))
+                out.append(
+                    (
+                        f"store lacks variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}",
+                        (
+                            f"{', '.join(self.spec(v) if self.declared(v) is not None else v for v in need)} "
+                            f"in a {self.name} store"
+                        ),
+                    )
+                )
             for c in self.coords:
                 if c not in ds.coords:
                     out.append((f"store lacks coordinate {c!r}", f"coordinate {self.spec(c)} in a {self.name} store"))
@@ -218,24 +265,49 @@ class StoreKind:
             dims = self.declared(name)
             if dims is None:
                 if writing and name in ds.data_vars:
-                    out.append((f"variable {name!r}{tuple(var.dims)} is not declared",
-                                (f"only the variables declared for a {self.name} store "
-                                 f"({', '.join(self.spec(v) for v in (*self.variables, *self.optional_variables))})")))
+                    out.append(
+                        (
+                            f"variable {name!r}{tuple(var.dims)} is not declared",
+                            (
+                                f"only the variables declared for a {self.name} store "
+                                f"({', '.join(self.spec(v) for v in (*self.variables, *self.optional_variables))})"
+                            ),
+                        )
+                    )
                 continue
             if tuple(var.dims) != dims:
-                out.append((f"{'coordinate' if name in ds.coords else 'variable'} {name!r} has dims {tuple(var.dims)}",
-                            f"{self.spec(name)} in a {self.name} store"))
+                out.append(
+                    (
+                        f"{'coordinate' if name in ds.coords else 'variable'} {name!r} has dims {tuple(var.dims)}",
+                        f"{self.spec(name)} in a {self.name} store",
+                    )
+                )
             unit = self.units.get(name)
             if unit is not None and var.attrs.get("units", None if writing else unit) != unit:
                 out.append((f"{name!r} has units {var.attrs.get('units')!r}", f"units {unit!r} for {name}"))
         return out
 
 
-def _kind(name: str, variables: dict, optional_variables: dict | None = None, coords: dict | None = None,
-          optional_coords: dict | None = None, attrs: dict | None = None, units: dict | None = None,
-          optional_attrs: dict | None = None) -> StoreKind:
-    return StoreKind(name, variables, optional_variables or {}, coords or {}, optional_coords or {}, attrs or {},
-                     optional_attrs or {}, units or {})
+def _kind(
+    name: str,
+    variables: dict,
+    optional_variables: dict | None = None,
+    coords: dict | None = None,
+    optional_coords: dict | None = None,
+    attrs: dict | None = None,
+    units: dict | None = None,
+    optional_attrs: dict | None = None,
+) -> StoreKind:
+    return StoreKind(
+        name,
+        variables,
+        optional_variables or {},
+        coords or {},
+        optional_coords or {},
+        attrs or {},
+        optional_attrs or {},
+        units or {},
+    )
 
 
 _FYX = (FRAME, Y, X)
@@ -244,89 +316,213 @@ _SAMPLES = {"sample_frame": (SAMPLE,), "sample_y": (SAMPLE,), "sample_x": (SAMPL
 _SAMPLE_UNITS = {"sample_y": "px", "sample_x": "px", "sample_bias": UNITS[BIAS]}
 # dynamics variables; the sweep holds the per-frame ones of every window size along `window`
 _DYN = {
-    "kde": (VARIABLE, FRAME, GRID), "kde_mass": (VARIABLE, FRAME), "bandwidth": (VARIABLE, FRAME),
-    "n_values": (FRAME,), "components": (COMPONENT, VARIABLE, GRID),
-    "stacked_components": (COMPONENT, VARIABLE, GRID), "weights": (VARIABLE_NMF, COMPONENT, FRAME),
-    "weights_ci_low": (VARIABLE_NMF, COMPONENT, FRAME), "weights_ci_high": (VARIABLE_NMF, COMPONENT, FRAME),
-    "reconstruction_error": (VARIABLE_NMF,), "branch_weight": (VARIABLE_NMF, COMPONENT, DIRECTION, STIM_POINT),
+    "kde": (VARIABLE, FRAME, GRID),
+    "kde_mass": (VARIABLE, FRAME),
+    "bandwidth": (VARIABLE, FRAME),
+    "n_values": (FRAME,),
+    "components": (COMPONENT, VARIABLE, GRID),
+    "stacked_components": (COMPONENT, VARIABLE, GRID),
+    "weights": (VARIABLE_NMF, COMPONENT, FRAME),
+    "weights_ci_low": (VARIABLE_NMF, COMPONENT, FRAME),
+    "weights_ci_high": (VARIABLE_NMF, COMPONENT, FRAME),
+    "reconstruction_error": (VARIABLE_NMF,),
+    "branch_weight": (VARIABLE_NMF, COMPONENT, DIRECTION, STIM_POINT),
 }
-_DYN_UNITS = {"kde": "1/unit of the variable", "kde_mass": "1", "bandwidth": "unit of the variable",
-              "components": "1/unit of the variable", "stacked_components": "1/unit of the variable",
-              "weights": "1", "weights_ci_low": "1", "weights_ci_high": "1", "reconstruction_error": "1",
-              "branch_weight": "1"}
-_DYN_COORDS = {VARIABLE: (VARIABLE,), GRID: (GRID,), COMPONENT: (COMPONENT,), VARIABLE_NMF: (VARIABLE_NMF,),
-               DIRECTION: (DIRECTION,), STIM_POINT: (STIM_POINT,), "variable_units": (VARIABLE,),
-               "period": (VARIABLE,), "branch_stimulus": (STIM_POINT,), "cycle": (FRAME,)}
+_DYN_UNITS = {
+    "kde": "1/unit of the variable",
+    "kde_mass": "1",
+    "bandwidth": "unit of the variable",
+    "components": "1/unit of the variable",
+    "stacked_components": "1/unit of the variable",
+    "weights": "1",
+    "weights_ci_low": "1",
+    "weights_ci_high": "1",
+    "reconstruction_error": "1",
+    "branch_weight": "1",
+}
+_DYN_COORDS = {
+    VARIABLE: (VARIABLE,),
+    GRID: (GRID,),
+    COMPONENT: (COMPONENT,),
+    VARIABLE_NMF: (VARIABLE_NMF,),
+    DIRECTION: (DIRECTION,),
+    STIM_POINT: (STIM_POINT,),
+    "variable_units": (VARIABLE,),
+    "period": (VARIABLE,),
+    "branch_stimulus": (STIM_POINT,),
+    "cycle": (FRAME,),
+}
 _DENSE = (Z1D, Z2D)
 _NAMES = Attr(list[str])
 _WINDOW = Attr(int)  # window size n, px
 _STIMULUS = {"stimulus": Attr(str), "stimulus_units": Attr(str)}
 
 #: The declaration of every store kind (see :class:`StoreKind`), in the order the workflow writes them.
-STORE_KINDS: Mapping[str, StoreKind] = MappingProxyType({k.name: k for k in (
-    _kind("synthetic",  # ferrolens.synthetic.make_demo: the demo movie with its ground truth
-          {"image": _FYX, "class_map": _FYX, "variant_map": _FYX, "orientation": _FYX, "fraction": (FRAME, VARIANT)},
-          coords={FRAME: (FRAME,), VARIANT: (VARIANT,)}, optional_coords=_ALONG_FRAME,
-          attrs={"class_names": _NAMES}, units={"orientation": "rad", "fraction": "1", **UNITS}),
-    _kind("movie",  # ferrolens.ingest.ingest_movie
-          {"image": _FYX}, coords={FRAME: (FRAME,)}, optional_coords={"source_frame": (FRAME,), **_ALONG_FRAME},
-          units=UNITS),
-    _kind("labels",  # ferrolens.ingest.ingest_labels: frame = the movie frame each label belongs to
-          {"label": _FYX}, coords={FRAME: (FRAME,)}, optional_coords=_ALONG_FRAME, attrs={"class_names": _NAMES},
-          units=UNITS),
-    _kind("segmentation",  # ferrolens.segment.predict
-          {"probability": (FRAME, CLASS, Y, X), "label": _FYX, "norm_low": (FRAME,), "norm_high": (FRAME,)},
-          coords={FRAME: (FRAME,), CLASS: (CLASS,)}, optional_coords={Y: (Y,), X: (X,), **_ALONG_FRAME},
-          attrs={"class_names": _NAMES, "norm_percentiles": Attr(list[float])}, units={"probability": "1", **UNITS}),
-    _kind("windows",  # ferrolens.rvae.make_windows: window centres in sample_y/sample_x
-          {"windows": (SAMPLE, WY, WX)}, coords={SAMPLE: (SAMPLE,), **_SAMPLES},
-          attrs={"window": _WINDOW, "origin": Attr(str)}, units=_SAMPLE_UNITS),
-    _kind("latents",  # ferrolens.rvae.encode: codes of the sampled windows, per-pixel maps
-          {"code_mean": (SAMPLE, LATENT), "code_logsd": (SAMPLE, LATENT), "mean": (FRAME, Y, X, LATENT)},
-          optional_variables={"logsd": (FRAME, Y, X, LATENT), "angle_confidence": _FYX},
-          coords={LATENT: (LATENT,)},
-          optional_coords={SAMPLE: (SAMPLE,), **_SAMPLES, "latent_units": (LATENT,), FRAME: (FRAME,), Y: (Y,),
-                           X: (X,), WINDOW: (), **_ALONG_FRAME},
-          attrs={"window": _WINDOW}, units={**_SAMPLE_UNITS, "angle_confidence": "1", **UNITS}),
-    _kind("dynamics",  # ferrolens.dynamics.kde_nmf
-          {**_DYN, "nmf_n_iter": (VARIABLE_NMF,), "nmf_converged": (VARIABLE_NMF,)},
-          coords={FRAME: (FRAME,), **_DYN_COORDS, "grid_value": (VARIABLE, GRID), "branch": (FRAME,),
-                  "segment": (FRAME,)},
-          optional_coords=_ALONG_FRAME,
-          attrs=_STIMULUS, units={**_DYN_UNITS, "period": "rad", **UNITS}),
-    _kind("latent_space",  # ferrolens.latent_space.latent_space_map
-          {"decoded": (Z1, Z2, WY, WX), "contrast_coarse": (Z1, Z2), "physical_coarse": (Z1, Z2),
-           "contrast": _DENSE, "contrast_reference": (), "physical": _DENSE, "density": _DENSE,
-           "code_count": _DENSE, "image_components": (COMPONENT, WY, WX), "image_loadings": (COMPONENT, *_DENSE),
-           "image_nmf_error": (), "histogram_components": (HIST_COMPONENT, HIST_BIN),
-           "histogram_loadings": (HIST_COMPONENT, *_DENSE), "histogram_nmf_error": (), "rgb": (*_DENSE, CHANNEL)},
-          optional_variables={"decoded_dense": (*_DENSE, WY, WX)},
-          coords={Z1: (Z1,), Z2: (Z2,), Z1D: (Z1D,), Z2D: (Z2D,), CHANNEL: (CHANNEL,)},
-          optional_coords={WY: (WY,), WX: (WX,), COMPONENT: (COMPONENT,), HIST_COMPONENT: (HIST_COMPONENT,),
-                           HIST_BIN: (HIST_BIN,), "hist_bin_low": (HIST_BIN,), "hist_bin_high": (HIST_BIN,)},
-          attrs={"mapped_latents": Attr(list[str], json=True), "window": _WINDOW},
-          optional_attrs={"physical_bounds": Attr(list[float], json=True),
-                          "held_latents": Attr(dict[str, float], json=True),
-                          "range_source": Attr(dict[str, str], json=True)},
-          units={"density": "1/latent unit²"}),
-    _kind("switching",  # ferrolens.switching.switching: per-pixel switching biases against the stimulus
-          {"state": _FYX, "noise": (Y, X), "p_no_switch": (Y, X), "separation": (Y, X), "status": (DIRECTION, Y, X),
-           "switching_bias": (DIRECTION, Y, X), "switching_bias_low": (DIRECTION, Y, X),
-           "switching_bias_high": (DIRECTION, Y, X), "loop_area": (Y, X), "loop_area_low": (Y, X),
-           "loop_area_high": (Y, X), "imprint": (Y, X), "imprint_low": (Y, X), "imprint_high": (Y, X)},
-          optional_variables={"true_switching_bias": (DIRECTION, Y, X), "true_status": (DIRECTION, Y, X)},
-          coords={FRAME: (FRAME,), DIRECTION: (DIRECTION,), Y: (Y,), X: (X,)}, optional_coords=_ALONG_FRAME,
-          attrs={**_STIMULUS, "status_meanings": _NAMES},
-          units={"state": "1", "noise": "1", "p_no_switch": "1", "separation": "1", **UNITS}),
-    _kind("sweep",  # ferrolens.dynamics.sweep_merge: every window size's dynamics along `window`
-          {**{k: (WINDOW, *d) for k, d in _DYN.items()},
-           "latent_mean": (WINDOW, FRAME, LATENT), "latent_sd": (WINDOW, FRAME, LATENT)},
-          coords={WINDOW: (WINDOW,), FRAME: (FRAME,), **_DYN_COORDS, "grid_value": (WINDOW, VARIABLE, GRID),
-                  "branch": (FRAME,), "segment": (FRAME,), LATENT: (LATENT,)},
-          optional_coords=_ALONG_FRAME,
-          optional_attrs={"sources": Attr(list[str], json=True), "latents": Attr(list[str], json=True)},
-          units={**_DYN_UNITS, "period": "rad", WINDOW: "px", **UNITS}),
-)})
+STORE_KINDS: Mapping[str, StoreKind] = MappingProxyType(
+    {
+        k.name: k
+        for k in (
+            _kind(
+                "synthetic",  # ferrolens.synthetic.make_demo: the demo movie with its ground truth
+                {
+                    "image": _FYX,
+                    "class_map": _FYX,
+                    "variant_map": _FYX,
+                    "orientation": _FYX,
+                    "fraction": (FRAME, VARIANT),
+                },
+                coords={FRAME: (FRAME,), VARIANT: (VARIANT,)},
+                optional_coords=_ALONG_FRAME,
+                attrs={"class_names": _NAMES},
+                units={"orientation": "rad", "fraction": "1", **UNITS},
+            ),
+            _kind(
+                "movie",  # ferrolens.ingest.ingest_movie
+                {"image": _FYX},
+                coords={FRAME: (FRAME,)},
+                optional_coords={"source_frame": (FRAME,), **_ALONG_FRAME},
+                units=UNITS,
+            ),
+            _kind(
+                "labels",  # ferrolens.ingest.ingest_labels: frame = the movie frame each label belongs to
+                {"label": _FYX},
+                coords={FRAME: (FRAME,)},
+                optional_coords=_ALONG_FRAME,
+                attrs={"class_names": _NAMES},
+                units=UNITS,
+            ),
+            _kind(
+                "segmentation",  # ferrolens.segment.predict
+                {"probability": (FRAME, CLASS, Y, X), "label": _FYX, "norm_low": (FRAME,), "norm_high": (FRAME,)},
+                coords={FRAME: (FRAME,), CLASS: (CLASS,)},
+                optional_coords={Y: (Y,), X: (X,), **_ALONG_FRAME},
+                attrs={"class_names": _NAMES, "norm_percentiles": Attr(list[float])},
+                units={"probability": "1", **UNITS},
+            ),
+            _kind(
+                "windows",  # ferrolens.rvae.make_windows: window centres in sample_y/sample_x
+                {"windows": (SAMPLE, WY, WX)},
+                coords={SAMPLE: (SAMPLE,), **_SAMPLES},
+                attrs={"window": _WINDOW, "origin": Attr(str)},
+                units=_SAMPLE_UNITS,
+            ),
+            _kind(
+                "latents",  # ferrolens.rvae.encode: codes of the sampled windows, per-pixel maps
+                {"code_mean": (SAMPLE, LATENT), "code_logsd": (SAMPLE, LATENT), "mean": (FRAME, Y, X, LATENT)},
+                optional_variables={"logsd": (FRAME, Y, X, LATENT), "angle_confidence": _FYX},
+                coords={LATENT: (LATENT,)},
+                optional_coords={
+                    SAMPLE: (SAMPLE,),
+                    **_SAMPLES,
+                    "latent_units": (LATENT,),
+                    FRAME: (FRAME,),
+                    Y: (Y,),
+                    X: (X,),
+                    WINDOW: (),
+                    **_ALONG_FRAME,
+                },
+                attrs={"window": _WINDOW},
+                units={**_SAMPLE_UNITS, "angle_confidence": "1", **UNITS},
+            ),
+            _kind(
+                "dynamics",  # ferrolens.dynamics.kde_nmf
+                {**_DYN, "nmf_n_iter": (VARIABLE_NMF,), "nmf_converged": (VARIABLE_NMF,)},
+                coords={
+                    FRAME: (FRAME,),
+                    **_DYN_COORDS,
+                    "grid_value": (VARIABLE, GRID),
+                    "branch": (FRAME,),
+                    "segment": (FRAME,),
+                },
+                optional_coords=_ALONG_FRAME,
+                attrs=_STIMULUS,
+                units={**_DYN_UNITS, "period": "rad", **UNITS},
+            ),
+            _kind(
+                "latent_space",  # ferrolens.latent_space.latent_space_map
+                {
+                    "decoded": (Z1, Z2, WY, WX),
+                    "contrast_coarse": (Z1, Z2),
+                    "physical_coarse": (Z1, Z2),
+                    "contrast": _DENSE,
+                    "contrast_reference": (),
+                    "physical": _DENSE,
+                    "density": _DENSE,
+                    "code_count": _DENSE,
+                    "image_components": (COMPONENT, WY, WX),
+                    "image_loadings": (COMPONENT, *_DENSE),
+                    "image_nmf_error": (),
+                    "histogram_components": (HIST_COMPONENT, HIST_BIN),
+                    "histogram_loadings": (HIST_COMPONENT, *_DENSE),
+                    "histogram_nmf_error": (),
+                    "rgb": (*_DENSE, CHANNEL),
+                },
+                optional_variables={"decoded_dense": (*_DENSE, WY, WX)},
+                coords={Z1: (Z1,), Z2: (Z2,), Z1D: (Z1D,), Z2D: (Z2D,), CHANNEL: (CHANNEL,)},
+                optional_coords={
+                    WY: (WY,),
+                    WX: (WX,),
+                    COMPONENT: (COMPONENT,),
+                    HIST_COMPONENT: (HIST_COMPONENT,),
+                    HIST_BIN: (HIST_BIN,),
+                    "hist_bin_low": (HIST_BIN,),
+                    "hist_bin_high": (HIST_BIN,),
+                },
+                attrs={"mapped_latents": Attr(list[str], json=True), "window": _WINDOW},
+                optional_attrs={
+                    "physical_bounds": Attr(list[float], json=True),
+                    "held_latents": Attr(dict[str, float], json=True),
+                    "range_source": Attr(dict[str, str], json=True),
+                },
+                units={"density": "1/latent unit²"},
+            ),
+            _kind(
+                "switching",  # ferrolens.switching.switching: per-pixel switching biases against the stimulus
+                {
+                    "state": _FYX,
+                    "noise": (Y, X),
+                    "p_no_switch": (Y, X),
+                    "separation": (Y, X),
+                    "status": (DIRECTION, Y, X),
+                    "switching_bias": (DIRECTION, Y, X),
+                    "switching_bias_low": (DIRECTION, Y, X),
+                    "switching_bias_high": (DIRECTION, Y, X),
+                    "loop_area": (Y, X),
+                    "loop_area_low": (Y, X),
+                    "loop_area_high": (Y, X),
+                    "imprint": (Y, X),
+                    "imprint_low": (Y, X),
+                    "imprint_high": (Y, X),
+                },
+                optional_variables={"true_switching_bias": (DIRECTION, Y, X), "true_status": (DIRECTION, Y, X)},
+                coords={FRAME: (FRAME,), DIRECTION: (DIRECTION,), Y: (Y,), X: (X,)},
+                optional_coords=_ALONG_FRAME,
+                attrs={**_STIMULUS, "status_meanings": _NAMES},
+                units={"state": "1", "noise": "1", "p_no_switch": "1", "separation": "1", **UNITS},
+            ),
+            _kind(
+                "sweep",  # ferrolens.dynamics.sweep_merge: every window size's dynamics along `window`
+                {
+                    **{k: (WINDOW, *d) for k, d in _DYN.items()},
+                    "latent_mean": (WINDOW, FRAME, LATENT),
+                    "latent_sd": (WINDOW, FRAME, LATENT),
+                },
+                coords={
+                    WINDOW: (WINDOW,),
+                    FRAME: (FRAME,),
+                    **_DYN_COORDS,
+                    "grid_value": (WINDOW, VARIABLE, GRID),
+                    "branch": (FRAME,),
+                    "segment": (FRAME,),
+                    LATENT: (LATENT,),
+                },
+                optional_coords=_ALONG_FRAME,
+                optional_attrs={"sources": Attr(list[str], json=True), "latents": Attr(list[str], json=True)},
+                units={**_DYN_UNITS, "period": "rad", WINDOW: "px", **UNITS},
+            ),
+        )
+    }
+)
 
 KINDS = tuple(STORE_KINDS)
 
@@ -344,14 +540,17 @@ def check_layout(ds: xr.Dataset, path: str | Path, part: bool = False) -> StoreK
     """
     kind = ds.attrs.get("ferrolens_kind")
     if kind not in STORE_KINDS:
-        raise ValueError("a store needs attrs from ferrolens.store.provenance()"
-                         + (f" (unknown kind {kind!r}; known: {', '.join(KINDS)})" if kind is not None else ""))
+        raise ValueError(
+            "a store needs attrs from ferrolens.store.provenance()"
+            + (f" (unknown kind {kind!r}; known: {', '.join(KINDS)})" if kind is not None else "")
+        )
     decl = STORE_KINDS[str(kind)]
     found = decl.problems(ds, writing=True, part=part)
     if found:
         listed = "; ".join(f"{p} (expected {e})" for p, e in found)
-        raise LayoutError(f"{kind} store {path} not written: {listed}. The declaration is "
-                          f"ferrolens.store.STORE_KINDS[{kind!r}]")
+        raise LayoutError(
+            f"{kind} store {path} not written: {listed}. The declaration is ferrolens.store.STORE_KINDS[{kind!r}]"
+        )
     return decl
 
 
@@ -363,5 +562,3 @@ def frame_coords(n_frames: int, bias: np.ndarray | None = None, time: np.ndarray
     if time is not None:
         coords[TIME] = (FRAME, np.asarray(time, dtype="float64"), {"units": UNITS[TIME], "long_name": "time"})
     return coords
-
-

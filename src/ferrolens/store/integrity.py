@@ -35,21 +35,32 @@ def check_chunks(path: str | Path, variables: Iterable[str] | None = None) -> No
         group = zarr.open_group(str(path), mode="r")
         arrays = dict(group.arrays())
     except Exception as exc:
-        raise InputError(path, f"cannot be opened as a zarr group ({type(exc).__name__}: {exc})",
-                         "a zarr store") from exc
-    for name in (arrays if variables is None else [v for v in variables if v in arrays]):
+        raise InputError(
+            path, f"cannot be opened as a zarr group ({type(exc).__name__}: {exc})", "a zarr store"
+        ) from exc
+    for name in arrays if variables is None else [v for v in variables if v in arrays]:
         arr = arrays[name]
         if arr.nchunks_initialized >= arr.nchunks:
             continue
-        missing = [c for c in itertools.product(*(range(n) for n in arr.cdata_shape))
-                   if not (path / chunk_name(arr, c)).exists()]
+        missing = [
+            c
+            for c in itertools.product(*(range(n) for n in arr.cdata_shape))
+            if not (path / chunk_name(arr, c)).exists()
+        ]
         if not missing:  # not a local folder layout: trust the count
-            raise InputError(path, f"variable {name!r} has {arr.nchunks - arr.nchunks_initialized} of "
-                                   f"{arr.nchunks} chunks missing", REWRITE)
+            raise InputError(
+                path,
+                f"variable {name!r} has {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunks missing",
+                REWRITE,
+            )
         shown = ", ".join(f"{c} ({chunk_name(arr, c)})" for c in missing[:3])
         fill = np.asarray(arr.metadata.fill_value).item()
-        raise InputError(path, f"variable {name!r}: {len(missing)} of {arr.nchunks} chunks missing, e.g. chunk "
-                               f"{shown}; they would read as the fill value {fill!r}", REWRITE)
+        raise InputError(
+            path,
+            f"variable {name!r}: {len(missing)} of {arr.nchunks} chunks missing, e.g. chunk "
+            f"{shown}; they would read as the fill value {fill!r}",
+            REWRITE,
+        )
 
 
 def check_checkpoint(path: str | Path, kind: str, expected: str) -> Path:
@@ -78,4 +89,3 @@ def check_checkpoint(path: str | Path, kind: str, expected: str) -> Path:
             found = repr(found)
         raise InputError(path, f"checkpoint of another model kind ({found})", f"model kind {kind!r}: {expected}")
     return path
-

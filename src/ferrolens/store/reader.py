@@ -63,8 +63,9 @@ class CheckedArray(BackendArray):
                     bad = c
                     break
             where = f"chunk {bad} ({chunk_name(self._arr, bad)})" if bad is not None else "a chunk"
-            raise InputError(self._path, f"variable {self._name!r}: {where} cannot be read "
-                                         f"({type(exc).__name__}: {exc})", REWRITE) from exc
+            raise InputError(
+                self._path, f"variable {self._name!r}: {where} cannot be read ({type(exc).__name__}: {exc})", REWRITE
+            ) from exc
 
 
 def _guard_reads(ds: xr.Dataset, path: Path) -> xr.Dataset:
@@ -105,16 +106,18 @@ class CheckedZarrBackend(BackendEntrypoint):
     """
 
     description = "zarr (ferrolens): a chunk that does not decode is named"
-    open_dataset_parameters = tuple(p for p in inspect.signature(ZarrBackendEntrypoint.open_dataset).parameters
-                                    if p != "self")
+    open_dataset_parameters = tuple(
+        p for p in inspect.signature(ZarrBackendEntrypoint.open_dataset).parameters if p != "self"
+    )
 
     def open_dataset(self, filename_or_obj: Any, *, drop_variables: Any = None, **kwargs: Any) -> xr.Dataset:
         ds = ZarrBackendEntrypoint().open_dataset(filename_or_obj, drop_variables=drop_variables, **kwargs)
         return _guard_reads(ds, Path(filename_or_obj))
 
 
-def open_zarr_checked(path: str | Path, expected: str, variables: Iterable[str] | None = None,
-                      **open_kw: Any) -> xr.Dataset:
+def open_zarr_checked(
+    path: str | Path, expected: str, variables: Iterable[str] | None = None, **open_kw: Any
+) -> xr.Dataset:
     """``xr.open_zarr`` (without dask chunks) that names the store on any failure: unreadable
     metadata, missing chunks (``check_chunks`` on ``variables``, default all) and, later,
     chunks that do not decode (reads go through :class:`CheckedArray`).
@@ -126,8 +129,6 @@ def open_zarr_checked(path: str | Path, expected: str, variables: Iterable[str] 
         raise InputError(path, f"cannot be opened as a zarr store ({type(exc).__name__}: {exc})", expected) from exc
     check_chunks(path, variables)
     return ds
-
-
 
 
 def open_store(
@@ -166,5 +167,3 @@ def open_store(
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise InputError(path, problem + more, want)
     return ds
-
-

@@ -52,7 +52,7 @@ def blocks(x: np.ndarray, size: int) -> np.ndarray:
     h2, w2 = h // size, w // size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # blocks with no finite pixel stay NaN
-        return np.nanmean(x[:, :h2 * size, :w2 * size].reshape(f, h2, size, w2, size, d), axis=(2, 4))
+        return np.nanmean(x[:, : h2 * size, : w2 * size].reshape(f, h2, size, w2, size, d), axis=(2, 4))
 
 
 def _truth(path: str, lat: xr.Dataset, shape: tuple[int, int]) -> np.ndarray:
@@ -70,8 +70,9 @@ def _truth(path: str, lat: xr.Dataset, shape: tuple[int, int]) -> np.ndarray:
     return values
 
 
-def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: Partial[DynamicsConfig],
-              truth: str | None = None) -> dict:
+def switching(
+    latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: Partial[DynamicsConfig], truth: str | None = None
+) -> dict:
     """Switching maps of one window size → ``out`` (switching.zarr); returns the errors against the
     truth (empty without it).
 
@@ -96,16 +97,20 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
     labels = [str(v) for v in lat[store.LATENT].values]
     unknown = [v for v in cfg["variables"] if v not in labels]
     if unknown:
-        raise InputError("config switching.variables", f"{unknown} not among the latents' labels {labels}",
-                         "latent labels of the rVAE (or [] for all)")
+        raise InputError(
+            "config switching.variables",
+            f"{unknown} not among the latents' labels {labels}",
+            "latent labels of the rVAE (or [] for all)",
+        )
     stim = _chosen_stimulus(lat, dyn["stimulus"], latents)
     sweep = analyse_sweep(stim.values, dyn["reversal_tolerance"], dyn["virgin_branch"], stim.name, stim.units)
     period = _angle_period(lat, dyn, latents) if ANGLE in (cfg["variables"] or labels) else math.pi
     x = blocks(features(np.asarray(lat["mean"].values), labels, list(cfg["variables"]), period), cfg["block"])
     n_frames, h, w, d = x.shape
     if sweep.branches.segments:
-        st = latent_state(x.reshape(n_frames, h * w, d), sweep.values, cfg["level_margin"], cfg["alpha"],
-                          cfg["min_separation"])
+        st = latent_state(
+            x.reshape(n_frames, h * w, d), sweep.values, cfg["level_margin"], cfg["alpha"], cfg["min_separation"]
+        )
     else:  # the stimulus never moves (e.g. one frame): nothing to read, every pixel marked "no data"
         log.info("%s: every pixel marked no data", sweep.note)
         nan = np.full(h * w, np.nan)
@@ -128,10 +133,16 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
     seconds = time.perf_counter() - started
 
     size = cfg["block"]
-    ys = ((np.arange(h) * size + (size - 1) / 2) if size > 1
-          else (lat[store.Y].values if store.Y in lat.coords else np.arange(h)))
-    xs = ((np.arange(w) * size + (size - 1) / 2) if size > 1
-          else (lat[store.X].values if store.X in lat.coords else np.arange(w)))
+    ys = (
+        (np.arange(h) * size + (size - 1) / 2)
+        if size > 1
+        else (lat[store.Y].values if store.Y in lat.coords else np.arange(h))
+    )
+    xs = (
+        (np.arange(w) * size + (size - 1) / 2)
+        if size > 1
+        else (lat[store.X].values if store.X in lat.coords else np.arange(w))
+    )
     units = stim.units
     yx, dyx = (store.Y, store.X), (store.DIRECTION, store.Y, store.X)
     names = list(branches)
@@ -140,19 +151,33 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
         return np.stack([getattr(branches[k], attr).reshape(h, w) for k in names])
 
     data = {
-        "state": ((store.FRAME, *yx), st.s.reshape(n_frames, h, w).astype(np.float32),
-                  {"units": "1", "long_name": "position between the bottom (0) and top (1) level"}),
+        "state": (
+            (store.FRAME, *yx),
+            st.s.reshape(n_frames, h, w).astype(np.float32),
+            {"units": "1", "long_name": "position between the bottom (0) and top (1) level"},
+        ),
         "noise": (yx, st.sigma.reshape(h, w), {"units": "1", "long_name": "sd of the state in one frame"}),
         "p_no_switch": (yx, st.p_value.reshape(h, w), {"units": "1", "long_name": "p of equal levels"}),
-        "separation": (yx, st.separation.reshape(h, w),
-                       {"units": "1", "long_name": "level separation in units of the latents' spread over the movie",
-                        "min_separation": float(cfg["min_separation"])}),
-        "status": (dyx, per_dir("status"), {"flag_values": list(range(len(STATUS_MEANINGS))),
-                                            "flag_meanings": " ".join(STATUS_MEANINGS)}),
+        "separation": (
+            yx,
+            st.separation.reshape(h, w),
+            {
+                "units": "1",
+                "long_name": "level separation in units of the latents' spread over the movie",
+                "min_separation": float(cfg["min_separation"]),
+            },
+        ),
+        "status": (
+            dyx,
+            per_dir("status"),
+            {"flag_values": list(range(len(STATUS_MEANINGS))), "flag_meanings": " ".join(STATUS_MEANINGS)},
+        ),
     }
-    for name, arr, what in (("switching_bias", per_dir("bias"), f"{stim.name} where the state crosses 1/2"),
-                            ("switching_bias_low", per_dir("low"), "lower end of its interval"),
-                            ("switching_bias_high", per_dir("high"), "upper end of its interval")):
+    for name, arr, what in (
+        ("switching_bias", per_dir("bias"), f"{stim.name} where the state crosses 1/2"),
+        ("switching_bias_low", per_dir("low"), "lower end of its interval"),
+        ("switching_bias_high", per_dir("high"), "upper end of its interval"),
+    ):
         data[name] = (dyx, arr, {"units": units, "long_name": what})
     for name, (v, lo, hi) in (("loop_area", area), ("imprint", imp)):
         data[name] = (yx, v.reshape(h, w), {"units": units})
@@ -166,25 +191,50 @@ def switching(latents: str, out: str, cfg: Partial[SwitchingConfig], dynamics: P
             var = _truth(truth, lat, (h, w)).reshape(n_frames, h * w)
             true = true_switching(var, sweep, cfg["level_margin"], virgin)
             errors = {k: switching_errors(branches[k], true[k], sweep.step) for k in names}
-            data["true_switching_bias"] = (dyx, np.stack([true[k].bias.reshape(h, w) for k in names]),
-                                           {"units": units, "long_name": "the generator's switching bias"})
-            data["true_status"] = (dyx, np.stack([true[k].status.reshape(h, w) for k in names]),
-                                   {"flag_meanings": " ".join(STATUS_MEANINGS)})
+            data["true_switching_bias"] = (
+                dyx,
+                np.stack([true[k].bias.reshape(h, w) for k in names]),
+                {"units": units, "long_name": "the generator's switching bias"},
+            )
+            data["true_status"] = (
+                dyx,
+                np.stack([true[k].status.reshape(h, w) for k in names]),
+                {"flag_meanings": " ".join(STATUS_MEANINGS)},
+            )
     coords: dict[str, Any] = {
         store.FRAME: lat[store.FRAME].values if store.FRAME in lat.coords else np.arange(n_frames),
-        store.DIRECTION: names, store.Y: ys, store.X: xs}
+        store.DIRECTION: names,
+        store.Y: ys,
+        store.X: xs,
+    }
     for c in ("bias", "time"):
         if c in lat.coords:
             coords[c] = (store.FRAME, lat[c].values, dict(lat[c].attrs))
     attrs = store.provenance(
-        "switching", {"switching": dict(cfg), "dynamics": {k: dyn[k] for k in
-                      ("stimulus", "reversal_tolerance", "virgin_branch", "bias_points")}},
-        window=lat.attrs.get("window"), stimulus=stim.name, stimulus_units=units, block=size,
-        status_meanings=list(STATUS_MEANINGS), stimulus_step=sweep.step, seconds=round(seconds, 3),
-        loop_note=op.note or sweep.note, noise_rho=[float(r) for r in st.rho],
+        "switching",
+        {
+            "switching": dict(cfg),
+            "dynamics": {k: dyn[k] for k in ("stimulus", "reversal_tolerance", "virgin_branch", "bias_points")},
+        },
+        window=lat.attrs.get("window"),
+        stimulus=stim.name,
+        stimulus_units=units,
+        block=size,
+        status_meanings=list(STATUS_MEANINGS),
+        stimulus_step=sweep.step,
+        seconds=round(seconds, 3),
+        loop_note=op.note or sweep.note,
+        noise_rho=[float(r) for r in st.rho],
         **{f"truth_{k}_{m}": v for k, e in errors.items() for m, v in e.items()},
-        **store.inherited_quality(lat.attrs))
+        **store.inherited_quality(lat.attrs),
+    )
     store.write_store(xr.Dataset(data, coords=coords, attrs=attrs), out)
-    log.info("switching of %d×%d %s in %.2f s (without reading and writing); errors against truth: %s",
-             h, w, "pixels" if size == 1 else f"blocks of {size} px", seconds, errors or "no truth")
+    log.info(
+        "switching of %d×%d %s in %.2f s (without reading and writing); errors against truth: %s",
+        h,
+        w,
+        "pixels" if size == 1 else f"blocks of {size} px",
+        seconds,
+        errors or "no truth",
+    )
     return errors

@@ -91,9 +91,11 @@ def noise_model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mean_variance_factor(frames_a: np.ndarray, frames_b: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """(D,) var(mean over frames_a − mean over frames_b) / σ² for AR(1) noise of lag-1 correlation ρ."""
+
     def block(f, g):
         lag = np.abs(f[:, None] - g[None, :])
         return (rho[:, None, None] ** lag[None]).mean(axis=(1, 2))
+
     return block(frames_a, frames_a) + block(frames_b, frames_b) - 2 * block(frames_a, frames_b)
 
 
@@ -110,8 +112,9 @@ def separation(delta: np.ndarray, sigma: np.ndarray, factor: np.ndarray, spread:
     return np.sqrt(np.where(np.isfinite(excess), excess, 0.0).sum(axis=1))
 
 
-def latent_state(x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha: float = 0.05,
-                 min_separation: float = 0.0) -> State:
+def latent_state(
+    x: np.ndarray, values: np.ndarray, margin: float = 0.05, alpha: float = 0.05, min_separation: float = 0.0
+) -> State:
     """The state of each pixel between its two saturated levels (see the module doc).
 
     x : (F, P, D) features per frame and pixel (NaN: missing). values : (F,) stimulus.
@@ -189,8 +192,9 @@ def segment_switching(u: np.ndarray, v: np.ndarray, sigma: np.ndarray, alpha: fl
     finite = np.isfinite(u)
     resid = np.where(idx < best, u, u - 1.0)
     dof = np.maximum(finite.sum(axis=0) - 2, 1)
-    sig2 = np.maximum(np.where(finite, resid, 0.0).__pow__(2).sum(axis=0) / dof,
-                      np.maximum(np.asarray(sigma, float), 1e-9) ** 2)
+    sig2 = np.maximum(
+        np.where(finite, resid, 0.0).__pow__(2).sum(axis=0) / dof, np.maximum(np.asarray(sigma, float), 1e-9) ** 2
+    )
     excess = (cost - cost[best, np.arange(n)]) / sig2
     crit = stats.f.isf(alpha, 1, dof)
     inside = (best > 0) & (best < m)
@@ -234,8 +238,12 @@ def segment_switching(u: np.ndarray, v: np.ndarray, sigma: np.ndarray, alpha: fl
     status[~inside] = NO_SWITCH
     status[np.isnan(u).all(axis=0)] = NO_DATA
     nan = np.full(n, np.nan)
-    return BranchResult(np.where(switched, point, nan), np.where(switched, ends.min(axis=0), nan),
-                        np.where(switched, ends.max(axis=0), nan), status)
+    return BranchResult(
+        np.where(switched, point, nan),
+        np.where(switched, ends.min(axis=0), nan),
+        np.where(switched, ends.max(axis=0), nan),
+        status,
+    )
 
 
 def _combine(results: list[BranchResult], n: int) -> BranchResult:
@@ -255,8 +263,7 @@ def _combine(results: list[BranchResult], n: int) -> BranchResult:
     status[(st == UNSETTLED).any(axis=0)] = UNSETTLED
     status[(st == NO_DATA).all(axis=0)] = NO_DATA
     keep = status == SWITCHED
-    return BranchResult(np.where(keep, bias, np.nan), np.where(keep, low, np.nan), np.where(keep, high, np.nan),
-                        status)
+    return BranchResult(np.where(keep, bias, np.nan), np.where(keep, low, np.nan), np.where(keep, high, np.nan), status)
 
 
 def switching_segments(sweep: Sweep, virgin: bool) -> dict[str, list[Segment]]:
@@ -266,8 +273,9 @@ def switching_segments(sweep: Sweep, virgin: bool) -> dict[str, list[Segment]]:
     return {name: [s for s in segs if s.direction == d] for name, d in DIRECTIONS.items()}
 
 
-def branch_switching(state: np.ndarray, sigma: np.ndarray, sweep: Sweep, alpha: float = 0.05,
-                     virgin: bool = True) -> dict[str, BranchResult]:
+def branch_switching(
+    state: np.ndarray, sigma: np.ndarray, sweep: Sweep, alpha: float = 0.05, virgin: bool = True
+) -> dict[str, BranchResult]:
     """Switching bias, interval and status per direction (``rising``, ``falling``) of P pixels.
 
     state : (F, P), 0 bottom level, 1 top level. sigma : (P,) the state's noise sd per frame (0: exact).
@@ -286,8 +294,9 @@ def branch_switching(state: np.ndarray, sigma: np.ndarray, sweep: Sweep, alpha: 
     return out
 
 
-def loop_area(state: np.ndarray, sigma: np.ndarray, op: LoopOperator, alpha: float = 0.05
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def loop_area(
+    state: np.ndarray, sigma: np.ndarray, op: LoopOperator, alpha: float = 0.05
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signed loop area ∫(falling − rising) d(stimulus) of each pixel's state (P,), in stimulus units,
     with its interval from the state's frame noise (white: ± z σ |area weights|). NaN where the
     sweep has no closed loop (``op.note``)."""
@@ -303,5 +312,4 @@ def loop_area(state: np.ndarray, sigma: np.ndarray, op: LoopOperator, alpha: flo
 def imprint(rising: BranchResult, falling: BranchResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Imprint (V_rising + V_falling) / 2 of pixels switched on both branches, with the interval from
     the two switching intervals (half the sums of their ends)."""
-    return (0.5 * (rising.bias + falling.bias), 0.5 * (rising.low + falling.low),
-            0.5 * (rising.high + falling.high))
+    return (0.5 * (rising.bias + falling.bias), 0.5 * (rising.low + falling.low), 0.5 * (rising.high + falling.high))

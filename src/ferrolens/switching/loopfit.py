@@ -37,8 +37,9 @@ def _solve(t: np.ndarray, v: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     return coef, (resid**2).sum(axis=0)
 
 
-def fit_loops(signal: np.ndarray, sweep: Sweep, widths: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
-              ) -> dict[str, np.ndarray]:
+def fit_loops(
+    signal: np.ndarray, sweep: Sweep, widths: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)
+) -> dict[str, np.ndarray]:
     """Fit every pixel's loop: ``signal`` (F, P) against ``sweep.values`` (F,); frames of rising
     segments (the virgin curve's too when it rises) take the rising coercive bias, the others the
     falling one. ``widths``: candidate widths as fractions of the bias range.
@@ -83,5 +84,12 @@ def fit_loops(signal: np.ndarray, sweep: Sweep, widths: tuple[float, ...] = (0.0
     t = np.where(rising, np.tanh((v[:, None] - vr) / wd), np.tanh((v[:, None] - vf) / wd))
     coef, sse = _solve(t, v, y)
     var = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    return {"offset": coef[:, 0], "amplitude": coef[:, 1], "rising_coercive": vr, "falling_coercive": vf,
-            "width": wd, "slope": coef[:, 2], "r2": 1.0 - sse / np.where(var > 0, var, np.nan)}
+    return {
+        "offset": coef[:, 0],
+        "amplitude": coef[:, 1],
+        "rising_coercive": vr,
+        "falling_coercive": vf,
+        "width": wd,
+        "slope": coef[:, 2],
+        "r2": 1.0 - sse / np.where(var > 0, var, np.nan),
+    }

@@ -27,8 +27,7 @@ def true_state(variant: np.ndarray, values: np.ndarray, margin: float) -> tuple[
     return s, top_variant != bottom_variant
 
 
-def window_state(variant: np.ndarray, values: np.ndarray, margin: float, window: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def window_state(variant: np.ndarray, values: np.ndarray, margin: float, window: int) -> tuple[np.ndarray, np.ndarray]:
     """What a descriptor of the n × n window around each pixel can see: (F, Y·X) the fraction of
     switching pixels in the window that hold their top level (1/2 for a third variant), and (Y·X,)
     whether the window holds any switching pixel. ``variant`` (F, Y, X)."""
@@ -44,8 +43,9 @@ def window_state(variant: np.ndarray, values: np.ndarray, margin: float, window:
     return frac.reshape(f, -1), (den > 1e-9).ravel()
 
 
-def true_switching(variant: np.ndarray, sweep: Sweep, margin: float, virgin: bool,
-                   window: int | None = None) -> dict[str, BranchResult]:
+def true_switching(
+    variant: np.ndarray, sweep: Sweep, margin: float, virgin: bool, window: int | None = None
+) -> dict[str, BranchResult]:
     """True switching per direction of P pixels from their variant (F, P) (see the module doc);
     with ``window`` (variant (F, Y, X)): that of the window around each pixel (:func:`window_state`)."""
     if window is None:
@@ -75,7 +75,8 @@ def switching_errors(est: BranchResult, true: BranchResult, step: float) -> dict
     err = np.abs(est.bias[both] - true.bias[both])
     held = (est.low[both] - step / 2 <= true.bias[both]) & (true.bias[both] <= est.high[both] + step / 2)
     return {
-        "n_true": int(t_sw.sum()), "n_both": int(both.sum()),
+        "n_true": int(t_sw.sum()),
+        "n_both": int(both.sum()),
         "recall": float(e_sw[t_sw].mean()) if t_sw.any() else np.nan,
         "false_calls": float(e_sw[never].mean()) if never.any() else np.nan,
         "median_abs_error": float(np.median(err)) if err.size else np.nan,
@@ -89,8 +90,12 @@ def confusion(est: BranchResult, true: BranchResult) -> dict[str, dict[str, int]
     ``no_switch_in_branch`` too where it has any) and called status (columns: every status of
     :data:`~ferrolens.switching.core.STATUS_MEANINGS`) of one direction."""
     rows = [c for c in (SWITCHED, NEVER, NO_SWITCH) if c != NO_SWITCH or (true.status == NO_SWITCH).any()]
-    return {STATUS_MEANINGS[r]: {STATUS_MEANINGS[c]: int(((true.status == r) & (est.status == c)).sum())
-                                 for c in range(len(STATUS_MEANINGS))} for r in rows}
+    return {
+        STATUS_MEANINGS[r]: {
+            STATUS_MEANINGS[c]: int(((true.status == r) & (est.status == c)).sum()) for c in range(len(STATUS_MEANINGS))
+        }
+        for r in rows
+    }
 
 
 def confusion_text(table: dict[str, dict[str, int]], title: str = "") -> str:
