@@ -14,3 +14,27 @@ def test_cutting_windows_imports_no_lightning():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["ferrolens.rvae.inputs", "ferrolens.segment.images", "False"]
+
+
+def test_conda_environment_states_the_package_requirements():
+    """envs/ferrolens.yaml (for --sdm conda) asks for every requirement of pyproject.toml with the same
+    bounds (conda-forge names: torch is pytorch, matplotlib matplotlib-base, snakemake snakemake-minimal)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda_name = {"torch": "pytorch", "matplotlib": "matplotlib-base", "snakemake": "snakemake-minimal"}
+
+    def split(spec: str) -> tuple[str, str]:
+        name, bounds = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", spec.split("#")[0].strip()).groups()
+        return name.lower(), bounds.replace(" ", "")
+
+    wanted = dict(split(d) for d in deps)
+    wanted = {conda_name.get(k, k): v for k, v in wanted.items()}
+    env = yaml.safe_load((root / "envs" / "ferrolens.yaml").read_text())["dependencies"]
+    have = dict(split(d) for d in env if isinstance(d, str))
+    assert {k: have.get(k) for k in wanted} == wanted
