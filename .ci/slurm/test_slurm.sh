@@ -140,12 +140,8 @@ step "tiny config (.test/tiny.yaml + .test/workflow.yaml) and the local run (--c
 "$PYTHON" "$HERE/check.py" tiny-config "$D/local/tiny.yaml"
 cp "$D/local/tiny.yaml" "$D/slurm/tiny.yaml"
 t0=$SECONDS
-# U-Nets train on 2 threads in their SLURM jobs, but on one each locally when the cores cannot give both
-# 2 (workflow/rules/common.smk: unet_threads); threads change the order of float sums, so the local run
-# is given the jobs' threads for a bit-equal comparison
 if ! (cd "$D/local" && timeout --signal=INT --kill-after=60 "$TIMEOUT" "$PYTHON" -m snakemake \
         -s "$ROOT/Snakefile" --directory "$D/local" --configfile "$D/local/tiny.yaml" --cores "$NCPU" \
-        --set-threads segment_train=2 \
         >"$D/local.log" 2>&1); then
     tail -n 60 "$D/local.log"
     fail "the local run failed (not a SLURM problem: the workflow itself)"

@@ -179,16 +179,6 @@ def seed_of(stage, wildcard):
     return job_seed
 
 
-def unet_threads(wildcards):
-    """Threads of one U-Net training: 2, or 1 each where the cores cannot give every class count 2 (on 2
-    cores both U-Nets then train side by side on one thread each, 105 CPU s each against 142 on two
-    threads, and the demo finishes 70 s sooner). 2 under a cluster executor (no --cores): one node each."""
-    cores = workflow.resource_settings.cores
-    if not cores:
-        return 2
-    return max(1, min(2, int(cores) // max(1, len(config["segment"]["n_classes"]))))
-
-
 # rvae keys of cutting windows, and of encoding; every other rvae key is training's
 RVAE_WINDOW_KEYS = ["input", "raw_normalize", "segmentation", "sampling", "count", "stride", "min_std", "weighting"]
 RVAE_ENCODE_KEYS = ["input", "raw_normalize", "accelerator", "encode_batch", "maps_logsd", "maps_chunk_mb", "angle_confidence"]

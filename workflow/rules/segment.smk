@@ -20,7 +20,7 @@ rule segment_train:
         log_of(SEGMENT_MODEL),
     benchmark:
         benchmark_of(SEGMENT_MODEL)
-    threads: unet_threads
+    threads: 2
     conda:
         CONDA_ENV
     resources:
