@@ -44,6 +44,7 @@ VOLATILE_ATTRS = (
     "source_sha256",
     "created",
     "git_commit",
+    "seconds",  # the switching store's run time
 )
 #: CSV columns that time a run, not what it computed: a training record's seconds per epoch
 #: (:data:`ferrolens.training.TIMES`).
