@@ -139,8 +139,8 @@ def cube() -> None:
         state[t] = s
     data = state + rng.normal(0, 0.5, (frames, n)) + ar1_noise(rng, 1, frames, 0.5, 0.05)[0][:, None]
     for name, b in (("bias", bias), ("shuffled bias", rng.permutation(bias))):
-        null = null_reference(operator(b), 2, 499, rng)
         op = operator(b)
+        null = null_reference(op, 2, 499, rng)
         mean = drift_robust_test(data.mean(axis=1)[None], null, 0.95, 0.05)
         pix = drift_robust_test(data[:, :40].T, null, 0.95, 0.05)
         truth = loop_metrics(state.mean(axis=1), op)["loop_area"][0] if name == "bias" else 0.0

@@ -626,14 +626,9 @@ def drift_robust_test(
     configured one. Valid (the configured degree's test is, and the largest p is no smaller); it guards
     against a smooth course in time that one polynomial misfits and whose remainder a loop term picks up
     (the demo with its bias shuffled: p 0.002 at degree 2, 0.6 at degree 1)."""
-    mt = lt.model_test(curves, *null[0], level, alpha)
-    if len(null) == 1:
-        return mt
-    others = [lt.model_test(curves, d, r, level, alpha) for d, r in null[1:]]
+    tests = [lt.model_test(curves, d, r, level, alpha) for d, r in null]
     return replace(
-        mt,
-        p=np.max([mt.p] + [o.p for o in others], axis=0),
-        detectable=np.max([mt.detectable] + [o.detectable for o in others], axis=0),
+        tests[0], p=np.max([t.p for t in tests], axis=0), detectable=np.max([t.detectable for t in tests], axis=0)
     )
 
 
