@@ -12,7 +12,7 @@ from ferrolens import store
 from ferrolens.bias import triangular_waveform
 from ferrolens.config import section
 from ferrolens.dynamics import kde_nmf, sweep_merge
-from ferrolens.dynamics.nmf import fit_nmf, nnls_weights
+from ferrolens.dynamics.nmf import coordinate_descent, fit_nmf, nnls_weights, refit_nmf
 from ferrolens.errors import InputError
 
 LABELS = ["angle", "dx", "dy", "z1", "z2"]
@@ -274,6 +274,33 @@ def test_nmf_seeded_ordered_and_normalised():
     np.testing.assert_allclose(nnls_weights(X, r1.components), r1.weights)
     with pytest.raises(ValueError):
         fit_nmf(X, 0, seed=0)
+
+
+@pytest.mark.parametrize("shape, iters", [((30, 80), 2000), ((19, 300), 7)])
+def test_refit_coordinate_descent_is_scikit_learns_to_the_bit(shape, iters):
+    """The bootstrap's lean refit loop gives scikit-learn's NMF(init="custom", solver="cd") exactly, converged
+    or stopped at max_iter, and refit_nmf keeps a resample's components matched to the point fit."""
+    import warnings
+
+    from sklearn.decomposition import NMF
+
+    rng = np.random.default_rng(1)
+    w, h = rng.random((shape[0], 2)), rng.random((2, shape[1]))
+    X = w @ h + 0.05 * rng.random(shape)
+    w0, h0 = np.ascontiguousarray(w * 1.2 + 0.01), np.ascontiguousarray(h * 0.8 + 0.01)
+    model = NMF(n_components=2, init="custom", solver="cd", max_iter=iters, tol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w_ref = model.fit_transform(X, W=w0.copy(), H=h0.copy())
+    w_new, h_new, n_iter = coordinate_descent(X, w0.copy(), h0.copy(), iters, 1e-6)
+    assert n_iter == model.n_iter_ and (iters > 10 or n_iter == iters)
+    np.testing.assert_array_equal(w_new, w_ref)
+    np.testing.assert_array_equal(h_new, model.components_)
+    point = fit_nmf(X, 2, seed=0)
+    swapped = type(point)(point.components[::-1], point.weights[:, ::-1], 0.0, 0, True)
+    again = refit_nmf(X + 0.01 * rng.random(shape), swapped)  # a perturbed copy, refitted from swapped factors
+    corr = np.corrcoef(again.components, swapped.components)[:2, 2:]
+    assert np.diag(corr).min() > 0.95 > np.abs(corr[[0, 1], [1, 0]]).max()  # matched to the point's order
 
 
 def test_figure_names_its_stimulus_and_says_what_is_left_out(tmp_path, monkeypatch):

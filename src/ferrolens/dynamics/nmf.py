@@ -139,6 +139,41 @@ def fit_nmf(
     return NMFResult(H, W, err, int(model.n_iter_), bool(model.n_iter_ < max_iter))
 
 
+def coordinate_descent(
+    X: np.ndarray, W: np.ndarray, H: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """scikit-learn's NMF coordinate descent from ``W`` (rows, N), ``H`` (N, features) (``init="custom"``,
+    Frobenius loss, no regularisation, no shuffling): ``(W, H, iterations)``, the same numbers as
+    ``NMF(init="custom", solver="cd").fit_transform`` to the last bit (``tests/test_dynamics.py``).
+
+    Its loop (``sklearn.decomposition._nmf._fit_coordinate_descent``) without the per-iteration input checks
+    and dispatch, which cost as much as the arithmetic on a dynamics stage's small matrices (frames × grid
+    bins): the bootstrap refits hundreds of them for thousands of iterations each (a warm start makes the
+    relative stopping rule hard to meet). Falls back to scikit-learn where its compiled update is missing.
+    """
+    try:
+        from sklearn.decomposition._cdnmf_fast import _update_cdnmf_fast
+    except ImportError:  # a scikit-learn that moved its private kernel: the public estimator, same algorithm
+        n = H.shape[0]
+        model = NMF(n_components=n, init="custom", solver="cd", beta_loss="frobenius", max_iter=max_iter, tol=tol)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            W = model.fit_transform(X, W=W, H=H)
+        return W, model.components_.copy(), int(model.n_iter_)
+    W, Ht, Xt = np.ascontiguousarray(W), np.ascontiguousarray(H.T), X.T
+    order = np.arange(W.shape[1], dtype=np.intp)
+    violation_init = 0.0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        violation = _update_cdnmf_fast(W, np.dot(Ht.T, Ht), X @ Ht, order)
+        violation += _update_cdnmf_fast(Ht, np.dot(W.T, W), Xt @ W, order)
+        if n_iter == 1:
+            violation_init = violation
+        if violation_init == 0 or violation / violation_init <= tol:
+            break
+    return W, Ht.T.copy(), n_iter
+
+
 def refit_nmf(
     X: np.ndarray, point: NMFResult, measure: np.ndarray | float = 1.0, max_iter: int = 2000, tol: float = 1e-5
 ) -> NMFResult:
@@ -150,11 +185,7 @@ def refit_nmf(
     n = point.components.shape[0]
     W0 = np.ascontiguousarray(np.clip(point.weights, 1e-12, None))
     H0 = np.ascontiguousarray(np.clip(point.components, 1e-12, None))
-    model = NMF(n_components=n, init="custom", solver="cd", beta_loss="frobenius", max_iter=max_iter, tol=tol)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit_transform(X, W=W0, H=H0)
-    H = model.components_.copy()
+    _, H, n_iter = coordinate_descent(X, W0, H0, max_iter, tol)
     scale = (H * np.broadcast_to(measure, H.shape[1:])).sum(axis=1)
     scale[scale <= 0] = 1.0
     H /= scale[:, None]
@@ -170,4 +201,4 @@ def refit_nmf(
     W = nnls_weights(X, H)
     norm = np.linalg.norm(X)
     err = float(np.linalg.norm(X - W @ H) / norm) if norm > 0 else 0.0
-    return NMFResult(H, W, err, int(model.n_iter_), bool(model.n_iter_ < max_iter))
+    return NMFResult(H, W, err, n_iter, n_iter < max_iter)
