@@ -196,6 +196,24 @@ def rvae_train_settings(wildcards):
     return {**pick(config["rvae"], drop=drop), "epochs": epochs}
 
 
+def feeds_rvae(wildcards):
+    """Scheduling priority of a U-Net job: 1 where its class count feeds the rVAE, else 0.
+
+    Its training and prediction lie on the path to the longest jobs (the rVAE trainings); the other
+    U-Net only draws figures and can wait for free cores.
+    """
+    return int(RVAE_INPUT != "raw" and int(wildcards.classes) == RVAE_SEG)
+
+
+def window_rank(wildcards):
+    """Scheduling priority of an rVAE window cut and training: 1 + the window's rank among the sizes.
+
+    The larger the window, the longer its training, the earlier it starts; every one outranks the
+    U-Net that only draws figures (priority 0), which needs both cores of a small machine at once.
+    """
+    return 1 + WINDOWS.index(int(wildcards.window))
+
+
 def rvae_segmentation(wildcards):
     """The segmentation store the rVAE input comes from ([] for raw frames)."""
     if RVAE_INPUT == "raw":

@@ -20,6 +20,7 @@ rule rvae_windows:
     resources:
         mem_mb=4000,
         runtime=30,
+    priority: window_rank
     script:
         "../scripts/rvae_windows.py"
 
@@ -43,6 +44,7 @@ rule rvae_train:
     resources:
         mem_mb=4000,
         runtime=120,
+    priority: window_rank
     script:
         "../scripts/rvae_train.py"
 

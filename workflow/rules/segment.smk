@@ -26,6 +26,7 @@ rule segment_train:
     resources:
         mem_mb=4000,
         runtime=120,
+    priority: feeds_rvae
     script:
         "../scripts/segment_train.py"
 
@@ -49,5 +50,6 @@ rule segment_predict:
     resources:
         mem_mb=4000,
         runtime=60,
+    priority: feeds_rvae
     script:
         "../scripts/segment_predict.py"
