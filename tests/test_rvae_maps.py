@@ -54,6 +54,25 @@ def test_fully_convolutional_maps_equal_per_window_encoding(n, shape, architectu
     np.testing.assert_allclose(logsd, ref_logsd, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("n", [12, 24])
+def test_maps_do_not_depend_on_the_thread_count(n):
+    """The same numbers on 1, 2 or 3 threads (FFT heads included): a job's thread count is no result."""
+    torch.manual_seed(0)
+    model = RVAE(n, latent_dim=2, architecture="equivariant", filters=16)
+    frames = np.random.default_rng(0).random((2, 160, 150)).astype(np.float32)
+    before = torch.get_num_threads()
+    try:
+        maps = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            maps.append(model.latent_maps(frames, logsd=True))
+    finally:
+        torch.set_num_threads(before)
+    for other in maps[1:]:
+        np.testing.assert_array_equal(other[0], maps[0][0])
+        np.testing.assert_array_equal(other[1], maps[0][1])
+
+
 def test_centred_window_convention_and_reflect_padding():
     frame = np.arange(7 * 8, dtype=np.float32).reshape(7, 8)
     for n in (5, 6):

@@ -214,6 +214,13 @@ def window_rank(wildcards):
     return 1 + WINDOWS.index(int(wildcards.window))
 
 
+def encode_threads(wildcards):
+    """Threads of one window size's maps: 2 for the largest (the last job of the longest chain, nothing
+    beside it), 1 for the others, which then run beside the largest window's one-thread training instead
+    of waiting for both cores. The maps are the same on any thread count (rvae.maps, tested)."""
+    return 2 if int(wildcards.window) == WINDOWS[-1] else 1
+
+
 def rvae_segmentation(wildcards):
     """The segmentation store the rVAE input comes from ([] for raw frames)."""
     if RVAE_INPUT == "raw":

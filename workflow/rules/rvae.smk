@@ -82,7 +82,7 @@ rule rvae_encode:
         log_of(LATENTS),
     benchmark:
         benchmark_of(LATENTS)
-    threads: 2
+    threads: encode_threads
     conda:
         CONDA_ENV
     resources:

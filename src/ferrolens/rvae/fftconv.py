@@ -24,7 +24,9 @@ from a float64 convolution by ~1e-5 (FFT) and ~4e-4 (direct), measured in
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,17 @@ from torch import Tensor
 
 FFT_FROM = 8  # kernel side from which the FFT path is used (n >= 12)
 BLOCK_MB = 32.0  # tile spectra transformed and multiplied at a time (bounds the extra memory)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to 1 while inside (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tile_size(k: int) -> int:
@@ -105,8 +118,12 @@ class ValidConv:
             spec = spec.reshape(b, g, cg, f, 2).permute(1, 3, 0, 2, 4).reshape(g, f, b, 2 * cg)
             y = torch.view_as_complex(torch.matmul(spec, spectra).reshape(g, f, b, og, 2))
             y = y.permute(2, 0, 3, 1).reshape(b, o, p, q)
-            # inverse: along columns first, then only the t valid rows along the (real) rows
-            y = torch.fft.irfft(torch.fft.ifft(y, dim=-2)[..., :t, :], n=p, dim=-1)[..., :t]
+            # inverse: along columns first, then only the t valid rows along the (real) rows; the real
+            # inverse on one thread, since torch's CPU c2r rounds differently with more (the maps would
+            # depend on the thread count by ~1e-4); it is the smallest of the transforms (outputs, not inputs)
+            y = torch.fft.ifft(y, dim=-2)[..., :t, :]
+            with one_thread():
+                y = torch.fft.irfft(y, n=p, dim=-1)[..., :t]
             out[:, :, r0:r1] = y.reshape(n, r1 - r0, tx, o, t, t).permute(0, 3, 1, 4, 2, 5)
         out = out.reshape(n, o, ty * t, tx * t)[..., :ho, :wo]
         return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out.contiguous()
