@@ -214,11 +214,12 @@ def window_rank(wildcards):
     return 1 + WINDOWS.index(int(wildcards.window))
 
 
-def encode_threads(wildcards):
-    """Threads of one window size's maps: 2 for the largest (the last job of the longest chain, nothing
-    beside it), 1 for the others, which then run beside the largest window's one-thread training instead
-    of waiting for both cores. The maps are the same on any thread count (rvae.maps, tested)."""
-    return 2 if int(wildcards.window) == WINDOWS[-1] else 1
+def unet_threads(wildcards):
+    """Threads of a U-Net's training: 2 where it feeds the rVAE (the head of the longest chain), 1 for
+    the one that only draws figures, which then trains beside the one-thread rVAE trainings instead of
+    waiting, at the end, for both cores of a small machine. A params entry of segment_train too: the
+    thread count changes a model's last digits, so a U-Net changing role is retrained."""
+    return 2 if feeds_rvae(wildcards) else 1
 
 
 def rvae_segmentation(wildcards):

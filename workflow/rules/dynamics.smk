@@ -23,6 +23,7 @@ rule dynamics_kde_nmf:
     resources:
         mem_mb=4000,
         runtime=30,
+    priority: window_rank
     script:
         "../scripts/dynamics_kde_nmf.py"
 

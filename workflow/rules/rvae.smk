@@ -82,11 +82,12 @@ rule rvae_encode:
         log_of(LATENTS),
     benchmark:
         benchmark_of(LATENTS)
-    threads: encode_threads
+    threads: 1  # the maps are the same on any thread count (tested); one thread packs best beside the others
     conda:
         CONDA_ENV
     resources:
         mem_mb=4000,
         runtime=60,
+    priority: window_rank
     script:
         "../scripts/rvae_encode.py"
