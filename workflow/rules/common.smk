@@ -214,14 +214,6 @@ def window_rank(wildcards):
     return 1 + WINDOWS.index(int(wildcards.window))
 
 
-def unet_threads(wildcards):
-    """Threads of a U-Net's training: 2 where it feeds the rVAE (the head of the longest chain), 1 for
-    the one that only draws figures, which then trains beside the one-thread rVAE trainings instead of
-    waiting, at the end, for both cores of a small machine. A params entry of segment_train too: the
-    thread count changes a model's last digits, so a U-Net changing role is retrained."""
-    return 2 if feeds_rvae(wildcards) else 1
-
-
 def rvae_segmentation(wildcards):
     """The segmentation store the rVAE input comes from ([] for raw frames)."""
     if RVAE_INPUT == "raw":

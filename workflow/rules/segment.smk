@@ -16,12 +16,11 @@ rule segment_train:
         # the quality floor is applied where the quality is drawn (figure_segment_training), not in training
         cfg=pick(config["segment"], "model", "normalize", "train", "augment", drop=["train.min_iou"]),
         seed=seed_of("segment", "classes"),
-        threads=unet_threads,
     log:
         log_of(SEGMENT_MODEL),
     benchmark:
         benchmark_of(SEGMENT_MODEL)
-    threads: unet_threads
+    threads: 2
     conda:
         CONDA_ENV
     resources:
