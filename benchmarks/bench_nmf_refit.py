@@ -56,7 +56,7 @@ def main() -> None:
     H0 = np.ascontiguousarray(np.clip(point.components, 1e-12, None))
     resamples = [np.clip(X * rng.gamma(50.0, 1 / 50.0, X.shape), 0, None) for _ in range(args.resamples)]
     clock = Clock(threads=1)
-    ref, iters = [], []
+    ref = []
     with clock("scikit-learn NMF(init='custom', solver='cd')"):
         for x in resamples:
             model = NMF(2, init="custom", solver="cd", max_iter=args.max_iter, tol=args.tol)

@@ -199,6 +199,20 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch intra-op threads set to 1 while inside, restored after: for the steps whose rounding would
+    otherwise depend on the thread count (the per-pixel maps, :mod:`ferrolens.rvae.maps`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    set_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(before)
+
+
 def device_for(accelerator: str, where: str) -> torch.device:
     """The torch device of an ``accelerator`` config value, for inference (training: :func:`plan`).
 

@@ -206,9 +206,9 @@ def feeds_rvae(wildcards):
 
 
 def window_rank(wildcards):
-    """Scheduling priority of an rVAE window cut and training: 1 + the window's rank among the sizes.
+    """Scheduling priority of a window size's jobs (windows, training, maps, dynamics): 1 + its rank.
 
-    The larger the window, the longer its training, the earlier it starts; every one outranks the
+    The larger the window, the longer its chain, the earlier it starts; every one outranks the
     U-Net that only draws figures (priority 0), which needs both cores of a small machine at once.
     """
     return 1 + WINDOWS.index(int(wildcards.window))

@@ -144,7 +144,7 @@ def coordinate_descent(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """scikit-learn's NMF coordinate descent from ``W`` (rows, N), ``H`` (N, features) (``init="custom"``,
     Frobenius loss, no regularisation, no shuffling): ``(W, H, iterations)``, the same numbers as
-    ``NMF(init="custom", solver="cd").fit_transform`` to the last bit (``tests/test_dynamics.py``).
+    ``NMF(init="custom", solver="cd").fit_transform`` to the last bit (``tests/test_dynamics_api.py``).
 
     Its loop (``sklearn.decomposition._nmf._fit_coordinate_descent``) without the per-iteration input checks
     and dispatch, which cost as much as the arithmetic on a dynamics stage's small matrices (frames × grid

@@ -24,27 +24,16 @@ from a float64 convolution by ~1e-5 (FFT) and ~4e-4 (direct), measured in
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..parallel import one_thread
+
 FFT_FROM = 8  # kernel side from which the FFT path is used (n >= 12)
 BLOCK_MB = 32.0  # tile spectra transformed and multiplied at a time (bounds the extra memory)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch's intra-op threads set to 1 while inside (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def tile_size(k: int) -> int:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .fftconv import one_thread
+from ..parallel import one_thread
 from .registry import WindowEncoder
 
 
