@@ -99,9 +99,11 @@ def test_latents_store(bars_run):
     assert "reflect" in lat.attrs["padding"] and "centre" in lat.attrs["origin"]
     np.testing.assert_allclose(lat["bias"].values, images["bias"].values)
     np.testing.assert_allclose(lat["sample_bias"].values, images["bias"].values[lat["sample_frame"].values])
-    # every 9×9 frame is one window, centred at (4, 4): the map there is the window's code
+    # every 9×9 frame is one window, centred at (4, 4): its code is read from the maps there
     centre = lat["mean"].isel(y=4, x=4).values[lat["sample_frame"].values]
-    np.testing.assert_allclose(centre, lat["code_mean"].values, atol=1e-5)
+    np.testing.assert_array_equal(centre, lat["code_mean"].values)
+    centre_sd = lat["logsd"].isel(y=4, x=4).values[lat["sample_frame"].values]
+    np.testing.assert_array_equal(centre_sd, lat["code_logsd"].values)
     # each frame's window holds one bar: its angle is determined (rvae.angle_confidence, the rule in attrs)
     conf = lat["angle_confidence"]
     assert conf.dims == ("frame", "y", "x") and conf.attrs["units"] == "1" and "coherence" in conf.attrs["rule"]
@@ -175,9 +177,10 @@ def test_checkpoint_round_trip_reproduces_codes(bars_run, tmp_path):
     lat = open_store(root / "latents.zarr", "latents", ["code_mean"])
     model = load(root / "model.ckpt")
     w = xr.open_zarr(root / "windows.zarr")["windows"].values
-    mean, logsd = model.encode(w, batch_size=1024)  # the batch size encode() used
-    np.testing.assert_array_equal(mean, lat["code_mean"].values)
-    np.testing.assert_array_equal(logsd, lat["code_logsd"].values)
+    mean, logsd = model.encode(w)
+    # the stored codes were read from the maps: per-window encoding equals them to float rounding
+    np.testing.assert_allclose(mean, lat["code_mean"].values, atol=1e-4)
+    np.testing.assert_allclose(logsd, lat["code_logsd"].values, atol=1e-4)
     # non-default hyper-parameters survive save → load_from_checkpoint, codes are identical
     torch.manual_seed(0)
     m = RVAE(
@@ -206,6 +209,30 @@ def test_checkpoint_round_trip_reproduces_codes(bars_run, tmp_path):
         np.testing.assert_array_equal(a, b)
     z = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(m.decode(z, angle=0.3), back.decode(z, angle=0.3))
+
+
+def test_codes_of_windows_cut_from_other_images_are_encoded_one_by_one(bars_run, tmp_path):
+    """A sample is read from the maps only where its stored window is the mapped images' window: windows
+    of other images (here every other sample's bar turned by 90°) are encoded one by one, to the bit."""
+    root, images, _ = bars_run
+    wds = xr.open_zarr(root / "windows.zarr").load()
+    other = wds["windows"].values.copy()
+    other[::2] = np.rot90(other[::2], 1, axes=(1, 2))
+    wds["windows"].values[:] = other
+    wds.to_zarr(tmp_path / "windows.zarr", zarr_format=3, consolidated=True)
+    small = images.isel(frame=slice(0, 64))  # samples of frames beyond these are encoded one by one too
+    encode(small, str(tmp_path / "windows.zarr"), str(root / "model.ckpt"), str(tmp_path / "lat.zarr"), BARS_CFG, 1)
+    lat = open_store(tmp_path / "lat.zarr", "latents", ["mean", "code_mean", "code_logsd"])
+    model = load(root / "model.ckpt")
+    frame = lat["sample_frame"].values
+    from_maps = (np.arange(len(frame)) % 2 == 1) & (frame < 64)
+    one_by_one = ~from_maps
+    mean, logsd = model.encode(other[one_by_one])
+    np.testing.assert_array_equal(mean, lat["code_mean"].values[one_by_one])
+    np.testing.assert_array_equal(logsd, lat["code_logsd"].values[one_by_one])
+    centre = lat["mean"].isel(y=4, x=4).values[frame[from_maps]]
+    np.testing.assert_array_equal(centre, lat["code_mean"].values[from_maps])
+    assert from_maps.sum() > 10 and one_by_one.sum() > 10
 
 
 class _Killed(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from typing import cast
 
 import numpy as np
 import xarray as xr
@@ -74,15 +75,62 @@ def _model_checks(model: RVAE) -> dict:
     return quality
 
 
-def _window_codes(model: RVAE, wds: xr.Dataset, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and log-sds ``(S, 3 + L)`` float32 of a windows store's windows, ``batch`` at a time."""
-    s_total = wds.sizes[SAMPLE]
-    code_mean = np.empty((s_total, len(model.labels)), np.float32)
+def _window_codes(model: RVAE, wds: xr.Dataset, index: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-sds ``(len(index), 3 + L)`` float32 of the windows store's samples
+    ``index`` (sorted), encoded one by one, ``batch`` at a time."""
+    code_mean = np.empty((len(index), len(model.labels)), np.float32)
     code_logsd = np.empty_like(code_mean)
-    for a in range(0, s_total, batch):
-        block = np.asarray(wds["windows"][a : a + batch].values)
+    for a in range(0, len(index), batch):
+        block = np.asarray(wds["windows"][index[a : a + batch]].values)
         code_mean[a : a + batch], code_logsd[a : a + batch] = model.encode(block)
     return code_mean, code_logsd
+
+
+class _CodesFromMaps:
+    """The sampled windows' codes read from the per-pixel maps, frame batch by frame batch.
+
+    The map at ``(frame, y, x)`` is the code of the window centred there (:mod:`.maps`), so a sampled
+    window costs nothing more once its frame is mapped (encoding the 10,000 windows of the demo one by
+    one at ``n = 24`` took longer than mapping its 40 frames). A sample is read from the maps only
+    where its stored window equals, to the bit, the window of the mapped images at its frame and centre;
+    the others (a windows store cut from other images) are encoded one by one in :meth:`finish`.
+    """
+
+    def __init__(self, wds: xr.Dataset, frames: np.ndarray, n: int, n_latent: int):
+        self.wds, self.n = wds, n
+        where = {v: i for i, v in enumerate(np.asarray(frames).tolist())}
+        self.frame = np.array([where.get(v, -1) for v in wds["sample_frame"].values.tolist()], np.int64)
+        self.y, self.x = wds["sample_y"].values.astype(np.int64), wds["sample_x"].values.astype(np.int64)
+        self.mean = np.full((len(self.frame), n_latent), np.nan, np.float32)
+        self.logsd = np.full_like(self.mean, np.nan)
+        self.found = np.zeros(len(self.frame), bool)
+
+    def take(self, a: int, images: np.ndarray, mean: np.ndarray, logsd: np.ndarray) -> None:
+        """Read the codes of the samples in frames ``a … a + len(images) - 1`` from their maps
+        (``images`` ``(F, H, W)`` float32 as mapped; ``mean``, ``logsd`` ``(F, H, W, 3 + L)``)."""
+        sel = np.flatnonzero((self.frame >= a) & (self.frame < a + len(images)))
+        if not len(sel):
+            return
+        f, y0, x0 = self.frame[sel] - a, self.y[sel] - self.n // 2, self.x[sel] - self.n // 2
+        inside = (y0 >= 0) & (x0 >= 0) & (y0 + self.n <= images.shape[1]) & (x0 + self.n <= images.shape[2])
+        sel, f, y0, x0 = sel[inside], f[inside], y0[inside], x0[inside]
+        cut = np.lib.stride_tricks.sliding_window_view(images, (self.n, self.n), axis=(1, 2))[f, y0, x0]
+        same = (np.asarray(self.wds["windows"][sel].values, np.float32) == cut).all(axis=(1, 2))
+        sel, f, yc, xc = sel[same], f[same], y0[same] + self.n // 2, x0[same] + self.n // 2
+        self.mean[sel], self.logsd[sel], self.found[sel] = mean[f, yc, xc], logsd[f, yc, xc], True
+
+    def finish(self, model: RVAE, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """All codes ``(S, 3 + L)``: those not read from the maps encoded one by one."""
+        rest = np.flatnonzero(~self.found)
+        if len(rest):
+            self.mean[rest], self.logsd[rest] = _window_codes(model, self.wds, rest, batch)
+        log.info(
+            "codes of %d sampled windows read from the maps, %d encoded one by one (their window is not the "
+            "mapped images' at their frame and centre)",
+            int(self.found.sum()),
+            len(rest),
+        )
+        return self.mean, self.logsd
 
 
 def _along_frame(images: xr.DataArray) -> dict[str, tuple]:
@@ -168,10 +216,10 @@ def encode(
     labels = model.labels
     batch = max(1, int(c["encode_batch"]))
     quality = _model_checks(model)
-    code_mean, code_logsd = _window_codes(model, wds, batch)  # (a) the sampled windows' codes
-    s_total = len(code_mean)
     n_frames, height, width = (int(v) for v in images.shape)
     frames = _frame_values(images)
+    codes = _CodesFromMaps(wds, frames, n, len(labels))  # (a) the sampled windows' codes, read from (b)
+    s_total = len(codes.mean)
     along_frame = _along_frame(images)
     attrs = provenance(
         "latents",
@@ -190,7 +238,7 @@ def encode(
         quality_angle_follow=float(quality.get("angle_follow", np.nan)),
         angle_period=2 * math.pi / model.cfg["angle_symmetry"],
     )
-    head = _codes_dataset(code_mean, code_logsd, wds, model, height, width, attrs)
+    head = _codes_dataset(codes.mean, codes.logsd, wds, model, height, width, attrs)  # placeholders until finish
     map_attrs = {
         "mean": {"long_name": "posterior mean of the window centred on each pixel"},
         "logsd": {"long_name": "posterior log standard deviation of the window centred on each pixel"},
@@ -204,14 +252,17 @@ def encode(
 
     def parts():
         """The codes with the first frame batch, then one batch of maps after another."""
+        # log-sd maps always (the sampled windows' log-sds are read from them; ~10 % more time), stored if asked
         for a, b, m, s in iter_latent_maps(
-            model.encoder, images, logsd=logsd, chunk_mb=float(c["maps_chunk_mb"]), device=device, progress=True
+            model.encoder, images, logsd=True, chunk_mb=float(c["maps_chunk_mb"]), device=device, progress=True
         ):
             m, s = model._finish(m, s)
+            img = np.asarray(images[a:b].values, np.float32)
+            codes.take(a, img, m, cast(np.ndarray, s))
             data = {"mean": ((FRAME, Y, X, LATENT), m, map_attrs["mean"])}
             if logsd:
                 data["logsd"] = ((FRAME, Y, X, LATENT), s, map_attrs["logsd"])
-            conf = angle_confidence(np.asarray(images[a:b].values, np.float32), n, rule["min_contrast"])
+            conf = angle_confidence(img, n, rule["min_contrast"])
             data["angle_confidence"] = ((FRAME, Y, X), conf, conf_attrs)
             coords = {FRAME: frames[a:b], **{k: (FRAME, v[1][a:b], v[2]) for k, v in along_frame.items()}}
             part = xr.Dataset(data, coords=coords, attrs=attrs)
@@ -219,5 +270,15 @@ def encode(
 
     encoding: dict[str, dict[str, tuple[int, ...]]] = {k: {"chunks": chunks} for k in variables}
     encoding["angle_confidence"] = {"chunks": chunks[:3]}
-    write_store_streamed(parts(), out, encoding=encoding)
+
+    def finish() -> xr.Dataset:
+        mean, sd = codes.finish(model, batch)
+        return xr.Dataset(
+            {
+                "code_mean": head["code_mean"].variable.copy(data=mean),
+                "code_logsd": head["code_logsd"].variable.copy(data=sd),
+            }
+        )
+
+    write_store_streamed(parts(), out, encoding=encoding, finish=finish)
     log.info("wrote latents of %d windows and %d frames (n=%d) to %s", s_total, n_frames, n, out)

@@ -120,15 +120,19 @@ def write_store_streamed(
     path: str | Path,
     encoding: Mapping | None = None,
     append_dim: str = FRAME,
+    finish: Callable[[], xr.Dataset] | None = None,
 ) -> Path:
     """Write a store part by part (e.g. batches of frames) with bounded memory, atomically.
 
     The first part creates the store (with ``encoding``; it must carry the
     provenance attrs and every variable the kind declares); every later
     part holds only variables along ``append_dim`` and is appended along it.
-    Each part is checked against the kind's declaration before it is written.
-    The finished store is consolidated and renamed into place; on any error
-    nothing is left behind.
+    ``finish``, when given, is called once every part is written and returns
+    variables of the first part whose values are known only then (e.g.
+    gathered from all the parts); they are written over the first part's
+    placeholders, same names, shapes and dtypes. Each part is checked against
+    the kind's declaration before it is written. The finished store is
+    consolidated and renamed into place; on any error nothing is left behind.
     """
     import zarr
 
@@ -159,6 +163,11 @@ def write_store_streamed(
                 part.to_zarr(tmp, append_dim=append_dim, zarr_format=3, consolidated=False, write_empty_chunks=True)
         if attrs is None:
             raise ValueError(f"nothing to write to {path}: no parts")
+        if finish is not None:
+            last = finish()
+            last.attrs = attrs
+            # mode "a" without append_dim overwrites the named arrays in place (their chunks as created)
+            last.to_zarr(tmp, mode="a", zarr_format=3, consolidated=False, write_empty_chunks=True)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             zarr.consolidate_metadata(str(tmp))
