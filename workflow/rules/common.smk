@@ -209,7 +209,7 @@ def window_rank(wildcards):
     """Scheduling priority of a window size's jobs (windows, training, maps, dynamics): 1 + its rank.
 
     The larger the window, the longer its chain, the earlier it starts; every one outranks the
-    U-Net that only draws figures (priority 0), which needs both cores of a small machine at once.
+    U-Net that only draws figures (priority 0).
     """
     return 1 + WINDOWS.index(int(wildcards.window))
 

@@ -20,7 +20,10 @@ rule segment_train:
         log_of(SEGMENT_MODEL),
     benchmark:
         benchmark_of(SEGMENT_MODEL)
-    threads: 2
+    # one thread: 2 epochs of the demo's 3-class U-Net took 56 CPU s on 1 thread and 83 on 2 (1.29×
+    # sooner for 1.5× the CPU), so on a small machine the two U-Nets train side by side; a profile's
+    # set-threads gives a larger machine more
+    threads: 1
     conda:
         CONDA_ENV
     resources:
