@@ -16,6 +16,23 @@ def test_cutting_windows_imports_no_lightning():
     assert out.split() == ["ferrolens.rvae.inputs", "ferrolens.segment.images", "False"]
 
 
+def test_figures_that_print_a_verdict_import_neither_torch_nor_lightning(tmp_path):
+    """The figures read the rVAE's quality.json and judge the U-Net's held-out IoU without importing torch
+    (~2 s of CPU a figure job) or Lightning (~5 s more)."""
+    report = tmp_path / "quality.json"
+    report.write_text('{"passed": true, "failed": [], "quality_warning": "", "measurements": {}}')
+    code = (
+        "import sys\nfrom ferrolens.figures.latent import _verdict\nfrom ferrolens.figures.segment import "
+        "segment_training_figure\nfrom ferrolens.segment.verdict import judge\n"
+        f"v = _verdict({{}}, {str(report)!r})\n"
+        "j = judge({'heldout_miou': 0.9, 'heldout_iou_wall': 0.8}, 0.6)\n"
+        "print(v.get('quality_warning', '') == '', j['quality_ok'], 'torch' in sys.modules, "
+        "'pytorch_lightning' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "False", "False"]
+
+
 def test_conda_environment_states_the_package_requirements():
     """envs/ferrolens.yaml (for --sdm conda) asks for every requirement of pyproject.toml with the same
     bounds (conda-forge names: torch is pytorch, matplotlib matplotlib-base, snakemake snakemake-minimal)."""

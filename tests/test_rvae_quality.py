@@ -14,6 +14,7 @@ from ferrolens.errors import InputError
 from ferrolens.rvae import quality
 from ferrolens.rvae.config import DEFAULTS, model_hparams, resolve_config
 from ferrolens.rvae.model import RVAE
+from ferrolens.rvae.report import read_report
 from ferrolens.rvae.toy import oriented_bars
 
 torch.set_num_threads(2)
@@ -84,7 +85,7 @@ def test_report_applies_thresholds_without_touching_the_model(tmp_path):
     assert quality.report(str(ckpt), str(out), {"min_r2_blur": 0.5})["passed"]
     assert json.loads(out.read_text())["quality_warning"] == ""
     record = quality.report(str(ckpt), str(out), {"min_r2_blur": 0.7})
-    assert not record["passed"] and quality.read_report(str(out)) == json.loads(json.dumps(record))
+    assert not record["passed"] and read_report(str(out)) == json.loads(json.dumps(record))
     assert ckpt.read_bytes() == before
     # an older checkpoint without measurements fails and says to retrain; another model kind is refused
     torch.save({"ferrolens_model": "rvae"}, ckpt)

@@ -55,7 +55,7 @@ def _verdict(attrs: dict, quality: str | list[str] | None) -> dict:
     given (the thresholds apply there), else what the store's attributes hold (notebooks)."""
     if not quality:
         return dict(attrs)
-    from ..rvae.quality import read_report
+    from ..rvae.report import read_report
 
     records = [read_report(q) for q in ([quality] if isinstance(quality, str) else quality)]
     out = dict(attrs, quality_warning=" | ".join(r["quality_warning"] for r in records if r["quality_warning"]))

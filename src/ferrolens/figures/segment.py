@@ -27,7 +27,7 @@ def _read(metrics: str, quality: str) -> tuple[pd.DataFrame, dict, list[str]]:
 
 def segment_training_figure(metrics: list[str], quality: list[str], min_iou: float = 0.6):
     """The figure of :func:`segment_training`, not saved (one row per model)."""
-    from ..segment.model import judge
+    from ..segment.verdict import judge
 
     # the floor is applied here, where the quality is reported: training records the measurement only
     runs = [

@@ -390,11 +390,3 @@ def report(checkpoint: str, out: str, thresholds: dict[str, Any]) -> dict[str, A
         log.warning("%s", text)
     write_file_atomic(Path(out), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1, default=float)))
     return record
-
-
-def read_report(path: str) -> dict[str, Any]:
-    """A ``quality.json`` written by :func:`report`."""
-    import json
-    from pathlib import Path
-
-    return json.loads(Path(path).read_text())

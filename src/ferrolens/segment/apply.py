@@ -31,8 +31,9 @@ from ..store import (
 )
 from .images import NORMALISATION, _movie_image
 from .infer import normalize_frames, predict_frames, resolve_precision
-from .model import MODEL_KIND, SegmentationModel, measure, metrics_table
+from .model import MODEL_KIND, SegmentationModel, metrics_table
 from .unet import UNet, fuse_for_inference
+from .verdict import measure
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Training the U-Net: :func:`train` (movie and labels stores → ``model.ckpt``, ``metrics.csv``,
 ``quality.json``) and :func:`fit` (arrays, for notebooks), both through the shared harness
 (:mod:`ferrolens.training`); ``quality.json`` holds the held-out IoU
-(:func:`~ferrolens.segment.model.measure`), which :func:`~ferrolens.segment.model.judge` compares with
+(:func:`~ferrolens.segment.verdict.measure`), which :func:`~ferrolens.segment.verdict.judge` compares with
 ``train.min_iou``."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from .config import resolve_config
 from .data import SegmentationData, describe_split
 from .images import _movie_image
 from .infer import normalize_frames, predict_frames
-from .model import MODEL_KIND, SegmentationModel, measure
+from .model import MODEL_KIND, SegmentationModel
+from .verdict import measure
 
 log = logging.getLogger(__name__)
 
