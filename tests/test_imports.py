@@ -16,6 +16,34 @@ def test_cutting_windows_imports_no_lightning():
     assert out.split() == ["ferrolens.rvae.inputs", "ferrolens.segment.images", "False"]
 
 
+def test_loading_a_trained_rvae_imports_no_lightning(tmp_path):
+    """The encode and latent-space jobs load the trained model as a plain nn.Module (RVAENet) and do not pay
+    ~5 s of CPU each for importing Lightning; the model is the training system's, to the bit."""
+    import numpy as np
+    import pytorch_lightning as pl
+    import torch
+
+    from ferrolens.rvae.model import RVAE
+
+    torch.manual_seed(0)
+    model = RVAE(9, latent_dim=2, filters=8)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    x = np.random.default_rng(0).random((4, 9, 9)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np\nfrom ferrolens.pipeline import rvae_encode, latent_space_map\n"
+        "from ferrolens.rvae import load, encode\n"
+        f"m = load({str(tmp_path / 'm.ckpt')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, m.encode(np.load({str(tmp_path / 'x.npy')!r}))[0])\n"
+        "print(type(m).__name__, 'pytorch_lightning' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["RVAENet", "False"]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.encode(x)[0])
+
+
 def test_figures_that_print_a_verdict_import_neither_torch_nor_lightning(tmp_path):
     """The figures read the rVAE's quality.json and judge the U-Net's held-out IoU without importing torch
     (~2 s of CPU a figure job) or Lightning (~5 s more)."""

@@ -9,7 +9,7 @@ from torch.distributions import Normal, kl_divergence
 
 from ferrolens.errors import InputError
 from ferrolens.rvae import RVAE, Encoder, SpatialDecoder, kl_normal
-from ferrolens.rvae.model import LossParts
+from ferrolens.rvae.net import LossParts
 
 torch.set_num_threads(1)
 
@@ -226,7 +226,7 @@ def test_an_untrained_image_decoder_draws_a_flat_image_not_noise():
 def test_a_checkpoint_saved_before_the_schemas_names_loads_as_it_was(tmp_path):
     """Checkpoints written before issue 27 hold symmetry, units, fourier, pixel_fraction (and lack keys added
     later): the load-time shim (model.legacy_hparams) rebuilds the same model, which encodes identically."""
-    from ferrolens.rvae.model import legacy_hparams
+    from ferrolens.rvae.net import legacy_hparams
 
     torch.manual_seed(0)
     model = RVAE(

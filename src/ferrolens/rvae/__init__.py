@@ -7,12 +7,13 @@ pixel-coordinate grid and z.
 
 Entry functions (one per Snakemake rule): :func:`make_windows` (:mod:`.inputs`),
 :func:`train` (:mod:`.learn`), :func:`encode` (:mod:`.apply`); the config section in
-:mod:`.config`; :func:`load` returns a trained :class:`RVAE` whose
-``encode``/``decode``/``latent_maps`` methods are the notebook API. Its encoder and decoder are
+:mod:`.config`; :func:`load` returns a trained :class:`RVAENet` whose
+``encode``/``decode``/``latent_maps`` methods are the notebook API (:class:`RVAE` is the same model as a
+LightningModule, what training fits). Its encoder and decoder are
 plain modules built by :mod:`.registry` (the :class:`WindowEncoder` and :class:`CoordinateDecoder`
 protocols) from the config's ``architecture`` and ``decoder``.
 
-Names are imported on first use (PEP 562): cutting windows does not import Lightning.
+Names are imported on first use (PEP 562): cutting windows, encoding and decoding do not import Lightning.
 """
 
 from ..lazy import lazy_names
@@ -23,7 +24,7 @@ _WHERE = {
     "DEFAULTS": "config",
     "make_windows": "inputs",
     "fit": "learn",
-    "load": "learn",
+    "load": "net",
     "train": "learn",
     "circular_agreement": "geometry",
     "circular_correlation": "geometry",
@@ -33,8 +34,9 @@ _WHERE = {
     "iter_latent_maps": "maps",
     "latent_maps": "maps",
     "RVAE": "model",
-    "LossParts": "model",
-    "kl_normal": "model",
+    "LossParts": "net",
+    "kl_normal": "net",
+    "RVAENet": "net",
     "Encoder": "modules",
     "SpatialDecoder": "modules",
     "sample_windows": "windows",

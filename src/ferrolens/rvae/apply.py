@@ -34,9 +34,8 @@ from . import quality as _quality
 from .confidence import angle_confidence, store_attrs
 from .config import resolve_config
 from .inputs import CENTRE, _bias, _frame_values, _source_attrs, check_images
-from .learn import load
 from .maps import iter_latent_maps
-from .model import RVAE
+from .net import RVAENet, load
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def latent_units(latent_dim: int) -> list[str]:
 
 
 # --- rvae_encode --------------------------------------------------------------------------------
-def _model_checks(model: RVAE) -> dict:
+def _model_checks(model: RVAENet) -> dict:
     """The model's recorded quality measurements (logged here; judged by rule rvae_quality, not here:
     a threshold re-encodes nothing)."""
     n, quality = model.window, model.quality or {}
@@ -75,7 +74,7 @@ def _model_checks(model: RVAE) -> dict:
     return quality
 
 
-def _window_codes(model: RVAE, wds: xr.Dataset, index: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+def _window_codes(model: RVAENet, wds: xr.Dataset, index: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and log-sds ``(len(index), 3 + L)`` float32 of the windows store's samples
     ``index`` (sorted), encoded one by one, ``batch`` at a time."""
     code_mean = np.empty((len(index), len(model.labels)), np.float32)
@@ -119,7 +118,7 @@ class _CodesFromMaps:
         sel, f, yc, xc = sel[same], f[same], y0[same] + self.n // 2, x0[same] + self.n // 2
         self.mean[sel], self.logsd[sel], self.found[sel] = mean[f, yc, xc], logsd[f, yc, xc], True
 
-    def finish(self, model: RVAE, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, model: RVAENet, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """All codes ``(S, 3 + L)``: those not read from the maps encoded one by one."""
         rest = np.flatnonzero(~self.found)
         if len(rest):
@@ -146,7 +145,7 @@ def _along_frame(images: xr.DataArray) -> dict[str, tuple]:
 
 
 def _codes_dataset(
-    code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Dataset, model: RVAE, height: int, width: int, attrs: dict
+    code_mean: np.ndarray, code_logsd: np.ndarray, wds: xr.Dataset, model: RVAENet, height: int, width: int, attrs: dict
 ) -> xr.Dataset:
     """The latents store's first part: the sampled windows' codes with their sample coordinates, the
     latent axis (labels, units) and the frame grid."""

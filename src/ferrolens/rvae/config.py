@@ -24,12 +24,12 @@ DEFAULTS: RvaeConfig = cast(RvaeConfig, config_section("rvae"))
 def resolve_config(cfg: Partial[RvaeConfig]) -> RvaeConfig:
     """``cfg`` with defaults filled and checked against the schema; a bad key is an :class:`InputError`.
 
-    The schema is ``ferrolens.config.SCHEMA`` when called, as for :class:`~ferrolens.rvae.model.RVAE`
+    The schema is ``ferrolens.config.SCHEMA`` when called, as for :class:`~ferrolens.rvae.net.RVAENet`
     (a test registers a new architecture in a copy of it)."""
     return cast(RvaeConfig, config_section("rvae", cfg, schema=_config.SCHEMA))
 
 
-#: Keys of the ``rvae:`` section that are the model's hyper-parameters (:class:`~ferrolens.rvae.model.RVAE`
+#: Keys of the ``rvae:`` section that are the model's hyper-parameters (:class:`~ferrolens.rvae.net.RVAENet`
 #: takes them by these names, with the window size; the rest of the section is sampling, training and encoding).
 MODEL_KEYS = (
     "architecture",

@@ -20,7 +20,6 @@ from ..errors import InputError
 from ..parallel import plan
 from ..sections import RvaeConfig
 from ..store import (
-    check_checkpoint,
     config_digest,
     sha256_file,
 )
@@ -28,7 +27,8 @@ from . import quality as _quality
 from .config import epochs_for, model_hparams, resolve_config
 from .data import WindowDataModule, read_windows
 from .inputs import check_window
-from .model import MODEL_KIND, RVAE, LossParts
+from .model import RVAE
+from .net import MODEL_KIND, LossParts
 
 log = logging.getLogger(__name__)
 
@@ -234,15 +234,3 @@ def assess_model(
     q = _quality.assess(model, windows, int(cfg["angle_symmetry"]), int(cfg["quality"]["windows"]), seed, val_loss=val)
     q["held_out"] = bool(held_out)
     return q
-
-
-# --- load ------------------------------------------------------------------------------------
-def load(checkpoint: str | Path) -> RVAE:
-    """The trained :class:`RVAE` of a checkpoint (weights only, on CPU, eval mode).
-
-    Raises :class:`InputError` naming the file when it is missing, unreadable
-    or holds another kind of model.
-    """
-    path = check_checkpoint(checkpoint, MODEL_KIND, "an rVAE checkpoint written by ferrolens.rvae.train (model.ckpt)")
-    model = RVAE.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return model.eval()

@@ -112,7 +112,7 @@ def iter_latent_maps(
     ------
     ``(start, stop, mean, logsd)`` with ``mean`` ``(stop - start, H, W, 3 + L)``
     float32 and ``logsd`` the same or ``None``. Raw encoder outputs (no
-    masking of unused latents; see :meth:`RVAE.latent_maps`).
+    masking of unused latents; see :meth:`RVAENet.latent_maps`).
     """
     n = encoder.window
     n_frames, height, width = (int(s) for s in frames.shape)

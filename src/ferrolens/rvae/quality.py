@@ -194,7 +194,7 @@ def assess(
         w = w[np.sort(np.random.default_rng(seed).permutation(w.shape[0])[:max_windows])]
     rot = rotation_check(model, w, symmetry)
     rec = reconstructions(model, w) if len(w) else w
-    code = 3 + int(model.hparams.latent_dim)
+    code = 3 + int(model.hparams["latent_dim"])
     r2, r2_pca = r2_score(w, rec), pca_r2(w, code)
     tail, epochs = loss_tail([] if val_loss is None else val_loss)
     return {

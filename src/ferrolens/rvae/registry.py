@@ -2,7 +2,7 @@
 
 The ``rvae:`` section's enums pick the parts: ``architecture`` the encoder (:data:`ENCODERS`),
 ``decoder`` the decoder (:data:`DECODERS`). A part is a plain ``nn.Module`` that implements
-:class:`WindowEncoder` or :class:`CoordinateDecoder`; :class:`~ferrolens.rvae.model.RVAE` (the
+:class:`WindowEncoder` or :class:`CoordinateDecoder`; :class:`~ferrolens.rvae.net.RVAENet` (the
 training system) holds one of each, and :mod:`ferrolens.rvae.maps` computes per-pixel maps of any
 :class:`WindowEncoder`.
 
@@ -71,7 +71,7 @@ class WindowEncoder(Protocol):
 @runtime_checkable
 class CoordinateDecoder(Protocol):
     """Pixel coordinates (already turned and shifted by the code's pose) and the free latents → one value
-    (or logit) per coordinate: what :meth:`ferrolens.rvae.model.RVAE.generate` calls."""
+    (or logit) per coordinate: what :meth:`ferrolens.rvae.net.RVAENet.generate` calls."""
 
     def __call__(self, coords: Tensor, z: Tensor) -> Tensor:
         """``coords (N or 1, P, 2)`` in grid units (the window spans ``[-1, 1]²``) and ``z (N, L)`` → ``(N, P)``."""
