@@ -56,21 +56,26 @@ def test_fully_convolutional_maps_equal_per_window_encoding(n, shape, architectu
 
 @pytest.mark.parametrize("n", [12, 24])
 def test_maps_do_not_depend_on_the_thread_count(n):
-    """The same numbers on 1, 2 or 3 threads (FFT heads included): a job's thread count is no result."""
+    """The same numbers on 1, 2 or 3 threads (FFT heads included): a job's thread count is no result. Both
+    ways of using threads: one batch of frames (torch's threads inside it) and, with a budget of one frame
+    a batch, batches mapped side by side (one thread each), which must also keep the frames' order."""
     torch.manual_seed(0)
     model = RVAE(n, latent_dim=2, architecture="equivariant", filters=16)
-    frames = np.random.default_rng(0).random((2, 160, 150)).astype(np.float32)
+    frames = np.random.default_rng(0).random((3, 160, 150)).astype(np.float32)
     before = torch.get_num_threads()
     try:
         maps = []
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            maps.append(model.latent_maps(frames, logsd=True))
+            maps.append(model.latent_maps(frames, logsd=True))  # one batch of 3 frames
+            maps.append(model.latent_maps(frames, logsd=True, chunk_mb=60))  # 3 batches of one frame
     finally:
         torch.set_num_threads(before)
     for other in maps[1:]:
         np.testing.assert_array_equal(other[0], maps[0][0])
         np.testing.assert_array_equal(other[1], maps[0][1])
+    alone = model.latent_maps(frames[2:], logsd=True, chunk_mb=60)  # the last frame on its own
+    np.testing.assert_array_equal(alone[0][0], maps[3][0][2])
 
 
 def test_centred_window_convention_and_reflect_padding():
