@@ -21,7 +21,7 @@ a subprocess whose peak RSS is measured from ``/proc/self/status`` (VmHWM;
 
 Usage::
 
-    python benchmarks/bench_rvae_maps.py [--threads 2] [--size 256] [--movie-frames 4] [--frames 100]
+    python benchmarks/bench_rvae_maps.py [--threads 2] [--size 256] [--movie-frames 10] [--frames 100]
                                          [--movie-size 512] [--skip-frame] [--skip-movie]
                                          [--architecture equivariant paper]
 """
@@ -45,7 +45,7 @@ PEERS = "../shared/peers/atomai_results_2026-12.jsonl encimg_atomai_total, cpu/w
 ATOMAI_ENCIMG_S = 53.6  # AtomAI 0.8.1 rVAE.encode of the 65,536 windows of one 256² frame at n = 24 (2 cores)
 
 
-def part1(size: int, n: int, threads: int, architecture: str, clock: Clock, movie_frames: int = 4) -> dict:
+def part1(size: int, n: int, threads: int, architecture: str, clock: Clock, movie_frames: int = 10) -> dict:
     from ferrolens.rvae import RVAE, centred_windows
 
     torch.set_num_threads(threads)
@@ -186,7 +186,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=24)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--movie-frames", type=int, default=4, help="frames timed after the first (part 1)")
+    p.add_argument("--movie-frames", type=int, default=10, help="frames timed after the first (part 1)")
     p.add_argument("--movie-size", type=int, default=512)
     p.add_argument("--skip-movie", action="store_true")
     p.add_argument("--skip-frame", action="store_true")
